@@ -1,0 +1,206 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import PeachProtocol
+
+/// Whole-file caching: fetch on open, local reads and writes, store on close and fsync.
+extension AFSCacheManager {
+    public func open(_ inode: Inode, flags: Int32) throws -> OpenReply {
+        statistics.update { $0.opens += 1 }
+        let vnode = try vnode(inode)
+        let truncate = flags & O_TRUNC != 0
+        var askedServer = false
+        var fetched = false
+        let (fd, keepCache): (Int32, Bool) = try vnode.io.withLock {
+            if !lock.withLock({ hasValidCallBack(vnode) }) {
+                try fetchStatus(vnode.fid)
+                askedServer = true
+            }
+            let (type, dataVersion, dirty) = lock.withLock { (vnode.status.type, vnode.status.dataVersion, vnode.dirty) }
+            guard type == .regular else { throw type == .directory ? FileSystemError.isDirectory : FileSystemError.invalid }
+            let cached = disk.entry(vnode.fid)
+            // A dirty copy is newer than anything on the server: keep it (the last close wins).
+            let haveCurrentCopy = cached.map { $0.dirty || $0.dataVersion == dataVersion } ?? false
+            if truncate {
+                try truncateLocalCopy(vnode, cached: haveCurrentCopy ? cached : nil, dataVersion: dataVersion)
+            } else if !haveCurrentCopy || !dirty && cached?.dataVersion != dataVersion {
+                try fetchWholeFile(vnode)
+                askedServer = true
+                fetched = true
+            }
+            guard let entry = disk.entry(vnode.fid) else { throw FileSystemError(EIO, "cached copy vanished") }
+            let fd = Glibc.open(disk.path(vnode.fid, entry.dataVersion), O_RDWR | O_CLOEXEC)
+            guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
+            disk.touch(vnode.fid)
+            return lock.withLock {
+                vnode.openCount += 1
+                let keep = !truncate && vnode.kernelVersion == entry.dataVersion
+                vnode.kernelVersion = entry.dataVersion
+                return (fd, keep)
+            }
+        }
+        if !askedServer { statistics.update { $0.openHits += 1 } }
+        let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: !fetched))
+        return OpenReply(handle: handle, keepCache: keepCache, directIO: false)
+    }
+
+    /// O_TRUNC: no fetch; the local copy becomes empty and dirty. Caller holds `vnode.io`.
+    private func truncateLocalCopy(_ vnode: CachedVnode, cached: DiskCache.Entry?, dataVersion: UInt64) throws {
+        if let cached {
+            guard Glibc.truncate(disk.path(vnode.fid, cached.dataVersion), 0) == 0 else {
+                throw FileSystemError(errno, "truncating the cached copy")
+            }
+        } else {
+            let path = disk.path(vnode.fid, dataVersion)
+            let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+            guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
+            Glibc.close(fd)
+            disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
+        }
+        markDirty(vnode, size: 0)
+    }
+
+    /// FetchData into a new cache file, then install it. Caller holds `vnode.io`.
+    func fetchWholeFile(_ vnode: CachedVnode) throws {
+        let stamp = lock.withLock { breakStamp(vnode.inode) }
+        let expected = lock.withLock { vnode.status.size }
+        makeRoom(for: expected)
+        let temporary = disk.directory + "/files/fetch-" + UUID().uuidString
+        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError(errno, "creating a cache file") }
+        let offset = NIOLockedValueBox<UInt64>(0)
+        let status: FileStatus
+        let expiry: UInt64
+        do {
+            defer { Glibc.close(fd) }
+            (status, expiry) = try connection.fetchData(vnode.fid) { chunk in
+                try offset.withLockedValue { position in
+                    try chunk.withUnsafeReadableBytes { bytes in
+                        var done = 0
+                        while done < bytes.count {
+                            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(position) + off_t(done))
+                            guard n > 0 else { throw FileSystemError(errno, "writing the cache") }
+                            done += n
+                        }
+                    }
+                    position += UInt64(chunk.readableBytes)
+                }
+            }
+        } catch {
+            Glibc.unlink(temporary)
+            throw error
+        }
+        let received = offset.withLockedValue { $0 }
+        guard received == status.size else {
+            Glibc.unlink(temporary)
+            throw FileSystemError(EIO, "fetched \(received) bytes of \(status.size)")
+        }
+        Glibc.rename(temporary, disk.path(vnode.fid, status.dataVersion))
+        disk.install(.init(fid: vnode.fid, dataVersion: status.dataVersion, size: status.size, dirty: false, lastUse: 0))
+        lock.withLock { _ = install(status, expiry: expiry, stamp: stamp) }
+        statistics.update {
+            $0.fetches += 1
+            $0.fetchedBytes += status.size
+            $0.cacheBytes = disk.totalBytes
+        }
+    }
+
+    /// Evicts clean, closed files until `bytes` more fit under the cache size.
+    func makeRoom(for bytes: UInt64) {
+        let evicted = disk.evict(reserving: bytes) { fid in
+            lock.withLock { vnodes[fid.vnode].map { $0.openCount > 0 || $0.dirty } ?? false }
+        }
+        if evicted > 0 { statistics.update { $0.evictions += evicted } }
+    }
+
+    func markDirty(_ vnode: CachedVnode, size: UInt64) {
+        let now = Timespec.now()
+        lock.withLock {
+            vnode.dirty = true
+            vnode.dirtyGeneration += 1
+            vnode.status.size = size
+            vnode.status.mtime = now
+            vnode.status.ctime = now
+        }
+        disk.markDirty(vnode.fid, size: size)
+    }
+
+    public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let file = try handles.get(handle)
+        let n = pread(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
+        guard n >= 0 else { throw FileSystemError(errno, "reading the cached copy") }
+        statistics.update {
+            $0.reads += 1
+            $0.readBytes += UInt64(n)
+            if file.servedFromCache { $0.readHitBytes += UInt64(n) }
+        }
+        return n
+    }
+
+    public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
+        let file = try handles.get(handle)
+        let n = pwrite(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
+        guard n >= 0 else { throw FileSystemError(errno, "writing the cached copy") }
+        let end = offset + UInt64(n)
+        let size = lock.withLock { max(file.vnode.status.size, end) }
+        markDirty(file.vnode, size: size)
+        statistics.update {
+            $0.writes += 1
+            $0.writeBytes += UInt64(n)
+        }
+        return n
+    }
+
+    public func flush(handle: UInt64) throws {
+        let file = try handles.get(handle)
+        if lock.withLock({ file.vnode.dirty && !file.vnode.removed }) { try store(file.vnode, fd: file.fd) }
+    }
+
+    public func fsync(handle: UInt64) throws {
+        try flush(handle: handle)
+    }
+
+    public func release(handle: UInt64) {
+        guard let file = handles.remove(handle) else { return }
+        Glibc.close(file.fd)
+        let removed = lock.withLock {
+            file.vnode.openCount -= 1
+            return file.vnode.removed && file.vnode.openCount == 0
+        }
+        if removed { disk.remove(file.vnode.fid) }
+    }
+
+    /// StoreData of the whole local copy. On failure the copy stays dirty and the error goes to
+    /// the caller (close(2), fsync(2)). `baseVersion` names the cache file when the in-memory
+    /// status is newer (a leftover from an earlier run).
+    func store(_ vnode: CachedVnode, fd givenFD: Int32?, baseVersion: UInt64? = nil) throws {
+        try vnode.io.withLock {
+            let (dirty, generation, size, mtime, removed) = lock.withLock {
+                (vnode.dirty, vnode.dirtyGeneration, vnode.status.size, vnode.status.mtime, vnode.removed)
+            }
+            guard dirty, !removed, let entry = disk.entry(vnode.fid) else { return }
+            var fd = givenFD ?? -1
+            if givenFD == nil {
+                fd = Glibc.open(disk.path(vnode.fid, baseVersion ?? entry.dataVersion), O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
+            }
+            defer { if givenFD == nil { Glibc.close(fd) } }
+            let stamp = lock.withLock { breakStamp(vnode.inode) }
+            let (status, expiry) = try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime)
+            let stillDirty = lock.withLock {
+                let stillDirty = vnode.dirtyGeneration != generation
+                vnode.dirty = stillDirty
+                install(status, expiry: expiry, stamp: stamp)
+                // The kernel's pages hold what we just stored.
+                if vnode.kernelVersion != nil { vnode.kernelVersion = status.dataVersion }
+                return stillDirty
+            }
+            disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, stillDirty: stillDirty)
+            statistics.update {
+                $0.stores += 1
+                $0.storedBytes += size
+                $0.cacheBytes = disk.totalBytes
+            }
+        }
+    }
+}

@@ -1,0 +1,293 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import PeachProtocol
+
+/// Directories cached whole under callbacks; namespace changes synchronous at the server, the
+/// cached listing updated from the reply.
+extension AFSCacheManager {
+    static func checkName(_ name: String) throws {
+        guard name.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
+    }
+
+    /// The directory with a valid promise and its listing cached, fetching it whole if needed.
+    func directoryWithListing(_ inode: Inode) throws -> (CachedVnode, [String: DirectoryEntry]) {
+        let directory = try vnode(inode)
+        if let listing = lock.withLock({ hasValidCallBack(directory) ? directory.listing : nil }) {
+            return (directory, listing)
+        }
+        return try directory.io.withLock {
+            if let listing = lock.withLock({ hasValidCallBack(directory) ? directory.listing : nil }) {
+                return (directory, listing)
+            }
+            guard lock.withLock({ directory.isDirectory }) else { throw FileSystemError.notDirectory }
+            let stamp = lock.withLock { breakStamp(inode) }
+            let bytes = NIOLockedValueBox(ByteBuffer())
+            let (status, expiry) = try connection.fetchData(directory.fid) { chunk in
+                var chunk = chunk
+                bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
+            }
+            let entries: [DirectoryEntry]
+            do {
+                entries = try DirectoryListingCodec.decode(bytes.withLockedValue { $0 })
+            } catch {
+                throw FileSystemError(EIO, "malformed directory listing: \(error)")
+            }
+            let listing = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+            statistics.update {
+                $0.fetches += 1
+                $0.fetchedBytes += UInt64(bytes.withLockedValue { $0.readableBytes })
+            }
+            lock.withLock {
+                install(status, expiry: expiry, stamp: stamp)
+                directory.listing = listing
+                directory.listingVersion = status.dataVersion
+            }
+            return (directory, listing)
+        }
+    }
+
+    public func lookup(parent: Inode, name: String) throws -> Entry {
+        try Self.checkName(name)
+        let (directory, listing) = try directoryWithListing(parent)
+        guard let entry = listing[name] else { throw FileSystemError.notFound }
+        var child = lock.withLock { vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid && hasValidCallBack($0) ? $0 : nil } }
+        if child == nil { child = try fetchStatus(entry.fid) }
+        return lock.withLock {
+            let child = child!
+            child.parent = parent
+            child.name = name
+            return Entry(attributes: Attributes(status: child.status, timeout: kernelTimeout(child)),
+                         entryTimeout: kernelTimeout(directory))
+        }
+    }
+
+    public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
+        let (directory, listing) = try directoryWithListing(inode)
+        let parent = lock.withLock { directory.parent ?? inode }
+        var result = [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
+                      DirectoryListingEntry(name: "..", inode: parent, type: .directory)]
+        for name in listing.keys.sorted() {
+            let entry = listing[name]!
+            result.append(DirectoryListingEntry(name: name, inode: entry.fid.vnode, type: entry.type))
+        }
+        return result
+    }
+
+    public func readlink(_ inode: Inode) throws -> String {
+        let link = try validated(inode)
+        if let target = lock.withLock({ hasValidCallBack(link) ? link.symlinkTarget : nil }) { return target }
+        let bytes = NIOLockedValueBox(ByteBuffer())
+        let stamp = lock.withLock { breakStamp(inode) }
+        let (status, expiry) = try connection.fetchData(link.fid) { chunk in
+            var chunk = chunk
+            bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
+        }
+        let target = String(buffer: bytes.withLockedValue { $0 })
+        lock.withLock {
+            install(status, expiry: expiry, stamp: stamp)
+            link.symlinkTarget = target
+        }
+        statistics.update { $0.fetches += 1; $0.fetchedBytes += UInt64(target.utf8.count) }
+        return target
+    }
+
+    // MARK: Changes
+
+    /// Sends a namespace request and applies its reply: the directory's cached listing is updated
+    /// in place when the reply shows ours was the only change since it was fetched, and dropped
+    /// otherwise. Returns the reply.
+    private func change(_ request: Request, directories: [Inode],
+                        edit: (_ directory: Inode, _ listing: inout [String: DirectoryEntry], _ change: NamespaceChange) -> Void) throws -> NamespaceChange {
+        let stamps = lock.withLock { directories.map { breakStamp($0) } }
+        guard case .namespace(let change, let expiry) = try connection.call(request) else {
+            throw FileSystemError(EIO, "unexpected reply")
+        }
+        lock.withLock {
+            var statuses = [change.directory]
+            if let other = change.otherDirectory, other.fid != change.directory.fid { statuses.append(other) }
+            for (index, status) in statuses.enumerated() {
+                let inode = status.fid.vnode
+                let stamp = stamps[min(index, stamps.count - 1)]
+                if let directory = vnodes[inode], var listing = directory.listing,
+                   hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
+                    edit(inode, &listing, change)
+                    directory.listing = listing
+                    directory.listingVersion = status.dataVersion
+                }
+                install(status, expiry: expiry, stamp: stamp)
+            }
+            if let target = change.target { install(target, expiry: expiry, stamp: breakStamp(target.fid.vnode)) }
+        }
+        return change
+    }
+
+    private func newEntry(_ change: NamespaceChange, parent: Inode, name: String) throws -> Entry {
+        guard let target = change.target else { throw FileSystemError(EIO, "reply without the new object") }
+        return lock.withLock {
+            let vnode = vnodes[target.fid.vnode]!
+            vnode.parent = parent
+            vnode.name = name
+            let directory = vnodes[parent]
+            return Entry(attributes: Attributes(status: vnode.status, timeout: kernelTimeout(vnode)),
+                         entryTimeout: directory.map { kernelTimeout($0) } ?? 0)
+        }
+    }
+
+    private func createObject(_ request: Request, parent: Inode, name: String) throws -> Entry {
+        try Self.checkName(name)
+        let change = try change(request, directories: [parent]) { _, listing, change in
+            if let target = change.target { listing[name] = DirectoryEntry(name: name, fid: target.fid, type: target.type) }
+        }
+        return try newEntry(change, parent: parent, name: name)
+    }
+
+    private func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
+                               target: String = "", context: RequestContext) throws -> CreateRequest {
+        CreateRequest(directory: try vnode(parent).fid, name: name, type: type, mode: mode & 0o7777,
+                      uid: context.uid, gid: context.gid, rdev: rdev, symlinkTarget: target)
+    }
+
+    public func create(parent: Inode, name: String, mode: UInt32, flags: Int32, context: RequestContext) throws -> (Entry, OpenReply) {
+        let request = try createRequest(parent: parent, name: name, type: .regular, mode: mode, context: context)
+        let entry: Entry
+        do {
+            entry = try createObject(.createFile(request), parent: parent, name: name)
+        } catch let error as FileSystemError where error.errno == EEXIST && flags & O_EXCL == 0 {
+            // Another client created it first: open what is there, as open(2) without O_EXCL does.
+            let existing = try lookup(parent: parent, name: name)
+            return (existing, try open(existing.inode, flags: flags))
+        }
+        // The new file is empty on the server and here: no fetch, and its reads are hits.
+        let vnode = try vnode(entry.inode)
+        let dataVersion = lock.withLock { vnode.status.dataVersion }
+        let path = disk.path(vnode.fid, dataVersion)
+        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
+        disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
+        lock.withLock {
+            vnode.openCount += 1
+            vnode.kernelVersion = dataVersion
+        }
+        statistics.update { $0.opens += 1 }
+        let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: true))
+        return (entry, OpenReply(handle: handle, keepCache: false, directIO: false))
+    }
+
+    public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {
+        let request = try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)
+        let entry = try createObject(.makeDir(request), parent: parent, name: name)
+        // An empty directory: its listing is known without a fetch.
+        lock.withLock {
+            if let vnode = vnodes[entry.inode], vnode.listing == nil {
+                vnode.listing = [:]
+                vnode.listingVersion = vnode.status.dataVersion
+            }
+        }
+        return entry
+    }
+
+    public func makeNode(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64, context: RequestContext) throws -> Entry {
+        let request = try createRequest(parent: parent, name: name, type: type, mode: mode, rdev: rdev, context: context)
+        return try createObject(.createFile(request), parent: parent, name: name)
+    }
+
+    public func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry {
+        let request = try createRequest(parent: parent, name: name, type: .symlink, mode: 0o777, target: target, context: context)
+        let entry = try createObject(.symlink(request), parent: parent, name: name)
+        lock.withLock { vnodes[entry.inode]?.symlinkTarget = target }
+        return entry
+    }
+
+    public func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry {
+        try Self.checkName(newName)
+        let request = Request.link(directory: try vnode(newParent).fid, name: newName, target: try vnode(inode).fid)
+        let change = try change(request, directories: [newParent]) { _, listing, change in
+            if let target = change.target { listing[newName] = DirectoryEntry(name: newName, fid: target.fid, type: target.type) }
+        }
+        return try newEntry(change, parent: newParent, name: newName)
+    }
+
+    public func unlink(parent: Inode, name: String) throws {
+        try remove(.removeFile(directory: try vnode(parent).fid, name: name), parent: parent, name: name)
+    }
+
+    public func removeDirectory(parent: Inode, name: String) throws {
+        try remove(.removeDir(directory: try vnode(parent).fid, name: name), parent: parent, name: name)
+    }
+
+    private func remove(_ request: Request, parent: Inode, name: String) throws {
+        try Self.checkName(name)
+        let removedFID = lock.withLock { vnodes[parent]?.listing?[name]?.fid }
+        let change = try change(request, directories: [parent]) { _, listing, _ in listing[name] = nil }
+        guard change.target == nil, let fid = removedFID else { return }
+        // The last name is gone: so is the object. An open descriptor keeps its cached copy.
+        let dropNow = lock.withLock { () -> Bool in
+            guard let vnode = vnodes[fid.vnode], vnode.fid == fid else { return true }
+            vnode.removed = true
+            vnode.callBackExpiry = 0
+            return vnode.openCount == 0
+        }
+        if dropNow { disk.remove(fid) }
+    }
+
+    public func rename(parent: Inode, name: String, newParent: Inode, newName: String, noReplace: Bool) throws {
+        try Self.checkName(name)
+        try Self.checkName(newName)
+        if noReplace {
+            // RENAME_NOREPLACE, checked against a fresh listing of the destination.
+            let (_, listing) = try directoryWithListing(newParent)
+            if listing[newName] != nil { throw FileSystemError.exists }
+        }
+        let request = Request.rename(fromDirectory: try vnode(parent).fid, fromName: name,
+                                     toDirectory: try vnode(newParent).fid, toName: newName)
+        let moved = lock.withLock { vnodes[parent]?.listing?[name] }
+        let replaced = lock.withLock { vnodes[newParent]?.listing?[newName] }
+        _ = try change(request, directories: [parent, newParent]) { directory, listing, change in
+            if directory == parent { listing[name] = nil }
+            if directory == newParent, let target = change.target {
+                listing[newName] = DirectoryEntry(name: newName, fid: target.fid, type: target.type)
+            }
+        }
+        lock.withLock {
+            if let moved, let vnode = vnodes[moved.fid.vnode] {
+                vnode.parent = newParent
+                vnode.name = newName
+            }
+            // The replaced object lost a name and may be gone: ask the server before trusting it again.
+            if let replaced, replaced.fid != moved?.fid, let vnode = vnodes[replaced.fid.vnode] { vnode.callBackExpiry = 0 }
+        }
+    }
+
+    public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
+        let vnode = try vnode(inode)
+        var remote = changes
+        if let size = changes.size, lock.withLock({ vnode.openCount > 0 && vnode.status.type == .regular }) {
+            // An open file is truncated in its cached copy and stored whole on close.
+            try vnode.io.withLock {
+                guard let entry = disk.entry(vnode.fid) else { throw FileSystemError(EIO, "no cached copy") }
+                guard Glibc.truncate(disk.path(vnode.fid, entry.dataVersion), off_t(size)) == 0 else {
+                    throw FileSystemError(errno, "truncating the cached copy")
+                }
+            }
+            markDirty(vnode, size: size)
+            remote.size = nil
+        }
+        if lock.withLock({ vnode.dirty }), let mtime = changes.mtime {
+            // The coming store carries the local mtime: set it here too.
+            lock.withLock {
+                switch mtime {
+                case .now: vnode.status.mtime = Timespec.now()
+                case .at(let t): vnode.status.mtime = t
+                }
+            }
+        }
+        if remote.isEmpty { return attributes(vnode) }
+        let stamp = lock.withLock { breakStamp(inode) }
+        guard case .status(let status, let expiry) = try connection.call(.storeStatus(vnode.fid, remote)) else {
+            throw FileSystemError(EIO, "unexpected reply")
+        }
+        lock.withLock { _ = install(status, expiry: expiry, stamp: stamp) }
+        return attributes(vnode)
+    }
+}

@@ -1,0 +1,268 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PeachProtocol
+
+/// The AFS-style cache manager: whole files fetched on open and cached on local disk under
+/// callbacks, stored whole on close; directories cached whole under callbacks; namespace
+/// changes synchronous at the server. See docs/architecture.md.
+public final class AFSCacheManager: CacheManager, @unchecked Sendable {
+    public let statistics = ClientStatistics(mode: "afs")
+    let connection: ServerConnection
+    let disk: DiskCache
+    let logger: Logger
+
+    /// Guards `vnodes`, `breakCounts`, `breakGeneration` and every CachedVnode's fields.
+    let lock = NIOLock()
+    var vnodes: [Inode: CachedVnode] = [:]
+    /// Per-FID break counters (also for FIDs not cached yet) and a generation bumped when every
+    /// promise goes at once. A reply installs a promise only if neither moved while it was in flight.
+    var breakCounts: [Inode: UInt64] = [:]
+    var breakGeneration: UInt64 = 0
+
+    let handles = HandleTable<OpenFile>()
+    private let notifierBox = NIOLockedValueBox<KernelNotifier?>(nil)
+    /// Callback breaks are handled here, off the connection's event loop and off FUSE threads.
+    let breakQueue = DispatchQueue(label: "peach.afs.callbacks")
+
+    /// Promises this close to expiry are not trusted.
+    static let expiryMargin: UInt64 = 5
+    /// The longest the kernel may cache attributes and names on our word.
+    static let maximumKernelTimeout: Double = 3600
+
+    public init(server: ServerAddress, cacheDirectory: String, cacheSize: UInt64, logger: Logger = Logger(label: "peach.afs")) throws {
+        disk = try DiskCache(directory: cacheDirectory, sizeLimit: cacheSize)
+        let (clientID, epoch) = try disk.identity()
+        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics)
+        self.logger = logger
+        statistics.update { $0.cacheBytes = disk.totalBytes }
+        connection.setHandlers(
+            hello: { [weak self] reply, isReconnect in
+                if isReconnect || reply.callBacksLost { self?.dropAllPromises() }
+            },
+            push: { [weak self] push, ack in
+                guard let self else { return ack() }
+                self.breakQueue.async {
+                    self.receive(push)
+                    ack()
+                }
+            })
+    }
+
+    public func setKernelNotifier(_ notifier: KernelNotifier?) {
+        notifierBox.withLockedValue { $0 = notifier }
+    }
+
+    var notifier: KernelNotifier? { notifierBox.withLockedValue { $0 } }
+
+    public func start() throws {
+        try connection.connect()
+        let root = try fetchStatus(FID.root)
+        lock.withLock { root.parent = root.inode }
+        storeLeftoverDirtyFiles()
+    }
+
+    public func shutdown() {
+        for vnode in lock.withLock({ vnodes.values.filter { $0.dirty } }) {
+            do { try store(vnode, fd: nil) } catch {
+                logger.error("could not store a dirty file at unmount; it stays in the cache", metadata: ["fid": "\(vnode.fid)", "error": "\(error)"])
+            }
+        }
+        let promised = lock.withLock { vnodes.values.filter { $0.callBackExpiry > 0 }.map(\.fid) }
+        if !promised.isEmpty { _ = try? connection.call(.giveUpCallBacks(promised)) }
+        connection.close()
+    }
+
+    /// Files left dirty by an earlier run (a failed close, a crash): store them now, last
+    /// writer wins as for any store.
+    private func storeLeftoverDirtyFiles() {
+        for entry in disk.dirtyEntries {
+            do {
+                let vnode = try fetchStatus(entry.fid)
+                lock.withLock {
+                    vnode.dirty = true
+                    vnode.status.size = entry.size
+                }
+                try store(vnode, fd: nil, baseVersion: entry.dataVersion)
+            } catch {
+                logger.warning("a dirty file from an earlier run could not be stored", metadata: ["fid": "\(entry.fid)", "error": "\(error)"])
+            }
+        }
+    }
+
+    // MARK: Promises
+
+    static func now() -> UInt64 { UInt64(time(nil)) }
+
+    /// Caller holds `lock`.
+    func hasValidCallBack(_ vnode: CachedVnode) -> Bool {
+        vnode.callBackExpiry > Self.now() + Self.expiryMargin
+    }
+
+    /// Caller holds `lock`.
+    func breakStamp(_ inode: Inode) -> UInt64 {
+        breakGeneration &+ (breakCounts[inode] ?? 0)
+    }
+
+    /// Caller holds `lock`. Seconds the kernel may cache what it learns of `vnode`.
+    func kernelTimeout(_ vnode: CachedVnode) -> Double {
+        guard hasValidCallBack(vnode) else { return 0 }
+        return min(Double(vnode.callBackExpiry - Self.now() - Self.expiryMargin), Self.maximumKernelTimeout)
+    }
+
+    /// Records a status from the server and the promise that came with it, unless a break for the
+    /// FID arrived while the request was in flight (`stamp` moved): then the status is used but
+    /// not trusted. Caller holds `lock`.
+    @discardableResult
+    func install(_ status: FileStatus, expiry: UInt64, stamp: UInt64) -> CachedVnode {
+        let vnode: CachedVnode
+        if let known = vnodes[status.fid.vnode], known.fid == status.fid {
+            vnode = known
+            if vnode.dirty {
+                // The local copy is newer than the server's size and mtime until it is stored.
+                var merged = status
+                merged.size = vnode.status.size
+                merged.mtime = vnode.status.mtime
+                vnode.status = merged
+            } else {
+                vnode.status = status
+            }
+        } else {
+            vnode = CachedVnode(status: status)
+            vnodes[status.fid.vnode] = vnode
+        }
+        if vnode.isDirectory, vnode.listingVersion != status.dataVersion { vnode.listing = nil }
+        if vnode.status.type == .symlink, vnode.status.dataVersion != status.dataVersion { vnode.symlinkTarget = nil }
+        vnode.callBackExpiry = breakStamp(status.fid.vnode) == stamp ? expiry : 0
+        return vnode
+    }
+
+    /// Handles a CallBack or InitCallBackState push: forget the promises, then tell the kernel.
+    func receive(_ push: Push) {
+        switch push {
+        case .callBack(let fids, _):
+            statistics.update { $0.callbacksReceived += fids.count }
+            var invalidations: [(Inode, [String])] = []
+            lock.withLock {
+                for fid in fids {
+                    breakCounts[fid.vnode, default: 0] += 1
+                    guard let vnode = vnodes[fid.vnode], vnode.fid == fid else { continue }
+                    vnode.callBackExpiry = 0
+                    vnode.kernelVersion = nil
+                    let names = vnode.listing.map { Array($0.keys) } ?? []
+                    vnode.listing = nil
+                    invalidations.append((vnode.inode, names))
+                }
+            }
+            tellKernel(invalidations)
+        case .initCallBackState:
+            dropAllPromises()
+        }
+    }
+
+    /// Every promise is gone (the server said so, or we reconnected and may have missed breaks).
+    func dropAllPromises() {
+        let invalidations: [(Inode, [String])] = lock.withLock {
+            breakGeneration &+= 1
+            return vnodes.values.map { vnode in
+                vnode.callBackExpiry = 0
+                vnode.kernelVersion = nil
+                let names = vnode.listing.map { Array($0.keys) } ?? []
+                vnode.listing = nil
+                return (vnode.inode, names)
+            }
+        }
+        breakQueue.async { self.tellKernel(invalidations) }
+    }
+
+    private func tellKernel(_ invalidations: [(Inode, [String])]) {
+        guard let notifier else { return }
+        for (inode, names) in invalidations {
+            notifier.invalidateInode(inode)
+            for name in names { notifier.invalidateEntry(parent: inode, name: name) }
+        }
+    }
+
+    // MARK: Status
+
+    func vnode(_ inode: Inode) throws -> CachedVnode {
+        guard let vnode = lock.withLock({ vnodes[inode] }) else { throw FileSystemError.stale }
+        return vnode
+    }
+
+    /// FetchStatus: a fresh status and promise.
+    @discardableResult
+    func fetchStatus(_ fid: FID) throws -> CachedVnode {
+        let stamp = lock.withLock { breakStamp(fid.vnode) }
+        guard case .status(let status, let expiry) = try connection.call(.fetchStatus(fid)) else {
+            throw FileSystemError(EIO, "unexpected reply")
+        }
+        return lock.withLock { install(status, expiry: expiry, stamp: stamp) }
+    }
+
+    /// The vnode with a valid promise on its status, asking the server if needed.
+    func validated(_ inode: Inode) throws -> CachedVnode {
+        let vnode = try vnode(inode)
+        if lock.withLock({ hasValidCallBack(vnode) }) { return vnode }
+        return try fetchStatus(vnode.fid)
+    }
+
+    func attributes(_ vnode: CachedVnode) -> Attributes {
+        lock.withLock { Attributes(status: vnode.status, timeout: kernelTimeout(vnode)) }
+    }
+
+    public func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes {
+        attributes(try validated(inode))
+    }
+
+    public func forget(_ inode: Inode, count: UInt64) {
+        // Vnodes stay known: their FIDs and promises are cheap and are reused on the next lookup.
+    }
+
+    public func volumeStatus() throws -> VolumeStatus {
+        guard case .volumeStatus(let status) = try connection.call(.getVolumeStatus) else {
+            throw FileSystemError(EIO, "unexpected reply")
+        }
+        return status
+    }
+
+    // MARK: Control
+
+    public func callBacks() -> [CallBackInfo] {
+        lock.withLock {
+            vnodes.values.filter { hasValidCallBack($0) }.map {
+                CallBackInfo(fid: $0.fid.description, path: path(of: $0), expiresAt: $0.callBackExpiry)
+            }.sorted { ($0.path ?? "~") < ($1.path ?? "~") }
+        }
+    }
+
+    /// The path of `vnode` inside the mount, where the names that reached it are known.
+    /// Caller holds `lock`.
+    private func path(of vnode: CachedVnode) -> String? {
+        var components: [String] = []
+        var current = vnode
+        for _ in 0..<256 {
+            if current.fid == FID.root { return "/" + components.reversed().joined(separator: "/") }
+            guard let name = current.name, let parent = current.parent, let next = vnodes[parent] else { return nil }
+            components.append(name)
+            current = next
+        }
+        return nil
+    }
+
+    public func flushCachedCopy(_ inode: Inode) throws {
+        let vnode = try vnode(inode)
+        if lock.withLock({ vnode.dirty }) { try store(vnode, fd: nil) }
+        vnode.io.withLock {
+            lock.withLock {
+                vnode.listing = nil
+                vnode.symlinkTarget = nil
+                vnode.kernelVersion = nil
+            }
+            disk.remove(vnode.fid)
+        }
+        statistics.update { $0.cacheBytes = disk.totalBytes }
+        // Not from this thread: it is serving a request on the same inode.
+        breakQueue.async { self.notifier?.invalidateInode(inode) }
+    }
+}

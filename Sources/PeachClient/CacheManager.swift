@@ -1,0 +1,113 @@
+import PeachProtocol
+
+/// Inode numbers as the kernel sees them: the FID's vnode number (FUSE's root, 1, is the
+/// volume root's vnode).
+public typealias Inode = UInt64
+
+/// Who is asking: the calling process's identity, for ownership of new files.
+public struct RequestContext: Sendable {
+    public var uid: UInt32
+    public var gid: UInt32
+    public var umask: UInt32
+
+    public init(uid: UInt32, gid: UInt32, umask: UInt32 = 0) {
+        self.uid = uid
+        self.gid = gid
+        self.umask = umask
+    }
+
+    public static let root = RequestContext(uid: 0, gid: 0)
+}
+
+/// Attributes with how long the kernel may cache them.
+public struct Attributes: Sendable {
+    public var status: FileStatus
+    /// Seconds the kernel may trust them without asking again.
+    public var timeout: Double
+
+    public var inode: Inode { status.fid.vnode }
+}
+
+/// The answer to a lookup or a create: the inode, its attributes, and how long the kernel may
+/// keep the name → inode binding.
+public struct Entry: Sendable {
+    public var attributes: Attributes
+    public var entryTimeout: Double
+
+    public var inode: Inode { attributes.inode }
+}
+
+/// What the kernel should do with an open file. The FUSE adapter turns these into
+/// `fuse_file_info` flags; it holds no design-specific logic.
+public struct OpenReply: Sendable {
+    public var handle: UInt64
+    /// The kernel's page cache for this inode is still valid (FOPEN_KEEP_CACHE).
+    public var keepCache: Bool
+    /// Bypass the page cache (FOPEN_DIRECT_IO).
+    public var directIO: Bool
+}
+
+public struct DirectoryListingEntry: Sendable, Equatable {
+    public var name: String
+    public var inode: Inode
+    public var type: FileType
+}
+
+/// A callback this cache manager holds, for `peach fs callbacks`.
+public struct CallBackInfo: Sendable, Codable, Equatable {
+    public var fid: String
+    public var path: String?
+    /// Unix seconds.
+    public var expiresAt: UInt64
+}
+
+/// Lets the core tell the kernel that cached attributes, pages or names went stale. The FUSE
+/// adapter implements it; in-process clients have no kernel cache and pass nil.
+public protocol KernelNotifier: Sendable {
+    func invalidateInode(_ inode: Inode)
+    func invalidateEntry(parent: Inode, name: String)
+}
+
+/// The seam of PeachFS: the operations a FUSE adapter needs, implemented by each client design.
+/// The FUSE adapter, in-process benchmark clients and tests talk to this, never to a concrete
+/// cache. Every call may block on the server; none may be made from an event loop.
+public protocol CacheManager: AnyObject, Sendable {
+    var statistics: ClientStatistics { get }
+    func setKernelNotifier(_ notifier: KernelNotifier?)
+
+    /// Connects to the server. Throws (EIO with the reason) when it cannot be reached.
+    func start() throws
+    /// Stores what is dirty, gives up callbacks, closes the connection.
+    func shutdown()
+
+    func lookup(parent: Inode, name: String) throws -> Entry
+    func forget(_ inode: Inode, count: UInt64)
+    func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes
+    func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes
+    /// The directory's entries including "." and "..".
+    func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry]
+
+    func open(_ inode: Inode, flags: Int32) throws -> OpenReply
+    func create(parent: Inode, name: String, mode: UInt32, flags: Int32, context: RequestContext) throws -> (Entry, OpenReply)
+    func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int
+    func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int
+    /// close(2): the error, if any, reaches the application.
+    func flush(handle: UInt64) throws
+    func fsync(handle: UInt64) throws
+    func release(handle: UInt64)
+
+    func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry
+    func makeNode(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64, context: RequestContext) throws -> Entry
+    func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry
+    func readlink(_ inode: Inode) throws -> String
+    func unlink(parent: Inode, name: String) throws
+    func removeDirectory(parent: Inode, name: String) throws
+    func rename(parent: Inode, name: String, newParent: Inode, newName: String, noReplace: Bool) throws
+    func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry
+    func volumeStatus() throws -> VolumeStatus
+
+    /// `peach fs flush`: store the file if dirty, then drop the cached copy.
+    func flushCachedCopy(_ inode: Inode) throws
+    /// `peach fs callbacks`.
+    func callBacks() -> [CallBackInfo]
+}

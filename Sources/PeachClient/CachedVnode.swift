@@ -1,0 +1,56 @@
+import NIOConcurrencyHelpers
+import PeachProtocol
+
+/// What the AFS-mode cache manager knows of one vnode. Fields are guarded by the manager's lock;
+/// `io` serializes fetches and stores of this one vnode and is never taken while holding the
+/// manager's lock.
+final class CachedVnode: @unchecked Sendable {
+    let fid: FID
+    /// The latest status from the server (for a dirty file, size and mtime are the local copy's).
+    var status: FileStatus
+    /// Unix seconds until which the server promised to tell us of changes; 0: no promise.
+    var callBackExpiry: UInt64 = 0
+    /// Where the kernel reached it from, for "..", and for paths in `peach fs callbacks`.
+    var parent: Inode?
+    var name: String?
+
+    /// Directories: the cached listing and the data version it was fetched at.
+    var listing: [String: DirectoryEntry]?
+    var listingVersion: UInt64 = 0
+    /// Symlinks: the cached target.
+    var symlinkTarget: String?
+
+    /// Files: local state of the cached copy.
+    var openCount = 0
+    var dirty = false
+    /// Bumped on every local write, so a store that raced a write leaves the file dirty.
+    var dirtyGeneration: UInt64 = 0
+    /// The data version the kernel's page cache holds for this inode, if any.
+    var kernelVersion: UInt64?
+    /// Removed on the server while open here: nothing to store back to.
+    var removed = false
+
+    let io = NIOLock()
+
+    init(status: FileStatus) {
+        fid = status.fid
+        self.status = status
+    }
+
+    var inode: Inode { fid.vnode }
+    var isDirectory: Bool { status.type == .directory }
+}
+
+/// An open file: a descriptor on the cached copy it opened, so it keeps reading that version.
+final class OpenFile: Sendable {
+    let vnode: CachedVnode
+    let fd: Int32
+    /// The data was cached and valid at open: its reads count as hits.
+    let servedFromCache: Bool
+
+    init(vnode: CachedVnode, fd: Int32, servedFromCache: Bool) {
+        self.vnode = vnode
+        self.fd = fd
+        self.servedFromCache = servedFromCache
+    }
+}

@@ -1,0 +1,175 @@
+import Foundation
+import GRDB
+import NIOConcurrencyHelpers
+import PeachProtocol
+
+/// The AFS-mode cache on local disk: one file per cached (FID, data version), named
+/// `<vnode>.<unique>.<dataVersion>`, and an SQLite index of FID → data version, size, dirty
+/// flag. The index survives a restart; every entry is then suspect until the cache manager
+/// compares its data version with the server's.
+final class DiskCache: Sendable {
+    struct Entry: Sendable, Equatable {
+        var fid: FID
+        var dataVersion: UInt64
+        var size: UInt64
+        var dirty: Bool
+        var lastUse: UInt64
+    }
+
+    let directory: String
+    let sizeLimit: UInt64
+    private let index: DatabaseQueue
+    private let entries = NIOLockedValueBox([FID: Entry]())
+    private let clock = NIOLockedValueBox<UInt64>(0)
+
+    init(directory: String, sizeLimit: UInt64) throws {
+        self.directory = directory
+        self.sizeLimit = sizeLimit
+        try FileManager.default.createDirectory(atPath: directory + "/files", withIntermediateDirectories: true)
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            // A cache index: WAL without a sync per commit. After a crash the index may lag its
+            // files; unindexed files are removed at start.
+            try db.execute(sql: "PRAGMA journal_mode = WAL")
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        index = try DatabaseQueue(path: directory + "/index.sqlite", configuration: configuration)
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE cacheEntry (
+                    vnode INTEGER NOT NULL, uniquifier INTEGER NOT NULL,
+                    dataVersion INTEGER NOT NULL, size INTEGER NOT NULL, dirty INTEGER NOT NULL,
+                    PRIMARY KEY (vnode, uniquifier)
+                );
+                CREATE TABLE identity (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
+                """)
+        }
+        try migrator.migrate(index)
+        let rows = try index.read { db in try Row.fetchAll(db, sql: "SELECT * FROM cacheEntry") }
+        var loaded: [FID: Entry] = [:]
+        for row in rows {
+            let fid = FID(vnode: UInt64(row["vnode"] as Int64), unique: UInt32(row["uniquifier"] as Int64))
+            let entry = Entry(fid: fid, dataVersion: UInt64(row["dataVersion"] as Int64), size: UInt64(row["size"] as Int64),
+                              dirty: (row["dirty"] as Int64) != 0, lastUse: 0)
+            if FileManager.default.fileExists(atPath: path(entry.fid, entry.dataVersion)) { loaded[fid] = entry }
+        }
+        entries.withLockedValue { $0 = loaded }
+        removeUnindexedFiles(keeping: Set(loaded.values.map { path($0.fid, $0.dataVersion) }))
+    }
+
+    /// The client's persistent identity and restart counter, kept beside the cache.
+    func identity() throws -> (clientID: String, epoch: UInt64) {
+        try index.write { db in
+            let id = try String.fetchOne(db, sql: "SELECT value FROM identity WHERE key = 'clientID'") ?? UUID().uuidString
+            let epoch = (Int64(try String.fetchOne(db, sql: "SELECT value FROM identity WHERE key = 'epoch'") ?? "0") ?? 0) + 1
+            try db.execute(sql: "INSERT OR REPLACE INTO identity (key, value) VALUES ('clientID', ?), ('epoch', ?)",
+                           arguments: [id, String(epoch)])
+            return (id, UInt64(epoch))
+        }
+    }
+
+    private func removeUnindexedFiles(keeping: Set<String>) {
+        let filesDirectory = directory + "/files"
+        for name in (try? FileManager.default.contentsOfDirectory(atPath: filesDirectory)) ?? [] {
+            let full = filesDirectory + "/" + name
+            if !keeping.contains(full) { try? FileManager.default.removeItem(atPath: full) }
+        }
+    }
+
+    func path(_ fid: FID, _ dataVersion: UInt64) -> String {
+        "\(directory)/files/\(fid.vnode).\(fid.unique).\(dataVersion)"
+    }
+
+    func entry(_ fid: FID) -> Entry? {
+        entries.withLockedValue { $0[fid] }
+    }
+
+    func touch(_ fid: FID) {
+        let now = clock.withLockedValue { $0 += 1; return $0 }
+        entries.withLockedValue { $0[fid]?.lastUse = now }
+    }
+
+    var totalBytes: UInt64 {
+        entries.withLockedValue { $0.values.reduce(0) { $0 + $1.size } }
+    }
+
+    /// Records `fid` at `dataVersion` as held in its file; replaces (and deletes the file of) any
+    /// older version. Descriptors open on an older file keep reading it.
+    func install(_ entry: Entry) {
+        var installed = entry
+        installed.lastUse = clock.withLockedValue { $0 += 1; return $0 }
+        let previous = entries.withLockedValue { table -> Entry? in
+            defer { table[entry.fid] = installed }
+            return table[entry.fid]
+        }
+        if let previous, previous.dataVersion != entry.dataVersion {
+            unlink(path(previous.fid, previous.dataVersion))
+        }
+        persist(installed)
+    }
+
+    /// The cached copy changed locally: new size, and dirty until stored.
+    func markDirty(_ fid: FID, size: UInt64) {
+        let (changed, entry) = entries.withLockedValue { table -> (Bool, Entry?) in
+            guard var e = table[fid] else { return (false, nil) }
+            let changed = !e.dirty
+            e.dirty = true
+            e.size = size
+            table[fid] = e
+            return (changed, e)
+        }
+        if changed, let entry { persist(entry) }
+    }
+
+    /// After a store: the local file is now `newVersion` on the server.
+    func markStored(_ fid: FID, newVersion: UInt64, size: UInt64, stillDirty: Bool) {
+        guard let old = entry(fid) else { return }
+        if old.dataVersion != newVersion {
+            Glibc.rename(path(fid, old.dataVersion), path(fid, newVersion))
+        }
+        var entry = old
+        entry.dataVersion = newVersion
+        entry.size = size
+        entry.dirty = stillDirty
+        entries.withLockedValue { $0[fid] = entry }
+        persist(entry)
+    }
+
+    func remove(_ fid: FID) {
+        guard let old = entries.withLockedValue({ $0.removeValue(forKey: fid) }) else { return }
+        unlink(path(fid, old.dataVersion))
+        try? index.write { db in
+            try db.execute(sql: "DELETE FROM cacheEntry WHERE vnode = ? AND uniquifier = ?",
+                           arguments: [Int64(fid.vnode), Int64(fid.unique)])
+        }
+    }
+
+    /// Evicts least recently used entries until the cache fits, skipping dirty ones and those
+    /// `isBusy` names (open files). Returns how many were evicted.
+    func evict(reserving extra: UInt64 = 0, isBusy: (FID) -> Bool) -> Int {
+        var evicted = 0
+        let candidates = entries.withLockedValue { $0.values.sorted { $0.lastUse < $1.lastUse } }
+        var total = candidates.reduce(0) { $0 + $1.size } + extra
+        for candidate in candidates where total > sizeLimit {
+            guard !candidate.dirty, !isBusy(candidate.fid) else { continue }
+            remove(candidate.fid)
+            total -= candidate.size
+            evicted += 1
+        }
+        return evicted
+    }
+
+    var dirtyEntries: [Entry] {
+        entries.withLockedValue { $0.values.filter(\.dirty) }
+    }
+
+    private func persist(_ entry: Entry) {
+        try? index.write { db in
+            try db.execute(sql: """
+                INSERT OR REPLACE INTO cacheEntry (vnode, uniquifier, dataVersion, size, dirty) VALUES (?, ?, ?, ?, ?)
+                """, arguments: [Int64(entry.fid.vnode), Int64(entry.fid.unique), Int64(entry.dataVersion),
+                                 Int64(entry.size), entry.dirty ? 1 : 0])
+        }
+    }
+}

@@ -1,0 +1,57 @@
+import Foundation
+import NIOCore
+import PeachProtocol
+
+/// The one error type of the cache-manager core: an errno for the kernel, and the reason.
+public struct FileSystemError: Error, Equatable, CustomStringConvertible {
+    public var errno: Int32
+    public var reason: String
+
+    public init(_ errno: Int32, _ reason: String = "") {
+        self.errno = errno
+        self.reason = reason
+    }
+
+    public var description: String {
+        let name = String(cString: strerror(errno))
+        return reason.isEmpty ? name : "\(name): \(reason)"
+    }
+
+    public static let notFound = FileSystemError(ENOENT)
+    public static let exists = FileSystemError(EEXIST)
+    public static let isDirectory = FileSystemError(EISDIR)
+    public static let notDirectory = FileSystemError(ENOTDIR)
+    public static let invalid = FileSystemError(EINVAL)
+    public static let badHandle = FileSystemError(EBADF)
+    public static let stale = FileSystemError(ESTALE)
+    public static let nameTooLong = FileSystemError(ENAMETOOLONG)
+
+    /// The one place protocol status codes become errno values.
+    public init(_ code: StatusCode) {
+        let value: Int32 = switch code {
+        case .ok: 0
+        case .notFound: ENOENT
+        case .exists: EEXIST
+        case .notEmpty: ENOTEMPTY
+        case .notDirectory: ENOTDIR
+        case .isDirectory: EISDIR
+        case .nameTooLong: ENAMETOOLONG
+        case .stale: ESTALE
+        case .invalidArgument: EINVAL
+        case .noSpace: ENOSPC
+        case .permissionDenied: EPERM
+        case .notSupported: EOPNOTSUPP
+        case .tooManyLinks: EMLINK
+        case .ioError, .protocolError, .notIntroduced, .versionMismatch: EIO
+        case .crossDevice: EXDEV
+        }
+        self.init(value, "server: \(code)")
+    }
+
+    /// Transport failures: the server is unreachable or the connection broke.
+    public static func transport(_ error: Error) -> FileSystemError {
+        if let error = error as? FileSystemError { return error }
+        if let code = error as? StatusCode { return FileSystemError(code) }
+        return FileSystemError(EIO, "server unreachable: \(error)")
+    }
+}

@@ -1,0 +1,96 @@
+import Foundation
+import NIOCore
+import PeachProtocol
+
+/// The client end of the connection, on its event loop: matches replies to requests, feeds data
+/// frames to the request that streams them, and hands server pushes to the cache manager.
+final class RPCHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    /// A request waiting for its reply (and, for FetchData, its data frames).
+    struct Pending {
+        var opcode: UInt16
+        var promise: EventLoopPromise<Reply>
+        /// Receives FetchData's data frames; the promise completes after the last one.
+        var sink: (@Sendable (ByteBuffer) throws -> Void)?
+        var reply: Reply?
+        var sinkError: Error?
+    }
+
+    private var pending: [UInt32: Pending] = [:]
+    private let onPush: @Sendable (Push, _ ack: @escaping @Sendable () -> Void) -> Void
+    private let onClose: @Sendable () -> Void
+
+    init(onPush: @escaping @Sendable (Push, @escaping @Sendable () -> Void) -> Void, onClose: @escaping @Sendable () -> Void) {
+        self.onPush = onPush
+        self.onClose = onClose
+    }
+
+    func register(id: UInt32, _ call: Pending) {
+        pending[id] = call
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        do {
+            switch frame.kind {
+            case .reply:
+                guard var call = pending[frame.id], call.opcode == frame.opcode else {
+                    throw ProtocolError.invalidValue("reply to no request")
+                }
+                switch try ReplyCodec.decode(opcode: frame.opcode, body: frame.body) {
+                case .failure(let code):
+                    pending[frame.id] = nil
+                    call.promise.fail(code)
+                case .success(let reply):
+                    if call.sink != nil, case .fetchData = reply {
+                        call.reply = reply
+                        pending[frame.id] = call
+                    } else {
+                        pending[frame.id] = nil
+                        call.promise.succeed(reply)
+                    }
+                }
+            case .data:
+                guard var call = pending[frame.id], let sink = call.sink, let reply = call.reply else {
+                    throw ProtocolError.invalidValue("data for no request")
+                }
+                if call.sinkError == nil {
+                    // A local failure (disk full) fails this fetch once its last frame arrives.
+                    do { try sink(frame.body) } catch { call.sinkError = error }
+                }
+                if frame.isLastChunk {
+                    pending[frame.id] = nil
+                    if let error = call.sinkError { call.promise.fail(error) } else { call.promise.succeed(reply) }
+                } else {
+                    pending[frame.id] = call
+                }
+            case .push:
+                let push = try PushCodec.decode(opcode: frame.opcode, body: frame.body)
+                let channel = context.channel
+                let id = frame.id
+                onPush(push) {
+                    channel.writeAndFlush(Frame(kind: .pushAck, id: id, opcode: frame.opcode, body: ByteBuffer()), promise: nil)
+                }
+            case .request, .pushAck:
+                throw ProtocolError.unknownFrameKind(frame.kind.rawValue)
+            }
+        } catch {
+            context.fireErrorCaught(error)
+            context.close(promise: nil)
+        }
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        let calls = pending
+        pending = [:]
+        for (_, call) in calls { call.promise.fail(FileSystemError(EIO, "connection to the server closed")) }
+        onClose()
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        context.close(promise: nil)
+    }
+}

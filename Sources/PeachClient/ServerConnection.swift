@@ -1,0 +1,208 @@
+import Foundation
+import NIOConcurrencyHelpers
+import NIOCore
+import NIOPosix
+import PeachProtocol
+
+/// The cache manager's one TCP connection to its file server. Calls block the calling thread
+/// (a FUSE worker or a test), never an event loop. A broken connection fails the calls in flight
+/// with EIO; the next call reconnects and says Hello again.
+public final class ServerConnection: Sendable {
+    /// Called after each successful Hello, before any other request on that connection. On a
+    /// reconnect the cache manager treats its promises as suspect.
+    public typealias HelloHandler = @Sendable (_ reply: HelloReply, _ isReconnect: Bool) -> Void
+    public typealias PushHandler = @Sendable (Push, _ ack: @escaping @Sendable () -> Void) -> Void
+
+    private struct State {
+        var channel: Channel?
+        var handler: NIOLoopBound<RPCHandler>?
+        var connections = 0
+    }
+
+    public let address: ServerAddress
+    public let clientID: String
+    public let epoch: UInt64
+    let statistics: ClientStatistics
+    private let group: EventLoopGroup
+    private let ownsGroup: Bool
+    private let state = NIOLockedValueBox(State())
+    /// Serializes connection set-up so concurrent callers share one connection.
+    private let connectLock = NIOLock()
+    private let nextID = NIOLockedValueBox<UInt32>(0)
+    private let handlers = NIOLockedValueBox<(hello: HelloHandler?, push: PushHandler?)>((nil, nil))
+    private let callTimeout: TimeAmount
+
+    public init(address: ServerAddress, clientID: String, epoch: UInt64, statistics: ClientStatistics,
+                group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120)) {
+        self.address = address
+        self.clientID = clientID
+        self.epoch = epoch
+        self.statistics = statistics
+        self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
+        self.ownsGroup = group == nil
+        self.callTimeout = callTimeout
+    }
+
+    public func setHandlers(hello: @escaping HelloHandler, push: @escaping PushHandler) {
+        handlers.withLockedValue { $0 = (hello, push) }
+    }
+
+    /// Connects and says Hello now (normally the first call does it).
+    public func connect() throws {
+        _ = try channel()
+    }
+
+    public func close() {
+        let channel = state.withLockedValue { s -> Channel? in
+            defer { s.channel = nil; s.handler = nil }
+            return s.channel
+        }
+        try? channel?.close().wait()
+        if ownsGroup { try? group.syncShutdownGracefully() }
+    }
+
+    private func channel() throws -> (Channel, NIOLoopBound<RPCHandler>) {
+        if let current = state.withLockedValue({ s in s.channel.flatMap { c in s.handler.map { (c, $0) } } }), current.0.isActive {
+            return current
+        }
+        return try connectLock.withLock {
+            if let current = state.withLockedValue({ s in s.channel.flatMap { c in s.handler.map { (c, $0) } } }), current.0.isActive {
+                return current
+            }
+            return try openConnection()
+        }
+    }
+
+    private func openConnection() throws -> (Channel, NIOLoopBound<RPCHandler>) {
+        let pushHandler: PushHandler = { [handlers] push, ack in
+            if let handle = handlers.withLockedValue({ $0.push }) { handle(push, ack) } else { ack() }
+        }
+        let channel: Channel
+        do {
+            channel = try ClientBootstrap(group: group)
+                .channelOption(.socketOption(.tcp_nodelay), value: 1)
+                .connectTimeout(.seconds(10))
+                .channelInitializer { channel in
+                    channel.eventLoop.makeCompletedFuture {
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
+                        try channel.pipeline.syncOperations.addHandler(RPCHandler(onPush: pushHandler, onClose: {}))
+                    }
+                }
+                .connect(host: address.host, port: address.port).wait()
+        } catch {
+            throw FileSystemError(EIO, "cannot reach the file server at \(address): \(Self.explain(error))")
+        }
+        let handler = try channel.eventLoop.submit {
+            NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RPCHandler.self), eventLoop: channel.eventLoop)
+        }.wait()
+        let isReconnect = state.withLockedValue { s -> Bool in
+            s.connections += 1
+            return s.connections > 1
+        }
+        let reply = try send(.hello(Hello(clientID: clientID, epoch: epoch)), on: channel, handler: handler)
+        guard case .hello(let hello) = reply else { throw FileSystemError(EIO, "unexpected reply to Hello") }
+        handlers.withLockedValue { $0.hello }?(hello, isReconnect)
+        state.withLockedValue { s in
+            s.channel = channel
+            s.handler = handler
+        }
+        return (channel, handler)
+    }
+
+    /// One short reason for a failed connect ("Connection refused"), not NIO's whole story.
+    private static func explain(_ error: Error) -> String {
+        if let failure = error as? NIOConnectionError {
+            for attempt in failure.connectionErrors {
+                if let io = attempt.error as? IOError { return String(cString: strerror(io.errnoCode)) }
+            }
+            if failure.dnsAAAAError != nil || failure.dnsAError != nil { return "cannot resolve \(failure.host)" }
+        }
+        if error is ChannelError { return "connection timed out" }
+        return "\(error)"
+    }
+
+    private func newID() -> UInt32 { nextID.withLockedValue { $0 &+= 1; return $0 } }
+
+    /// Sends a request and waits for its reply; `sink` receives FetchData's data frames and
+    /// `upload` writes StoreData's.
+    private func send(_ request: Request, on channel: Channel, handler: NIOLoopBound<RPCHandler>,
+                      sink: (@Sendable (ByteBuffer) throws -> Void)? = nil,
+                      upload: ((Channel, UInt32) throws -> Void)? = nil) throws -> Reply {
+        statistics.countRequest(request.opcode)
+        let id = newID()
+        let promise = channel.eventLoop.makePromise(of: Reply.self)
+        var body = channel.allocator.buffer(capacity: 64)
+        RequestCodec.encode(request, into: &body)
+        let frame = Frame(kind: .request, id: id, opcode: request.opcode.rawValue, body: body)
+        let opcode = request.opcode.rawValue
+        channel.eventLoop.execute {
+            handler.value.register(id: id, .init(opcode: opcode, promise: promise, sink: sink))
+            channel.writeAndFlush(frame, promise: nil)
+        }
+        try upload?(channel, id)
+        let timeout = channel.eventLoop.scheduleTask(in: callTimeout) {
+            promise.fail(FileSystemError(ETIMEDOUT, "the file server did not answer"))
+        }
+        defer { timeout.cancel() }
+        do {
+            return try promise.futureResult.wait()
+        } catch let code as StatusCode {
+            throw FileSystemError(code)
+        } catch {
+            throw FileSystemError.transport(error)
+        }
+    }
+
+    public func call(_ request: Request) throws -> Reply {
+        let (channel, handler) = try channel()
+        return try send(request, on: channel, handler: handler)
+    }
+
+    /// FetchData: the reply's status, then the content, each chunk handed to `sink` in order
+    /// (on the connection's event loop).
+    public func fetchData(_ fid: FID, sink: @escaping @Sendable (ByteBuffer) throws -> Void) throws -> (FileStatus, UInt64) {
+        let (channel, handler) = try channel()
+        let reply = try send(.fetchData(fid), on: channel, handler: handler, sink: sink)
+        guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        return (status, expiry)
+    }
+
+    /// StoreData: streams `size` bytes from `fd` (from offset 0) and returns the new status.
+    public func storeData(_ fid: FID, fd: Int32, size: UInt64, mtime: Timespec) throws -> (FileStatus, UInt64) {
+        let (channel, handler) = try channel()
+        let reply = try send(.storeData(fid, size: size, mtime: mtime), on: channel, handler: handler, upload: { channel, id in
+            do {
+                try Self.upload(fd: fd, size: size, channel: channel, id: id)
+            } catch {
+                // The server cannot tell a half-sent file from a slow one: drop the connection,
+                // which discards the upload there and fails this call here.
+                channel.close(promise: nil)
+                throw error
+            }
+        })
+        guard case .status(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        return (status, expiry)
+    }
+
+    private static func upload(fd: Int32, size: UInt64, channel: Channel, id: UInt32) throws {
+        var offset: UInt64 = 0
+        var inFlight: [EventLoopFuture<Void>] = []
+        repeat {
+            let want = Int(min(UInt64(Frame.dataChunkSize), size - offset))
+            var buffer = channel.allocator.buffer(capacity: want)
+            let got = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw in
+                let n = pread(fd, raw.baseAddress, want, off_t(offset))
+                guard n >= 0 else { throw FileSystemError(errno, "reading the cached copy") }
+                return n
+            }
+            guard got == want else { throw FileSystemError(EIO, "the cached copy is shorter than its size") }
+            offset += UInt64(got)
+            let last = offset == size
+            inFlight.append(channel.writeAndFlush(Frame(kind: .data, flags: last ? Frame.flagLastChunk : 0, id: id,
+                                                        opcode: Opcode.storeData.rawValue, body: buffer)))
+            if inFlight.count >= 4 { try inFlight.removeFirst().wait() }
+        } while offset < size
+        for future in inFlight { try future.wait() }
+    }
+}

@@ -1,0 +1,23 @@
+import CFuse3
+import Glibc
+import PeachClient
+
+/// Tells the kernel of this mount that what it cached of an inode or a name is stale.
+/// Called from the cache manager's callback thread, never from a thread serving a request.
+final class KernelInvalidator: KernelNotifier, @unchecked Sendable {
+    /// The session outlives every call: it is destroyed only after the notifier is removed.
+    private let session: OpaquePointer
+
+    init(session: OpaquePointer) {
+        self.session = session
+    }
+
+    func invalidateInode(_ inode: Inode) {
+        // ENOENT: the kernel does not know the inode (nothing to drop); fine, as ENODEV at unmount.
+        _ = fuse_lowlevel_notify_inval_inode(session, inode, 0, 0)
+    }
+
+    func invalidateEntry(parent: Inode, name: String) {
+        _ = name.withCString { fuse_lowlevel_notify_inval_entry(session, parent, $0, name.utf8.count) }
+    }
+}

@@ -1,0 +1,290 @@
+import CFuse3
+import Foundation
+import PeachClient
+import PeachProtocol
+
+/// Runs one request: `body` sends the reply; an error becomes fuse_reply_err with its errno.
+/// Every request gets exactly one reply.
+@inline(__always)
+func serve(_ request: fuse_req_t?, _ body: (FUSEFileSystem) throws -> Void) {
+    let fs = FUSEFileSystem.from(request)
+    do {
+        try body(fs)
+    } catch let error as FileSystemError {
+        fuse_reply_err(request, error.errno)
+    } catch {
+        fs.logger.warning("request failed", metadata: ["error": "\(error)"])
+        fuse_reply_err(request, EIO)
+    }
+}
+
+func name(_ pointer: UnsafePointer<CChar>?) -> String {
+    pointer.map { String(cString: $0) } ?? ""
+}
+
+func context(_ request: fuse_req_t?) -> RequestContext {
+    guard let ctx = fuse_req_ctx(request)?.pointee else { return .root }
+    return RequestContext(uid: ctx.uid, gid: ctx.gid, umask: UInt32(ctx.umask))
+}
+
+func replyEntry(_ request: fuse_req_t?, _ entry: Entry) {
+    var parameters = fuse_entry_param(entry)
+    fuse_reply_entry(request, &parameters)
+}
+
+func replyAttributes(_ request: fuse_req_t?, _ attributes: Attributes) {
+    var attr = stat(attributes.status)
+    fuse_reply_attr(request, &attr, attributes.timeout)
+}
+
+func apply(_ reply: OpenReply, to info: UnsafeMutablePointer<fuse_file_info>?) {
+    info?.pointee.fh = reply.handle
+    info?.pointee.keep_cache = reply.keepCache ? 1 : 0
+    info?.pointee.direct_io = reply.directIO ? 1 : 0
+}
+
+/// The low-level operations table. Closures capture nothing; the file system comes from the
+/// session's userdata.
+let peachOperations: fuse_lowlevel_ops = {
+    var ops = fuse_lowlevel_ops()
+    ops.`init` = { _, connection in
+        guard let connection else { return }
+        // O_TRUNC arrives with open, so a truncating open needs no fetch.
+        if connection.pointee.capable & UInt32(FUSE_CAP_ATOMIC_O_TRUNC) != 0 {
+            connection.pointee.want |= UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
+        }
+        connection.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
+    }
+    ops.lookup = { request, parent, rawName in
+        serve(request) { fs in replyEntry(request, try fs.cacheManager.lookup(parent: parent, name: name(rawName))) }
+    }
+    ops.forget = { request, inode, count in
+        FUSEFileSystem.from(request).cacheManager.forget(inode, count: count)
+        fuse_reply_none(request)
+    }
+    ops.getattr = { request, inode, info in
+        serve(request) { fs in
+            replyAttributes(request, try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh))
+        }
+    }
+    ops.setattr = { request, inode, attr, toSet, info in
+        serve(request) { fs in
+            guard let attr = attr?.pointee else { throw FileSystemError.invalid }
+            var changes = SetAttributes()
+            if toSet & FUSE_SET_ATTR_MODE != 0 { changes.mode = UInt32(attr.st_mode) & 0o7777 }
+            if toSet & FUSE_SET_ATTR_UID != 0 { changes.uid = attr.st_uid }
+            if toSet & FUSE_SET_ATTR_GID != 0 { changes.gid = attr.st_gid }
+            if toSet & FUSE_SET_ATTR_SIZE != 0 { changes.size = UInt64(attr.st_size) }
+            if toSet & FUSE_SET_ATTR_ATIME_NOW != 0 { changes.atime = .now } else if toSet & FUSE_SET_ATTR_ATIME != 0 {
+                changes.atime = .at(Timespec(attr.st_atim))
+            }
+            if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.mtime = .now } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
+                changes.mtime = .at(Timespec(attr.st_mtim))
+            }
+            replyAttributes(request, try fs.cacheManager.setAttributes(inode, changes, handle: info?.pointee.fh))
+        }
+    }
+    ops.readlink = { request, inode in
+        serve(request) { fs in
+            let target = try fs.cacheManager.readlink(inode)
+            _ = target.withCString { fuse_reply_readlink(request, $0) }
+        }
+    }
+    ops.mknod = { request, parent, rawName, mode, rdev in
+        serve(request) { fs in
+            guard let type = FileType(modeBits: mode) else { throw FileSystemError.invalid }
+            let entry = type == .regular
+                ? try createAndRelease(fs, parent: parent, name: name(rawName), mode: UInt32(mode), request: request)
+                : try fs.cacheManager.makeNode(parent: parent, name: name(rawName), type: type, mode: UInt32(mode),
+                                               rdev: UInt64(rdev), context: context(request))
+            replyEntry(request, entry)
+        }
+    }
+    ops.mkdir = { request, parent, rawName, mode in
+        serve(request) { fs in
+            replyEntry(request, try fs.cacheManager.makeDirectory(parent: parent, name: name(rawName), mode: UInt32(mode),
+                                                                  context: context(request)))
+        }
+    }
+    ops.unlink = { request, parent, rawName in
+        serve(request) { fs in
+            try fs.cacheManager.unlink(parent: parent, name: name(rawName))
+            fuse_reply_err(request, 0)
+        }
+    }
+    ops.rmdir = { request, parent, rawName in
+        serve(request) { fs in
+            try fs.cacheManager.removeDirectory(parent: parent, name: name(rawName))
+            fuse_reply_err(request, 0)
+        }
+    }
+    ops.symlink = { request, target, parent, rawName in
+        serve(request) { fs in
+            replyEntry(request, try fs.cacheManager.symlink(parent: parent, name: name(rawName), target: name(target),
+                                                            context: context(request)))
+        }
+    }
+    ops.rename = { request, parent, rawName, newParent, rawNewName, flags in
+        serve(request) { fs in
+            if flags & PEACH_RENAME_EXCHANGE != 0 { throw FileSystemError.invalid }
+            try fs.cacheManager.rename(parent: parent, name: name(rawName), newParent: newParent, newName: name(rawNewName),
+                                       noReplace: flags & PEACH_RENAME_NOREPLACE != 0)
+            fuse_reply_err(request, 0)
+        }
+    }
+    ops.link = { request, inode, newParent, rawNewName in
+        serve(request) { fs in
+            replyEntry(request, try fs.cacheManager.link(inode, newParent: newParent, newName: name(rawNewName)))
+        }
+    }
+    ops.open = { request, inode, info in
+        serve(request) { fs in
+            let reply = try fs.cacheManager.open(inode, flags: info?.pointee.flags ?? O_RDONLY)
+            apply(reply, to: info)
+            if fuse_reply_open(request, info) != 0 { fs.cacheManager.release(handle: reply.handle) }
+        }
+    }
+    ops.create = { request, parent, rawName, mode, info in
+        serve(request) { fs in
+            let (entry, reply) = try fs.cacheManager.create(parent: parent, name: name(rawName), mode: UInt32(mode),
+                                                            flags: info?.pointee.flags ?? O_RDWR, context: context(request))
+            apply(reply, to: info)
+            var parameters = fuse_entry_param(entry)
+            if fuse_reply_create(request, &parameters, info) != 0 { fs.cacheManager.release(handle: reply.handle) }
+        }
+    }
+    ops.read = { request, _, size, offset, info in
+        serve(request) { fs in
+            guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+            let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
+            defer { buffer.deallocate() }
+            let count = try fs.cacheManager.read(handle: handle, offset: UInt64(offset), into: buffer)
+            fuse_reply_buf(request, buffer.baseAddress?.assumingMemoryBound(to: CChar.self), count)
+        }
+    }
+    ops.write = { request, _, bytes, size, offset, info in
+        serve(request) { fs in
+            guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+            let count = try fs.cacheManager.write(handle: handle, offset: UInt64(offset),
+                                                  from: UnsafeRawBufferPointer(start: bytes, count: size))
+            fuse_reply_write(request, count)
+        }
+    }
+    ops.flush = { request, _, info in
+        serve(request) { fs in
+            guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+            try fs.cacheManager.flush(handle: handle)
+            fuse_reply_err(request, 0)
+        }
+    }
+    ops.release = { request, _, info in
+        serve(request) { fs in
+            if let handle = info?.pointee.fh { fs.cacheManager.release(handle: handle) }
+            fuse_reply_err(request, 0)
+        }
+    }
+    ops.fsync = { request, _, _, info in
+        serve(request) { fs in
+            guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+            try fs.cacheManager.fsync(handle: handle)
+            fuse_reply_err(request, 0)
+        }
+    }
+    ops.opendir = { request, inode, info in
+        serve(request) { fs in
+            let entries = try fs.cacheManager.readDirectory(inode)
+            let handle = fs.directoryHandles.withLockedValue { table -> UInt64 in
+                let handle = table.next
+                table.next += 1
+                table.open[handle] = entries
+                return handle
+            }
+            info?.pointee.fh = handle
+            if fuse_reply_open(request, info) != 0 {
+                _ = fs.directoryHandles.withLockedValue { $0.open.removeValue(forKey: handle) }
+            }
+        }
+    }
+    ops.readdir = { request, _, size, offset, info in
+        serve(request) { fs in
+            guard let handle = info?.pointee.fh,
+                  let entries = fs.directoryHandles.withLockedValue({ $0.open[handle] }) else { throw FileSystemError.badHandle }
+            let buffer = UnsafeMutablePointer<CChar>.allocate(capacity: size)
+            defer { buffer.deallocate() }
+            var used = 0
+            var index = max(0, Int(offset))
+            while index < entries.count {
+                let entry = entries[index]
+                var attr = stat()
+                attr.st_ino = UInt(entry.inode)
+                attr.st_mode = entry.type.modeBits
+                let needed = entry.name.withCString {
+                    fuse_add_direntry(request, buffer + used, size - used, $0, &attr, off_t(index + 1))
+                }
+                if needed > size - used { break }
+                used += needed
+                index += 1
+            }
+            fuse_reply_buf(request, buffer, used)
+        }
+    }
+    ops.releasedir = { request, _, info in
+        let fs = FUSEFileSystem.from(request)
+        if let handle = info?.pointee.fh { _ = fs.directoryHandles.withLockedValue { $0.open.removeValue(forKey: handle) } }
+        fuse_reply_err(request, 0)
+    }
+    ops.fsyncdir = { request, _, _, _ in
+        // Namespace changes are synchronous at the server: nothing to sync.
+        fuse_reply_err(request, 0)
+    }
+    ops.statfs = { request, _ in
+        serve(request) { fs in
+            let volume = try fs.cacheManager.volumeStatus()
+            var st = statvfs()
+            st.f_bsize = UInt(volume.blockSize)
+            st.f_frsize = UInt(volume.blockSize)
+            st.f_blocks = UInt(volume.totalBlocks)
+            st.f_bfree = UInt(volume.freeBlocks)
+            st.f_bavail = UInt(volume.freeBlocks)
+            st.f_files = UInt(volume.totalFiles)
+            st.f_ffree = UInt(volume.freeFiles)
+            st.f_favail = UInt(volume.freeFiles)
+            st.f_namemax = 255
+            fuse_reply_statfs(request, &st)
+        }
+    }
+    ops.getxattr = { request, inode, rawName, size in
+        serve(request) { fs in
+            let value = try ControlAttributes.get(name(rawName), inode: inode, cacheManager: fs.cacheManager)
+            if size == 0 {
+                fuse_reply_xattr(request, value.count)
+            } else if size < value.count {
+                fuse_reply_err(request, ERANGE)
+            } else {
+                _ = value.withUnsafeBufferPointer { fuse_reply_buf(request, $0.baseAddress, value.count) }
+            }
+        }
+    }
+    ops.setxattr = { request, inode, rawName, _, _, _ in
+        serve(request) { fs in
+            try ControlAttributes.set(name(rawName), inode: inode, cacheManager: fs.cacheManager)
+            fuse_reply_err(request, 0)
+        }
+    }
+    ops.listxattr = { request, _, size in
+        // No extended attributes are stored; the control names are not listed.
+        if size == 0 { fuse_reply_xattr(request, 0) } else { fuse_reply_buf(request, nil, 0) }
+    }
+    ops.removexattr = { request, _, _ in
+        fuse_reply_err(request, ENODATA)
+    }
+    return ops
+}()
+
+/// mknod(S_IFREG) is a create whose handle is released at once.
+private func createAndRelease(_ fs: FUSEFileSystem, parent: Inode, name: String, mode: UInt32, request: fuse_req_t?) throws -> Entry {
+    let (entry, reply) = try fs.cacheManager.create(parent: parent, name: name, mode: mode, flags: O_WRONLY | O_EXCL,
+                                                    context: context(request))
+    fs.cacheManager.release(handle: reply.handle)
+    return entry
+}

@@ -1,0 +1,222 @@
+/// The protocol version this build speaks; Hello refuses any other.
+public let peachProtocolVersion: UInt16 = 1
+
+/// Request types, named as AFS-3's file server interface names them.
+public enum Opcode: UInt16, Sendable, CaseIterable {
+    case hello = 1
+    case ping = 2
+    case fetchStatus = 3
+    case bulkStatus = 4
+    case fetchData = 5
+    case storeData = 6
+    case storeStatus = 7
+    case createFile = 8
+    case makeDir = 9
+    case symlink = 10
+    case link = 11
+    case removeFile = 12
+    case removeDir = 13
+    case rename = 14
+    case giveUpCallBacks = 15
+    case getVolumeStatus = 16
+
+    /// The name used in statistics (`rpcs`) and docs.
+    public var name: String {
+        switch self {
+        case .hello: "Hello"
+        case .ping: "Ping"
+        case .fetchStatus: "FetchStatus"
+        case .bulkStatus: "BulkStatus"
+        case .fetchData: "FetchData"
+        case .storeData: "StoreData"
+        case .storeStatus: "StoreStatus"
+        case .createFile: "CreateFile"
+        case .makeDir: "MakeDir"
+        case .symlink: "Symlink"
+        case .link: "Link"
+        case .removeFile: "RemoveFile"
+        case .removeDir: "RemoveDir"
+        case .rename: "Rename"
+        case .giveUpCallBacks: "GiveUpCallBacks"
+        case .getVolumeStatus: "GetVolumeStatus"
+        }
+    }
+}
+
+public struct Hello: Hashable, Sendable {
+    public var version: UInt16
+    /// A persistent identity of the cache manager (a UUID string), kept in its cache directory.
+    public var clientID: String
+    /// Bumped each time the cache manager starts; a new epoch tells the server the client
+    /// dropped every promise it held.
+    public var epoch: UInt64
+
+    public init(version: UInt16 = peachProtocolVersion, clientID: String, epoch: UInt64) {
+        self.version = version
+        self.clientID = clientID
+        self.epoch = epoch
+    }
+}
+
+public struct HelloReply: Hashable, Sendable {
+    public var version: UInt16
+    /// The server's restart counter.
+    public var serverEpoch: UInt64
+    /// True when the server no longer holds this client's callbacks (it was declared unreachable,
+    /// or came back with a new epoch): every cached entry must be revalidated.
+    public var callBacksLost: Bool
+
+    public init(version: UInt16 = peachProtocolVersion, serverEpoch: UInt64, callBacksLost: Bool) {
+        self.version = version
+        self.serverEpoch = serverEpoch
+        self.callBacksLost = callBacksLost
+    }
+}
+
+public struct CreateRequest: Hashable, Sendable {
+    public var directory: FID
+    public var name: String
+    public var type: FileType
+    public var mode: UInt32
+    public var uid: UInt32
+    public var gid: UInt32
+    public var rdev: UInt64
+    /// Symlink target, for `type == .symlink` only.
+    public var symlinkTarget: String
+
+    public init(directory: FID, name: String, type: FileType, mode: UInt32, uid: UInt32, gid: UInt32,
+                rdev: UInt64 = 0, symlinkTarget: String = "") {
+        self.directory = directory
+        self.name = name
+        self.type = type
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.rdev = rdev
+        self.symlinkTarget = symlinkTarget
+    }
+}
+
+public enum Request: Hashable, Sendable {
+    case hello(Hello)
+    case ping
+    case fetchStatus(FID)
+    case bulkStatus([FID])
+    /// Whole file or directory; the reply is followed by data frames.
+    case fetchData(FID)
+    /// Whole file of `size` bytes; the request is followed by data frames. `mtime` is the
+    /// client's modification time of its copy (AFS's ClientModTime), so `cp -a` keeps times.
+    case storeData(FID, size: UInt64, mtime: Timespec)
+    case storeStatus(FID, SetAttributes)
+    /// Regular files, fifos, sockets and devices: `CreateRequest.type` says which.
+    case createFile(CreateRequest)
+    case makeDir(CreateRequest)
+    case symlink(CreateRequest)
+    case link(directory: FID, name: String, target: FID)
+    case removeFile(directory: FID, name: String)
+    case removeDir(directory: FID, name: String)
+    case rename(fromDirectory: FID, fromName: String, toDirectory: FID, toName: String)
+    case giveUpCallBacks([FID])
+    case getVolumeStatus
+
+    public var opcode: Opcode {
+        switch self {
+        case .hello: .hello
+        case .ping: .ping
+        case .fetchStatus: .fetchStatus
+        case .bulkStatus: .bulkStatus
+        case .fetchData: .fetchData
+        case .storeData: .storeData
+        case .storeStatus: .storeStatus
+        case .createFile: .createFile
+        case .makeDir: .makeDir
+        case .symlink: .symlink
+        case .link: .link
+        case .removeFile: .removeFile
+        case .removeDir: .removeDir
+        case .rename: .rename
+        case .giveUpCallBacks: .giveUpCallBacks
+        case .getVolumeStatus: .getVolumeStatus
+        }
+    }
+}
+
+/// What a namespace operation changed: the directory, the object named, and for Rename the
+/// second directory. The client updates its cached copies from it instead of refetching.
+public struct NamespaceChange: Hashable, Sendable {
+    public var directory: FileStatus
+    /// The created or linked object; for removals the object's new status, or nil if it is gone.
+    public var target: FileStatus?
+    /// Rename only: the destination directory.
+    public var otherDirectory: FileStatus?
+
+    public init(directory: FileStatus, target: FileStatus?, otherDirectory: FileStatus? = nil) {
+        self.directory = directory
+        self.target = target
+        self.otherDirectory = otherDirectory
+    }
+}
+
+public struct VolumeStatus: Hashable, Sendable {
+    public var blockSize: UInt32
+    public var totalBlocks: UInt64
+    public var freeBlocks: UInt64
+    public var totalFiles: UInt64
+    public var freeFiles: UInt64
+
+    public init(blockSize: UInt32, totalBlocks: UInt64, freeBlocks: UInt64, totalFiles: UInt64, freeFiles: UInt64) {
+        self.blockSize = blockSize
+        self.totalBlocks = totalBlocks
+        self.freeBlocks = freeBlocks
+        self.totalFiles = totalFiles
+        self.freeFiles = freeFiles
+    }
+}
+
+/// One answer of a BulkStatus: the status, or why there is none.
+public enum BulkStatusEntry: Hashable, Sendable {
+    case status(FileStatus)
+    case error(StatusCode)
+}
+
+/// A successful reply. Failures travel as a status code instead (see `ReplyCodec`).
+///
+/// `callBackExpiry` (Unix seconds, 0 for none) is the promise the server made on every FID whose
+/// status the reply carries.
+public enum Reply: Hashable, Sendable {
+    case hello(HelloReply)
+    case pong
+    case status(FileStatus, callBackExpiry: UInt64)
+    case bulkStatus([BulkStatusEntry], callBackExpiry: UInt64)
+    /// FetchData: data frames with `status.size` bytes (files) or a directory listing follow.
+    case fetchData(FileStatus, callBackExpiry: UInt64)
+    case namespace(NamespaceChange, callBackExpiry: UInt64)
+    case done
+    case volumeStatus(VolumeStatus)
+}
+
+/// Why the server broke a callback.
+public enum CallBackReason: UInt8, Sendable, CaseIterable {
+    case store = 1
+    case setattr = 2
+    case remove = 3
+    case rename = 4
+    case namespace = 5
+    case expiry = 6
+    case shutdown = 7
+}
+
+/// Server-to-client messages, each acknowledged with a pushAck frame of the same id.
+public enum Push: Hashable, Sendable {
+    /// The promises on these FIDs are broken.
+    case callBack([FID], reason: CallBackReason)
+    /// Forget every promise the server made you.
+    case initCallBackState
+
+    public var opcode: UInt16 {
+        switch self {
+        case .callBack: 1
+        case .initCallBackState: 2
+        }
+    }
+}

@@ -1,0 +1,48 @@
+/// The protocol's own status codes. The wire never carries Linux errno values; the client maps
+/// these to errno in one place (PeachClient's `FileSystemError`).
+public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
+    case ok = 0
+    case notFound = 1
+    case exists = 2
+    case notEmpty = 3
+    case notDirectory = 4
+    case isDirectory = 5
+    case nameTooLong = 6
+    /// The FID is no longer on the server (removed while the client held it).
+    case stale = 7
+    case invalidArgument = 8
+    case noSpace = 9
+    case permissionDenied = 10
+    case notSupported = 11
+    case tooManyLinks = 12
+    case ioError = 13
+    /// The peer sent something the protocol does not allow (bad frame, unknown opcode).
+    case protocolError = 14
+    /// The request came before a Hello.
+    case notIntroduced = 15
+    case versionMismatch = 16
+    case crossDevice = 17
+
+    public var description: String {
+        switch self {
+        case .ok: "ok"
+        case .notFound: "not found"
+        case .exists: "exists"
+        case .notEmpty: "directory not empty"
+        case .notDirectory: "not a directory"
+        case .isDirectory: "is a directory"
+        case .nameTooLong: "name too long"
+        case .stale: "stale file identifier"
+        case .invalidArgument: "invalid argument"
+        case .noSpace: "no space left"
+        case .permissionDenied: "permission denied"
+        case .notSupported: "not supported"
+        case .tooManyLinks: "too many links"
+        case .ioError: "I/O error"
+        case .protocolError: "protocol error"
+        case .notIntroduced: "Hello required first"
+        case .versionMismatch: "protocol version mismatch"
+        case .crossDevice: "cross-device link"
+        }
+    }
+}

@@ -1,0 +1,47 @@
+import GRDB
+import PeachProtocol
+
+/// The durable promises, in the server's SQLite database. Every function runs inside the caller's
+/// transaction so a grant or a break commits together with the change that caused it.
+enum CallBackTable {
+    static func grant(_ db: Database, client: String, vnodes: [Int64], expiresAt: Int64) throws {
+        for vnode in vnodes {
+            try db.execute(sql: "INSERT OR REPLACE INTO callBack (client, vnode, expiresAt) VALUES (?, ?, ?)",
+                           arguments: [client, vnode, expiresAt])
+        }
+    }
+
+    /// Deletes every other client's promise on `vnodes` and returns the live ones, by client.
+    static func breakAll(_ db: Database, vnodes: [Int64], except client: String, now: Int64) throws -> [String: [FID]] {
+        guard !vnodes.isEmpty else { return [:] }
+        let placeholders = databaseQuestionMarks(count: vnodes.count)
+        var arguments = StatementArguments(vnodes)
+        arguments += [client]
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT callBack.client, callBack.vnode, callBack.expiresAt, vnode.uniquifier
+            FROM callBack LEFT JOIN vnode ON vnode.id = callBack.vnode
+            WHERE callBack.vnode IN (\(placeholders)) AND callBack.client != ?
+            """, arguments: arguments)
+        try db.execute(sql: "DELETE FROM callBack WHERE vnode IN (\(placeholders)) AND client != ?", arguments: arguments)
+        var breaks: [String: [FID]] = [:]
+        for row in rows where (row["expiresAt"] as Int64) > now {
+            let unique = (row["uniquifier"] as Int64?) ?? 1
+            breaks[row["client"], default: []].append(FID(vnode: UInt64(row["vnode"] as Int64), unique: UInt32(unique)))
+        }
+        return breaks
+    }
+
+    static func giveUp(_ db: Database, client: String, vnodes: [Int64]) throws {
+        for vnode in vnodes {
+            try db.execute(sql: "DELETE FROM callBack WHERE client = ? AND vnode = ?", arguments: [client, vnode])
+        }
+    }
+
+    static func dropAll(_ db: Database, client: String) throws {
+        try db.execute(sql: "DELETE FROM callBack WHERE client = ?", arguments: [client])
+    }
+
+    static func count(_ db: Database) throws -> Int {
+        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM callBack") ?? 0
+    }
+}

@@ -1,0 +1,241 @@
+import Foundation
+import Logging
+import NIOCore
+import NIOPosix
+import PeachProtocol
+
+/// One cache manager's connection: requests in, replies and callback breaks out.
+///
+/// All state lives on the channel's event loop. SQLite work goes to the server's thread pool;
+/// replies to mutations wait until the breaks they caused are acknowledged (see `BreakDelivery`).
+final class ConnectionHandler: ChannelInboundHandler {
+    typealias InboundIn = Frame
+    typealias OutboundOut = Frame
+
+    /// A StoreData whose data frames are still arriving.
+    private struct Upload {
+        var fid: FID
+        var size: UInt64
+        var mtime: Timespec
+        var path: String
+        var handle: FileHandle
+        var received: UInt64 = 0
+    }
+
+    private let server: FileServerContext
+    let connectionID: UInt64
+    private var clientID: String?
+    private var uploads: [UInt32: Upload] = [:]
+    private var pendingAcks: [UInt32: EventLoopPromise<Void>] = [:]
+    private var nextPushID: UInt32 = 0
+    private var channel: Channel?
+
+    init(server: FileServerContext) {
+        self.server = server
+        self.connectionID = server.registry.newConnectionID()
+    }
+
+    func channelActive(context: ChannelHandlerContext) {
+        channel = context.channel
+        context.fireChannelActive()
+    }
+
+    func channelInactive(context: ChannelHandlerContext) {
+        if let clientID { server.registry.unregister(clientID, connectionID: connectionID) }
+        for (_, upload) in uploads {
+            try? upload.handle.close()
+            try? FileManager.default.removeItem(atPath: upload.path)
+        }
+        uploads = [:]
+        let acks = pendingAcks
+        pendingAcks = [:]
+        for (_, promise) in acks { promise.fail(ChannelError.ioOnClosedChannel) }
+        context.fireChannelInactive()
+    }
+
+    func errorCaught(context: ChannelHandlerContext, error: Error) {
+        server.logger.info("closing connection", metadata: ["client": "\(clientID ?? "-")", "error": "\(error)"])
+        context.close(promise: nil)
+    }
+
+    func channelRead(context: ChannelHandlerContext, data: NIOAny) {
+        let frame = unwrapInboundIn(data)
+        do {
+            switch frame.kind {
+            case .request:
+                try receiveRequest(frame, context: context)
+            case .data:
+                try receiveData(frame, context: context)
+            case .pushAck:
+                pendingAcks.removeValue(forKey: frame.id)?.succeed()
+            case .reply, .push:
+                throw ProtocolError.unknownFrameKind(frame.kind.rawValue)
+            }
+        } catch {
+            errorCaught(context: context, error: error)
+        }
+    }
+
+    private func receiveRequest(_ frame: Frame, context: ChannelHandlerContext) throws {
+        let request = try RequestCodec.decode(opcode: frame.opcode, body: frame.body)
+        server.statistics.countRequest(request.opcode)
+        if case .hello(let hello) = request {
+            return handshake(hello, id: frame.id, context: context)
+        }
+        guard let clientID else {
+            return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
+        }
+        if case .storeData(let fid, let size, let mtime) = request {
+            guard uploads[frame.id] == nil else { throw ProtocolError.invalidValue("duplicate request id") }
+            let path = server.store.newUploadPath()
+            guard FileManager.default.createFile(atPath: path, contents: nil),
+                  let handle = FileHandle(forWritingAtPath: path) else {
+                // Still read and drop its data frames, then answer.
+                uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: "/dev/null",
+                                           handle: FileHandle.nullDevice)
+                return
+            }
+            uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: path, handle: handle)
+            return
+        }
+        dispatch(id: frame.id, opcode: frame.opcode, client: clientID) { processor in
+            try processor.process(request, client: clientID)
+        }
+    }
+
+    private func receiveData(_ frame: Frame, context: ChannelHandlerContext) throws {
+        guard var upload = uploads[frame.id] else { throw ProtocolError.invalidValue("data for no upload") }
+        upload.received += UInt64(frame.body.readableBytes)
+        guard upload.received <= upload.size else { throw ProtocolError.invalidValue("more data than announced") }
+        var writeFailed = false
+        frame.body.withUnsafeReadableBytes { bytes in
+            do { try upload.handle.write(contentsOf: bytes) } catch { writeFailed = true }
+        }
+        if writeFailed { upload.path = "" }
+        uploads[frame.id] = upload
+        guard frame.isLastChunk else { return }
+        uploads[frame.id] = nil
+        guard upload.received == upload.size else { throw ProtocolError.invalidValue("less data than announced") }
+        let synced = (try? upload.handle.synchronize()) != nil
+        try? upload.handle.close()
+        guard let clientID, upload.path != "/dev/null", !upload.path.isEmpty, synced else {
+            if !upload.path.isEmpty, upload.path != "/dev/null" { try? FileManager.default.removeItem(atPath: upload.path) }
+            return sendError(.noSpace, id: frame.id, opcode: Opcode.storeData.rawValue)
+        }
+        let (fid, size, mtime, path) = (upload.fid, upload.size, upload.mtime, upload.path)
+        dispatch(id: frame.id, opcode: Opcode.storeData.rawValue, client: clientID) { processor in
+            processor.statusOutcome(try processor.store.store(fid, client: clientID, uploadPath: path, size: size, mtime: mtime))
+        }
+    }
+
+    private func handshake(_ hello: Hello, id: UInt32, context: ChannelHandlerContext) {
+        guard hello.version == peachProtocolVersion else {
+            return sendError(.versionMismatch, id: id, opcode: Opcode.hello.rawValue)
+        }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let store = server.store
+        server.threadPool.runIfActive(eventLoop: context.eventLoop) {
+            try store.introduce(client: hello.clientID, epoch: hello.epoch)
+        }.whenComplete { result in
+            let handler = loopBound.value
+            switch result {
+            case .success(let lost):
+                handler.clientID = hello.clientID
+                handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound))
+                handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost)), id: id, opcode: Opcode.hello.rawValue)
+            case .failure:
+                handler.sendError(.ioError, id: id, opcode: Opcode.hello.rawValue)
+            }
+        }
+    }
+
+    /// Runs `work` on the thread pool, delivers the breaks it caused, then replies.
+    private func dispatch(id: UInt32, opcode: UInt16, client: String,
+                          _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
+        guard let channel else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        let processor = server.processor
+        let server = self.server
+        server.threadPool.runIfActive(eventLoop: channel.eventLoop) {
+            try work(processor)
+        }.flatMap { outcome -> EventLoopFuture<Outcome> in
+            server.breakDelivery.deliver(outcome.breaks, reason: outcome.reason, on: channel.eventLoop).map { outcome }
+        }.whenComplete { result in
+            let handler = loopBound.value
+            switch result {
+            case .success(let outcome):
+                handler.sendReply(outcome.reply, id: id, opcode: opcode)
+                if let content = outcome.content { handler.stream(content, id: id, opcode: opcode) }
+            case .failure(let error as StatusCode):
+                handler.sendError(error, id: id, opcode: opcode)
+            case .failure(let error):
+                server.logger.warning("request failed", metadata: ["opcode": "\(opcode)", "error": "\(error)"])
+                handler.sendError(.ioError, id: id, opcode: opcode)
+            }
+        }
+    }
+
+    /// Sends FetchData's content as data frames. A file is read on the thread pool, at most a few
+    /// chunks ahead of the socket.
+    private func stream(_ content: VolumeStore.Content, id: UInt32, opcode: UInt16) {
+        guard let channel else { return }
+        switch content {
+        case .bytes(let bytes):
+            var offset = 0
+            repeat {
+                let end = min(bytes.count, offset + Frame.dataChunkSize)
+                let body = channel.allocator.buffer(bytes: bytes[offset..<end])
+                offset = end
+                channel.write(Frame(kind: .data, flags: offset == bytes.count ? Frame.flagLastChunk : 0,
+                                    id: id, opcode: opcode, body: body), promise: nil)
+            } while offset < bytes.count
+            channel.flush()
+        case .file(let handle):
+            let logger = server.logger
+            server.threadPool.submit { _ in
+                defer { try? handle.close() }
+                do {
+                    try FileStreamer.send(fd: handle.fileDescriptor, id: id, opcode: opcode, on: channel)
+                } catch {
+                    logger.warning("fetch stream failed", metadata: ["error": "\(error)"])
+                    channel.close(promise: nil)
+                }
+            }
+        }
+    }
+
+    func sendReply(_ reply: Reply, id: UInt32, opcode: UInt16) {
+        guard let channel else { return }
+        var body = channel.allocator.buffer(capacity: 128)
+        ReplyCodec.encode(reply, into: &body)
+        channel.writeAndFlush(Frame(kind: .reply, id: id, opcode: opcode, body: body), promise: nil)
+    }
+
+    func sendError(_ code: StatusCode, id: UInt32, opcode: UInt16) {
+        guard let channel else { return }
+        var body = channel.allocator.buffer(capacity: 2)
+        ReplyCodec.encodeError(code, into: &body)
+        channel.writeAndFlush(Frame(kind: .reply, id: id, opcode: opcode, body: body), promise: nil)
+    }
+
+    /// Sends a push; the future succeeds when the client acknowledges it and fails after
+    /// `timeout` or when the connection closes.
+    func push(_ push: Push, timeout: TimeAmount) -> EventLoopFuture<Void> {
+        guard let channel, channel.isActive else {
+            return server.eventLoopGroup.any().makeFailedFuture(ChannelError.ioOnClosedChannel)
+        }
+        nextPushID &+= 1
+        let pushID = nextPushID
+        let promise = channel.eventLoop.makePromise(of: Void.self)
+        pendingAcks[pushID] = promise
+        let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        let timer = channel.eventLoop.scheduleTask(in: timeout) {
+            loopBound.value.pendingAcks.removeValue(forKey: pushID)?.fail(ChannelError.connectTimeout(timeout))
+        }
+        promise.futureResult.whenComplete { _ in timer.cancel() }
+        var body = channel.allocator.buffer(capacity: 64)
+        PushCodec.encode(push, into: &body)
+        channel.writeAndFlush(Frame(kind: .push, id: pushID, opcode: push.opcode, body: body), promise: nil)
+        return promise.futureResult
+    }
+}

@@ -1,0 +1,66 @@
+import PeachProtocol
+
+/// What answering one request produced: a reply, perhaps content to stream after it, and the
+/// callbacks the request broke (to deliver before the reply goes out).
+struct Outcome: Sendable {
+    var reply: Reply
+    var content: VolumeStore.Content?
+    var breaks: [String: [FID]] = [:]
+    var reason: CallBackReason = .store
+}
+
+/// Maps each request to the volume store. Runs on the server's thread pool: SQLite calls block.
+struct RequestProcessor: Sendable {
+    let store: VolumeStore
+
+    func process(_ request: Request, client: String) throws -> Outcome {
+        switch request {
+        case .hello, .storeData:
+            // Answered by the connection itself (handshake; streamed upload).
+            throw StatusCode.protocolError
+        case .ping:
+            return Outcome(reply: .pong)
+        case .fetchStatus(let fid):
+            let (status, expiry) = try store.fetchStatus(fid, client: client)
+            return Outcome(reply: .status(status, callBackExpiry: expiry))
+        case .bulkStatus(let fids):
+            let (entries, expiry) = try store.bulkStatus(fids, client: client)
+            return Outcome(reply: .bulkStatus(entries, callBackExpiry: expiry))
+        case .fetchData(let fid):
+            let (status, expiry, content) = try store.fetchData(fid, client: client)
+            return Outcome(reply: .fetchData(status, callBackExpiry: expiry), content: content)
+        case .storeStatus(let fid, let attributes):
+            return statusOutcome(try store.setAttributes(fid, attributes, client: client))
+        case .createFile(let c):
+            guard c.type != .directory, c.type != .symlink else { throw StatusCode.invalidArgument }
+            return namespaceOutcome(try store.create(c, client: client))
+        case .makeDir(var c):
+            c.type = .directory
+            return namespaceOutcome(try store.create(c, client: client))
+        case .symlink(var c):
+            c.type = .symlink
+            return namespaceOutcome(try store.create(c, client: client))
+        case .link(let directory, let name, let target):
+            return namespaceOutcome(try store.link(directory: directory, name: name, target: target, client: client))
+        case .removeFile(let directory, let name):
+            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: false, client: client))
+        case .removeDir(let directory, let name):
+            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: true, client: client))
+        case .rename(let fromDirectory, let fromName, let toDirectory, let toName):
+            return namespaceOutcome(try store.rename(from: fromDirectory, fromName, to: toDirectory, toName, client: client))
+        case .giveUpCallBacks(let fids):
+            try store.giveUpCallBacks(fids, client: client)
+            return Outcome(reply: .done)
+        case .getVolumeStatus:
+            return Outcome(reply: .volumeStatus(try store.volumeStatus()))
+        }
+    }
+
+    func statusOutcome(_ m: Mutation<FileStatus>) -> Outcome {
+        Outcome(reply: .status(m.value, callBackExpiry: m.callBackExpiry), breaks: m.breaks, reason: m.reason)
+    }
+
+    func namespaceOutcome(_ m: Mutation<NamespaceChange>) -> Outcome {
+        Outcome(reply: .namespace(m.value, callBackExpiry: m.callBackExpiry), breaks: m.breaks, reason: m.reason)
+    }
+}

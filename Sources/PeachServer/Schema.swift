@@ -1,0 +1,60 @@
+import GRDB
+
+/// The server database's migrations. Migrations are history: never edit one that has shipped;
+/// add a new one.
+enum Schema {
+    static var migrator: DatabaseMigrator {
+        var migrator = DatabaseMigrator()
+        migrator.registerMigration("v1") { db in
+            try db.execute(sql: """
+                CREATE TABLE serverState (
+                    key TEXT PRIMARY KEY NOT NULL,
+                    value INTEGER NOT NULL
+                );
+                -- One row per file, directory, symlink or special file of volume 1.
+                -- AUTOINCREMENT: a vnode number is never reused, so a FID never names two files.
+                CREATE TABLE vnode (
+                    id INTEGER PRIMARY KEY AUTOINCREMENT,
+                    uniquifier INTEGER NOT NULL,
+                    type INTEGER NOT NULL,
+                    mode INTEGER NOT NULL,
+                    uid INTEGER NOT NULL,
+                    gid INTEGER NOT NULL,
+                    size INTEGER NOT NULL,
+                    linkCount INTEGER NOT NULL,
+                    dataVersion INTEGER NOT NULL,
+                    atimeSeconds INTEGER NOT NULL, atimeNanoseconds INTEGER NOT NULL,
+                    mtimeSeconds INTEGER NOT NULL, mtimeNanoseconds INTEGER NOT NULL,
+                    ctimeSeconds INTEGER NOT NULL, ctimeNanoseconds INTEGER NOT NULL,
+                    rdev INTEGER NOT NULL DEFAULT 0,
+                    -- Directories only: the one directory that holds this one.
+                    parent INTEGER REFERENCES vnode(id),
+                    symlinkTarget TEXT
+                );
+                CREATE TABLE dirEntry (
+                    directory INTEGER NOT NULL REFERENCES vnode(id) ON DELETE CASCADE,
+                    name TEXT NOT NULL,
+                    child INTEGER NOT NULL REFERENCES vnode(id),
+                    PRIMARY KEY (directory, name)
+                ) WITHOUT ROWID;
+                CREATE INDEX dirEntryChild ON dirEntry(child);
+                -- A cache manager, known by the persistent UUID it sends in Hello.
+                CREATE TABLE client (
+                    id TEXT PRIMARY KEY NOT NULL,
+                    epoch INTEGER NOT NULL,
+                    callBacksLost INTEGER NOT NULL DEFAULT 0,
+                    lastSeen INTEGER NOT NULL
+                );
+                -- The promises: client holds a valid copy of vnode until expiresAt (Unix seconds).
+                CREATE TABLE callBack (
+                    client TEXT NOT NULL REFERENCES client(id) ON DELETE CASCADE,
+                    vnode INTEGER NOT NULL,
+                    expiresAt INTEGER NOT NULL,
+                    PRIMARY KEY (client, vnode)
+                ) WITHOUT ROWID;
+                CREATE INDEX callBackVnode ON callBack(vnode);
+                """)
+        }
+        return migrator
+    }
+}

@@ -1,0 +1,35 @@
+import NIOConcurrencyHelpers
+import PeachProtocol
+
+/// The server's own counters: requests by type, callbacks broken, unreachable clients.
+public final class ServerStatistics: Sendable {
+    public struct Snapshot: Sendable, Codable, Equatable {
+        public var requests: [String: Int] = [:]
+        public var callBacksBroken = 0
+        public var breakMessagesSent = 0
+        public var clientsDeclaredUnreachable = 0
+
+        public var totalRequests: Int { requests.values.reduce(0, +) }
+    }
+
+    private let state = NIOLockedValueBox(Snapshot())
+
+    public init() {}
+
+    func countRequest(_ opcode: Opcode) {
+        state.withLockedValue { $0.requests[opcode.name, default: 0] += 1 }
+    }
+
+    func countBreaks(fids: Int) {
+        state.withLockedValue {
+            $0.callBacksBroken += fids
+            $0.breakMessagesSent += 1
+        }
+    }
+
+    func countUnreachable() {
+        state.withLockedValue { $0.clientsDeclaredUnreachable += 1 }
+    }
+
+    public func snapshot() -> Snapshot { state.withLockedValue { $0 } }
+}

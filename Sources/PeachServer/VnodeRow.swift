@@ -1,0 +1,75 @@
+import GRDB
+import PeachProtocol
+
+/// Reads and writes of the `vnode` table in the terms the protocol speaks.
+extension FileStatus {
+    init(row: Row) throws {
+        let rawType: UInt8 = row["type"]
+        guard let type = FileType(rawValue: rawType) else { throw StatusCode.ioError }
+        self.init(
+            fid: FID(volume: 1, vnode: UInt64(row["id"] as Int64), unique: UInt32(row["uniquifier"] as Int64)),
+            type: type,
+            mode: UInt32(row["mode"] as Int64), uid: UInt32(row["uid"] as Int64), gid: UInt32(row["gid"] as Int64),
+            size: UInt64(row["size"] as Int64), linkCount: UInt32(row["linkCount"] as Int64),
+            dataVersion: UInt64(row["dataVersion"] as Int64),
+            atime: Timespec(seconds: row["atimeSeconds"], nanoseconds: UInt32(row["atimeNanoseconds"] as Int64)),
+            mtime: Timespec(seconds: row["mtimeSeconds"], nanoseconds: UInt32(row["mtimeNanoseconds"] as Int64)),
+            ctime: Timespec(seconds: row["ctimeSeconds"], nanoseconds: UInt32(row["ctimeNanoseconds"] as Int64)),
+            rdev: UInt64(row["rdev"] as Int64))
+    }
+}
+
+enum VnodeTable {
+    /// The status of `vnode`, or `.stale` when it no longer exists.
+    static func status(_ db: Database, _ vnode: Int64) throws -> FileStatus {
+        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM vnode WHERE id = ?", arguments: [vnode]) else {
+            throw StatusCode.stale
+        }
+        return try FileStatus(row: row)
+    }
+
+    /// Checks that a FID still names the vnode it named, and returns its number.
+    static func resolve(_ db: Database, _ fid: FID) throws -> (vnode: Int64, status: FileStatus) {
+        guard fid.volume == 1, fid.vnode <= UInt64(Int64.max) else { throw StatusCode.stale }
+        let s = try status(db, Int64(fid.vnode))
+        guard s.fid.unique == fid.unique else { throw StatusCode.stale }
+        return (Int64(fid.vnode), s)
+    }
+
+    static func directory(_ db: Database, _ fid: FID) throws -> (vnode: Int64, status: FileStatus) {
+        let resolved = try resolve(db, fid)
+        guard resolved.status.type == .directory else { throw StatusCode.notDirectory }
+        return resolved
+    }
+
+    /// Sets ctime (and with `content`, mtime and a new data version) to now.
+    static func touch(_ db: Database, _ vnode: Int64, content: Bool, now: Timespec) throws {
+        if content {
+            try db.execute(sql: """
+                UPDATE vnode SET mtimeSeconds = ?, mtimeNanoseconds = ?, ctimeSeconds = ?, ctimeNanoseconds = ?,
+                    dataVersion = dataVersion + 1 WHERE id = ?
+                """, arguments: [now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, vnode])
+        } else {
+            try db.execute(sql: "UPDATE vnode SET ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?",
+                           arguments: [now.seconds, now.nanoseconds, vnode])
+        }
+    }
+
+    static func insert(_ db: Database, type: FileType, mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64,
+                       linkCount: UInt32, parent: Int64?, rdev: UInt64, symlinkTarget: String?, now: Timespec) throws -> Int64 {
+        try db.execute(sql: """
+            INSERT INTO vnode (uniquifier, type, mode, uid, gid, size, linkCount, dataVersion,
+                atimeSeconds, atimeNanoseconds, mtimeSeconds, mtimeNanoseconds, ctimeSeconds, ctimeNanoseconds,
+                rdev, parent, symlinkTarget)
+            VALUES (1, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            """, arguments: [type.rawValue, mode & 0o7777, uid, gid, Int64(size), linkCount,
+                             now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, now.seconds, now.nanoseconds,
+                             Int64(bitPattern: rdev), parent, symlinkTarget])
+        return db.lastInsertedRowID
+    }
+
+    static func lookup(_ db: Database, directory: Int64, name: String) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT child FROM dirEntry WHERE directory = ? AND name = ?",
+                           arguments: [directory, name])
+    }
+}

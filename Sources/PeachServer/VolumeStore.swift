@@ -1,0 +1,434 @@
+import Foundation
+import GRDB
+import PeachProtocol
+
+/// The server's storage, as an AFS vice partition: SQLite (WAL) holds vnodes, directory entries,
+/// clients and callbacks; file contents are plain files under `root/data`, named
+/// `<vnode>.<dataVersion>`, never changed once written.
+public final class VolumeStore: Sendable {
+    let database: DatabasePool
+    let dataDirectory: String
+    let uploadDirectory: String
+    /// The server's restart counter, bumped each time a store opens the database.
+    public let epoch: UInt64
+    /// How long a promise lasts, in seconds.
+    public let callBackLifetime: Int64
+
+    public init(root: String, callBackLifetime: Int64 = 3600) throws {
+        let fm = FileManager.default
+        dataDirectory = root + "/data"
+        uploadDirectory = root + "/uploads"
+        for dir in [root, dataDirectory, uploadDirectory] {
+            try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
+        }
+        var configuration = Configuration()
+        configuration.prepareDatabase { db in
+            try db.execute(sql: "PRAGMA synchronous = NORMAL")
+        }
+        database = try DatabasePool(path: root + "/volume.sqlite", configuration: configuration)
+        try Schema.migrator.migrate(database)
+        self.callBackLifetime = callBackLifetime
+        epoch = try database.write { db in
+            let previous = try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'epoch'") ?? 0
+            try db.execute(sql: "INSERT OR REPLACE INTO serverState (key, value) VALUES ('epoch', ?)", arguments: [previous + 1])
+            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vnode") == 0 {
+                let now = Timespec.now()
+                _ = try VnodeTable.insert(db, type: .directory, mode: 0o755, uid: 0, gid: 0, size: 4096, linkCount: 2,
+                                          parent: nil, rdev: 0, symlinkTarget: nil, now: now)
+            }
+            return UInt64(previous + 1)
+        }
+        try removeOrphans()
+    }
+
+    /// Start-up clean-up: unfinished uploads, and data files no vnode points at (a crash between
+    /// writing a new version and committing it, or between committing and deleting the old one).
+    private func removeOrphans() throws {
+        let fm = FileManager.default
+        for name in (try? fm.contentsOfDirectory(atPath: uploadDirectory)) ?? [] {
+            try? fm.removeItem(atPath: uploadDirectory + "/" + name)
+        }
+        let current = try database.read { db in
+            Set(try Row.fetchAll(db, sql: "SELECT id, dataVersion FROM vnode WHERE type = ?",
+                                 arguments: [FileType.regular.rawValue])
+                .map { "\($0["id"] as Int64).\($0["dataVersion"] as Int64)" })
+        }
+        for name in (try? fm.contentsOfDirectory(atPath: dataDirectory)) ?? [] where !current.contains(name) {
+            try? fm.removeItem(atPath: dataDirectory + "/" + name)
+        }
+    }
+
+    func dataPath(vnode: Int64, version: UInt64) -> String { "\(dataDirectory)/\(vnode).\(version)" }
+
+    /// A fresh path for an incoming StoreData.
+    public func newUploadPath() -> String { uploadDirectory + "/" + UUID().uuidString }
+
+    private func expiry(now: Timespec) -> Int64 { now.seconds + callBackLifetime }
+
+    // MARK: Clients
+
+    /// Records a client's Hello. Returns true when the client must treat every promise as gone:
+    /// the server declared it unreachable since it last spoke.
+    public func introduce(client: String, epoch: UInt64) throws -> Bool {
+        let now = Timespec.now().seconds
+        return try database.write { db in
+            let row = try Row.fetchOne(db, sql: "SELECT epoch, callBacksLost FROM client WHERE id = ?", arguments: [client])
+            let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
+            let sameEpoch = (row?["epoch"] as Int64?) == Int64(epoch)
+            if !sameEpoch {
+                // A restarted cache manager dropped its promises; drop ours to match.
+                try CallBackTable.dropAll(db, client: client)
+            }
+            try db.execute(sql: """
+                INSERT INTO client (id, epoch, callBacksLost, lastSeen) VALUES (?, ?, 0, ?)
+                ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, callBacksLost = 0, lastSeen = excluded.lastSeen
+                """, arguments: [client, Int64(epoch), now])
+            return lost
+        }
+    }
+
+    /// A client that missed a break loses every promise, and is told so on its next Hello.
+    public func declareUnreachable(client: String) throws {
+        try database.write { db in
+            try CallBackTable.dropAll(db, client: client)
+            try db.execute(sql: "UPDATE client SET callBacksLost = 1 WHERE id = ?", arguments: [client])
+        }
+    }
+
+    // MARK: Status and data
+
+    public func fetchStatus(_ fid: FID, client: String) throws -> (FileStatus, UInt64) {
+        let now = Timespec.now()
+        return try database.write { db in
+            let (vnode, status) = try VnodeTable.resolve(db, fid)
+            try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+            return (status, UInt64(expiry(now: now)))
+        }
+    }
+
+    public func bulkStatus(_ fids: [FID], client: String) throws -> ([BulkStatusEntry], UInt64) {
+        let now = Timespec.now()
+        return try database.write { db in
+            var entries: [BulkStatusEntry] = []
+            for fid in fids {
+                do {
+                    let (vnode, status) = try VnodeTable.resolve(db, fid)
+                    try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+                    entries.append(.status(status))
+                } catch let code as StatusCode {
+                    entries.append(.error(code))
+                }
+            }
+            return (entries, UInt64(expiry(now: now)))
+        }
+    }
+
+    /// What FetchData sends after its reply.
+    public enum Content: Sendable {
+        /// A regular file's data: an open descriptor of an immutable version file, owned by the caller.
+        case file(FileHandle)
+        /// A directory listing or a symlink target.
+        case bytes([UInt8])
+    }
+
+    /// The status and content of a file or directory, with a fresh promise.
+    public func fetchData(_ fid: FID, client: String) throws -> (FileStatus, UInt64, Content) {
+        for _ in 0..<8 {
+            let now = Timespec.now()
+            let (status, content): (FileStatus, Content?) = try database.write { db in
+                let (vnode, status) = try VnodeTable.resolve(db, fid)
+                try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+                switch status.type {
+                case .directory:
+                    let rows = try Row.fetchAll(db, sql: """
+                        SELECT dirEntry.name, vnode.id, vnode.uniquifier, vnode.type FROM dirEntry
+                        JOIN vnode ON vnode.id = dirEntry.child WHERE dirEntry.directory = ? ORDER BY dirEntry.name
+                        """, arguments: [vnode])
+                    let entries = rows.map { row in
+                        DirectoryEntry(name: row["name"], fid: FID(vnode: UInt64(row["id"] as Int64), unique: UInt32(row["uniquifier"] as Int64)),
+                                       type: FileType(rawValue: row["type"]) ?? .regular)
+                    }
+                    return (status, .bytes(Array(buffer: DirectoryListingCodec.encode(entries))))
+                case .symlink:
+                    let target = try String.fetchOne(db, sql: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? ""
+                    return (status, .bytes(Array(target.utf8)))
+                case .regular:
+                    if status.size == 0 { return (status, .bytes([])) }
+                    // Opened outside the transaction: a store that replaces this version between
+                    // here and the open makes the open fail, and the loop tries again.
+                    return (status, nil)
+                default:
+                    return (status, .bytes([]))
+                }
+            }
+            if let content { return (status, UInt64(expiry(now: now)), content) }
+            if let handle = FileHandle(forReadingAtPath: dataPath(vnode: Int64(fid.vnode), version: status.dataVersion)) {
+                return (status, UInt64(expiry(now: now)), .file(handle))
+            }
+        }
+        throw StatusCode.ioError
+    }
+
+    /// Makes an uploaded file the new content of `fid`: one transaction points the vnode at the
+    /// new version and breaks the other clients' promises; then the old version goes.
+    public func store(_ fid: FID, client: String, uploadPath: String, size: UInt64, mtime: Timespec) throws -> Mutation<FileStatus> {
+        let now = Timespec.now()
+        var oldVersion: UInt64 = 0
+        do {
+            let mutation = try database.write { db -> Mutation<FileStatus> in
+                let (vnode, status) = try VnodeTable.resolve(db, fid)
+                guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+                oldVersion = status.dataVersion
+                let newVersion = status.dataVersion + 1
+                guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
+                try db.execute(sql: """
+                    UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ?,
+                        ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
+                    """, arguments: [Int64(size), Int64(newVersion), mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
+                let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client, now: now.seconds)
+                try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+                return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .store,
+                                callBackExpiry: UInt64(expiry(now: now)))
+            }
+            try? FileManager.default.removeItem(atPath: dataPath(vnode: Int64(fid.vnode), version: oldVersion))
+            return mutation
+        } catch {
+            try? FileManager.default.removeItem(atPath: uploadPath)
+            throw error
+        }
+    }
+
+    public func setAttributes(_ fid: FID, _ attributes: SetAttributes, client: String) throws -> Mutation<FileStatus> {
+        let now = Timespec.now()
+        var removeAfterCommit: String?
+        let mutation = try database.write { db -> Mutation<FileStatus> in
+            let (vnode, status) = try VnodeTable.resolve(db, fid)
+            if let size = attributes.size, size != status.size {
+                guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+                let newVersion = status.dataVersion + 1
+                let newPath = dataPath(vnode: vnode, version: newVersion)
+                try writeTruncatedCopy(of: dataPath(vnode: vnode, version: status.dataVersion), hasData: status.size > 0,
+                                       to: newPath, size: size)
+                removeAfterCommit = dataPath(vnode: vnode, version: status.dataVersion)
+                try db.execute(sql: """
+                    UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?
+                    """, arguments: [Int64(size), Int64(newVersion), now.seconds, now.nanoseconds, vnode])
+            }
+            if let mode = attributes.mode {
+                try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode & 0o7777, vnode])
+            }
+            if let uid = attributes.uid { try db.execute(sql: "UPDATE vnode SET uid = ? WHERE id = ?", arguments: [uid, vnode]) }
+            if let gid = attributes.gid { try db.execute(sql: "UPDATE vnode SET gid = ? WHERE id = ?", arguments: [gid, vnode]) }
+            if let atime = attributes.atime {
+                let t = resolve(atime, now: now)
+                try db.execute(sql: "UPDATE vnode SET atimeSeconds = ?, atimeNanoseconds = ? WHERE id = ?",
+                               arguments: [t.seconds, t.nanoseconds, vnode])
+            }
+            if let mtime = attributes.mtime {
+                let t = resolve(mtime, now: now)
+                try db.execute(sql: "UPDATE vnode SET mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?",
+                               arguments: [t.seconds, t.nanoseconds, vnode])
+            }
+            try VnodeTable.touch(db, vnode, content: false, now: now)
+            let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client, now: now.seconds)
+            try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+            return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .setattr,
+                            callBackExpiry: UInt64(expiry(now: now)))
+        }
+        if let removeAfterCommit { try? FileManager.default.removeItem(atPath: removeAfterCommit) }
+        return mutation
+    }
+
+    private func resolve(_ time: TimeToSet, now: Timespec) -> Timespec {
+        switch time {
+        case .now: now
+        case .at(let t): t
+        }
+    }
+
+    private func writeTruncatedCopy(of source: String, hasData: Bool, to destination: String, size: UInt64) throws {
+        let fm = FileManager.default
+        try? fm.removeItem(atPath: destination)
+        if hasData {
+            try fm.copyItem(atPath: source, toPath: destination)
+        } else {
+            guard fm.createFile(atPath: destination, contents: nil) else { throw StatusCode.ioError }
+        }
+        guard truncate(destination, off_t(size)) == 0 else { throw StatusCode.ioError }
+    }
+
+    // MARK: Namespace
+
+    static func validate(name: String) throws {
+        guard !name.isEmpty, name != ".", name != "..", !name.contains("/"), !name.utf8.contains(0) else {
+            throw StatusCode.invalidArgument
+        }
+        guard name.utf8.count <= 255 else { throw StatusCode.nameTooLong }
+    }
+
+    /// CreateFile, MakeDir and Symlink. Fails with `.exists` when the name is taken (O_EXCL semantics:
+    /// the client decides what a plain O_CREAT on an existing file means).
+    public func create(_ request: CreateRequest, client: String) throws -> Mutation<NamespaceChange> {
+        try Self.validate(name: request.name)
+        let now = Timespec.now()
+        return try database.write { db in
+            let (dir, _) = try VnodeTable.directory(db, request.directory)
+            if try VnodeTable.lookup(db, directory: dir, name: request.name) != nil { throw StatusCode.exists }
+            let isDirectory = request.type == .directory
+            let target = request.type == .symlink ? request.symlinkTarget : nil
+            let size: UInt64 = isDirectory ? 4096 : UInt64(target?.utf8.count ?? 0)
+            let vnode = try VnodeTable.insert(db, type: request.type, mode: request.mode, uid: request.uid, gid: request.gid,
+                                              size: size, linkCount: isDirectory ? 2 : 1, parent: isDirectory ? dir : nil,
+                                              rdev: request.rdev, symlinkTarget: target, now: now)
+            try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)",
+                           arguments: [dir, request.name, vnode])
+            if isDirectory { try db.execute(sql: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [dir]) }
+            try VnodeTable.touch(db, dir, content: true, now: now)
+            return try finish(db, client: client, changed: [dir], granted: [dir, vnode], reason: .namespace, now: now,
+                              NamespaceChange(directory: VnodeTable.status(db, dir), target: VnodeTable.status(db, vnode)))
+        }
+    }
+
+    public func link(directory: FID, name: String, target: FID, client: String) throws -> Mutation<NamespaceChange> {
+        try Self.validate(name: name)
+        let now = Timespec.now()
+        return try database.write { db in
+            let (dir, _) = try VnodeTable.directory(db, directory)
+            let (vnode, status) = try VnodeTable.resolve(db, target)
+            guard status.type != .directory else { throw StatusCode.permissionDenied }
+            if try VnodeTable.lookup(db, directory: dir, name: name) != nil { throw StatusCode.exists }
+            try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)", arguments: [dir, name, vnode])
+            try db.execute(sql: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [vnode])
+            try VnodeTable.touch(db, vnode, content: false, now: now)
+            try VnodeTable.touch(db, dir, content: true, now: now)
+            return try finish(db, client: client, changed: [dir, vnode], granted: [dir, vnode], reason: .namespace, now: now,
+                              NamespaceChange(directory: VnodeTable.status(db, dir), target: VnodeTable.status(db, vnode)))
+        }
+    }
+
+    /// RemoveFile (`directory == false`) and RemoveDir.
+    public func remove(directory: FID, name: String, isDirectory: Bool, client: String) throws -> Mutation<NamespaceChange> {
+        let now = Timespec.now()
+        var deletedData: String?
+        let mutation = try database.write { db -> Mutation<NamespaceChange> in
+            let (dir, _) = try VnodeTable.directory(db, directory)
+            guard let vnode = try VnodeTable.lookup(db, directory: dir, name: name) else { throw StatusCode.notFound }
+            let status = try VnodeTable.status(db, vnode)
+            if isDirectory {
+                guard status.type == .directory else { throw StatusCode.notDirectory }
+                guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [vnode]) == 0 else {
+                    throw StatusCode.notEmpty
+                }
+            } else {
+                guard status.type != .directory else { throw StatusCode.isDirectory }
+            }
+            deletedData = try unlinkEntry(db, directory: dir, name: name, vnode: vnode, status: status, now: now)
+            try VnodeTable.touch(db, dir, content: true, now: now)
+            let remaining = try? VnodeTable.status(db, vnode)
+            return try finish(db, client: client, changed: [dir, vnode], granted: remaining == nil ? [dir] : [dir, vnode],
+                              reason: .remove, now: now,
+                              NamespaceChange(directory: VnodeTable.status(db, dir), target: remaining))
+        }
+        if let deletedData { try? FileManager.default.removeItem(atPath: deletedData) }
+        return mutation
+    }
+
+    /// Removes one name; deletes the vnode when it was the last. Returns a data file to delete after commit.
+    private func unlinkEntry(_ db: Database, directory: Int64, name: String, vnode: Int64, status: FileStatus,
+                             now: Timespec) throws -> String? {
+        try db.execute(sql: "DELETE FROM dirEntry WHERE directory = ? AND name = ?", arguments: [directory, name])
+        if status.type == .directory {
+            try db.execute(sql: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [directory])
+            try db.execute(sql: "DELETE FROM vnode WHERE id = ?", arguments: [vnode])
+            return nil
+        }
+        if status.linkCount <= 1 {
+            try db.execute(sql: "DELETE FROM vnode WHERE id = ?", arguments: [vnode])
+            return status.type == .regular ? dataPath(vnode: vnode, version: status.dataVersion) : nil
+        }
+        try db.execute(sql: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [vnode])
+        try VnodeTable.touch(db, vnode, content: false, now: now)
+        return nil
+    }
+
+    public func rename(from fromDirectory: FID, _ fromName: String, to toDirectory: FID, _ toName: String,
+                       client: String) throws -> Mutation<NamespaceChange> {
+        try Self.validate(name: toName)
+        let now = Timespec.now()
+        var deletedData: String?
+        let mutation = try database.write { db -> Mutation<NamespaceChange> in
+            let (from, _) = try VnodeTable.directory(db, fromDirectory)
+            let (to, _) = try VnodeTable.directory(db, toDirectory)
+            guard let moved = try VnodeTable.lookup(db, directory: from, name: fromName) else { throw StatusCode.notFound }
+            let movedStatus = try VnodeTable.status(db, moved)
+            var changed: Set<Int64> = [from, to, moved]
+            if let existing = try VnodeTable.lookup(db, directory: to, name: toName) {
+                if existing == moved {
+                    // POSIX: renaming a name onto another link of the same file does nothing.
+                    return try finish(db, client: client, changed: [], granted: [from, to], reason: .rename, now: now,
+                                      NamespaceChange(directory: VnodeTable.status(db, from), target: movedStatus,
+                                                      otherDirectory: VnodeTable.status(db, to)))
+                }
+                let existingStatus = try VnodeTable.status(db, existing)
+                if movedStatus.type == .directory {
+                    guard existingStatus.type == .directory else { throw StatusCode.notDirectory }
+                    guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [existing]) == 0 else {
+                        throw StatusCode.notEmpty
+                    }
+                } else if existingStatus.type == .directory {
+                    throw StatusCode.isDirectory
+                }
+                changed.insert(existing)
+                deletedData = try unlinkEntry(db, directory: to, name: toName, vnode: existing, status: existingStatus, now: now)
+            }
+            if movedStatus.type == .directory && from != to {
+                // A directory may not move into its own subtree.
+                var ancestor: Int64? = to
+                while let current = ancestor {
+                    if current == moved { throw StatusCode.invalidArgument }
+                    ancestor = try Int64.fetchOne(db, sql: "SELECT parent FROM vnode WHERE id = ?", arguments: [current])
+                }
+                try db.execute(sql: "UPDATE vnode SET parent = ? WHERE id = ?", arguments: [to, moved])
+                try db.execute(sql: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [from])
+                try db.execute(sql: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [to])
+            }
+            try db.execute(sql: "DELETE FROM dirEntry WHERE directory = ? AND name = ?", arguments: [from, fromName])
+            try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)", arguments: [to, toName, moved])
+            try VnodeTable.touch(db, from, content: true, now: now)
+            if to != from { try VnodeTable.touch(db, to, content: true, now: now) }
+            try VnodeTable.touch(db, moved, content: false, now: now)
+            return try finish(db, client: client, changed: Array(changed), granted: [from, to, moved], reason: .rename, now: now,
+                              NamespaceChange(directory: VnodeTable.status(db, from), target: VnodeTable.status(db, moved),
+                                              otherDirectory: VnodeTable.status(db, to)))
+        }
+        if let deletedData { try? FileManager.default.removeItem(atPath: deletedData) }
+        return mutation
+    }
+
+    /// Breaks other clients' promises on `changed` and grants the caller fresh ones on `granted`.
+    private func finish(_ db: Database, client: String, changed: [Int64], granted: [Int64], reason: CallBackReason,
+                        now: Timespec, _ change: NamespaceChange) throws -> Mutation<NamespaceChange> {
+        let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client, now: now.seconds)
+        try CallBackTable.grant(db, client: client, vnodes: granted, expiresAt: expiry(now: now))
+        return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: UInt64(expiry(now: now)))
+    }
+
+    public func giveUpCallBacks(_ fids: [FID], client: String) throws {
+        try database.write { db in
+            try CallBackTable.giveUp(db, client: client, vnodes: fids.map { Int64(clamping: $0.vnode) })
+        }
+    }
+
+    public func volumeStatus() throws -> VolumeStatus {
+        var st = statvfs()
+        guard statvfs(dataDirectory, &st) == 0 else { throw StatusCode.ioError }
+        let files = try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vnode") ?? 0 }
+        return VolumeStatus(blockSize: UInt32(st.f_frsize), totalBlocks: UInt64(st.f_blocks), freeBlocks: UInt64(st.f_bavail),
+                            totalFiles: UInt64(files) + UInt64(st.f_favail), freeFiles: UInt64(st.f_favail))
+    }
+
+    /// Live promises, for statistics and tests.
+    public func callBackCount() throws -> Int {
+        try database.read { db in try CallBackTable.count(db) }
+    }
+}

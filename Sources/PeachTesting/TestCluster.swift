@@ -1,0 +1,54 @@
+import Foundation
+import PeachClient
+import PeachServer
+
+/// A file server on loopback and any number of in-process AFS cache managers, each with its
+/// own cache directory, all in one temporary directory. `shutdown()` stops everything and
+/// removes the directory; `withCluster` does it in every outcome.
+public final class TestCluster: @unchecked Sendable {
+    public let directory: TemporaryDirectory
+    public let server: FileServer
+    public let address: ServerAddress
+    public private(set) var clients: [AFSCacheManager] = []
+    private var stopped = false
+
+    public init(callBackTimeout: Int64 = 5) throws {
+        directory = try TemporaryDirectory(prefix: "peach-cluster")
+        let store = try VolumeStore(root: try directory.subdirectory("server"))
+        server = FileServer(store: store, callBackTimeout: .seconds(callBackTimeout))
+        let port = try server.start(host: "127.0.0.1", port: 0)
+        address = ServerAddress(host: "127.0.0.1", port: port)
+    }
+
+    /// A new started cache manager (cache directory `name`, reused if it exists: a restart).
+    public func addClient(named name: String? = nil, cacheSize: UInt64 = 1 << 30) throws -> AFSCacheManager {
+        let cache = try directory.subdirectory("cache-\(name ?? String(clients.count))")
+        let client = try AFSCacheManager(server: address, cacheDirectory: cache, cacheSize: cacheSize)
+        try client.start()
+        clients.append(client)
+        return client
+    }
+
+    /// Shuts one client down (as an unmount does) and forgets it.
+    public func stopClient(_ client: AFSCacheManager) {
+        client.shutdown()
+        clients.removeAll { $0 === client }
+    }
+
+    public func shutdown() {
+        guard !stopped else { return }
+        stopped = true
+        for client in clients { client.shutdown() }
+        clients = []
+        server.stop()
+        directory.remove()
+    }
+
+    deinit { shutdown() }
+}
+
+public func withCluster<T>(callBackTimeout: Int64 = 5, _ body: (TestCluster) throws -> T) throws -> T {
+    let cluster = try TestCluster(callBackTimeout: callBackTimeout)
+    defer { cluster.shutdown() }
+    return try body(cluster)
+}

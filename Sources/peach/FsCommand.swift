@@ -1,0 +1,53 @@
+import ArgumentParser
+import CFuse3
+import Foundation
+import PeachFUSE
+
+struct FsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "fs",
+        abstract: "Ask the cache manager serving a path (as OpenAFS's fs command does).",
+        subcommands: [Stats.self, Flush.self, CallBacks.self]
+    )
+
+    struct Stats: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Print the statistics of the cache manager serving PATH, as JSON.")
+        @Argument(help: "Any path inside a PeachFS mount.") var path: String
+        func run() throws { print(try ControlClient.get(ControlAttributes.stats, path: path)) }
+    }
+
+    struct Flush: ParsableCommand {
+        static let configuration = CommandConfiguration(abstract: "Drop the cached copy of PATH (a dirty file is stored first).")
+        @Argument(help: "A file or directory inside a PeachFS mount.") var path: String
+        func run() throws { try ControlClient.set(ControlAttributes.flush, path: path) }
+    }
+
+    struct CallBacks: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "callbacks", abstract: "List the callbacks the cache manager serving PATH holds (FID, path, expiry).")
+        @Argument(help: "Any path inside a PeachFS mount.") var path: String
+        func run() throws { print(try ControlClient.get(ControlAttributes.callbacks, path: path)) }
+    }
+}
+
+/// The client side of the control attributes (see `ControlAttributes`).
+enum ControlClient {
+    static func get(_ name: String, path: String) throws -> String {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        let n = getxattr(path, name, &buffer, buffer.count)
+        guard n >= 0 else { throw failure(path) }
+        return String(decoding: buffer[0..<n], as: UTF8.self)
+    }
+
+    static func set(_ name: String, path: String) throws {
+        guard setxattr(path, name, "", 0, 0) == 0 else { throw failure(path) }
+    }
+
+    private static func failure(_ path: String) -> CommandFailure {
+        let code = errno
+        if code == ENODATA || code == ENOTSUP || code == EOPNOTSUPP {
+            return CommandFailure("\(path) is not in a PeachFS mount")
+        }
+        return CommandFailure("\(path): \(String(cString: strerror(code)))")
+    }
+}

@@ -1,0 +1,112 @@
+import ArgumentParser
+import Foundation
+import Logging
+import PeachClient
+import PeachFUSE
+
+struct MountCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "mount",
+        abstract: "Mount PeachFS on MOUNTPOINT with a whole-file caching cache manager.",
+        discussion: """
+            Without --foreground, returns once the mount answers and keeps serving in the \
+            background (its log: CACHE/peach-mount.log). Unmount with `umount MOUNTPOINT` or \
+            `fusermount3 -u MOUNTPOINT`; the cache manager then stores what is dirty and exits.
+            """
+    )
+
+    @Argument(help: "An existing, empty directory to mount on.")
+    var mountPoint: String
+
+    @Option(help: "The file server, HOST:PORT.")
+    var server = "127.0.0.1:7000"
+
+    @Option(help: "Cache directory; created if missing, kept across mounts.")
+    var cache: String
+
+    @Option(help: "Disk cache size limit (K, M, G suffixes).")
+    var cacheSize = ByteSize(argument: "2G")!
+
+    @Flag(help: "Let other users use the mount (the kernel checks permissions).")
+    var allowOther = false
+
+    @Flag(help: "Stay in the foreground.")
+    var foreground = false
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .notice
+
+    func validate() throws {
+        guard let address = ServerAddress(server), address.port != 0 else {
+            throw ValidationError("--server must be HOST:PORT, got '\(server)'")
+        }
+    }
+
+    func run() throws {
+        let readyFD = Daemon.inheritedReadyDescriptor
+        do {
+            try checkMountPoint()
+            try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+        } catch {
+            Daemon.report("\(error)", on: readyFD)
+            throw error
+        }
+        if !foreground {
+            var arguments = Array(CommandLine.arguments.dropFirst())
+            arguments.append("--foreground")
+            let logPath = MountTable.canonical(cache) + "/peach-mount.log"
+            if let failure = try Daemon.spawnAndWait(arguments: arguments, logPath: logPath) {
+                throw CommandFailure(failure)
+            }
+            // The daemon mounted; this stat waits until its loop answers.
+            var st = stat()
+            guard stat(mountPoint, &st) == 0 else {
+                throw CommandFailure("the mount at \(mountPoint) does not answer; see \(logPath)")
+            }
+            print("peach: mounted \(mountPoint) (server \(server), cache \(cache))")
+            return
+        }
+        try serve(readyFD: readyFD)
+    }
+
+    private func checkMountPoint() throws {
+        var isDirectory: ObjCBool = false
+        guard FileManager.default.fileExists(atPath: mountPoint, isDirectory: &isDirectory) else {
+            throw CommandFailure("mount point \(mountPoint) does not exist")
+        }
+        guard isDirectory.boolValue else { throw CommandFailure("mount point \(mountPoint) is not a directory") }
+        guard !MountTable.isMounted(mountPoint) else { throw CommandFailure("\(mountPoint) is already mounted") }
+        guard access("/dev/fuse", R_OK | W_OK) == 0 else {
+            throw CommandFailure("/dev/fuse is missing or not usable (load the fuse module; in a container, pass the device)")
+        }
+    }
+
+    private func serve(readyFD: Int32?) throws {
+        var logger = Logger(label: "peach.mount")
+        logger.logLevel = logLevel
+        let cacheManager: CacheManager
+        let fileSystem: FUSEFileSystem
+        do {
+            cacheManager = try AFSCacheManager(server: ServerAddress(server)!, cacheDirectory: cache,
+                                               cacheSize: cacheSize.bytes, logger: logger)
+            try cacheManager.start()
+        } catch {
+            let message = "cannot start the cache manager: \(error)"
+            Daemon.report(message, on: readyFD)
+            throw CommandFailure(message)
+        }
+        do {
+            fileSystem = try FUSEFileSystem(cacheManager: cacheManager, mountPoint: mountPoint,
+                                            options: .init(allowOther: allowOther), logger: logger)
+        } catch {
+            cacheManager.shutdown()
+            Daemon.report("\(error)", on: readyFD)
+            throw CommandFailure("\(error)")
+        }
+        logger.notice("mounted", metadata: ["mountPoint": "\(mountPoint)", "server": "\(server)"])
+        Daemon.report("ready", on: readyFD)
+        let result = fileSystem.run()
+        cacheManager.shutdown()
+        logger.notice("unmounted", metadata: ["mountPoint": "\(mountPoint)", "loop": "\(result)"])
+    }
+}

@@ -1,0 +1,75 @@
+import ArgumentParser
+import Foundation
+import Logging
+import NIOCore
+import PeachClient
+import PeachServer
+
+struct ServerCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "server",
+        abstract: "Run a file server in the foreground (SIGINT or SIGTERM stops it)."
+    )
+
+    @Option(help: "Directory for the database and file data; created if missing.")
+    var root: String
+
+    @Option(help: "Address to listen on, HOST:PORT.")
+    var listen = "127.0.0.1:7000"
+
+    @Option(help: "Seconds a mutation waits for a client to acknowledge a callback break before declaring it unreachable.")
+    var callbackTimeout = 10
+
+    @Option(help: "Seconds a callback promise lasts.")
+    var callbackLifetime = 3600
+
+    @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
+    var logLevel: Logger.Level = .notice
+
+    func validate() throws {
+        guard ServerAddress(listen) != nil else { throw ValidationError("--listen must be HOST:PORT, got '\(listen)'") }
+        guard callbackTimeout > 0 else { throw ValidationError("--callback-timeout must be positive") }
+        guard callbackLifetime >= 60 else { throw ValidationError("--callback-lifetime must be at least 60 seconds") }
+    }
+
+    func run() throws {
+        let address = ServerAddress(listen)!
+        var logger = Logger(label: "peach.server")
+        logger.logLevel = logLevel
+        // Signals are taken synchronously below; block them before any thread starts.
+        var signals = sigset_t()
+        sigemptyset(&signals)
+        sigaddset(&signals, SIGINT)
+        sigaddset(&signals, SIGTERM)
+        pthread_sigmask(SIG_BLOCK, &signals, nil)
+
+        let store: VolumeStore
+        do {
+            store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime))
+        } catch {
+            throw CommandFailure("cannot open the volume in \(root): \(error)")
+        }
+        let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), logger: logger)
+        let port: Int
+        do {
+            port = try server.start(host: address.host, port: address.port)
+        } catch {
+            server.stop()
+            throw CommandFailure("cannot listen on \(address): \(error)")
+        }
+        FileHandle.standardOutput.write(Data("peach server: serving \(root) on \(address.host):\(port) (epoch \(store.epoch))\n".utf8))
+        var received: Int32 = 0
+        sigwait(&signals, &received)
+        print("peach server: stopping on signal \(received)")
+        server.stop()
+    }
+}
+
+/// A failure reported as one line and a non-zero exit.
+struct CommandFailure: Error, CustomStringConvertible {
+    var message: String
+    init(_ message: String) { self.message = message }
+    var description: String { message }
+}
+
+extension Logger.Level: @retroactive ExpressibleByArgument {}

@@ -1,0 +1,81 @@
+import Foundation
+import PeachClient
+import PeachProtocol
+import PeachTesting
+import Testing
+
+@Suite("AFS-mode disk cache")
+struct AFSCacheTests {
+    @Test("LRU eviction keeps the cache under its size and never evicts an open file")
+    func eviction() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            for i in 0..<4 { try writer.writeFile("/f\(i)", [UInt8](repeating: UInt8(i), count: 60_000)) }
+            let small = try cluster.addClient(cacheSize: 150_000)
+            let reader = PathClient(small)
+            let held = try reader.open("/f0")
+            for i in 1..<4 { #expect(try reader.readFile("/f\(i)") == [UInt8](repeating: UInt8(i), count: 60_000)) }
+            let stats = small.statistics.snapshot()
+            #expect(stats.evictions >= 1)
+            #expect(stats.cacheBytes <= 180_000)
+            #expect(try held.readAll() == [UInt8](repeating: 0, count: 60_000))
+            try held.close()
+        }
+    }
+
+    @Test("after a restart, an unchanged file is revalidated with one status request, not refetched")
+    func persistentCache() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/big", [UInt8](repeating: 7, count: 300_000))
+            let first = try cluster.addClient(named: "persistent")
+            _ = try PathClient(first).readFile("/big")
+            cluster.stopClient(first)
+            let restarted = try cluster.addClient(named: "persistent")
+            #expect(try PathClient(restarted).readFile("/big").count == 300_000)
+            let stats = restarted.statistics.snapshot()
+            #expect(stats.fetchedBytes < 300_000, "the file's data came from the disk cache")
+            #expect(stats.rpcs["FetchStatus"] ?? 0 >= 1)
+        }
+    }
+
+    @Test("a file changed while the client was away is refetched after the restart")
+    func restartSeesChanges() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/f", "before")
+            let first = try cluster.addClient(named: "away")
+            #expect(try PathClient(first).readText("/f") == "before")
+            cluster.stopClient(first)
+            try writer.writeFile("/f", "after")
+            let restarted = try cluster.addClient(named: "away")
+            #expect(try PathClient(restarted).readText("/f") == "after")
+        }
+    }
+
+    @Test("fs flush stores a dirty file and drops the copy; the next open fetches again")
+    func flushCachedCopy() throws {
+        try withCluster { cluster in
+            let client = try cluster.addClient()
+            let a = PathClient(client)
+            try a.writeFile("/f", "data")
+            try client.flushCachedCopy(try a.resolve("/f"))
+            let before = client.statistics.snapshot().fetches
+            #expect(try a.readText("/f") == "data")
+            #expect(client.statistics.snapshot().fetches == before + 1)
+        }
+    }
+
+    @Test("the callbacks listing names held promises with their paths")
+    func callBackListing() throws {
+        try withCluster { cluster in
+            let client = try cluster.addClient()
+            let a = PathClient(client)
+            try a.makeDirectory("/dir")
+            try a.writeFile("/dir/file", "x")
+            let paths = Set(client.callBacks().compactMap(\.path))
+            #expect(paths.isSuperset(of: ["/", "/dir", "/dir/file"]))
+            #expect(client.callBacks().allSatisfy { $0.expiresAt > UInt64(Date().timeIntervalSince1970) })
+        }
+    }
+}
