@@ -22,6 +22,7 @@ let package = Package(
             pkgConfig: "fuse3",
             providers: [.apt(["libfuse3-dev"])]
         ),
+        .systemLibrary(name: "CPeachSystem"),
         .target(
             name: "PeachProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
@@ -48,16 +49,16 @@ let package = Package(
         ),
         .target(
             name: "PeachFUSE",
-            dependencies: ["PeachClient", "CFuse3", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PeachClient", "CFuse3", "CPeachSystem", .product(name: "Logging", package: "swift-log")]
         ),
         .target(
             name: "PeachTesting",
-            dependencies: ["PeachServer", "PeachClient"]
+            dependencies: ["PeachServer", "PeachClient", "CPeachSystem"]
         ),
         .executableTarget(
             name: "peach",
             dependencies: [
-                "PeachServer", "PeachClient", "PeachFUSE", "CFuse3",
+                "PeachServer", "PeachClient", "PeachFUSE", "CPeachSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]

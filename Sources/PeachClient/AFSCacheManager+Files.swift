@@ -196,6 +196,10 @@ extension AFSCacheManager {
                 return stillDirty
             }
             disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, stillDirty: stillDirty)
+            // The server set a new ctime: the kernel's cached attributes are stale. Not from this
+            // thread, which may be serving a request on the same inode.
+            let inode = vnode.inode
+            breakQueue.async { self.notifier?.invalidateAttributes(inode) }
             statistics.update {
                 $0.stores += 1
                 $0.storedBytes += size

@@ -142,16 +142,15 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         switch push {
         case .callBack(let fids, _):
             statistics.update { $0.callbacksReceived += fids.count }
-            var invalidations: [(Inode, [String])] = []
+            var invalidations: [KernelInvalidation] = []
             lock.withLock {
                 for fid in fids {
                     breakCounts[fid.vnode, default: 0] += 1
                     guard let vnode = vnodes[fid.vnode], vnode.fid == fid else { continue }
                     vnode.callBackExpiry = 0
                     vnode.kernelVersion = nil
-                    let names = vnode.listing.map { Array($0.keys) } ?? []
+                    invalidations.append(kernelInvalidation(for: vnode))
                     vnode.listing = nil
-                    invalidations.append((vnode.inode, names))
                 }
             }
             tellKernel(invalidations)
@@ -162,24 +161,46 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// Every promise is gone (the server said so, or we reconnected and may have missed breaks).
     func dropAllPromises() {
-        let invalidations: [(Inode, [String])] = lock.withLock {
+        let invalidations: [KernelInvalidation] = lock.withLock {
             breakGeneration &+= 1
             return vnodes.values.map { vnode in
                 vnode.callBackExpiry = 0
                 vnode.kernelVersion = nil
-                let names = vnode.listing.map { Array($0.keys) } ?? []
-                vnode.listing = nil
-                return (vnode.inode, names)
+                defer { vnode.listing = nil }
+                return kernelInvalidation(for: vnode)
             }
         }
         breakQueue.async { self.tellKernel(invalidations) }
     }
 
-    private func tellKernel(_ invalidations: [(Inode, [String])]) {
+    /// What the kernel must forget when a promise on `vnode` is broken.
+    enum KernelInvalidation {
+        /// Attributes and pages of the inode, and the names of a directory's entries.
+        case inode(Inode, names: [String])
+        /// A file open here keeps its pages and attributes, so descriptors opened before the
+        /// change keep reading the old content; only the name is dropped, so that the next
+        /// path lookup (an open, a stat) gets the new attributes.
+        case entry(parent: Inode, name: String)
+    }
+
+    /// Caller holds `lock`.
+    func kernelInvalidation(for vnode: CachedVnode) -> KernelInvalidation {
+        if vnode.openCount > 0, let parent = vnode.parent, let name = vnode.name {
+            return .entry(parent: parent, name: name)
+        }
+        return .inode(vnode.inode, names: vnode.listing.map { Array($0.keys) } ?? [])
+    }
+
+    func tellKernel(_ invalidations: [KernelInvalidation]) {
         guard let notifier else { return }
-        for (inode, names) in invalidations {
-            notifier.invalidateInode(inode)
-            for name in names { notifier.invalidateEntry(parent: inode, name: name) }
+        for invalidation in invalidations {
+            switch invalidation {
+            case .inode(let inode, let names):
+                notifier.invalidateInode(inode)
+                for name in names { notifier.invalidateEntry(parent: inode, name: name) }
+            case .entry(let parent, let name):
+                notifier.invalidateEntry(parent: parent, name: name)
+            }
         }
     }
 

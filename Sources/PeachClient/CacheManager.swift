@@ -64,7 +64,10 @@ public struct CallBackInfo: Sendable, Codable, Equatable {
 /// Lets the core tell the kernel that cached attributes, pages or names went stale. The FUSE
 /// adapter implements it; in-process clients have no kernel cache and pass nil.
 public protocol KernelNotifier: Sendable {
+    /// Drops the inode's cached attributes and pages.
     func invalidateInode(_ inode: Inode)
+    /// Drops only the inode's cached attributes.
+    func invalidateAttributes(_ inode: Inode)
     func invalidateEntry(parent: Inode, name: String)
 }
 

@@ -13,9 +13,13 @@ public final class FUSEFileSystem: @unchecked Sendable {
         /// Threads serving kernel requests.
         public var maxThreads: UInt32 = 16
         public var fsName = "peachfs"
+        /// Off only for the negative control of the invalidation tests: then a break leaves the
+        /// kernel's cached attributes and pages in place until they time out.
+        public var kernelInvalidation = true
 
-        public init(allowOther: Bool = false) {
+        public init(allowOther: Bool = false, kernelInvalidation: Bool = true) {
             self.allowOther = allowOther
+            self.kernelInvalidation = kernelInvalidation
         }
     }
 
@@ -53,7 +57,7 @@ public final class FUSEFileSystem: @unchecked Sendable {
         }
         self.session = session
         self.retained = retained
-        cacheManager.setKernelNotifier(KernelInvalidator(session: session))
+        if options.kernelInvalidation { cacheManager.setKernelNotifier(KernelInvalidator(session: session)) }
     }
 
     /// Serves kernel requests until the file system is unmounted or SIGINT/SIGTERM/SIGHUP arrives,

@@ -17,6 +17,11 @@ final class KernelInvalidator: KernelNotifier, @unchecked Sendable {
         _ = fuse_lowlevel_notify_inval_inode(session, inode, 0, 0)
     }
 
+    func invalidateAttributes(_ inode: Inode) {
+        // A negative offset: attributes only, the page cache stays.
+        _ = fuse_lowlevel_notify_inval_inode(session, inode, -1, 0)
+    }
+
     func invalidateEntry(parent: Inode, name: String) {
         _ = name.withCString { fuse_lowlevel_notify_inval_entry(session, parent, $0, name.utf8.count) }
     }

@@ -1,4 +1,5 @@
 import CFuse3
+import CPeachSystem
 import Foundation
 import PeachClient
 import PeachProtocol

@@ -1,4 +1,4 @@
-import CFuse3
+import CPeachSystem
 import Foundation
 
 /// Background mounts: the parent starts the same command in the foreground as a new session,
@@ -28,6 +28,8 @@ enum Daemon {
         posix_spawn_file_actions_adddup2(&actions, logFD, 1)
         posix_spawn_file_actions_adddup2(&actions, logFD, 2)
         posix_spawn_file_actions_adddup2(&actions, pipeFDs[1], readyDescriptor)
+        // The daemon keeps nothing of its caller's but these four.
+        posix_spawn_file_actions_addclosefrom_np(&actions, readyDescriptor + 1)
         var attributes = posix_spawnattr_t()
         posix_spawnattr_init(&attributes)
         defer { posix_spawnattr_destroy(&attributes) }

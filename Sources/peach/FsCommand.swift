@@ -1,5 +1,5 @@
 import ArgumentParser
-import CFuse3
+import CPeachSystem
 import Foundation
 import PeachFUSE
 

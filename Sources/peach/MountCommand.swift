@@ -81,6 +81,12 @@ struct MountCommand: ParsableCommand {
         }
     }
 
+    /// PEACH_NO_KERNEL_INVALIDATION=1 switches kernel invalidation off: the negative control of
+    /// the tests that show it works (docs/architecture.md).
+    private var kernelInvalidation: Bool {
+        ProcessInfo.processInfo.environment["PEACH_NO_KERNEL_INVALIDATION"] != "1"
+    }
+
     private func serve(readyFD: Int32?) throws {
         var logger = Logger(label: "peach.mount")
         logger.logLevel = logLevel
@@ -97,7 +103,8 @@ struct MountCommand: ParsableCommand {
         }
         do {
             fileSystem = try FUSEFileSystem(cacheManager: cacheManager, mountPoint: mountPoint,
-                                            options: .init(allowOther: allowOther), logger: logger)
+                                            options: .init(allowOther: allowOther, kernelInvalidation: kernelInvalidation),
+                                            logger: logger)
         } catch {
             cacheManager.shutdown()
             Daemon.report("\(error)", on: readyFD)

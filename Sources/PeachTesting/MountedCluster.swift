@@ -1,0 +1,133 @@
+import Foundation
+import PeachClient
+import PeachServer
+
+/// Why a mount test cannot run here.
+public enum MountSupport {
+    /// nil when FUSE mounts work here, else the reason to skip.
+    public static var unavailableReason: String? {
+        if access("/dev/fuse", R_OK | W_OK) != 0 { return "/dev/fuse is missing or not usable: FUSE mount tests skipped" }
+        if access("/usr/bin/fusermount3", X_OK) != 0 && access("/bin/fusermount3", X_OK) != 0 {
+            return "fusermount3 is not installed (apt-get install fuse3): FUSE mount tests skipped"
+        }
+        return nil
+    }
+
+    /// The `peach` executable the mounts run: $PEACH_BINARY, or .build/debug/peach of this package.
+    public static var peachBinary: String {
+        if let path = ProcessInfo.processInfo.environment["PEACH_BINARY"] { return path }
+        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
+            .deletingLastPathComponent().path
+        return packageRoot + "/.build/debug/peach"
+    }
+}
+
+public struct MountError: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
+}
+
+/// A file server in this process and real FUSE mounts, each a `peach mount --foreground`
+/// process of its own (so this process's file system calls never wait on its own threads).
+/// `shutdown()` unmounts and stops everything it started, in every outcome.
+public final class MountedCluster: @unchecked Sendable {
+    public struct Mount: Sendable {
+        public let path: String
+        public let cache: String
+        public let log: String
+        let process: ChildProcess
+    }
+
+    public let directory: TemporaryDirectory
+    public let serverRoot: String
+    public private(set) var server: FileServer
+    public private(set) var port: Int
+    public private(set) var mounts: [Mount] = []
+    private var stopped = false
+
+    public init() throws {
+        if !FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary) {
+            throw MountError(description: "\(MountSupport.peachBinary) is not built: run `swift build` first (make test does)")
+        }
+        directory = try TemporaryDirectory(prefix: "peach-mount")
+        serverRoot = try directory.subdirectory("server")
+        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5))
+        port = try server.start(host: "127.0.0.1", port: 0)
+    }
+
+    public var address: String { "127.0.0.1:\(port)" }
+
+    /// Stops the server (clients see it as down) and starts it again on the same port and root.
+    public func stopServer() {
+        server.stop()
+    }
+
+    public func startServer() throws {
+        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5))
+        port = try server.start(host: "127.0.0.1", port: port)
+    }
+
+    /// Mounts a new cache manager and waits until the mount answers.
+    @discardableResult
+    public func mount(_ name: String, extraArguments: [String] = [], environment: [String: String] = [:]) throws -> Mount {
+        let path = try directory.subdirectory(name)
+        let cache = directory.path + "/cache-" + name
+        let log = directory.path + "/\(name).log"
+        let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        guard logFD >= 0 else { throw MountError(description: "cannot write \(log)") }
+        defer { close(logFD) }
+        let process = try ChildProcess(
+            [MountSupport.peachBinary, "mount", path, "--server", address, "--cache", cache, "--foreground", "--log-level", "info"]
+                + extraArguments, environment: environment, outputFD: logFD)
+        let mount = Mount(path: path, cache: cache, log: log, process: process)
+        mounts.append(mount)
+        for _ in 0..<200 {
+            if Self.isMounted(path) {
+                var st = stat()
+                if stat(path, &st) == 0 { return mount }
+            }
+            if !process.isRunning { break }
+            usleep(50_000)
+        }
+        let output = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+        throw MountError(description: "the mount at \(path) did not come up: \(output)")
+    }
+
+    public static func isMounted(_ path: String) -> Bool {
+        let table = (try? String(contentsOfFile: "/proc/mounts", encoding: .utf8)) ?? ""
+        return table.split(separator: "\n").contains { $0.split(separator: " ").dropFirst().first.map(String.init) == path }
+    }
+
+    /// Unmounts (lazily if busy) and waits for the cache manager to exit; kills it if it hangs.
+    public func unmount(_ mount: Mount) {
+        if Self.isMounted(mount.path) {
+            if (try? shell("fusermount3 -u '\(mount.path)'"))?.status != 0 {
+                _ = try? shell("fusermount3 -uz '\(mount.path)'")
+            }
+        }
+        for _ in 0..<200 where mount.process.isRunning { usleep(50_000) }
+        if mount.process.isRunning {
+            mount.process.signal(SIGKILL)
+            mount.process.wait()
+            if Self.isMounted(mount.path) { _ = try? shell("fusermount3 -uz '\(mount.path)'") }
+        }
+        mounts.removeAll { $0.path == mount.path }
+    }
+
+    public func shutdown() {
+        guard !stopped else { return }
+        stopped = true
+        for mount in mounts { unmount(mount) }
+        server.stop()
+        directory.remove()
+    }
+
+    deinit { shutdown() }
+}
+
+/// Runs `body` with a mounted cluster, cleaned up in every outcome.
+public func withMounts<T>(_ body: (MountedCluster) throws -> T) throws -> T {
+    let cluster = try MountedCluster()
+    defer { cluster.shutdown() }
+    return try body(cluster)
+}
