@@ -30,6 +30,7 @@ struct OperationTests {
                 touch -d '2001-02-03 04:05:06.123456789' deep/file
                 truncate -s 100 sparse
                 mkfifo fifo
+                python3 -c 'import socket; socket.socket(socket.AF_UNIX).bind("sock")'
                 echo gone > doomed && rm doomed
                 mkdir -p tree/a/b && touch tree/a/b/c && rm -r tree
                 echo over > target && echo source > src && mv src target
@@ -41,8 +42,11 @@ struct OperationTests {
             #expect(try run("stat -c '%y' hardlink", in: b).hasPrefix("2001-02-03 04:05:06.123456789"))
             #expect(try run("readlink symlink && cat symlink", in: b) == "deep/file\nline1\nline2\n")
             #expect(try run("stat -c '%s' sparse && od -An -tx1 -N4 sparse", in: b) == "100\n 00 00 00 00\n")
-            #expect(try run("stat -c '%F' fifo", in: b) == "fifo\n")
-            #expect(try run("ls", in: b) == "copy\ndeep\nfifo\nhardlink\nsparse\nsymlink\ntarget\n")
+            #expect(try run("stat -c '%F' fifo sock", in: b) == "fifo\nsocket\n")
+            #expect(try run("ls", in: b) == "copy\ndeep\nfifo\nhardlink\nsock\nsparse\nsymlink\ntarget\n")
+            // statfs: the server's free space, and names up to 255 bytes.
+            #expect(try run("stat -f -c '%l' .", in: b) == "255\n")
+            #expect(try run("df --output=target . | tail -1", in: b).hasSuffix("/b\n"))
             #expect(try run("cat target", in: b) == "source\n")
             #expect(try run("ls -d deep/er/est && stat -c '%h' deep", in: b) == "deep/er/est\n3\n")
         }
