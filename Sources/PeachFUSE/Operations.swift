@@ -55,6 +55,11 @@ let peachOperations: fuse_lowlevel_ops = {
             connection.pointee.want |= UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
         }
         connection.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
+        // Reads check the attributes when they have expired or were invalidated, and drop pages
+        // whose file changed size or mtime.
+        if connection.pointee.capable & UInt32(FUSE_CAP_AUTO_INVAL_DATA) != 0 {
+            connection.pointee.want |= UInt32(FUSE_CAP_AUTO_INVAL_DATA)
+        }
     }
     ops.lookup = { request, parent, rawName in
         serve(request) { fs in replyEntry(request, try fs.cacheManager.lookup(parent: parent, name: name(rawName))) }

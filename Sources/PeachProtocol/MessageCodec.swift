@@ -11,7 +11,7 @@ public enum RequestCodec {
             b.writeInteger(h.epoch)
         case .ping, .getVolumeStatus:
             break
-        case .fetchStatus(let fid), .fetchData(let fid):
+        case .fetchStatus(let fid), .fetchData(let fid), .getAttr(let fid), .commit(let fid), .readlink(let fid):
             b.writeFID(fid)
         case .bulkStatus(let fids), .giveUpCallBacks(let fids):
             b.writeFIDs(fids)
@@ -19,7 +19,7 @@ public enum RequestCodec {
             b.writeFID(fid)
             b.writeInteger(size)
             b.writeTimespec(mtime)
-        case .storeStatus(let fid, let a):
+        case .storeStatus(let fid, let a), .setAttr(let fid, let a):
             b.writeFID(fid)
             b.writeOptional(a.mode)
             b.writeOptional(a.uid)
@@ -27,7 +27,7 @@ public enum RequestCodec {
             b.writeOptional(a.size)
             b.writeTimeToSet(a.atime)
             b.writeTimeToSet(a.mtime)
-        case .createFile(let c), .makeDir(let c), .symlink(let c):
+        case .createFile(let c), .makeDir(let c), .symlink(let c), .create(let c), .mkdir(let c), .symlinkNFS(let c):
             b.writeFID(c.directory)
             b.writeWireString(c.name)
             b.writeFileType(c.type)
@@ -36,18 +36,33 @@ public enum RequestCodec {
             b.writeInteger(c.gid)
             b.writeInteger(c.rdev)
             b.writeWireString(c.symlinkTarget)
-        case .link(let dir, let name, let target):
+        case .link(let dir, let name, let target), .linkNFS(let dir, let name, let target):
             b.writeFID(dir)
             b.writeWireString(name)
             b.writeFID(target)
-        case .removeFile(let dir, let name), .removeDir(let dir, let name):
+        case .removeFile(let dir, let name), .removeDir(let dir, let name), .remove(let dir, let name),
+             .rmdir(let dir, let name), .lookup(let dir, let name):
             b.writeFID(dir)
             b.writeWireString(name)
-        case .rename(let fromDir, let fromName, let toDir, let toName):
+        case .rename(let fromDir, let fromName, let toDir, let toName),
+             .renameNFS(let fromDir, let fromName, let toDir, let toName):
             b.writeFID(fromDir)
             b.writeWireString(fromName)
             b.writeFID(toDir)
             b.writeWireString(toName)
+        case .read(let fid, let offset, let count):
+            b.writeFID(fid)
+            b.writeInteger(offset)
+            b.writeInteger(count)
+        case .write(let fid, let offset, let data):
+            b.writeFID(fid)
+            b.writeInteger(offset)
+            b.writeInteger(UInt32(data.count))
+            b.writeBytes(data)
+        case .readDir(let fid, let cookie, let count):
+            b.writeFID(fid)
+            b.writeInteger(cookie)
+            b.writeInteger(count)
         }
     }
 
@@ -63,33 +78,65 @@ public enum RequestCodec {
         case .ping: request = .ping
         case .getVolumeStatus: request = .getVolumeStatus
         case .fetchStatus: request = .fetchStatus(try b.readFID())
+        case .getAttr: request = .getAttr(try b.readFID())
+        case .commit: request = .commit(try b.readFID())
+        case .readlink: request = .readlink(try b.readFID())
         case .fetchData: request = .fetchData(try b.readFID())
         case .bulkStatus: request = .bulkStatus(try b.readFIDs())
         case .giveUpCallBacks: request = .giveUpCallBacks(try b.readFIDs())
         case .storeData: request = .storeData(try b.readFID(), size: try b.readOrThrow(UInt64.self, "size"), mtime: try b.readTimespec())
-        case .storeStatus:
+        case .storeStatus, .setAttr:
             let fid = try b.readFID()
             let attributes = SetAttributes(
                 mode: try b.readOptional(UInt32.self, "mode"), uid: try b.readOptional(UInt32.self, "uid"),
                 gid: try b.readOptional(UInt32.self, "gid"), size: try b.readOptional(UInt64.self, "size"),
                 atime: try b.readTimeToSet(), mtime: try b.readTimeToSet())
-            request = .storeStatus(fid, attributes)
-        case .createFile, .makeDir, .symlink:
+            request = opcode == .storeStatus ? .storeStatus(fid, attributes) : .setAttr(fid, attributes)
+        case .createFile, .makeDir, .symlink, .create, .mkdir, .symlinkNFS:
             let c = CreateRequest(
                 directory: try b.readFID(), name: try b.readWireString("name"), type: try b.readFileType(),
                 mode: try b.readOrThrow(UInt32.self, "mode"), uid: try b.readOrThrow(UInt32.self, "uid"),
                 gid: try b.readOrThrow(UInt32.self, "gid"), rdev: try b.readOrThrow(UInt64.self, "rdev"),
                 symlinkTarget: try b.readWireString("symlink target"))
-            request = opcode == .createFile ? .createFile(c) : opcode == .makeDir ? .makeDir(c) : .symlink(c)
-        case .link:
-            request = .link(directory: try b.readFID(), name: try b.readWireString("name"), target: try b.readFID())
-        case .removeFile:
-            request = .removeFile(directory: try b.readFID(), name: try b.readWireString("name"))
-        case .removeDir:
-            request = .removeDir(directory: try b.readFID(), name: try b.readWireString("name"))
-        case .rename:
-            request = .rename(fromDirectory: try b.readFID(), fromName: try b.readWireString("name"),
-                              toDirectory: try b.readFID(), toName: try b.readWireString("name"))
+            switch opcode {
+            case .createFile: request = .createFile(c)
+            case .makeDir: request = .makeDir(c)
+            case .symlink: request = .symlink(c)
+            case .create: request = .create(c)
+            case .mkdir: request = .mkdir(c)
+            default: request = .symlinkNFS(c)
+            }
+        case .link, .linkNFS:
+            let (dir, name, target) = (try b.readFID(), try b.readWireString("name"), try b.readFID())
+            request = opcode == .link ? .link(directory: dir, name: name, target: target)
+                : .linkNFS(directory: dir, name: name, target: target)
+        case .removeFile, .removeDir, .remove, .rmdir, .lookup:
+            let (dir, name) = (try b.readFID(), try b.readWireString("name"))
+            switch opcode {
+            case .removeFile: request = .removeFile(directory: dir, name: name)
+            case .removeDir: request = .removeDir(directory: dir, name: name)
+            case .remove: request = .remove(directory: dir, name: name)
+            case .rmdir: request = .rmdir(directory: dir, name: name)
+            default: request = .lookup(directory: dir, name: name)
+            }
+        case .rename, .renameNFS:
+            let (fromDir, fromName) = (try b.readFID(), try b.readWireString("name"))
+            let (toDir, toName) = (try b.readFID(), try b.readWireString("name"))
+            request = opcode == .rename
+                ? .rename(fromDirectory: fromDir, fromName: fromName, toDirectory: toDir, toName: toName)
+                : .renameNFS(fromDirectory: fromDir, fromName: fromName, toDirectory: toDir, toName: toName)
+        case .read:
+            request = .read(try b.readFID(), offset: try b.readOrThrow(UInt64.self, "offset"),
+                            count: try b.readOrThrow(UInt32.self, "count"))
+        case .write:
+            let fid = try b.readFID()
+            let offset = try b.readOrThrow(UInt64.self, "offset")
+            let count = try b.readOrThrow(UInt32.self, "count")
+            guard let data = b.readBytes(length: Int(count)) else { throw ProtocolError.truncated("write data") }
+            request = .write(fid, offset: offset, data: data)
+        case .readDir:
+            request = .readDir(try b.readFID(), cookie: try b.readOrThrow(UInt32.self, "cookie"),
+                               count: try b.readOrThrow(UInt32.self, "count"))
         }
         guard b.readableBytes == 0 else { throw ProtocolError.trailingBytes(b.readableBytes) }
         return request
@@ -133,6 +180,24 @@ public enum ReplyCodec {
             b.writeInteger(v.freeBlocks)
             b.writeInteger(v.totalFiles)
             b.writeInteger(v.freeFiles)
+        case .lookup(let directory, let object):
+            b.writeStatus(directory)
+            b.writeStatus(object)
+        case .read(let s, let data):
+            b.writeStatus(s)
+            b.writeInteger(UInt32(data.count))
+            b.writeBytes(data)
+        case .write(let before, let s):
+            b.writeInteger(before)
+            b.writeStatus(s)
+        case .readDir(let s, let entries, let end):
+            b.writeStatus(s)
+            b.writeBool(end)
+            var listing = DirectoryListingCodec.encode(entries)
+            b.writeBuffer(&listing)
+        case .readlink(let s, let target):
+            b.writeStatus(s)
+            b.writeWireString(target)
         }
     }
 
@@ -174,7 +239,27 @@ public enum ReplyCodec {
                 entries.append(code == .ok ? .status(try b.readStatus()) : .error(code))
             }
             reply = .bulkStatus(entries, callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))
-        case .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename:
+        case .getAttr, .setAttr, .commit:
+            reply = .status(try b.readStatus(), callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))
+        case .lookup:
+            reply = .lookup(directory: try b.readStatus(), object: try b.readStatus())
+        case .read:
+            let status = try b.readStatus()
+            let count = try b.readOrThrow(UInt32.self, "count")
+            guard let data = b.readBytes(length: Int(count)) else { throw ProtocolError.truncated("read data") }
+            reply = .read(status, data: data)
+        case .write:
+            reply = .write(before: try b.readOrThrow(UInt64.self, "data version"), try b.readStatus())
+        case .readDir:
+            let status = try b.readStatus()
+            let end = try b.readBool("end of listing")
+            let entries = try DirectoryListingCodec.decode(b)
+            b.moveReaderIndex(to: b.writerIndex)
+            reply = .readDir(status, entries: entries, endOfListing: end)
+        case .readlink:
+            reply = .readlink(try b.readStatus(), target: try b.readWireString("target"))
+        case .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename,
+             .create, .mkdir, .symlinkNFS, .linkNFS, .remove, .rmdir, .renameNFS:
             let change = NamespaceChange(directory: try b.readStatus(), target: try b.readOptionalStatus(),
                                          otherDirectory: try b.readOptionalStatus())
             reply = .namespace(change, callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))

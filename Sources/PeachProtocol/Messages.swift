@@ -20,6 +20,26 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
     case giveUpCallBacks = 15
     case getVolumeStatus = 16
 
+    // NFS-style procedures, served statelessly: no callbacks granted, no per-client state.
+    case getAttr = 32
+    case setAttr = 33
+    case lookup = 34
+    case read = 35
+    case write = 36
+    case commit = 37
+    case readDir = 38
+    case create = 39
+    case mkdir = 40
+    case symlinkNFS = 41
+    case remove = 42
+    case rmdir = 43
+    case renameNFS = 44
+    case linkNFS = 45
+    case readlink = 46
+
+    /// True for the NFS-style procedures.
+    public var isStateless: Bool { rawValue >= 32 }
+
     /// The name used in statistics (`rpcs`) and docs.
     public var name: String {
         switch self {
@@ -39,6 +59,21 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
         case .rename: "Rename"
         case .giveUpCallBacks: "GiveUpCallBacks"
         case .getVolumeStatus: "GetVolumeStatus"
+        case .getAttr: "GETATTR"
+        case .setAttr: "SETATTR"
+        case .lookup: "LOOKUP"
+        case .read: "READ"
+        case .write: "WRITE"
+        case .commit: "COMMIT"
+        case .readDir: "READDIR"
+        case .create: "CREATE"
+        case .mkdir: "MKDIR"
+        case .symlinkNFS: "SYMLINK"
+        case .remove: "REMOVE"
+        case .rmdir: "RMDIR"
+        case .renameNFS: "RENAME"
+        case .linkNFS: "LINK"
+        case .readlink: "READLINK"
         }
     }
 }
@@ -119,6 +154,27 @@ public enum Request: Hashable, Sendable {
     case giveUpCallBacks([FID])
     case getVolumeStatus
 
+    // NFS-style, stateless.
+    case getAttr(FID)
+    case setAttr(FID, SetAttributes)
+    case lookup(directory: FID, name: String)
+    /// At most `count` bytes from `offset`; `count` may not exceed `Frame.dataChunkSize`.
+    case read(FID, offset: UInt64, count: UInt32)
+    /// Unstable until COMMIT, as NFSv3's UNSTABLE writes.
+    case write(FID, offset: UInt64, data: [UInt8])
+    /// Makes the file's written data durable.
+    case commit(FID)
+    /// Up to `count` entries from position `cookie` of the listing (sorted by name).
+    case readDir(FID, cookie: UInt32, count: UInt32)
+    case create(CreateRequest)
+    case mkdir(CreateRequest)
+    case symlinkNFS(CreateRequest)
+    case remove(directory: FID, name: String)
+    case rmdir(directory: FID, name: String)
+    case renameNFS(fromDirectory: FID, fromName: String, toDirectory: FID, toName: String)
+    case linkNFS(directory: FID, name: String, target: FID)
+    case readlink(FID)
+
     public var opcode: Opcode {
         switch self {
         case .hello: .hello
@@ -137,6 +193,21 @@ public enum Request: Hashable, Sendable {
         case .rename: .rename
         case .giveUpCallBacks: .giveUpCallBacks
         case .getVolumeStatus: .getVolumeStatus
+        case .getAttr: .getAttr
+        case .setAttr: .setAttr
+        case .lookup: .lookup
+        case .read: .read
+        case .write: .write
+        case .commit: .commit
+        case .readDir: .readDir
+        case .create: .create
+        case .mkdir: .mkdir
+        case .symlinkNFS: .symlinkNFS
+        case .remove: .remove
+        case .rmdir: .rmdir
+        case .renameNFS: .renameNFS
+        case .linkNFS: .linkNFS
+        case .readlink: .readlink
         }
     }
 }
@@ -193,6 +264,14 @@ public enum Reply: Hashable, Sendable {
     case namespace(NamespaceChange, callBackExpiry: UInt64)
     case done
     case volumeStatus(VolumeStatus)
+    /// LOOKUP: the directory's and the named object's attributes.
+    case lookup(directory: FileStatus, object: FileStatus)
+    /// READ: the file's attributes after the read, and the bytes (fewer than asked at the end).
+    case read(FileStatus, data: [UInt8])
+    /// WRITE: the data version before the write (NFS's weak cache consistency data) and after.
+    case write(before: UInt64, FileStatus)
+    case readDir(FileStatus, entries: [DirectoryEntry], endOfListing: Bool)
+    case readlink(FileStatus, target: String)
 }
 
 /// Why the server broke a callback.

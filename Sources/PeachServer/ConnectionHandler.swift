@@ -99,7 +99,7 @@ final class ConnectionHandler: ChannelInboundHandler {
             return
         }
         dispatch(id: frame.id, opcode: frame.opcode, client: clientID) { processor in
-            try processor.process(request, client: clientID)
+            try processor.process(request, clientID: clientID)
         }
     }
 
@@ -124,7 +124,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         }
         let (fid, size, mtime, path) = (upload.fid, upload.size, upload.mtime, upload.path)
         dispatch(id: frame.id, opcode: Opcode.storeData.rawValue, client: clientID) { processor in
-            processor.statusOutcome(try processor.store.store(fid, client: clientID, uploadPath: path, size: size, mtime: mtime))
+            processor.statusOutcome(try processor.store.store(fid, client: .afs(clientID), uploadPath: path, size: size, mtime: mtime))
         }
     }
 

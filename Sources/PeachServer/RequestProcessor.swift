@@ -13,7 +13,8 @@ struct Outcome: Sendable {
 struct RequestProcessor: Sendable {
     let store: VolumeStore
 
-    func process(_ request: Request, client: String) throws -> Outcome {
+    func process(_ request: Request, clientID: String) throws -> Outcome {
+        let client: Requester = request.opcode.isStateless ? .stateless(clientID) : .afs(clientID)
         switch request {
         case .hello, .storeData:
             // Answered by the connection itself (handshake; streamed upload).
@@ -49,10 +50,50 @@ struct RequestProcessor: Sendable {
         case .rename(let fromDirectory, let fromName, let toDirectory, let toName):
             return namespaceOutcome(try store.rename(from: fromDirectory, fromName, to: toDirectory, toName, client: client))
         case .giveUpCallBacks(let fids):
-            try store.giveUpCallBacks(fids, client: client)
+            try store.giveUpCallBacks(fids, client: clientID)
             return Outcome(reply: .done)
         case .getVolumeStatus:
             return Outcome(reply: .volumeStatus(try store.volumeStatus()))
+
+        // NFS-style, stateless: the same changes, no promises granted.
+        case .getAttr(let fid):
+            return Outcome(reply: .status(try store.fetchStatus(fid, client: client).0, callBackExpiry: 0))
+        case .setAttr(let fid, let attributes):
+            return statusOutcome(try store.setAttributes(fid, attributes, client: client))
+        case .lookup(let directory, let name):
+            let (dir, object) = try store.lookup(directory: directory, name: name)
+            return Outcome(reply: .lookup(directory: dir, object: object))
+        case .read(let fid, let offset, let count):
+            let (status, data) = try store.read(fid, offset: offset, count: count)
+            return Outcome(reply: .read(status, data: data))
+        case .write(let fid, let offset, let data):
+            let m = try store.write(fid, offset: offset, data: data, client: client)
+            return Outcome(reply: .write(before: m.value.before, m.value.after), breaks: m.breaks, reason: m.reason)
+        case .commit(let fid):
+            return Outcome(reply: .status(try store.commit(fid), callBackExpiry: 0))
+        case .readDir(let fid, let cookie, let count):
+            let (status, entries, end) = try store.readDirectory(fid, cookie: cookie, count: count)
+            return Outcome(reply: .readDir(status, entries: entries, endOfListing: end))
+        case .create(let c):
+            guard c.type != .directory, c.type != .symlink else { throw StatusCode.invalidArgument }
+            return namespaceOutcome(try store.create(c, client: client))
+        case .mkdir(var c):
+            c.type = .directory
+            return namespaceOutcome(try store.create(c, client: client))
+        case .symlinkNFS(var c):
+            c.type = .symlink
+            return namespaceOutcome(try store.create(c, client: client))
+        case .linkNFS(let directory, let name, let target):
+            return namespaceOutcome(try store.link(directory: directory, name: name, target: target, client: client))
+        case .remove(let directory, let name):
+            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: false, client: client))
+        case .rmdir(let directory, let name):
+            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: true, client: client))
+        case .renameNFS(let fromDirectory, let fromName, let toDirectory, let toName):
+            return namespaceOutcome(try store.rename(from: fromDirectory, fromName, to: toDirectory, toName, client: client))
+        case .readlink(let fid):
+            let (status, target) = try store.readlink(fid)
+            return Outcome(reply: .readlink(status, target: target))
         }
     }
 

@@ -68,6 +68,18 @@ enum VnodeTable {
         return db.lastInsertedRowID
     }
 
+    /// A directory's entries, sorted by name.
+    static func entries(_ db: Database, directory: Int64) throws -> [DirectoryEntry] {
+        let rows = try Row.fetchAll(db, sql: """
+            SELECT dirEntry.name, vnode.id, vnode.uniquifier, vnode.type FROM dirEntry
+            JOIN vnode ON vnode.id = dirEntry.child WHERE dirEntry.directory = ? ORDER BY dirEntry.name
+            """, arguments: [directory])
+        return rows.map { row in
+            DirectoryEntry(name: row["name"], fid: FID(vnode: UInt64(row["id"] as Int64), unique: UInt32(row["uniquifier"] as Int64)),
+                           type: FileType(rawValue: row["type"]) ?? .regular)
+        }
+    }
+
     static func lookup(_ db: Database, directory: Int64, name: String) throws -> Int64? {
         try Int64.fetchOne(db, sql: "SELECT child FROM dirEntry WHERE directory = ? AND name = ?",
                            arguments: [directory, name])

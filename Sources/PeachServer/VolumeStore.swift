@@ -65,6 +65,17 @@ public final class VolumeStore: Sendable {
 
     private func expiry(now: Timespec) -> Int64 { now.seconds + callBackLifetime }
 
+    /// The expiry a reply announces: 0 (no promise) for a stateless requester.
+    func expiry(for requester: Requester, now: Timespec) -> UInt64 {
+        requester.grantsCallBacks ? UInt64(expiry(now: now)) : 0
+    }
+
+    /// Records promises on `vnodes`, unless the requester is stateless.
+    func grant(_ db: Database, _ requester: Requester, vnodes: [Int64], now: Timespec) throws {
+        guard requester.grantsCallBacks else { return }
+        try CallBackTable.grant(db, client: requester.clientID, vnodes: vnodes, expiresAt: expiry(now: now))
+    }
+
     // MARK: Clients
 
     /// Records a client's Hello. Returns true when the client must treat every promise as gone:
@@ -97,29 +108,29 @@ public final class VolumeStore: Sendable {
 
     // MARK: Status and data
 
-    public func fetchStatus(_ fid: FID, client: String) throws -> (FileStatus, UInt64) {
+    public func fetchStatus(_ fid: FID, client: Requester) throws -> (FileStatus, UInt64) {
         let now = Timespec.now()
         return try database.write { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
-            try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
-            return (status, UInt64(expiry(now: now)))
+            try grant(db, client, vnodes: [vnode], now: now)
+            return (status, expiry(for: client, now: now))
         }
     }
 
-    public func bulkStatus(_ fids: [FID], client: String) throws -> ([BulkStatusEntry], UInt64) {
+    public func bulkStatus(_ fids: [FID], client: Requester) throws -> ([BulkStatusEntry], UInt64) {
         let now = Timespec.now()
         return try database.write { db in
             var entries: [BulkStatusEntry] = []
             for fid in fids {
                 do {
                     let (vnode, status) = try VnodeTable.resolve(db, fid)
-                    try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+                    try grant(db, client, vnodes: [vnode], now: now)
                     entries.append(.status(status))
                 } catch let code as StatusCode {
                     entries.append(.error(code))
                 }
             }
-            return (entries, UInt64(expiry(now: now)))
+            return (entries, expiry(for: client, now: now))
         }
     }
 
@@ -132,23 +143,15 @@ public final class VolumeStore: Sendable {
     }
 
     /// The status and content of a file or directory, with a fresh promise.
-    public func fetchData(_ fid: FID, client: String) throws -> (FileStatus, UInt64, Content) {
+    public func fetchData(_ fid: FID, client: Requester) throws -> (FileStatus, UInt64, Content) {
         for _ in 0..<8 {
             let now = Timespec.now()
             let (status, content): (FileStatus, Content?) = try database.write { db in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
-                try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+                try grant(db, client, vnodes: [vnode], now: now)
                 switch status.type {
                 case .directory:
-                    let rows = try Row.fetchAll(db, sql: """
-                        SELECT dirEntry.name, vnode.id, vnode.uniquifier, vnode.type FROM dirEntry
-                        JOIN vnode ON vnode.id = dirEntry.child WHERE dirEntry.directory = ? ORDER BY dirEntry.name
-                        """, arguments: [vnode])
-                    let entries = rows.map { row in
-                        DirectoryEntry(name: row["name"], fid: FID(vnode: UInt64(row["id"] as Int64), unique: UInt32(row["uniquifier"] as Int64)),
-                                       type: FileType(rawValue: row["type"]) ?? .regular)
-                    }
-                    return (status, .bytes(Array(buffer: DirectoryListingCodec.encode(entries))))
+                    return (status, .bytes(Array(buffer: DirectoryListingCodec.encode(try VnodeTable.entries(db, directory: vnode)))))
                 case .symlink:
                     let target = try String.fetchOne(db, sql: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? ""
                     return (status, .bytes(Array(target.utf8)))
@@ -161,9 +164,9 @@ public final class VolumeStore: Sendable {
                     return (status, .bytes([]))
                 }
             }
-            if let content { return (status, UInt64(expiry(now: now)), content) }
+            if let content { return (status, expiry(for: client, now: now), content) }
             if let handle = FileHandle(forReadingAtPath: dataPath(vnode: Int64(fid.vnode), version: status.dataVersion)) {
-                return (status, UInt64(expiry(now: now)), .file(handle))
+                return (status, expiry(for: client, now: now), .file(handle))
             }
         }
         throw StatusCode.ioError
@@ -171,7 +174,7 @@ public final class VolumeStore: Sendable {
 
     /// Makes an uploaded file the new content of `fid`: one transaction points the vnode at the
     /// new version and breaks the other clients' promises; then the old version goes.
-    public func store(_ fid: FID, client: String, uploadPath: String, size: UInt64, mtime: Timespec) throws -> Mutation<FileStatus> {
+    public func store(_ fid: FID, client: Requester, uploadPath: String, size: UInt64, mtime: Timespec) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
         var oldVersion: UInt64 = 0
         do {
@@ -185,10 +188,10 @@ public final class VolumeStore: Sendable {
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ?,
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
                     """, arguments: [Int64(size), Int64(newVersion), mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
-                let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client, now: now.seconds)
-                try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+                let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
+                try grant(db, client, vnodes: [vnode], now: now)
                 return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .store,
-                                callBackExpiry: UInt64(expiry(now: now)))
+                                callBackExpiry: expiry(for: client, now: now))
             }
             try? FileManager.default.removeItem(atPath: dataPath(vnode: Int64(fid.vnode), version: oldVersion))
             return mutation
@@ -198,7 +201,7 @@ public final class VolumeStore: Sendable {
         }
     }
 
-    public func setAttributes(_ fid: FID, _ attributes: SetAttributes, client: String) throws -> Mutation<FileStatus> {
+    public func setAttributes(_ fid: FID, _ attributes: SetAttributes, client: Requester) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
         var removeAfterCommit: String?
         let mutation = try database.write { db -> Mutation<FileStatus> in
@@ -230,10 +233,10 @@ public final class VolumeStore: Sendable {
                                arguments: [t.seconds, t.nanoseconds, vnode])
             }
             try VnodeTable.touch(db, vnode, content: false, now: now)
-            let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client, now: now.seconds)
-            try CallBackTable.grant(db, client: client, vnodes: [vnode], expiresAt: expiry(now: now))
+            let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
+            try grant(db, client, vnodes: [vnode], now: now)
             return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .setattr,
-                            callBackExpiry: UInt64(expiry(now: now)))
+                            callBackExpiry: expiry(for: client, now: now))
         }
         if let removeAfterCommit { try? FileManager.default.removeItem(atPath: removeAfterCommit) }
         return mutation
@@ -268,7 +271,7 @@ public final class VolumeStore: Sendable {
 
     /// CreateFile, MakeDir and Symlink. Fails with `.exists` when the name is taken (O_EXCL semantics:
     /// the client decides what a plain O_CREAT on an existing file means).
-    public func create(_ request: CreateRequest, client: String) throws -> Mutation<NamespaceChange> {
+    public func create(_ request: CreateRequest, client: Requester) throws -> Mutation<NamespaceChange> {
         try Self.validate(name: request.name)
         let now = Timespec.now()
         return try database.write { db in
@@ -289,7 +292,7 @@ public final class VolumeStore: Sendable {
         }
     }
 
-    public func link(directory: FID, name: String, target: FID, client: String) throws -> Mutation<NamespaceChange> {
+    public func link(directory: FID, name: String, target: FID, client: Requester) throws -> Mutation<NamespaceChange> {
         try Self.validate(name: name)
         let now = Timespec.now()
         return try database.write { db in
@@ -307,7 +310,7 @@ public final class VolumeStore: Sendable {
     }
 
     /// RemoveFile (`directory == false`) and RemoveDir.
-    public func remove(directory: FID, name: String, isDirectory: Bool, client: String) throws -> Mutation<NamespaceChange> {
+    public func remove(directory: FID, name: String, isDirectory: Bool, client: Requester) throws -> Mutation<NamespaceChange> {
         let now = Timespec.now()
         var deletedData: String?
         let mutation = try database.write { db -> Mutation<NamespaceChange> in
@@ -352,7 +355,7 @@ public final class VolumeStore: Sendable {
     }
 
     public func rename(from fromDirectory: FID, _ fromName: String, to toDirectory: FID, _ toName: String,
-                       client: String) throws -> Mutation<NamespaceChange> {
+                       client: Requester) throws -> Mutation<NamespaceChange> {
         try Self.validate(name: toName)
         let now = Timespec.now()
         var deletedData: String?
@@ -406,11 +409,11 @@ public final class VolumeStore: Sendable {
     }
 
     /// Breaks other clients' promises on `changed` and grants the caller fresh ones on `granted`.
-    private func finish(_ db: Database, client: String, changed: [Int64], granted: [Int64], reason: CallBackReason,
+    private func finish(_ db: Database, client: Requester, changed: [Int64], granted: [Int64], reason: CallBackReason,
                         now: Timespec, _ change: NamespaceChange) throws -> Mutation<NamespaceChange> {
-        let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client, now: now.seconds)
-        try CallBackTable.grant(db, client: client, vnodes: granted, expiresAt: expiry(now: now))
-        return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: UInt64(expiry(now: now)))
+        let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client.clientID, now: now.seconds)
+        try grant(db, client, vnodes: granted, now: now)
+        return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: expiry(for: client, now: now))
     }
 
     public func giveUpCallBacks(_ fids: [FID], client: String) throws {

@@ -67,6 +67,12 @@ public final class MountedCluster: @unchecked Sendable {
         port = try server.start(host: "127.0.0.1", port: port)
     }
 
+    /// Mounts a new cache manager of `design` and waits until the mount answers.
+    @discardableResult
+    public func mount(_ name: String, design: ClientDesign, extraArguments: [String] = []) throws -> Mount {
+        try mount(name, extraArguments: ["--mode", design.rawValue] + extraArguments)
+    }
+
     /// Mounts a new cache manager and waits until the mount answers.
     @discardableResult
     public func mount(_ name: String, extraArguments: [String] = [], environment: [String: String] = [:]) throws -> Mount {

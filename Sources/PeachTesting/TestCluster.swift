@@ -9,7 +9,7 @@ public final class TestCluster: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public let server: FileServer
     public let address: ServerAddress
-    public private(set) var clients: [AFSCacheManager] = []
+    public private(set) var clients: [CacheManager] = []
     private var stopped = false
 
     public init(callBackTimeout: Int64 = 5) throws {
@@ -29,8 +29,24 @@ public final class TestCluster: @unchecked Sendable {
         return client
     }
 
+    /// A new started NFS-style client.
+    public func addNFSClient(_ options: NFSOptions = NFSOptions()) throws -> NFSCacheManager {
+        let client = NFSCacheManager(server: address, options: options)
+        try client.start()
+        clients.append(client)
+        return client
+    }
+
+    /// A new started client of either design, for the suites that run against both.
+    public func addClient(_ design: ClientDesign) throws -> CacheManager {
+        switch design {
+        case .afs: try addClient()
+        case .nfs: try addNFSClient()
+        }
+    }
+
     /// Shuts one client down (as an unmount does) and forgets it.
-    public func stopClient(_ client: AFSCacheManager) {
+    public func stopClient(_ client: CacheManager) {
         client.shutdown()
         clients.removeAll { $0 === client }
     }
@@ -45,6 +61,14 @@ public final class TestCluster: @unchecked Sendable {
     }
 
     deinit { shutdown() }
+}
+
+/// The two cache-manager designs.
+public enum ClientDesign: String, CaseIterable, Sendable, CustomStringConvertible {
+    case afs
+    case nfs
+
+    public var description: String { rawValue }
 }
 
 public func withCluster<T>(callBackTimeout: Int64 = 5, _ body: (TestCluster) throws -> T) throws -> T {

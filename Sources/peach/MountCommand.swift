@@ -21,11 +21,17 @@ struct MountCommand: ParsableCommand {
     @Option(help: "The file server, HOST:PORT.")
     var server = "127.0.0.1:7000"
 
-    @Option(help: "Cache directory; created if missing, kept across mounts.")
-    var cache: String
+    @Option(help: "Client design: afs (whole files on disk under callbacks) or nfs (blocks in memory, attribute timeouts).")
+    var mode: ClientMode = .afs
 
-    @Option(help: "Disk cache size limit (K, M, G suffixes).")
-    var cacheSize = ByteSize(argument: "2G")!
+    @Option(help: "Cache directory (afs: the disk cache, kept across mounts; both: the background log). Required for afs.")
+    var cache: String?
+
+    @Option(help: "Cache size limit, K/M/G suffixes (afs: disk, default 2G; nfs: memory, default 256M).")
+    var cacheSize: ByteSize?
+
+    @OptionGroup(title: "NFS-style client (--mode nfs), as in nfs(5)")
+    var nfs: NFSMountOptions
 
     @Flag(help: "Let other users use the mount (the kernel checks permissions).")
     var allowOther = false
@@ -40,13 +46,22 @@ struct MountCommand: ParsableCommand {
         guard let address = ServerAddress(server), address.port != 0 else {
             throw ValidationError("--server must be HOST:PORT, got '\(server)'")
         }
+        if mode == .afs && cache == nil { throw ValidationError("--cache DIR is required with --mode afs") }
+        if mode == .afs && nfs.isUsed { throw ValidationError("NFS options (--block-size, --ac*, --noac, --nocto) need --mode nfs") }
+        try nfs.validate()
+    }
+
+    /// Where a background mount logs: the cache directory, or /tmp for an NFS-mode mount without one.
+    private var logDirectory: String {
+        if let cache { return cache }
+        return "/tmp/peach-\(getuid())"
     }
 
     func run() throws {
         let readyFD = Daemon.inheritedReadyDescriptor
         do {
             try checkMountPoint()
-            try FileManager.default.createDirectory(atPath: cache, withIntermediateDirectories: true)
+            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
         } catch {
             Daemon.report("\(error)", on: readyFD)
             throw error
@@ -54,7 +69,9 @@ struct MountCommand: ParsableCommand {
         if !foreground {
             var arguments = Array(CommandLine.arguments.dropFirst())
             arguments.append("--foreground")
-            let logPath = MountTable.canonical(cache) + "/peach-mount.log"
+            let logName = cache == nil ? "mount-" + MountTable.canonical(mountPoint).replacingOccurrences(of: "/", with: "_") + ".log"
+                : "peach-mount.log"
+            let logPath = MountTable.canonical(logDirectory) + "/" + logName
             if let failure = try Daemon.spawnAndWait(arguments: arguments, logPath: logPath) {
                 throw CommandFailure(failure)
             }
@@ -63,7 +80,7 @@ struct MountCommand: ParsableCommand {
             guard stat(mountPoint, &st) == 0 else {
                 throw CommandFailure("the mount at \(mountPoint) does not answer; see \(logPath)")
             }
-            print("peach: mounted \(mountPoint) (server \(server), cache \(cache))")
+            print("peach: mounted \(mountPoint) (\(mode.rawValue) mode, server \(server))")
             return
         }
         try serve(readyFD: readyFD)
@@ -93,8 +110,14 @@ struct MountCommand: ParsableCommand {
         let cacheManager: CacheManager
         let fileSystem: FUSEFileSystem
         do {
-            cacheManager = try AFSCacheManager(server: ServerAddress(server)!, cacheDirectory: cache,
-                                               cacheSize: cacheSize.bytes, logger: logger)
+            let address = ServerAddress(server)!
+            switch mode {
+            case .afs:
+                cacheManager = try AFSCacheManager(server: address, cacheDirectory: cache!,
+                                                   cacheSize: cacheSize?.bytes ?? (2 << 30), logger: logger)
+            case .nfs:
+                cacheManager = NFSCacheManager(server: address, options: nfs.options(cacheSize: cacheSize?.bytes), logger: logger)
+            }
             try cacheManager.start()
         } catch {
             let message = "cannot start the cache manager: \(error)"
@@ -110,7 +133,7 @@ struct MountCommand: ParsableCommand {
             Daemon.report("\(error)", on: readyFD)
             throw CommandFailure("\(error)")
         }
-        logger.notice("mounted", metadata: ["mountPoint": "\(mountPoint)", "server": "\(server)"])
+        logger.notice("mounted", metadata: ["mountPoint": "\(mountPoint)", "server": "\(server)", "mode": "\(mode.rawValue)"])
         Daemon.report("ready", on: readyFD)
         let result = fileSystem.run()
         cacheManager.shutdown()

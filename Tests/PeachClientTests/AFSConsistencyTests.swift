@@ -8,19 +8,6 @@ import Testing
 /// The AFS-mode cache manager in-process against a real server on loopback.
 @Suite("AFS-mode consistency, two clients")
 struct AFSConsistencyTests {
-    @Test("once close() on A returned, the next open on B sees the new content")
-    func closeToOpen() throws {
-        try withCluster { cluster in
-            let a = PathClient(try cluster.addClient())
-            let b = PathClient(try cluster.addClient())
-            try a.writeFile("/f", "one")
-            #expect(try b.readText("/f") == "one")
-            try a.writeFile("/f", "two, longer")
-            #expect(try b.readText("/f") == "two, longer")
-            #expect(b.cacheManager.statistics.snapshot().callbacksReceived >= 1)
-        }
-    }
-
     @Test("a descriptor B opened before A's close keeps the old content")
     func openDescriptorKeepsItsVersion() throws {
         try withCluster { cluster in
@@ -32,20 +19,6 @@ struct AFSConsistencyTests {
             #expect(String(decoding: try held.readAll(), as: UTF8.self) == "old content")
             try held.close()
             #expect(try b.readText("/f") == "NEW")
-        }
-    }
-
-    @Test("processes on one client see each other's writes at once")
-    func sameClient() throws {
-        try withCluster { cluster in
-            let a = PathClient(try cluster.addClient())
-            try a.writeFile("/f", "0123456789")
-            let writer = try a.open("/f", flags: O_RDWR)
-            let reader = try a.open("/f")
-            try writer.write(Array("AB".utf8), offset: 2)
-            #expect(String(decoding: try reader.readAll(), as: UTF8.self) == "01AB456789")
-            try writer.close()
-            try reader.close()
         }
     }
 
@@ -164,30 +137,6 @@ struct AFSConsistencyTests {
             try b.writeFile("/f", "short")
             #expect(b.cacheManager.statistics.snapshot().rpcs["FetchData"] ?? 0 == 1, "only the root directory was fetched")
             #expect(try a.readText("/f") == "short")
-        }
-    }
-
-    @Test("errors are a local file system's")
-    func errors() throws {
-        try withCluster { cluster in
-            let a = PathClient(try cluster.addClient())
-            try a.writeFile("/f", "x")
-            try a.makeDirectory("/d")
-            try a.writeFile("/d/inner", "x")
-            func errno(_ body: () throws -> Void) -> Int32? {
-                do { try body() } catch let error as FileSystemError { return error.errno } catch { return -1 }
-                return nil
-            }
-            #expect(errno { _ = try a.readFile("/missing") } == ENOENT)
-            #expect(errno { _ = try a.create("/f", exclusive: true) } == EEXIST)
-            #expect(errno { try a.makeDirectory("/d") } == EEXIST)
-            #expect(errno { try a.removeDirectory("/d") } == ENOTEMPTY)
-            #expect(errno { try a.unlink("/d") } == EISDIR)
-            #expect(errno { try a.removeDirectory("/f") } == ENOTDIR)
-            #expect(errno { _ = try a.list("/f") } == ENOTDIR)
-            #expect(errno { _ = try a.open("/d") } == EISDIR)
-            #expect(errno { try a.writeFile("/" + String(repeating: "n", count: 256), "x") } == ENAMETOOLONG)
-            try a.writeFile("/" + String(repeating: "n", count: 255), "ok")
         }
     }
 }

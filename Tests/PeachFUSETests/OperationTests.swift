@@ -12,11 +12,11 @@ struct OperationTests {
         return result.output
     }
 
-    @Test("ls, mkdir -p, cp -a, mv, rm -r, ln, ln -s, chmod, touch, truncate, cat, >>, mkfifo")
-    func coreutils() throws {
+    @Test("ls, mkdir -p, cp -a, mv, rm -r, ln, ln -s, chmod, touch, truncate, cat, >>, mkfifo", arguments: ClientDesign.allCases)
+    func coreutils(_ design: ClientDesign) throws {
         try withMounts { cluster in
-            let a = try cluster.mount("a").path
-            let b = try cluster.mount("b").path
+            let a = try cluster.mount("a", design: design).path
+            let b = try cluster.mount("b", design: design).path
             _ = try run("""
                 mkdir -p deep/er/est
                 echo line1 > deep/file
@@ -52,10 +52,10 @@ struct OperationTests {
         }
     }
 
-    @Test("errors are a local file system's: ENOENT, EEXIST, ENOTEMPTY, ENOTDIR, EISDIR, ENAMETOOLONG")
-    func errors() throws {
+    @Test("errors are a local file system's: ENOENT, EEXIST, ENOTEMPTY, ENOTDIR, EISDIR, ENAMETOOLONG", arguments: ClientDesign.allCases)
+    func errors(_ design: ClientDesign) throws {
         try withMounts { cluster in
-            let a = try cluster.mount("a").path
+            let a = try cluster.mount("a", design: design).path
             _ = try run("mkdir d && touch d/x f", in: a)
             func errnoOf(_ body: () -> Int32) -> Int32 { body() == 0 ? 0 : errno }
             #expect(errnoOf { open(a + "/missing", O_RDONLY) >= 0 ? 0 : -1 } == ENOENT)
@@ -103,11 +103,12 @@ struct OperationTests {
         }
     }
 
-    @Test("git init, add and commit work inside the mount", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/git")))
-    func git() throws {
+    @Test("git init, add and commit work inside the mount", .enabled(if: FileManager.default.isExecutableFile(atPath: "/usr/bin/git")),
+          arguments: ClientDesign.allCases)
+    func git(_ design: ClientDesign) throws {
         try withMounts { cluster in
-            let a = try cluster.mount("a").path
-            let b = try cluster.mount("b").path
+            let a = try cluster.mount("a", design: design).path
+            let b = try cluster.mount("b", design: design).path
             _ = try run("""
                 mkdir repo && cd repo
                 git init -q

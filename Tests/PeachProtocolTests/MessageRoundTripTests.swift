@@ -28,6 +28,22 @@ let everyRequest: [Request] = [
     .rename(fromDirectory: .root, fromName: "a", toDirectory: sampleFID, toName: "b"),
     .giveUpCallBacks([sampleFID]),
     .getVolumeStatus,
+    .getAttr(sampleFID),
+    .setAttr(sampleFID, SetAttributes(size: 7)),
+    .lookup(directory: .root, name: "name"),
+    .read(sampleFID, offset: 65536, count: 65536),
+    .write(sampleFID, offset: 3, data: [1, 2, 3]),
+    .write(sampleFID, offset: 0, data: []),
+    .commit(sampleFID),
+    .readDir(.root, cookie: 2, count: 100),
+    .create(CreateRequest(directory: .root, name: "n", type: .regular, mode: 0o644, uid: 1, gid: 2)),
+    .mkdir(CreateRequest(directory: .root, name: "m", type: .directory, mode: 0o755, uid: 1, gid: 2)),
+    .symlinkNFS(CreateRequest(directory: .root, name: "s", type: .symlink, mode: 0o777, uid: 1, gid: 2, symlinkTarget: "t")),
+    .remove(directory: .root, name: "r"),
+    .rmdir(directory: .root, name: "d"),
+    .renameNFS(fromDirectory: .root, fromName: "a", toDirectory: .root, toName: "b"),
+    .linkNFS(directory: .root, name: "l", target: sampleFID),
+    .readlink(sampleFID),
 ]
 
 let everyReply: [(Opcode, Reply)] = [
@@ -43,6 +59,17 @@ let everyReply: [(Opcode, Reply)] = [
     (.rename, .namespace(NamespaceChange(directory: sampleStatus, target: sampleStatus, otherDirectory: sampleStatus), callBackExpiry: 2)),
     (.giveUpCallBacks, .done),
     (.getVolumeStatus, .volumeStatus(VolumeStatus(blockSize: 4096, totalBlocks: 10, freeBlocks: 5, totalFiles: 100, freeFiles: 50))),
+    (.getAttr, .status(sampleStatus, callBackExpiry: 0)),
+    (.commit, .status(sampleStatus, callBackExpiry: 0)),
+    (.lookup, .lookup(directory: sampleStatus, object: sampleStatus)),
+    (.read, .read(sampleStatus, data: [9, 8, 7])),
+    (.read, .read(sampleStatus, data: [])),
+    (.write, .write(before: 4, sampleStatus)),
+    (.readDir, .readDir(sampleStatus, entries: [DirectoryEntry(name: "x", fid: sampleFID, type: .fifo)], endOfListing: true)),
+    (.readDir, .readDir(sampleStatus, entries: [], endOfListing: false)),
+    (.readlink, .readlink(sampleStatus, target: "../t")),
+    (.create, .namespace(NamespaceChange(directory: sampleStatus, target: sampleStatus), callBackExpiry: 0)),
+    (.renameNFS, .namespace(NamespaceChange(directory: sampleStatus, target: sampleStatus, otherDirectory: sampleStatus), callBackExpiry: 0)),
 ]
 
 @Suite("Message codec round trips")

@@ -23,7 +23,7 @@ struct VolumeStoreTests {
     }
 
     func create(_ store: VolumeStore, _ name: String, in directory: FID = .root, type: FileType = .regular,
-                client: String = "a") throws -> FileStatus {
+                client: Requester = "a") throws -> FileStatus {
         let request = CreateRequest(directory: directory, name: name, type: type, mode: 0o644, uid: 1000, gid: 1000)
         return try store.create(request, client: client).value.target!
     }

@@ -1,0 +1,193 @@
+import Foundation
+import PeachProtocol
+
+/// File data in the NFS-style client: blocks READ on demand and cached in memory; writes kept
+/// as dirty blocks and sent with WRITE on close and fsync, then COMMIT.
+extension NFSCacheManager {
+    var blockSize: Int { options.blockSize }
+
+    public func open(_ inode: Inode, flags: Int32) throws -> OpenReply {
+        statistics.update { $0.opens += 1 }
+        let node = try node(inode)
+        guard lock.withLock({ node.status.type }) == .regular else {
+            throw lock.withLock({ node.isDirectory }) ? FileSystemError.isDirectory : FileSystemError.invalid
+        }
+        // Close-to-open: fresh attributes at every open; nocto trusts the attribute cache.
+        var askedServer = try revalidate(node, force: options.cto)
+        if flags & O_TRUNC != 0 {
+            _ = try setAttributes(inode, SetAttributes(size: 0), handle: nil)
+            askedServer = true
+        }
+        let keepCache = lock.withLock { () -> Bool in
+            node.openCount += 1
+            let keep = node.kernelVersion == node.status.dataVersion
+            node.kernelVersion = node.status.dataVersion
+            return keep
+        }
+        if !askedServer { statistics.update { $0.openHits += 1 } }
+        return OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: keepCache, directIO: false)
+    }
+
+    public func release(handle: UInt64) {
+        guard let file = handles.remove(handle) else { return }
+        lock.withLock { file.node.openCount -= 1 }
+    }
+
+    public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let node = try handles.get(handle).node
+        // An expired attribute cache is revalidated before cached blocks are trusted again.
+        try revalidate(node)
+        let size = lock.withLock { node.status.size }
+        guard offset < size else {
+            statistics.update { $0.reads += 1 }
+            return 0
+        }
+        let end = min(size, offset + UInt64(buffer.count))
+        var position = offset
+        var hitBytes: UInt64 = 0
+        while position < end {
+            let index = position / UInt64(blockSize)
+            let (block, wasCached) = try blockForRead(node, index: index)
+            let inBlock = Int(position - index * UInt64(blockSize))
+            let count = min(Int(end - position), max(0, block.count - inBlock))
+            guard count > 0 else { break }
+            block.withUnsafeBytes { source in
+                buffer.baseAddress!.advanced(by: Int(position - offset)).copyMemory(from: source.baseAddress! + inBlock, byteCount: count)
+            }
+            if wasCached { hitBytes += UInt64(count) }
+            position += UInt64(count)
+        }
+        let n = Int(position - offset)
+        statistics.update {
+            $0.reads += 1
+            $0.readBytes += UInt64(n)
+            $0.readHitBytes += hitBytes
+        }
+        return n
+    }
+
+    /// A block's content: dirty, cached, or READ now. `cached` is false when it took a READ.
+    private func blockForRead(_ node: NFSNode, index: UInt64) throws -> (data: [UInt8], cached: Bool) {
+        if let local = lock.withLock({ node.dirtyBlocks[index]?.data ?? blocks.get(BlockKey(inode: node.inode, index: index)) }) {
+            return (local, true)
+        }
+        return (try readBlock(node, index: index), false)
+    }
+
+    /// READ of one block, cached as clean.
+    private func readBlock(_ node: NFSNode, index: UInt64) throws -> [UInt8] {
+        let reply = try connection.call(.read(node.fid, offset: index * UInt64(blockSize), count: UInt32(blockSize)))
+        guard case .read(let status, let data) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        statistics.update {
+            $0.fetches += 1
+            $0.fetchedBytes += UInt64(data.count)
+        }
+        lock.withLock {
+            apply(status)
+            let evicted = blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
+            node.cachedBlocks.insert(index)
+            for key in evicted { nodes[key.inode]?.cachedBlocks.remove(key.index) }
+            let total = UInt64(blocks.totalCost)
+            statistics.update {
+                $0.evictions += evicted.count
+                $0.cacheBytes = total
+            }
+        }
+        return data
+    }
+
+    public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
+        let node = try handles.get(handle).node
+        var position = offset
+        let end = offset + UInt64(buffer.count)
+        while position < end {
+            let index = position / UInt64(blockSize)
+            let blockStart = index * UInt64(blockSize)
+            let inBlock = Int(position - blockStart)
+            let count = min(Int(end - position), blockSize - inBlock)
+            var block = try dirtyBlock(node, index: index, coversWholeBlock: inBlock == 0 && count == blockSize)
+            if block.data.count < inBlock + count { block.data += [UInt8](repeating: 0, count: inBlock + count - block.data.count) }
+            block.data.withUnsafeMutableBytes { target in
+                target.baseAddress!.advanced(by: inBlock).copyMemory(from: buffer.baseAddress!.advanced(by: Int(position - offset)), byteCount: count)
+            }
+            block.dirtyStart = min(block.dirtyStart, inBlock)
+            block.dirtyEnd = max(block.dirtyEnd, inBlock + count)
+            lock.withLock {
+                node.dirtyBlocks[index] = block
+                if let evicted = blocks.remove(BlockKey(inode: node.inode, index: index)) { _ = evicted }
+                node.cachedBlocks.remove(index)
+                node.status.size = max(node.status.size, position + UInt64(count))
+                node.status.mtime = Timespec.now()
+            }
+            position += UInt64(count)
+        }
+        statistics.update {
+            $0.writes += 1
+            $0.writeBytes += UInt64(buffer.count)
+        }
+        // noac: writes go to the server at once (nfs(5): noac implies sync).
+        if options.noac { try writeBack(node, commit: false) }
+        return buffer.count
+    }
+
+    /// The dirty block to change, starting from the current content: a whole-block write needs
+    /// none; beyond the end of the file it is zeros; otherwise the cached or READ block.
+    private func dirtyBlock(_ node: NFSNode, index: UInt64, coversWholeBlock: Bool) throws -> DirtyBlock {
+        let existing = lock.withLock { () -> DirtyBlock? in
+            if let dirty = node.dirtyBlocks[index] { return dirty }
+            if let clean = blocks.get(BlockKey(inode: node.inode, index: index)) {
+                return DirtyBlock(data: clean, dirtyStart: Int.max, dirtyEnd: 0)
+            }
+            return nil
+        }
+        if let existing { return existing }
+        let size = lock.withLock { node.status.size }
+        if coversWholeBlock || index * UInt64(blockSize) >= size {
+            return DirtyBlock(data: [], dirtyStart: Int.max, dirtyEnd: 0)
+        }
+        return DirtyBlock(data: try readBlock(node, index: index), dirtyStart: Int.max, dirtyEnd: 0)
+    }
+
+    public func flush(handle: UInt64) throws {
+        let node = try handles.get(handle).node
+        if lock.withLock({ node.isDirty }) { try writeBack(node, commit: true) }
+    }
+
+    public func fsync(handle: UInt64) throws {
+        try flush(handle: handle)
+    }
+
+    /// WRITE of every dirty block (its dirty range), then COMMIT. A block is clean once its WRITE
+    /// succeeded; on failure the rest stay dirty and the error goes to close(2) or fsync(2).
+    func writeBack(_ node: NFSNode, commit: Bool) throws {
+        let dirty = lock.withLock { node.dirtyBlocks.sorted { $0.key < $1.key } }
+        for (index, block) in dirty where block.dirtyEnd > block.dirtyStart {
+            let slice = Array(block.data[block.dirtyStart..<block.dirtyEnd])
+            let offset = index * UInt64(blockSize) + UInt64(block.dirtyStart)
+            let reply = try connection.call(.write(node.fid, offset: offset, data: slice))
+            guard case .write(let before, let status) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+            statistics.update {
+                $0.stores += 1
+                $0.storedBytes += UInt64(slice.count)
+            }
+            lock.withLock {
+                if node.dirtyBlocks[index]?.dirtyEnd == block.dirtyEnd, node.dirtyBlocks[index]?.data == block.data {
+                    node.dirtyBlocks[index] = nil
+                    if block.data.count == blockSize || offset + UInt64(slice.count) >= status.size {
+                        // Now a clean block of the new version.
+                        blocks.set(BlockKey(inode: node.inode, index: index), block.data, cost: block.data.count)
+                        node.cachedBlocks.insert(index)
+                    }
+                }
+                let ours = node.kernelVersion == before
+                apply(status, ownChangeFrom: before)
+                // The kernel's pages hold what we wrote.
+                if ours { node.kernelVersion = status.dataVersion }
+            }
+        }
+        if commit {
+            guard case .status(let status, _) = try connection.call(.commit(node.fid)) else { throw FileSystemError(EIO, "unexpected reply") }
+            lock.withLock { _ = apply(status) }
+        }
+    }
+}

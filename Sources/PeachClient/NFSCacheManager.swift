@@ -1,0 +1,398 @@
+import Foundation
+import Logging
+import NIOConcurrencyHelpers
+import PeachProtocol
+
+/// The NFS-style client: a block cache in memory, an attribute cache with the Linux client's
+/// timeouts, GETATTR on every open (close-to-open), READ of missing blocks and WRITE of dirty
+/// blocks on close and fsync, against the server's stateless procedures. No callbacks: what it
+/// caches may be stale until its timeouts run out, as with the real NFS client.
+public final class NFSCacheManager: CacheManager, @unchecked Sendable {
+    public let statistics = ClientStatistics(mode: "nfs")
+    public let options: NFSOptions
+    let connection: ServerConnection
+    let logger: Logger
+
+    /// Guards `nodes`, `blocks` and every NFSNode's fields.
+    let lock = NIOLock()
+    var nodes: [Inode: NFSNode] = [:]
+    var blocks: LRUCache<BlockKey, [UInt8]>
+    let handles = HandleTable<NFSOpenFile>()
+    private let notifierBox = NIOLockedValueBox<KernelNotifier?>(nil)
+    /// Kernel invalidations go out from here, never from a thread serving a request.
+    let invalidationQueue = DispatchQueue(label: "peach.nfs.invalidations")
+
+    public init(server: ServerAddress, options: NFSOptions, logger: Logger = Logger(label: "peach.nfs")) {
+        self.options = options
+        self.logger = logger
+        blocks = LRUCache(capacity: Int(clamping: options.cacheSize))
+        // No state on the server: a fresh identity each mount, only to introduce the connection.
+        connection = ServerConnection(address: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, statistics: statistics)
+        connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
+    }
+
+    public func setKernelNotifier(_ notifier: KernelNotifier?) {
+        notifierBox.withLockedValue { $0 = notifier }
+    }
+
+    var notifier: KernelNotifier? { notifierBox.withLockedValue { $0 } }
+
+    public func start() throws {
+        try connection.connect()
+        let root = try getAttr(FID.root)
+        lock.withLock { root.parent = root.inode }
+    }
+
+    public func shutdown() {
+        for node in lock.withLock({ nodes.values.filter(\.isDirty) }) {
+            do { try writeBack(node, commit: true) } catch {
+                logger.error("dirty blocks could not be written at unmount", metadata: ["fid": "\(node.fid)", "error": "\(error)"])
+            }
+        }
+        connection.close()
+    }
+
+    // MARK: Attribute cache
+
+    static func now() -> Double {
+        var ts = timespec()
+        clock_gettime(CLOCK_MONOTONIC, &ts)
+        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
+    }
+
+    func node(_ inode: Inode) throws -> NFSNode {
+        guard let node = lock.withLock({ nodes[inode] }) else { throw FileSystemError.stale }
+        return node
+    }
+
+    /// Caller holds `lock`.
+    func isFresh(_ node: NFSNode) -> Bool {
+        Self.now() - node.fetchedAt < node.timeout
+    }
+
+    /// Caller holds `lock`. Seconds the kernel may keep what it learns of `node`.
+    func remainingTimeout(_ node: NFSNode) -> Double {
+        max(0, node.timeout - (Self.now() - node.fetchedAt))
+    }
+
+    /// Records attributes from the server. When the data changed behind our back the node's
+    /// cached blocks, listing and names go, the timeout restarts at min, and the kernel is told;
+    /// when unchanged, the timeout doubles up to max. `ownChange` is the data version our own
+    /// request moved the file from (WRITE, or a namespace change): that is no one else's change.
+    /// Caller holds `lock`.
+    @discardableResult
+    func apply(_ status: FileStatus, ownChangeFrom: UInt64? = nil) -> NFSNode {
+        let (minimum, maximum) = options.timeouts(forDirectory: status.type == .directory)
+        guard let node = nodes[status.fid.vnode], node.fid == status.fid else {
+            let node = NFSNode(status: status, timeout: minimum)
+            node.fetchedAt = Self.now()
+            node.namesVersion = status.dataVersion
+            nodes[status.fid.vnode] = node
+            return node
+        }
+        let old = node.status
+        let changed = old.dataVersion != status.dataVersion || old.mtime != status.mtime || old.size != status.size
+        let byUs = ownChangeFrom == old.dataVersion
+        if changed && !byUs {
+            dropCachedData(node)
+            node.timeout = minimum
+        } else if !changed {
+            node.timeout = min(max(node.timeout * 2, minimum), maximum)
+        } else {
+            node.timeout = minimum
+        }
+        if node.isDirectory && node.namesVersion != status.dataVersion && !byUs { node.names = [:] }
+        if node.isDirectory { node.namesVersion = status.dataVersion }
+        var updated = status
+        if node.isDirty {
+            // Unsent writes: the local size and mtime are newer than the server's.
+            updated.size = max(status.size, old.size)
+            updated.mtime = old.mtime
+        }
+        node.status = updated
+        node.fetchedAt = Self.now()
+        return node
+    }
+
+    /// Forgets a node's clean data (blocks, listing, names, link target) and the kernel's copy.
+    /// Caller holds `lock`.
+    func dropCachedData(_ node: NFSNode) {
+        for index in node.cachedBlocks { blocks.remove(BlockKey(inode: node.inode, index: index)) }
+        node.cachedBlocks = []
+        let names = node.listing.map { $0.map(\.name) } ?? []
+        node.listing = nil
+        node.names = [:]
+        node.symlinkTarget = nil
+        let hadKernelPages = node.kernelVersion != nil || node.isDirectory
+        node.kernelVersion = nil
+        statistics.update { $0.cacheBytes = UInt64(blocks.totalCost) }
+        // The kernel may hold the old attributes from any lookup or getattr: drop them now, even
+        // from inside a request on this inode (an attribute-only invalidation takes no lock a
+        // request holds), so the next read asks for the new size. Pages and names go later, from
+        // another thread.
+        let inode = node.inode
+        notifier?.invalidateAttributes(inode)
+        guard hadKernelPages else { return }
+        invalidationQueue.async { [weak self] in
+            guard let notifier = self?.notifier else { return }
+            notifier.invalidateInode(inode)
+            for name in names { notifier.invalidateEntry(parent: inode, name: name) }
+        }
+    }
+
+    /// GETATTR, always.
+    @discardableResult
+    func getAttr(_ fid: FID) throws -> NFSNode {
+        guard case .status(let status, _) = try connection.call(.getAttr(fid)) else { throw FileSystemError(EIO, "unexpected reply") }
+        return lock.withLock { apply(status) }
+    }
+
+    /// The node with attributes no older than its timeout, asking the server if they are.
+    /// Returns whether the server was asked.
+    @discardableResult
+    func revalidate(_ node: NFSNode, force: Bool = false) throws -> Bool {
+        if !force && lock.withLock({ isFresh(node) }) { return false }
+        try getAttr(node.fid)
+        return true
+    }
+
+    func attributes(_ node: NFSNode) -> Attributes {
+        lock.withLock { Attributes(status: node.status, timeout: remainingTimeout(node)) }
+    }
+
+    public func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes {
+        let node = try node(inode)
+        try revalidate(node)
+        return attributes(node)
+    }
+
+    public func forget(_ inode: Inode, count: UInt64) {}
+
+    public func volumeStatus() throws -> VolumeStatus {
+        guard case .volumeStatus(let status) = try connection.call(.getVolumeStatus) else { throw FileSystemError(EIO, "unexpected reply") }
+        return status
+    }
+
+    public func callBacks() -> [CallBackInfo] { [] }
+
+    public func flushCachedCopy(_ inode: Inode) throws {
+        let node = try node(inode)
+        if lock.withLock({ node.isDirty }) { try writeBack(node, commit: true) }
+        lock.withLock {
+            dropCachedData(node)
+            node.fetchedAt = 0
+        }
+    }
+
+    // MARK: Names
+
+    public func lookup(parent: Inode, name: String) throws -> Entry {
+        guard name.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
+        let directory = try node(parent)
+        try revalidate(directory)
+        // A name looked up before is trusted while the directory is unchanged (a dentry).
+        if let cached = lock.withLock({ directory.names[name] }) {
+            guard let inode = cached else { throw FileSystemError.notFound }
+            if let child = lock.withLock({ nodes[inode] }) {
+                do {
+                    try revalidate(child)
+                    return entry(child, in: directory, name: name)
+                } catch let error as FileSystemError where error.errno == ESTALE {
+                    // Removed behind our back: forget the name and ask the server (as the
+                    // kernel's ESTALE retry with LOOKUP_REVAL does).
+                    _ = lock.withLock { directory.names.removeValue(forKey: name) }
+                }
+            }
+        }
+        let reply: Reply
+        do {
+            reply = try connection.call(.lookup(directory: directory.fid, name: name))
+        } catch let error as FileSystemError where error.errno == ENOENT {
+            lock.withLock { directory.names[name] = .some(nil) }
+            throw error
+        }
+        guard case .lookup(let dirStatus, let object) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        let child = lock.withLock { () -> NFSNode in
+            apply(dirStatus)
+            let child = apply(object)
+            directory.names[name] = child.inode
+            return child
+        }
+        return entry(child, in: directory, name: name)
+    }
+
+    func entry(_ child: NFSNode, in directory: NFSNode, name: String) -> Entry {
+        lock.withLock {
+            child.parent = directory.inode
+            child.name = name
+            return Entry(attributes: Attributes(status: child.status, timeout: remainingTimeout(child)),
+                         entryTimeout: remainingTimeout(directory))
+        }
+    }
+
+    public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
+        let directory = try node(inode)
+        try revalidate(directory)
+        var listing = lock.withLock { directory.listing }
+        if listing == nil {
+            var entries: [DirectoryEntry] = []
+            var status: FileStatus?
+            while true {
+                let reply = try connection.call(.readDir(directory.fid, cookie: UInt32(entries.count), count: 512))
+                guard case .readDir(let dirStatus, let page, let end) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+                entries += page
+                status = dirStatus
+                if end || page.isEmpty { break }
+            }
+            statistics.update { $0.fetches += 1 }
+            listing = entries
+            lock.withLock {
+                if let status { apply(status) }
+                directory.listing = entries
+            }
+        }
+        let parent = lock.withLock { directory.parent ?? inode }
+        return [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
+                DirectoryListingEntry(name: "..", inode: parent, type: .directory)]
+            + listing!.map { DirectoryListingEntry(name: $0.name, inode: $0.fid.vnode, type: $0.type) }
+    }
+
+    public func readlink(_ inode: Inode) throws -> String {
+        let link = try node(inode)
+        try revalidate(link)
+        if let target = lock.withLock({ link.symlinkTarget }) { return target }
+        guard case .readlink(let status, let target) = try connection.call(.readlink(link.fid)) else {
+            throw FileSystemError(EIO, "unexpected reply")
+        }
+        lock.withLock {
+            apply(status)
+            link.symlinkTarget = target
+        }
+        return target
+    }
+
+    // MARK: Namespace changes
+
+    /// Sends a namespace procedure and applies its reply: our own change to the directory keeps
+    /// its cached names (updated by `edit`), any other change drops them.
+    func change(_ request: Request, edit: (_ directory: NFSNode, _ change: NamespaceChange) -> Void = { _, _ in }) throws -> NamespaceChange {
+        guard case .namespace(let change, _) = try connection.call(request) else { throw FileSystemError(EIO, "unexpected reply") }
+        lock.withLock {
+            var directories = [change.directory]
+            if let other = change.otherDirectory, other.fid != change.directory.fid { directories.append(other) }
+            for status in directories {
+                let known = nodes[status.fid.vnode]
+                let ownChange = known.map { $0.status.dataVersion + 1 == status.dataVersion ? $0.status.dataVersion : nil } ?? nil
+                let directory = apply(status, ownChangeFrom: ownChange)
+                directory.listing = nil
+                edit(directory, change)
+            }
+            if let target = change.target { apply(target) }
+        }
+        return change
+    }
+
+    private func created(_ request: Request, parent: Inode, name: String) throws -> Entry {
+        guard name.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
+        let change = try change(request) { directory, change in
+            if directory.inode == parent, let target = change.target { directory.names[name] = target.fid.vnode }
+        }
+        guard let target = change.target else { throw FileSystemError(EIO, "reply without the new object") }
+        let (child, directory) = try lock.withLock { () throws -> (NFSNode, NFSNode) in
+            guard let child = nodes[target.fid.vnode], let directory = nodes[parent] else { throw FileSystemError.stale }
+            return (child, directory)
+        }
+        return entry(child, in: directory, name: name)
+    }
+
+    private func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
+                               target: String = "", context: RequestContext) throws -> CreateRequest {
+        CreateRequest(directory: try node(parent).fid, name: name, type: type, mode: mode & 0o7777,
+                      uid: context.uid, gid: context.gid, rdev: rdev, symlinkTarget: target)
+    }
+
+    public func create(parent: Inode, name: String, mode: UInt32, flags: Int32, context: RequestContext) throws -> (Entry, OpenReply) {
+        let request = try createRequest(parent: parent, name: name, type: .regular, mode: mode, context: context)
+        let entry: Entry
+        do {
+            entry = try created(.create(request), parent: parent, name: name)
+        } catch let error as FileSystemError where error.errno == EEXIST && flags & O_EXCL == 0 {
+            let existing = try lookup(parent: parent, name: name)
+            return (existing, try open(existing.inode, flags: flags))
+        }
+        let node = try node(entry.inode)
+        statistics.update { $0.opens += 1 }
+        lock.withLock {
+            node.openCount += 1
+            node.kernelVersion = node.status.dataVersion
+        }
+        return (entry, OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: false, directIO: false))
+    }
+
+    public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {
+        try created(.mkdir(try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)),
+                    parent: parent, name: name)
+    }
+
+    public func makeNode(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64, context: RequestContext) throws -> Entry {
+        try created(.create(try createRequest(parent: parent, name: name, type: type, mode: mode, rdev: rdev, context: context)),
+                    parent: parent, name: name)
+    }
+
+    public func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry {
+        let request = try createRequest(parent: parent, name: name, type: .symlink, mode: 0o777, target: target, context: context)
+        return try created(.symlinkNFS(request), parent: parent, name: name)
+    }
+
+    public func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry {
+        try created(.linkNFS(directory: try node(newParent).fid, name: newName, target: try node(inode).fid),
+                    parent: newParent, name: newName)
+    }
+
+    public func unlink(parent: Inode, name: String) throws {
+        _ = try change(.remove(directory: try node(parent).fid, name: name)) { directory, _ in
+            if directory.inode == parent { directory.names[name] = .some(nil) }
+        }
+    }
+
+    public func removeDirectory(parent: Inode, name: String) throws {
+        _ = try change(.rmdir(directory: try node(parent).fid, name: name)) { directory, _ in
+            if directory.inode == parent { directory.names[name] = .some(nil) }
+        }
+    }
+
+    public func rename(parent: Inode, name: String, newParent: Inode, newName: String, noReplace: Bool) throws {
+        guard newName.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
+        if noReplace {
+            do {
+                _ = try lookup(parent: newParent, name: newName)
+                throw FileSystemError.exists
+            } catch let error as FileSystemError where error.errno == ENOENT {}
+        }
+        let request = Request.renameNFS(fromDirectory: try node(parent).fid, fromName: name,
+                                        toDirectory: try node(newParent).fid, toName: newName)
+        _ = try change(request) { directory, change in
+            if directory.inode == parent { directory.names[name] = .some(nil) }
+            if directory.inode == newParent, let target = change.target {
+                directory.names[newName] = target.fid.vnode
+                if let moved = nodes[target.fid.vnode] {
+                    moved.parent = newParent
+                    moved.name = newName
+                }
+            }
+        }
+    }
+
+    public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
+        let node = try node(inode)
+        if changes.size != nil, lock.withLock({ node.isDirty }) { try writeBack(node, commit: false) }
+        guard case .status(let status, _) = try connection.call(.setAttr(node.fid, changes)) else {
+            throw FileSystemError(EIO, "unexpected reply")
+        }
+        lock.withLock {
+            if changes.size != nil { dropCachedData(node) }
+            apply(status, ownChangeFrom: node.status.dataVersion)
+        }
+        return attributes(node)
+    }
+}

@@ -1,0 +1,63 @@
+import PeachProtocol
+
+/// What the NFS-style client knows of one file or directory: attributes with their cache
+/// timeout, a directory's listing and names, a file's dirty blocks. Guarded by the manager's lock.
+final class NFSNode: @unchecked Sendable {
+    let fid: FID
+    var status: FileStatus
+    /// Monotonic seconds when `status` came from the server.
+    var fetchedAt: Double = 0
+    /// The current attribute timeout: from min, doubled while the attributes stay unchanged.
+    var timeout: Double
+    var parent: Inode?
+    var name: String?
+
+    /// Directories: the listing from READDIR and the data version it was read at.
+    var listing: [DirectoryEntry]?
+    /// Directories: names looked up (nil value: a cached "no such name"), valid while the
+    /// directory's data version is `namesVersion`.
+    var names: [String: Inode?] = [:]
+    var namesVersion: UInt64 = 0
+    var symlinkTarget: String?
+
+    /// Files: block indexes present in the clean block cache.
+    var cachedBlocks: Set<UInt64> = []
+    /// Files: written blocks not yet sent, by block index.
+    var dirtyBlocks: [UInt64: DirtyBlock] = [:]
+    var openCount = 0
+    /// The data version the kernel's page cache holds, if any.
+    var kernelVersion: UInt64?
+
+    init(status: FileStatus, timeout: Double) {
+        fid = status.fid
+        self.status = status
+        self.timeout = timeout
+    }
+
+    var inode: Inode { fid.vnode }
+    var isDirectory: Bool { status.type == .directory }
+    var isDirty: Bool { !dirtyBlocks.isEmpty }
+}
+
+/// A block with local changes: its full content (so any range of it can be sent) and the range
+/// that differs from the server's.
+struct DirtyBlock {
+    var data: [UInt8]
+    var dirtyStart: Int
+    var dirtyEnd: Int
+}
+
+/// A clean block of a file at one data version.
+struct BlockKey: Hashable {
+    var inode: Inode
+    var index: UInt64
+}
+
+/// An open file of the NFS-style client.
+final class NFSOpenFile: Sendable {
+    let node: NFSNode
+
+    init(node: NFSNode) {
+        self.node = node
+    }
+}

@@ -1,0 +1,107 @@
+import Foundation
+import GRDB
+import PeachProtocol
+
+/// The NFS-style procedures: stateless (no callbacks granted), at an offset, idempotent where
+/// NFS's are. A WRITE still breaks the callbacks AFS-mode clients hold on the file.
+extension VolumeStore {
+    public func lookup(directory: FID, name: String) throws -> (directory: FileStatus, object: FileStatus) {
+        try Self.validate(name: name)
+        return try database.read { db in
+            let (dir, dirStatus) = try VnodeTable.directory(db, directory)
+            guard let child = try VnodeTable.lookup(db, directory: dir, name: name) else { throw StatusCode.notFound }
+            return (dirStatus, try VnodeTable.status(db, child))
+        }
+    }
+
+    /// READ: up to `count` bytes at `offset` of the current version.
+    public func read(_ fid: FID, offset: UInt64, count: UInt32) throws -> (FileStatus, [UInt8]) {
+        guard count <= UInt32(Frame.dataChunkSize) else { throw StatusCode.invalidArgument }
+        for _ in 0..<8 {
+            let status = try database.read { db in try VnodeTable.resolve(db, fid).status }
+            guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+            guard offset < status.size else { return (status, []) }
+            let fd = open(dataPath(vnode: Int64(fid.vnode), version: status.dataVersion), O_RDONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                if status.size == 0 || errno != ENOENT { return (status, []) }
+                continue  // replaced by a newer version meanwhile: read that one
+            }
+            defer { close(fd) }
+            let want = Int(min(UInt64(count), status.size - offset))
+            var bytes = [UInt8](repeating: 0, count: want)
+            let n = bytes.withUnsafeMutableBytes { pread(fd, $0.baseAddress, want, off_t(offset)) }
+            guard n >= 0 else { throw StatusCode.ioError }
+            bytes.removeLast(want - n)
+            return (status, bytes)
+        }
+        throw StatusCode.ioError
+    }
+
+    /// WRITE: the data goes into the current version file in place, which becomes the next data
+    /// version (NFS writes are not atomic, unlike StoreData). Unstable until `commit`.
+    public func write(_ fid: FID, offset: UInt64, data: [UInt8], client: Requester) throws -> Mutation<WriteResult> {
+        let now = Timespec.now()
+        return try database.write { db in
+            let (vnode, status) = try VnodeTable.resolve(db, fid)
+            guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+            let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
+            let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
+            if Glibc.rename(oldPath, newPath) != 0 {
+                guard errno == ENOENT, FileManager.default.createFile(atPath: newPath, contents: nil) else { throw StatusCode.ioError }
+            }
+            do {
+                let fd = open(newPath, O_WRONLY | O_CLOEXEC)
+                guard fd >= 0 else { throw StatusCode.ioError }
+                defer { close(fd) }
+                let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, off_t(offset)) }
+                guard written == data.count else { throw errno == ENOSPC ? StatusCode.noSpace : StatusCode.ioError }
+                let size = max(status.size, offset + UInt64(data.count))
+                try db.execute(sql: """
+                    UPDATE vnode SET size = ?, dataVersion = dataVersion + 1, mtimeSeconds = ?, mtimeNanoseconds = ?,
+                        ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
+                    """, arguments: [Int64(size), now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, vnode])
+                let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
+                return Mutation(value: WriteResult(before: status.dataVersion, after: try VnodeTable.status(db, vnode)),
+                                breaks: breaks, reason: .store, callBackExpiry: 0)
+            } catch {
+                Glibc.rename(newPath, oldPath)
+                throw error
+            }
+        }
+    }
+
+    public struct WriteResult: Sendable {
+        public var before: UInt64
+        public var after: FileStatus
+    }
+
+    /// COMMIT: makes what was written to the file durable.
+    public func commit(_ fid: FID) throws -> FileStatus {
+        let status = try database.read { db in try VnodeTable.resolve(db, fid).status }
+        let fd = open(dataPath(vnode: Int64(fid.vnode), version: status.dataVersion), O_RDONLY | O_CLOEXEC)
+        if fd >= 0 {
+            defer { close(fd) }
+            guard fsync(fd) == 0 else { throw StatusCode.ioError }
+        }
+        return status
+    }
+
+    /// READDIR: up to `count` entries from position `cookie` of the name-sorted listing.
+    public func readDirectory(_ fid: FID, cookie: UInt32, count: UInt32) throws -> (FileStatus, [DirectoryEntry], Bool) {
+        try database.read { db in
+            let (dir, status) = try VnodeTable.directory(db, fid)
+            let all = try VnodeTable.entries(db, directory: dir)
+            let start = min(Int(cookie), all.count)
+            let end = min(all.count, start + Int(max(1, count)))
+            return (status, Array(all[start..<end]), end == all.count)
+        }
+    }
+
+    public func readlink(_ fid: FID) throws -> (FileStatus, String) {
+        try database.read { db in
+            let (vnode, status) = try VnodeTable.resolve(db, fid)
+            guard status.type == .symlink else { throw StatusCode.invalidArgument }
+            return (status, try String.fetchOne(db, sql: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? "")
+        }
+    }
+}

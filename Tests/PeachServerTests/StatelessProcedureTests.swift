@@ -1,0 +1,88 @@
+import Foundation
+import PeachProtocol
+import PeachTesting
+import Testing
+@testable import PeachServer
+
+/// The NFS-style procedures on a real SQLite file: no callbacks granted, data at an offset,
+/// and a WRITE breaks the callbacks of AFS-side clients.
+@Suite("Stateless procedures")
+struct StatelessProcedureTests {
+    func withStore<T>(_ body: (VolumeStore) throws -> T) throws -> T {
+        let directory = try TemporaryDirectory(prefix: "peach-nfs")
+        defer { directory.remove() }
+        let store = try VolumeStore(root: directory.path + "/server")
+        for client in ["afs", "nfs"] { _ = try store.introduce(client: client, epoch: 1) }
+        return try body(store)
+    }
+
+    func newFile(_ store: VolumeStore, _ name: String = "f") throws -> FID {
+        let request = CreateRequest(directory: .root, name: name, type: .regular, mode: 0o644, uid: 0, gid: 0)
+        return try store.create(request, client: .stateless("nfs")).value.target!.fid
+    }
+
+    @Test("stateless requests grant no callbacks")
+    func noCallBacks() throws {
+        try withStore { store in
+            let fid = try newFile(store)
+            _ = try store.fetchStatus(fid, client: .stateless("nfs"))
+            _ = try store.write(fid, offset: 0, data: [1, 2, 3], client: .stateless("nfs"))
+            _ = try store.read(fid, offset: 0, count: 10)
+            _ = try store.lookup(directory: .root, name: "f")
+            #expect(try store.callBackCount() == 0)
+            _ = try store.fetchStatus(fid, client: "afs")
+            #expect(try store.callBackCount() == 1)
+        }
+    }
+
+    @Test("WRITE at an offset extends, overwrites and bumps the data version; READ returns ranges")
+    func readWrite() throws {
+        try withStore { store in
+            let fid = try newFile(store)
+            let first = try store.write(fid, offset: 5, data: Array("world".utf8), client: .stateless("nfs")).value
+            #expect(first.after.size == 10)
+            let second = try store.write(fid, offset: 0, data: Array("hello".utf8), client: .stateless("nfs")).value
+            #expect(second.before == first.after.dataVersion)
+            #expect(second.after.dataVersion == first.after.dataVersion + 1)
+            #expect(try store.read(fid, offset: 0, count: 100).1 == Array("helloworld".utf8))
+            #expect(try store.read(fid, offset: 3, count: 4).1 == Array("lowo".utf8))
+            #expect(try store.read(fid, offset: 10, count: 4).1 == [])
+            #expect(throws: StatusCode.invalidArgument) { _ = try store.read(fid, offset: 0, count: UInt32(Frame.dataChunkSize + 1)) }
+            _ = try store.commit(fid)
+        }
+    }
+
+    @Test("a WRITE breaks the callbacks AFS-side clients hold")
+    func writeBreaksCallBacks() throws {
+        try withStore { store in
+            let fid = try newFile(store)
+            _ = try store.fetchData(fid, client: "afs")
+            let mutation = try store.write(fid, offset: 0, data: [7], client: .stateless("nfs"))
+            #expect(mutation.breaks["afs"] == [fid])
+        }
+    }
+
+    @Test("READDIR pages through a sorted listing")
+    func readDirectory() throws {
+        try withStore { store in
+            for i in 0..<5 { _ = try newFile(store, "n\(i)") }
+            let (_, page1, end1) = try store.readDirectory(.root, cookie: 0, count: 3)
+            let (_, page2, end2) = try store.readDirectory(.root, cookie: 3, count: 3)
+            #expect(page1.map(\.name) == ["n0", "n1", "n2"])
+            #expect(!end1)
+            #expect(page2.map(\.name) == ["n3", "n4"])
+            #expect(end2)
+        }
+    }
+
+    @Test("LOOKUP and READLINK")
+    func lookupAndReadlink() throws {
+        try withStore { store in
+            let request = CreateRequest(directory: .root, name: "l", type: .symlink, mode: 0o777, uid: 0, gid: 0, symlinkTarget: "target")
+            let link = try store.create(request, client: .stateless("nfs")).value.target!
+            #expect(try store.lookup(directory: .root, name: "l").object.fid == link.fid)
+            #expect(try store.readlink(link.fid).1 == "target")
+            #expect(throws: StatusCode.notFound) { _ = try store.lookup(directory: .root, name: "nope") }
+        }
+    }
+}
