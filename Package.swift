@@ -9,6 +9,7 @@ let package = Package(
         .library(name: "PeachClient", targets: ["PeachClient"]),
         .library(name: "PeachServer", targets: ["PeachServer"]),
         .library(name: "PeachTesting", targets: ["PeachTesting"]),
+        .library(name: "PeachBench", targets: ["PeachBench"]),
     ],
     dependencies: [
         .package(url: "https://github.com/apple/swift-nio", from: "2.101.2"),
@@ -55,10 +56,14 @@ let package = Package(
             name: "PeachTesting",
             dependencies: ["PeachServer", "PeachClient", "CPeachSystem"]
         ),
+        .target(
+            name: "PeachBench",
+            dependencies: ["PeachServer", "PeachClient", "PeachTesting", "CPeachSystem"]
+        ),
         .executableTarget(
             name: "peach",
             dependencies: [
-                "PeachServer", "PeachClient", "PeachFUSE", "CPeachSystem",
+                "PeachServer", "PeachClient", "PeachFUSE", "PeachBench", "CPeachSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
@@ -67,6 +72,7 @@ let package = Package(
         .testTarget(name: "PeachServerTests", dependencies: ["PeachServer", "PeachTesting"]),
         .testTarget(name: "PeachClientTests", dependencies: ["PeachClient", "PeachTesting"]),
         .testTarget(name: "PeachFUSETests", dependencies: ["PeachTesting"]),
+        .testTarget(name: "PeachBenchTests", dependencies: ["PeachBench", "PeachTesting"]),
     ],
     swiftLanguageModes: [.v6]
 )

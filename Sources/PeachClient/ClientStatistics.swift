@@ -30,6 +30,31 @@ public final class ClientStatistics: Sendable {
         public var rpcs: [String: Int] = [:]
 
         public var readHitRate: Double { readBytes == 0 ? 0 : Double(readHitBytes) / Double(readBytes) }
+
+        public init(mode: String) {
+            self.mode = mode
+        }
+
+        /// What happened between `earlier` and this snapshot (counters subtracted; `cacheBytes` as now).
+        public func since(_ earlier: Snapshot) -> Snapshot {
+            var d = self
+            d.opens -= earlier.opens
+            d.openHits -= earlier.openHits
+            d.reads -= earlier.reads
+            d.readBytes -= earlier.readBytes
+            d.readHitBytes -= earlier.readHitBytes
+            d.writes -= earlier.writes
+            d.writeBytes -= earlier.writeBytes
+            d.fetches -= earlier.fetches
+            d.fetchedBytes -= earlier.fetchedBytes
+            d.stores -= earlier.stores
+            d.storedBytes -= earlier.storedBytes
+            d.callbacksReceived -= earlier.callbacksReceived
+            d.evictions -= earlier.evictions
+            d.serverRequests -= earlier.serverRequests
+            d.rpcs = rpcs.merging(earlier.rpcs.mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value != 0 }
+            return d
+        }
     }
 
     private let state: NIOLockedValueBox<Snapshot>

@@ -1,0 +1,74 @@
+import Foundation
+import PeachClient
+import PeachServer
+import PeachTesting
+
+/// A fresh server with clients for one workload: in-process cache managers (exact counts, no
+/// mount), or `peach mount` processes (through the kernel). Always torn down.
+public final class BenchCluster {
+    private let inProcess: TestCluster?
+    private let mountedCluster: MountedCluster?
+    private let nfsOptions: NFSOptions
+    private var mounts: [ClientDesign: MountedCluster.Mount] = [:]
+    public private(set) var writer: BenchFileSystem
+
+    public var serverStatistics: ServerStatistics.Snapshot {
+        (inProcess?.server ?? mountedCluster!.server).statistics.snapshot()
+    }
+
+    init(mounted: Bool, nfsCacheSize: Int, blockSize: Int) throws {
+        var options = NFSOptions()
+        options.cacheSize = UInt64(nfsCacheSize)
+        options.blockSize = blockSize
+        nfsOptions = options
+        if mounted {
+            let cluster = try MountedCluster()
+            mountedCluster = cluster
+            inProcess = nil
+            writer = MountedFileSystem(root: try cluster.mount("writer", design: .afs).path)
+        } else {
+            let cluster = try TestCluster()
+            inProcess = cluster
+            mountedCluster = nil
+            writer = InProcessFileSystem(try cluster.addClient(named: "writer"))
+        }
+    }
+
+    public static func with<T>(mounted: Bool, nfsCacheSize: Int = 256 << 20, blockSize: Int = 64 << 10,
+                               _ body: (BenchCluster) throws -> T) throws -> T {
+        let cluster = try BenchCluster(mounted: mounted, nfsCacheSize: nfsCacheSize, blockSize: blockSize)
+        defer { cluster.shutdown() }
+        return try body(cluster)
+    }
+
+    /// A new client of `design` (a mount named after it, or an in-process cache manager).
+    public func client(_ design: ClientDesign, name: String? = nil) throws -> BenchFileSystem {
+        if let mountedCluster {
+            let label = name ?? design.rawValue
+            let extra = design == .nfs ? ["--cache-size", "\(nfsOptions.cacheSize)", "--block-size", "\(nfsOptions.blockSize)"] : []
+            let mount = try mountedCluster.mount(label, design: design, extraArguments: extra)
+            mounts[design] = mount
+            return MountedFileSystem(root: mount.path)
+        }
+        switch design {
+        case .afs: return InProcessFileSystem(try inProcess!.addClient())
+        case .nfs: return InProcessFileSystem(try inProcess!.addNFSClient(nfsOptions))
+        }
+    }
+
+    /// Through a mount, drops the kernel's cached pages of `path` (memory pressure, as when a
+    /// file does not fit in memory). In-process clients have no kernel cache.
+    public func dropKernelPages(_ path: String, design: ClientDesign) {
+        guard let mount = mounts[design] else { return }
+        let fd = open(mount.path + path, O_RDONLY | O_CLOEXEC)
+        guard fd >= 0 else { return }
+        _ = posix_fadvise(fd, 0, 0, POSIX_FADV_DONTNEED)
+        close(fd)
+    }
+
+    func shutdown() {
+        inProcess?.shutdown()
+        mountedCluster?.shutdown()
+    }
+}
+

@@ -1,0 +1,73 @@
+import ArgumentParser
+import Foundation
+import PeachBench
+
+struct BenchCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "bench",
+        abstract: "Measure the AFS-style and NFS-style designs side by side.",
+        subcommands: [OSTEPCommand.self]
+    )
+}
+
+/// Options every benchmark takes.
+struct BenchOutputOptions: ParsableArguments {
+    @Option(help: "Also write the results as JSON to FILE.")
+    var json: String?
+
+    @Option(help: "Write report.md and SVG charts into DIR.")
+    var report: String?
+
+    @Flag(help: "A short run (under a minute) with smaller files.")
+    var quick = false
+
+    /// `peach mount` processes started by a benchmark run this very binary.
+    func useThisBinaryForMounts() {
+        if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
+            setenv("PEACH_BINARY", path, 1)
+        }
+    }
+
+    var commandLine: String { (["peach"] + CommandLine.arguments.dropFirst()).joined(separator: " ") }
+
+    var today: String {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyy-MM-dd"
+        return formatter.string(from: Date())
+    }
+}
+
+struct OSTEPCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ostep",
+        abstract: "The eleven workloads of OSTEP's AFS-versus-NFS comparison, for both designs."
+    )
+
+    @OptionGroup var output: BenchOutputOptions
+
+    @Flag(help: "Run the clients as real FUSE mounts instead of in-process.")
+    var mount = false
+
+    @Option(help: "Only these workloads, e.g. 1,6,7.")
+    var only: String?
+
+    func validate() throws {
+        if let only, only.split(separator: ",").contains(where: { Int($0).map { !(1...11).contains($0) } ?? true }) {
+            throw ValidationError("--only takes workload numbers from 1 to 11, comma-separated")
+        }
+    }
+
+    func run() throws {
+        output.useThisBinaryForMounts()
+        let sizes: OSTEPSuite.Sizes = output.quick ? .quick : .full
+        let suite = OSTEPSuite(sizes: sizes, mounted: mount)
+        let rows = try suite.run(only: only.map { Set($0.split(separator: ",").compactMap { Int($0) }) })
+        let report = OSTEPReport(rows: rows, sizes: sizes, mounted: mount)
+        print(report.table(), terminator: "")
+        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if let directory = output.report {
+            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
+            print("report: \(directory)/report.md")
+        }
+    }
+}
