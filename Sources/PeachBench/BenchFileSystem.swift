@@ -11,6 +11,8 @@ public protocol BenchFileSystem: Sendable {
     func writeFile(_ path: String, _ bytes: [UInt8], truncate: Bool) throws
     /// open, read sequentially to the end in 64 KiB reads, close. Returns the bytes read.
     @discardableResult func readFile(_ path: String) throws -> Int
+    /// open, read the whole file, close; the bytes.
+    func readBytes(_ path: String) throws -> [UInt8]
     /// open, read `count` bytes at `offset`, close.
     func readRange(_ path: String, offset: UInt64, count: Int) throws
     /// open for writing without truncation, write `bytes` at `offset`, close.
@@ -58,6 +60,8 @@ public struct InProcessFileSystem: BenchFileSystem {
             total += chunk.count
         }
     }
+
+    public func readBytes(_ path: String) throws -> [UInt8] { try client.readFile(path) }
 
     public func readRange(_ path: String, offset: UInt64, count: Int) throws {
         let file = try client.open(path)
@@ -118,6 +122,12 @@ public struct MountedFileSystem: BenchFileSystem {
             try Self.check(n, "read \(path)")
             if n == 0 { return total }
             total += n
+        }
+    }
+
+    public func readBytes(_ path: String) throws -> [UInt8] {
+        do { return Array(try Data(contentsOf: URL(fileURLWithPath: full(path)))) } catch {
+            throw FileSystemError(EIO, "read \(path): \(error)")
         }
     }
 

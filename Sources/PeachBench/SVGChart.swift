@@ -56,8 +56,13 @@ public enum SVGChart {
             <g transform="translate(\(left),\(top))">
 
             """
-        for i in 0...4 {
-            let value = logScale ? pow(10, log10(maxValue + 1) * Double(i) / 4) - 1 : maxValue * Double(i) / 4
+        var ticks: [Double] = (0...4).map { maxValue * Double($0) / 4 }
+        if logScale {
+            let decades = Int(log10(maxValue).rounded(.up))
+            let powers: [Double] = (0...decades).map { pow(10.0, Double($0)) }
+            ticks = [0.0] + powers.filter { $0 <= maxValue }
+        }
+        for value in ticks {
             let yy = y(value)
             svg += "<line x1=\"0\" x2=\"\(plotWidth)\" y1=\"\(yy)\" y2=\"\(yy)\" stroke=\"#ddd\"/>\n"
             svg += "<text x=\"-8\" y=\"\(yy + 4)\" text-anchor=\"end\">\(label(value))</text>\n"

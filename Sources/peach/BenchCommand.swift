@@ -1,12 +1,13 @@
 import ArgumentParser
 import Foundation
 import PeachBench
+import PeachTesting
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the AFS-style and NFS-style designs side by side.",
-        subcommands: [OSTEPCommand.self]
+        subcommands: [OSTEPCommand.self, AndrewCommand.self]
     )
 }
 
@@ -63,6 +64,32 @@ struct OSTEPCommand: ParsableCommand {
         let suite = OSTEPSuite(sizes: sizes, mounted: mount)
         let rows = try suite.run(only: only.map { Set($0.split(separator: ",").compactMap { Int($0) }) })
         let report = OSTEPReport(rows: rows, sizes: sizes, mounted: mount)
+        print(report.table(), terminator: "")
+        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if let directory = output.report {
+            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
+            print("report: \(directory)/report.md")
+        }
+    }
+}
+
+struct AndrewCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "andrew",
+        abstract: "The Andrew benchmark's five phases through real mounts of both designs and a local directory."
+    )
+
+    @OptionGroup var output: BenchOutputOptions
+
+    @Option(help: "Use this source tree instead of the generated one (its Make phase runs only if its Makefile has an andrew target).")
+    var tree: String?
+
+    func run() throws {
+        output.useThisBinaryForMounts()
+        if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
+        let sourceTree = try tree.map { try SourceTree(loading: $0) } ?? SourceTree()
+        let rows = try AndrewSuite(tree: sourceTree).run()
+        let report = AndrewReport(rows: rows, tree: sourceTree)
         print(report.table(), terminator: "")
         if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
         if let directory = output.report {
