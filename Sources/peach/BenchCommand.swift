@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the AFS-style and NFS-style designs side by side.",
-        subcommands: [OSTEPCommand.self, AndrewCommand.self]
+        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self]
     )
 }
 
@@ -90,6 +90,68 @@ struct AndrewCommand: ParsableCommand {
         let sourceTree = try tree.map { try SourceTree(loading: $0) } ?? SourceTree()
         let rows = try AndrewSuite(tree: sourceTree).run()
         let report = AndrewReport(rows: rows, tree: sourceTree)
+        print(report.table(), terminator: "")
+        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if let directory = output.report {
+            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
+            print("report: \(directory)/report.md")
+        }
+    }
+}
+
+struct ScaleCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "scale",
+        abstract: "N in-process clients at once, each running the Andrew workload, against one server process."
+    )
+
+    @OptionGroup var output: BenchOutputOptions
+
+    @Option(help: "Client counts, comma-separated.")
+    var clients = "1,2,4,8,16,32"
+
+    func validate() throws {
+        guard !counts.isEmpty, counts.allSatisfy({ (1...256).contains($0) }) else {
+            throw ValidationError("--clients takes counts from 1 to 256, comma-separated")
+        }
+    }
+
+    var counts: [Int] {
+        let given = clients.split(separator: ",").map { Int($0.trimmingCharacters(in: .whitespaces)) }
+        return given.contains(nil) ? [] : given.compactMap { $0 }
+    }
+
+    func run() throws {
+        output.useThisBinaryForMounts()
+        let rows = try ScaleSuite(clientCounts: output.quick ? counts.filter { $0 <= 8 } : counts).run()
+        let report = ScaleReport(rows: rows)
+        print(report.table(), terminator: "")
+        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if let directory = output.report {
+            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
+            print("report: \(directory)/report.md")
+        }
+    }
+}
+
+struct SharingCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "sharing",
+        abstract: "K readers and one writer on shared files: stale reads and bytes moved, for both designs."
+    )
+
+    @OptionGroup var output: BenchOutputOptions
+
+    @Option(help: "Number of reading clients.")
+    var readers = 4
+
+    func validate() throws {
+        guard (1...64).contains(readers) else { throw ValidationError("--readers must be between 1 and 64") }
+    }
+
+    func run() throws {
+        let rows = try SharingSuite(readers: readers, rounds: output.quick ? 8 : 20).run()
+        let report = SharingReport(rows: rows)
         print(report.table(), terminator: "")
         if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
         if let directory = output.report {
