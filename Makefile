@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PEACH := .build/debug/peach
 
-.PHONY: all deps build test demo clean
+.PHONY: all deps build test demo bench bench-hot-paths clean
 
 all: build
 
@@ -18,6 +18,15 @@ test: build
 
 demo: build
 	@scripts/demo.sh $(PEACH)
+
+# The full benchmark suite with a release build; reports (markdown, SVG, JSON) in bench-report/.
+bench: deps
+	$(SWIFT) build -c release
+	@scripts/bench.sh .build/release/peach bench-report
+
+# The package-benchmark suites of the hot paths (their own package, as swift-nio's).
+bench-hot-paths:
+	cd Benchmarks && $(SWIFT) package benchmark
 
 clean:
 	rm -rf .build

@@ -6,6 +6,7 @@ let package = Package(
     platforms: [.macOS(.v15)],
     products: [
         .executable(name: "peach", targets: ["peach"]),
+        .library(name: "PeachProtocol", targets: ["PeachProtocol"]),
         .library(name: "PeachClient", targets: ["PeachClient"]),
         .library(name: "PeachServer", targets: ["PeachServer"]),
         .library(name: "PeachTesting", targets: ["PeachTesting"]),

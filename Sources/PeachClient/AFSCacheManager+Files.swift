@@ -41,7 +41,7 @@ extension AFSCacheManager {
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
         let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: !fetched))
-        return OpenReply(handle: handle, keepCache: keepCache, directIO: false)
+        return OpenReply(handle: handle, keepCache: keepCache, flags: flags)
     }
 
     /// O_TRUNC: no fetch; the local copy becomes empty and dirty. Caller holds `vnode.io`.

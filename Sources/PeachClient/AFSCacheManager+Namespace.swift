@@ -171,7 +171,7 @@ extension AFSCacheManager {
         }
         statistics.update { $0.opens += 1 }
         let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: true))
-        return (entry, OpenReply(handle: handle, keepCache: false, directIO: false))
+        return (entry, OpenReply(handle: handle, keepCache: false, flags: flags))
     }
 
     public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {

@@ -1,3 +1,4 @@
+import Foundation
 import PeachProtocol
 
 /// Inode numbers as the kernel sees them: the FID's vnode number (FUSE's root, 1, is the
@@ -45,6 +46,15 @@ public struct OpenReply: Sendable {
     public var keepCache: Bool
     /// Bypass the page cache (FOPEN_DIRECT_IO).
     public var directIO: Bool
+    /// The kernel need not send FLUSH at close: a read-only open has nothing to store.
+    public var noFlush: Bool
+
+    public init(handle: UInt64, keepCache: Bool, directIO: Bool = false, flags: Int32) {
+        self.handle = handle
+        self.keepCache = keepCache
+        self.directIO = directIO
+        noFlush = flags & O_ACCMODE == O_RDONLY
+    }
 }
 
 public struct DirectoryListingEntry: Sendable, Equatable {

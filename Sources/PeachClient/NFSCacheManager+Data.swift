@@ -25,7 +25,7 @@ extension NFSCacheManager {
             return keep
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
-        return OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: keepCache, directIO: false)
+        return OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: keepCache, flags: flags)
     }
 
     public func release(handle: UInt64) {

@@ -326,7 +326,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
             node.openCount += 1
             node.kernelVersion = node.status.dataVersion
         }
-        return (entry, OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: false, directIO: false))
+        return (entry, OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: false, flags: flags))
     }
 
     public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {

@@ -42,6 +42,7 @@ func apply(_ reply: OpenReply, to info: UnsafeMutablePointer<fuse_file_info>?) {
     info?.pointee.fh = reply.handle
     info?.pointee.keep_cache = reply.keepCache ? 1 : 0
     info?.pointee.direct_io = reply.directIO ? 1 : 0
+    info?.pointee.noflush = reply.noFlush ? 1 : 0
 }
 
 /// The low-level operations table. Closures capture nothing; the file system comes from the

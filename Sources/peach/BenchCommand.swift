@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the AFS-style and NFS-style designs side by side.",
-        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self]
+        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self, IOCommand.self]
     )
 }
 
@@ -156,6 +156,31 @@ struct SharingCommand: ParsableCommand {
         if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
         if let directory = output.report {
             try report.writeReport(to: directory, date: output.today, command: output.commandLine)
+            print("report: \(directory)/report.md")
+        }
+    }
+}
+
+struct IOCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "io",
+        abstract: "The AFS-mode mount's data path against local disk: re-read, cold fetch, small-file open-read-close."
+    )
+
+    @OptionGroup var output: BenchOutputOptions
+
+    func run() throws {
+        output.useThisBinaryForMounts()
+        if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
+        let rows = try IOSuite(largeSize: output.quick ? 16 << 20 : 64 << 20, repetitions: output.quick ? 3 : 7).run()
+        let report = IOReport(rows: rows)
+        print(report.table(), terminator: "")
+        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if let directory = output.report {
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            try report.json().write(to: URL(fileURLWithPath: directory + "/io.json"))
+            try "# PeachFS: the mount's data path\n\nMeasured \(output.today) with `\(output.commandLine)`.\n\n```\n\(report.table())```\n"
+                .write(toFile: directory + "/report.md", atomically: true, encoding: .utf8)
             print("report: \(directory)/report.md")
         }
     }
