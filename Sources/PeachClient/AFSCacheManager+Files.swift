@@ -16,14 +16,14 @@ extension AFSCacheManager {
                 try fetchStatus(vnode.fid)
                 askedServer = true
             }
-            let (type, dataVersion, dirty) = lock.withLock { (vnode.status.type, vnode.status.dataVersion, vnode.dirty) }
+            let (type, dataVersion) = lock.withLock { (vnode.status.type, vnode.status.dataVersion) }
             guard type == .regular else { throw type == .directory ? FileSystemError.isDirectory : FileSystemError.invalid }
             let cached = disk.entry(vnode.fid)
             // A dirty copy is newer than anything on the server: keep it (the last close wins).
             let haveCurrentCopy = cached.map { $0.dirty || $0.dataVersion == dataVersion } ?? false
             if truncate {
                 try truncateLocalCopy(vnode, cached: haveCurrentCopy ? cached : nil, dataVersion: dataVersion)
-            } else if !haveCurrentCopy || !dirty && cached?.dataVersion != dataVersion {
+            } else if !haveCurrentCopy {
                 try fetchWholeFile(vnode)
                 askedServer = true
                 fetched = true

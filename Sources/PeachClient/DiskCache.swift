@@ -19,7 +19,9 @@ final class DiskCache: Sendable {
     let directory: String
     let sizeLimit: UInt64
     private let index: DatabaseQueue
+    /// The entries, and the sum of their sizes (kept, not recounted: stats read it at every fetch).
     private let entries = NIOLockedValueBox([FID: Entry]())
+    private let total = NIOLockedValueBox<UInt64>(0)
     private let clock = NIOLockedValueBox<UInt64>(0)
 
     init(directory: String, sizeLimit: UInt64) throws {
@@ -55,6 +57,7 @@ final class DiskCache: Sendable {
             if FileManager.default.fileExists(atPath: path(entry.fid, entry.dataVersion)) { loaded[fid] = entry }
         }
         entries.withLockedValue { $0 = loaded }
+        total.withLockedValue { $0 = loaded.values.reduce(0) { $0 + $1.size } }
         removeUnindexedFiles(keeping: Set(loaded.values.map { path($0.fid, $0.dataVersion) }))
     }
 
@@ -90,8 +93,17 @@ final class DiskCache: Sendable {
         entries.withLockedValue { $0[fid]?.lastUse = now }
     }
 
-    var totalBytes: UInt64 {
-        entries.withLockedValue { $0.values.reduce(0) { $0 + $1.size } }
+    var totalBytes: UInt64 { total.withLockedValue { $0 } }
+
+    /// Replaces the entry for `fid` (nil removes it) and keeps the total; returns the old one.
+    @discardableResult
+    private func replace(_ fid: FID, with entry: Entry?) -> Entry? {
+        entries.withLockedValue { table in
+            let old = table[fid]
+            table[fid] = entry
+            total.withLockedValue { $0 = $0 - (old?.size ?? 0) + (entry?.size ?? 0) }
+            return old
+        }
     }
 
     /// Records `fid` at `dataVersion` as held in its file; replaces (and deletes the file of) any
@@ -99,10 +111,7 @@ final class DiskCache: Sendable {
     func install(_ entry: Entry) {
         var installed = entry
         installed.lastUse = clock.withLockedValue { $0 += 1; return $0 }
-        let previous = entries.withLockedValue { table -> Entry? in
-            defer { table[entry.fid] = installed }
-            return table[entry.fid]
-        }
+        let previous = replace(entry.fid, with: installed)
         if let previous, previous.dataVersion != entry.dataVersion {
             unlink(path(previous.fid, previous.dataVersion))
         }
@@ -111,15 +120,12 @@ final class DiskCache: Sendable {
 
     /// The cached copy changed locally: new size, and dirty until stored.
     func markDirty(_ fid: FID, size: UInt64) {
-        let (changed, entry) = entries.withLockedValue { table -> (Bool, Entry?) in
-            guard var e = table[fid] else { return (false, nil) }
-            let changed = !e.dirty
-            e.dirty = true
-            e.size = size
-            table[fid] = e
-            return (changed, e)
-        }
-        if changed, let entry { persist(entry) }
+        guard var e = entry(fid) else { return }
+        let changed = !e.dirty
+        e.dirty = true
+        e.size = size
+        replace(fid, with: e)
+        if changed { persist(e) }
     }
 
     /// After a store: the local file is now `newVersion` on the server.
@@ -132,12 +138,12 @@ final class DiskCache: Sendable {
         entry.dataVersion = newVersion
         entry.size = size
         entry.dirty = stillDirty
-        entries.withLockedValue { $0[fid] = entry }
+        replace(fid, with: entry)
         persist(entry)
     }
 
     func remove(_ fid: FID) {
-        guard let old = entries.withLockedValue({ $0.removeValue(forKey: fid) }) else { return }
+        guard let old = replace(fid, with: nil) else { return }
         unlink(path(fid, old.dataVersion))
         try? index.write { db in
             try db.execute(sql: "DELETE FROM cacheEntry WHERE vnode = ? AND uniquifier = ?",
@@ -148,6 +154,8 @@ final class DiskCache: Sendable {
     /// Evicts least recently used entries until the cache fits, skipping dirty ones and those
     /// `isBusy` names (open files). Returns how many were evicted.
     func evict(reserving extra: UInt64 = 0, isBusy: (FID) -> Bool) -> Int {
+        // The common case, with no sort: it fits.
+        guard totalBytes + extra > sizeLimit else { return 0 }
         var evicted = 0
         let candidates = entries.withLockedValue { $0.values.sorted { $0.lastUse < $1.lastUse } }
         var total = candidates.reduce(0) { $0 + $1.size } + extra

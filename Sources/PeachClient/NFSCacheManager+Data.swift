@@ -114,7 +114,7 @@ extension NFSCacheManager {
             block.dirtyEnd = max(block.dirtyEnd, inBlock + count)
             lock.withLock {
                 node.dirtyBlocks[index] = block
-                if let evicted = blocks.remove(BlockKey(inode: node.inode, index: index)) { _ = evicted }
+                blocks.remove(BlockKey(inode: node.inode, index: index))
                 node.cachedBlocks.remove(index)
                 node.status.size = max(node.status.size, position + UInt64(count))
                 node.status.mtime = Timespec.now()
