@@ -64,6 +64,7 @@ extension AFSCacheManager {
 
     public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
         let (directory, listing) = try directoryWithListing(inode)
+        try prefetchStatuses(of: Array(listing.values))
         let parent = lock.withLock { directory.parent ?? inode }
         var result = [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
                       DirectoryListingEntry(name: "..", inode: parent, type: .directory)]
@@ -73,6 +74,28 @@ extension AFSCacheManager {
         }
         return result
     }
+
+    /// A directory being listed is usually followed by a lookup of every name (`ls -l`): fetch
+    /// the statuses the cache lacks with BulkStatus, many per request, as OpenAFS's bulkstat does.
+    func prefetchStatuses(of entries: [DirectoryEntry]) throws {
+        let missing = lock.withLock {
+            entries.map(\.fid).filter { fid in vnodes[fid.vnode].map { $0.fid != fid || !hasValidCallBack($0) } ?? true }
+        }
+        for start in stride(from: 0, to: missing.count, by: Self.bulkStatusBatch) {
+            let batch = Array(missing[start..<min(missing.count, start + Self.bulkStatusBatch)])
+            let stamps = lock.withLock { batch.map { breakStamp($0.vnode) } }
+            guard case .bulkStatus(let results, let expiry) = try connection.call(.bulkStatus(batch)) else {
+                throw FileSystemError(EIO, "unexpected reply")
+            }
+            lock.withLock {
+                for (index, result) in results.enumerated() where index < stamps.count {
+                    if case .status(let status) = result { install(status, expiry: expiry, stamp: stamps[index]) }
+                }
+            }
+        }
+    }
+
+    static let bulkStatusBatch = 128
 
     public func readlink(_ inode: Inode) throws -> String {
         let link = try validated(inode)

@@ -66,6 +66,22 @@ struct AFSCacheTests {
         }
     }
 
+    @Test("listing a directory fetches its entries' statuses in bulk, so lookups after it cost nothing")
+    func bulkStatusOnReaddir() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.makeDirectory("/d")
+            for i in 0..<200 { try writer.writeFile("/d/f\(i)", "x") }
+            let client = try cluster.addClient()
+            let reader = PathClient(client)
+            #expect(try reader.list("/d").count == 200)
+            let afterListing = client.statistics.snapshot()
+            #expect(afterListing.rpcs["BulkStatus"] == 2, "200 statuses in batches of 128")
+            for i in 0..<200 { #expect(try reader.stat("/d/f\(i)").size == 1) }
+            #expect(client.statistics.snapshot().serverRequests == afterListing.serverRequests)
+        }
+    }
+
     @Test("the callbacks listing names held promises with their paths")
     func callBackListing() throws {
         try withCluster { cluster in
