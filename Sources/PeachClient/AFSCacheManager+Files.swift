@@ -32,12 +32,19 @@ extension AFSCacheManager {
             let fd = Glibc.open(disk.path(vnode.fid, entry.dataVersion), O_RDWR | O_CLOEXEC)
             guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
             disk.touch(vnode.fid)
-            return lock.withLock {
+            let keep = lock.withLock {
                 vnode.openCount += 1
                 let keep = !truncate && vnode.kernelVersion == entry.dataVersion
                 vnode.kernelVersion = entry.dataVersion
-                return (fd, keep)
+                return keep
             }
+            if !keep {
+                // The kernel may still hold the old size, which would cut reads of the new
+                // version short: drop its attributes now (attribute-only invalidation takes no
+                // lock this open holds; the pages go with keep_cache off).
+                notifier?.invalidateAttributes(inode)
+            }
+            return (fd, keep)
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
         let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: !fetched))
@@ -199,7 +206,7 @@ extension AFSCacheManager {
             // The server set a new ctime: the kernel's cached attributes are stale. Not from this
             // thread, which may be serving a request on the same inode.
             let inode = vnode.inode
-            breakQueue.async { self.notifier?.invalidateAttributes(inode) }
+            kernelQueue.async { self.notifier?.invalidateAttributes(inode) }
             statistics.update {
                 $0.stores += 1
                 $0.storedBytes += size

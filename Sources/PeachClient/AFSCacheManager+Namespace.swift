@@ -140,7 +140,10 @@ extension AFSCacheManager {
                 }
                 install(status, expiry: expiry, stamp: stamp)
             }
-            if let target = change.target { install(target, expiry: expiry, stamp: breakStamp(target.fid.vnode)) }
+            // A link count of 0: the object was removed; nothing to cache.
+            if let target = change.target, target.linkCount > 0 {
+                install(target, expiry: expiry, stamp: breakStamp(target.fid.vnode))
+            }
         }
         return change
     }
@@ -241,9 +244,9 @@ extension AFSCacheManager {
 
     private func remove(_ request: Request, parent: Inode, name: String) throws {
         try Self.checkName(name)
-        let removedFID = lock.withLock { vnodes[parent]?.listing?[name]?.fid }
         let change = try change(request, directories: [parent]) { _, listing, _ in listing[name] = nil }
-        guard change.target == nil, let fid = removedFID else { return }
+        guard let target = change.target, target.linkCount == 0 else { return }
+        let fid = target.fid
         // The last name is gone: so is the object. An open descriptor keeps its cached copy.
         let dropNow = lock.withLock { () -> Bool in
             guard let vnode = vnodes[fid.vnode], vnode.fid == fid else { return true }

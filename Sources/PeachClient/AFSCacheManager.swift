@@ -24,6 +24,9 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     private let notifierBox = NIOLockedValueBox<KernelNotifier?>(nil)
     /// Callback breaks are handled here, off the connection's event loop and off FUSE threads.
     let breakQueue = DispatchQueue(label: "peach.afs.callbacks")
+    /// Kernel invalidations go out from here: they may block on kernel locks, so they never
+    /// delay an acknowledgement.
+    let kernelQueue = DispatchQueue(label: "peach.afs.kernel")
 
     /// Promises this close to expiry are not trusted.
     static let expiryMargin: UInt64 = 5
@@ -43,9 +46,17 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
             push: { [weak self] push, ack in
                 guard let self else { return ack() }
                 self.breakQueue.async {
-                    self.receive(push)
+                    // Forget the promises, acknowledge, and only then tell the kernel: an entry
+                    // invalidation waits for the directory's lock, which a create of our own may
+                    // hold while it waits for another client's acknowledgement.
+                    let invalidations = self.receive(push)
                     ack()
+                    self.kernelQueue.async { self.tellKernel(invalidations) }
                 }
+            },
+            closed: { [weak self] in
+                // A connection that broke may have missed breaks: trust nothing until we ask again.
+                self?.dropAllPromises()
             })
     }
 
@@ -71,6 +82,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         let promised = lock.withLock { vnodes.values.filter { $0.callBackExpiry > 0 }.map(\.fid) }
         if !promised.isEmpty { _ = try? connection.call(.giveUpCallBacks(promised)) }
         connection.close()
+        disk.releaseDirectory()
     }
 
     /// Files left dirty by an earlier run (a failed close, a crash): store them now, last
@@ -137,13 +149,14 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         return vnode
     }
 
-    /// Handles a CallBack or InitCallBackState push: forget the promises, then tell the kernel.
-    func receive(_ push: Push) {
+    /// Handles a CallBack or InitCallBackState push: forgets the promises and returns what the
+    /// kernel must be told.
+    func receive(_ push: Push) -> [KernelInvalidation] {
         switch push {
         case .callBack(let fids, _):
             statistics.update { $0.callbacksReceived += fids.count }
-            var invalidations: [KernelInvalidation] = []
-            lock.withLock {
+            return lock.withLock {
+                var invalidations: [KernelInvalidation] = []
                 for fid in fids {
                     breakCounts[fid.vnode, default: 0] += 1
                     guard let vnode = vnodes[fid.vnode], vnode.fid == fid else { continue }
@@ -152,10 +165,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
                     invalidations.append(kernelInvalidation(for: vnode))
                     vnode.listing = nil
                 }
+                return invalidations
             }
-            tellKernel(invalidations)
         case .initCallBackState:
             dropAllPromises()
+            return []
         }
     }
 
@@ -170,7 +184,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
                 return kernelInvalidation(for: vnode)
             }
         }
-        breakQueue.async { self.tellKernel(invalidations) }
+        kernelQueue.async { self.tellKernel(invalidations) }
     }
 
     /// What the kernel must forget when a promise on `vnode` is broken.
@@ -274,6 +288,8 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     public func flushCachedCopy(_ inode: Inode) throws {
         let vnode = try vnode(inode)
         if lock.withLock({ vnode.dirty }) { try store(vnode, fd: nil) }
+        // An open file keeps its copy: its descriptors read and write it (OpenAFS answers EBUSY too).
+        if lock.withLock({ vnode.openCount > 0 }) { throw FileSystemError(EBUSY, "the file is open") }
         vnode.io.withLock {
             lock.withLock {
                 vnode.listing = nil
@@ -284,6 +300,6 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         }
         statistics.update { $0.cacheBytes = disk.totalBytes }
         // Not from this thread: it is serving a request on the same inode.
-        breakQueue.async { self.notifier?.invalidateInode(inode) }
+        kernelQueue.async { self.notifier?.invalidateInode(inode) }
     }
 }

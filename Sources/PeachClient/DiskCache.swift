@@ -24,10 +24,14 @@ final class DiskCache: Sendable {
     private let total = NIOLockedValueBox<UInt64>(0)
     private let clock = NIOLockedValueBox<UInt64>(0)
 
+    /// Held until `close()`: one cache manager per cache directory.
+    private let directoryLock: ExclusiveDirectoryLock.Held
+
     init(directory: String, sizeLimit: UInt64) throws {
         self.directory = directory
         self.sizeLimit = sizeLimit
         try FileManager.default.createDirectory(atPath: directory + "/files", withIntermediateDirectories: true)
+        directoryLock = try ExclusiveDirectoryLock.acquire(directory, what: "cache directory")
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             // A cache index: WAL without a sync per commit. After a crash the index may lag its
@@ -60,6 +64,9 @@ final class DiskCache: Sendable {
         total.withLockedValue { $0 = loaded.values.reduce(0) { $0 + $1.size } }
         removeUnindexedFiles(keeping: Set(loaded.values.map { path($0.fid, $0.dataVersion) }))
     }
+
+    /// Releases the directory for another cache manager.
+    func releaseDirectory() { directoryLock.release() }
 
     /// The client's persistent identity and restart counter, kept beside the cache.
     func identity() throws -> (clientID: String, epoch: UInt64) {

@@ -287,7 +287,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
                 directory.listing = nil
                 edit(directory, change)
             }
-            if let target = change.target { apply(target) }
+            if let target = change.target, target.linkCount > 0 { apply(target) }
         }
         return change
     }

@@ -31,10 +31,25 @@ final class RPCHandler: ChannelInboundHandler {
         pending[id] = call
     }
 
+    /// Fails and forgets a call (timed out); frames that still arrive for it are dropped.
+    func cancel(id: UInt32, _ error: Error) {
+        guard let call = pending.removeValue(forKey: id) else { return }
+        cancelled.insert(id)
+        call.promise.fail(error)
+    }
+
+    /// Ids of cancelled calls whose reply or data may still come.
+    private var cancelled: Set<UInt32> = []
+
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         do {
             switch frame.kind {
+            case .reply where cancelled.contains(frame.id):
+                // FetchData's data frames may still follow its reply.
+                if frame.opcode != Opcode.fetchData.rawValue { cancelled.remove(frame.id) }
+            case .data where cancelled.contains(frame.id):
+                if frame.isLastChunk { cancelled.remove(frame.id) }
             case .reply:
                 guard var call = pending[frame.id], call.opcode == frame.opcode else {
                     throw ProtocolError.invalidValue("reply to no request")

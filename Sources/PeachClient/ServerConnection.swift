@@ -12,6 +12,8 @@ public final class ServerConnection: Sendable {
     /// reconnect the cache manager treats its promises as suspect.
     public typealias HelloHandler = @Sendable (_ reply: HelloReply, _ isReconnect: Bool) -> Void
     public typealias PushHandler = @Sendable (Push, _ ack: @escaping @Sendable () -> Void) -> Void
+    /// Called when an established connection closes (server restart, network failure).
+    public typealias ClosedHandler = @Sendable () -> Void
 
     private struct State {
         var channel: Channel?
@@ -29,8 +31,9 @@ public final class ServerConnection: Sendable {
     /// Serializes connection set-up so concurrent callers share one connection.
     private let connectLock = NIOLock()
     private let nextID = NIOLockedValueBox<UInt32>(0)
-    private let handlers = NIOLockedValueBox<(hello: HelloHandler?, push: PushHandler?)>((nil, nil))
+    private let handlers = NIOLockedValueBox<(hello: HelloHandler?, push: PushHandler?, closed: ClosedHandler?)>((nil, nil, nil))
     private let callTimeout: TimeAmount
+    private let helloTimeout: TimeAmount = .seconds(10)
 
     public init(address: ServerAddress, clientID: String, epoch: UInt64, statistics: ClientStatistics,
                 group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120)) {
@@ -43,8 +46,8 @@ public final class ServerConnection: Sendable {
         self.callTimeout = callTimeout
     }
 
-    public func setHandlers(hello: @escaping HelloHandler, push: @escaping PushHandler) {
-        handlers.withLockedValue { $0 = (hello, push) }
+    public func setHandlers(hello: @escaping HelloHandler, push: @escaping PushHandler, closed: ClosedHandler? = nil) {
+        handlers.withLockedValue { $0 = (hello, push, closed) }
     }
 
     /// Connects and says Hello now (normally the first call does it).
@@ -77,6 +80,7 @@ public final class ServerConnection: Sendable {
         let pushHandler: PushHandler = { [handlers] push, ack in
             if let handle = handlers.withLockedValue({ $0.push }) { handle(push, ack) } else { ack() }
         }
+        let closedHandler: ClosedHandler = { [handlers] in handlers.withLockedValue { $0.closed }?() }
         let channel: Channel
         do {
             channel = try ClientBootstrap(group: group)
@@ -86,7 +90,7 @@ public final class ServerConnection: Sendable {
                     channel.eventLoop.makeCompletedFuture {
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
                         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
-                        try channel.pipeline.syncOperations.addHandler(RPCHandler(onPush: pushHandler, onClose: {}))
+                        try channel.pipeline.syncOperations.addHandler(RPCHandler(onPush: pushHandler, onClose: closedHandler))
                     }
                 }
                 .connect(host: address.host, port: address.port).wait()
@@ -119,6 +123,7 @@ public final class ServerConnection: Sendable {
             if failure.dnsAAAAError != nil || failure.dnsAError != nil { return "cannot resolve \(failure.host)" }
         }
         if error is ChannelError { return "connection timed out" }
+        if error is SocketAddressError.UnknownHost { return "cannot resolve the host name" }
         return "\(error)"
     }
 
@@ -140,11 +145,16 @@ public final class ServerConnection: Sendable {
             handler.value.register(id: id, .init(opcode: opcode, promise: promise, sink: sink))
             channel.writeAndFlush(frame, promise: nil)
         }
-        try upload?(channel, id)
-        let timeout = channel.eventLoop.scheduleTask(in: callTimeout) {
-            promise.fail(FileSystemError(ETIMEDOUT, "the file server did not answer"))
+        // Hello gets a short timeout: a server that accepts but never answers fails a mount fast.
+        let limit = request.opcode == .hello ? helloTimeout : callTimeout
+        let timeout = channel.eventLoop.scheduleTask(in: limit) {
+            // Forget the call, so late data frames for it are not written anywhere, and drop a
+            // connection whose server does not answer (an upload blocked on it then fails too).
+            handler.value.cancel(id: id, FileSystemError(ETIMEDOUT, "the file server did not answer"))
+            channel.close(promise: nil)
         }
         defer { timeout.cancel() }
+        try upload?(channel, id)
         do {
             return try promise.futureResult.wait()
         } catch let code as StatusCode {

@@ -216,7 +216,7 @@ public enum Request: Hashable, Sendable {
 /// second directory. The client updates its cached copies from it instead of refetching.
 public struct NamespaceChange: Hashable, Sendable {
     public var directory: FileStatus
-    /// The created or linked object; for removals the object's new status, or nil if it is gone.
+    /// The created or linked object; for removals the object's new status (link count 0: it is gone).
     public var target: FileStatus?
     /// Rename only: the destination directory.
     public var otherDirectory: FileStatus?

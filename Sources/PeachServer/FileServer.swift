@@ -64,6 +64,7 @@ public final class FileServer: Sendable {
         try? channelBox.take()?.close().wait()
         try? group.syncShutdownGracefully()
         try? threadPool.syncShutdownGracefully()
+        store.releaseRoot()
     }
 
     public func callBackCount() throws -> Int { try store.callBackCount() }

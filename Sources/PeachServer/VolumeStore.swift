@@ -13,14 +13,21 @@ public final class VolumeStore: Sendable {
     public let epoch: UInt64
     /// How long a promise lasts, in seconds.
     public let callBackLifetime: Int64
+    /// Held until `close()`: one server per root.
+    private let rootLock: ExclusiveDirectoryLock.Held
 
     public init(root: String, callBackLifetime: Int64 = 3600) throws {
         let fm = FileManager.default
         dataDirectory = root + "/data"
         uploadDirectory = root + "/uploads"
+        var isDirectory: ObjCBool = false
+        if fm.fileExists(atPath: root, isDirectory: &isDirectory), !isDirectory.boolValue {
+            throw ExclusiveDirectoryLock.Busy(description: "\(root) is not a directory")
+        }
         for dir in [root, dataDirectory, uploadDirectory] {
             try fm.createDirectory(atPath: dir, withIntermediateDirectories: true)
         }
+        rootLock = try ExclusiveDirectoryLock.acquire(root, what: "server root")
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
@@ -40,6 +47,9 @@ public final class VolumeStore: Sendable {
         }
         try removeOrphans()
     }
+
+    /// Releases the root for another server (the store is not used after this).
+    public func releaseRoot() { rootLock.release() }
 
     /// Start-up clean-up: unfinished uploads, and data files no vnode points at (a crash between
     /// writing a new version and committing it, or between committing and deleting the old one).
@@ -328,9 +338,12 @@ public final class VolumeStore: Sendable {
             deletedData = try unlinkEntry(db, directory: dir, name: name, vnode: vnode, status: status, now: now)
             try VnodeTable.touch(db, dir, content: true, now: now)
             let remaining = try? VnodeTable.status(db, vnode)
+            // A removed object is reported with a link count of 0, so clients holding it open know.
+            var gone = status
+            gone.linkCount = 0
             return try finish(db, client: client, changed: [dir, vnode], granted: remaining == nil ? [dir] : [dir, vnode],
                               reason: .remove, now: now,
-                              NamespaceChange(directory: VnodeTable.status(db, dir), target: remaining))
+                              NamespaceChange(directory: VnodeTable.status(db, dir), target: remaining ?? gone))
         }
         if let deletedData { try? FileManager.default.removeItem(atPath: deletedData) }
         return mutation

@@ -54,7 +54,7 @@ struct OSTEPCommand: ParsableCommand {
 
     func validate() throws {
         if let only, only.split(separator: ",").contains(where: { Int($0).map { !(1...11).contains($0) } ?? true }) {
-            throw ValidationError("--only takes workload numbers from 1 to 11, comma-separated")
+            throw CommandFailure("--only takes workload numbers from 1 to 11, comma-separated")
         }
     }
 
@@ -112,7 +112,7 @@ struct ScaleCommand: ParsableCommand {
 
     func validate() throws {
         guard !counts.isEmpty, counts.allSatisfy({ (1...256).contains($0) }) else {
-            throw ValidationError("--clients takes counts from 1 to 256, comma-separated")
+            throw CommandFailure("--clients takes counts from 1 to 256, comma-separated")
         }
     }
 
@@ -146,7 +146,7 @@ struct SharingCommand: ParsableCommand {
     var readers = 4
 
     func validate() throws {
-        guard (1...64).contains(readers) else { throw ValidationError("--readers must be between 1 and 64") }
+        guard (1...64).contains(readers) else { throw CommandFailure("--readers must be between 1 and 64") }
     }
 
     func run() throws {

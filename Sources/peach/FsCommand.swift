@@ -40,6 +40,8 @@ enum ControlClient {
     }
 
     static func set(_ name: String, path: String) throws {
+        // Ask first: on any other file system the set would store a real attribute.
+        _ = try get(ControlAttributes.stats, path: path)
         guard setxattr(path, name, "", 0, 0) == 0 else { throw failure(path) }
     }
 

@@ -15,7 +15,7 @@ struct MountCommand: ParsableCommand {
             """
     )
 
-    @Argument(help: "An existing, empty directory to mount on.")
+    @Argument(help: "An existing directory to mount on.")
     var mountPoint: String
 
     @Option(help: "The file server, HOST:PORT.")
@@ -27,7 +27,7 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Cache directory (afs: the disk cache, kept across mounts; both: the background log). Required for afs.")
     var cache: String?
 
-    @Option(help: "Cache size limit, K/M/G suffixes (afs: disk, default 2G; nfs: memory, default 256M).")
+    @Option(help: "Cache size limit, K/M/G/T suffixes (afs: disk, default 2G; nfs: memory, default 256M).")
     var cacheSize: ByteSize?
 
     @OptionGroup(title: "NFS-style client (--mode nfs), as in nfs(5)")
@@ -44,10 +44,10 @@ struct MountCommand: ParsableCommand {
 
     func validate() throws {
         guard let address = ServerAddress(server), address.port != 0 else {
-            throw ValidationError("--server must be HOST:PORT, got '\(server)'")
+            throw CommandFailure("--server must be HOST:PORT, got '\(server)'")
         }
-        if mode == .afs && cache == nil { throw ValidationError("--cache DIR is required with --mode afs") }
-        if mode == .afs && nfs.isUsed { throw ValidationError("NFS options (--block-size, --ac*, --noac, --nocto) need --mode nfs") }
+        if mode == .afs && cache == nil { throw CommandFailure("--cache DIR is required with --mode afs") }
+        if mode == .afs && nfs.isUsed { throw CommandFailure("NFS options (--block-size, --ac*, --noac, --nocto) need --mode nfs") }
         try nfs.validate()
     }
 
@@ -120,7 +120,9 @@ struct MountCommand: ParsableCommand {
             }
             try cacheManager.start()
         } catch {
-            let message = "cannot start the cache manager: \(error)"
+            // The reason alone ("cannot reach the file server at ...: Connection refused").
+            let reason = (error as? FileSystemError).map { $0.reason.isEmpty ? "\($0)" : $0.reason } ?? "\(error)"
+            let message = "cannot start the cache manager: \(reason)"
             Daemon.report(message, on: readyFD)
             throw CommandFailure(message)
         }

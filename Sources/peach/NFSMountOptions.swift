@@ -35,13 +35,13 @@ struct NFSMountOptions: ParsableArguments {
 
     func validate() throws {
         if let blockSize, blockSize.bytes < 4096 || blockSize.bytes > 1 << 20 {
-            throw ValidationError("--block-size must be between 4K and 1M")
+            throw CommandFailure("--block-size must be between 4K and 1M")
         }
         for (name, value) in [("acregmin", acregmin), ("acregmax", acregmax), ("acdirmin", acdirmin), ("acdirmax", acdirmax)] {
-            if let value, value < 0 { throw ValidationError("--\(name) must not be negative") }
+            if let value, value < 0 { throw CommandFailure("--\(name) must not be negative") }
         }
-        if let acregmin, let acregmax, acregmin > acregmax { throw ValidationError("--acregmin must not exceed --acregmax") }
-        if let acdirmin, let acdirmax, acdirmin > acdirmax { throw ValidationError("--acdirmin must not exceed --acdirmax") }
+        if let acregmin, let acregmax, acregmin > acregmax { throw CommandFailure("--acregmin must not exceed --acregmax") }
+        if let acdirmin, let acdirmax, acdirmin > acdirmax { throw CommandFailure("--acdirmin must not exceed --acdirmax") }
     }
 
     func options(cacheSize: UInt64?) -> NFSOptions {

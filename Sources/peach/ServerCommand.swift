@@ -2,6 +2,8 @@ import ArgumentParser
 import Foundation
 import Logging
 import NIOCore
+import NIOPosix
+import PeachProtocol
 import PeachClient
 import PeachServer
 
@@ -27,9 +29,9 @@ struct ServerCommand: ParsableCommand {
     var logLevel: Logger.Level = .notice
 
     func validate() throws {
-        guard ServerAddress(listen) != nil else { throw ValidationError("--listen must be HOST:PORT, got '\(listen)'") }
-        guard callbackTimeout > 0 else { throw ValidationError("--callback-timeout must be positive") }
-        guard callbackLifetime >= 60 else { throw ValidationError("--callback-lifetime must be at least 60 seconds") }
+        guard ServerAddress(listen) != nil else { throw CommandFailure("--listen must be HOST:PORT, got '\(listen)'") }
+        guard callbackTimeout > 0 else { throw CommandFailure("--callback-timeout must be positive") }
+        guard callbackLifetime >= 60 else { throw CommandFailure("--callback-lifetime must be at least 60 seconds") }
     }
 
     func run() throws {
@@ -46,8 +48,10 @@ struct ServerCommand: ParsableCommand {
         let store: VolumeStore
         do {
             store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime))
+        } catch let error as ExclusiveDirectoryLock.Busy {
+            throw CommandFailure("cannot open the volume: \(error)")
         } catch {
-            throw CommandFailure("cannot open the volume in \(root): \(error)")
+            throw CommandFailure("cannot open the volume in \(root): \((error as NSError).localizedDescription)")
         }
         let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), logger: logger)
         let port: Int
@@ -55,7 +59,9 @@ struct ServerCommand: ParsableCommand {
             port = try server.start(host: address.host, port: address.port)
         } catch {
             server.stop()
-            throw CommandFailure("cannot listen on \(address): \(error)")
+            let reason = if let io = error as? IOError { String(cString: strerror(io.errnoCode)) }
+                else if error is SocketAddressError.UnknownHost { "cannot resolve \(address.host)" } else { "\(error)" }
+            throw CommandFailure("cannot listen on \(address): \(reason)")
         }
         FileHandle.standardOutput.write(Data("peach server: serving \(root) on \(address.host):\(port) (epoch \(store.epoch))\n".utf8))
         var received: Int32 = 0

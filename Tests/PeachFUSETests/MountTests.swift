@@ -109,8 +109,12 @@ struct MountTests {
             let a = try cluster.mount("a")
             let b = try cluster.mount("b")
             #expect(try Files.write(a.path + "/f", "saved") == 0)
+            // Written while the server is up, closed while it is down.
+            let fd = open(a.path + "/f", O_WRONLY | O_TRUNC)
+            #expect(fd >= 0)
+            #expect(Foundation.write(fd, "precious", 8) == 8)
             cluster.stopServer()
-            #expect(try Files.write(a.path + "/f", "precious", flags: O_WRONLY | O_TRUNC) == EIO)
+            #expect(close(fd) == -1 && errno == EIO)
             try cluster.startServer()
             #expect(Files.read(a.path + "/f") == "precious", "the local copy was kept")
             let flush = try shell("'\(MountSupport.peachBinary)' fs flush '\(a.path)/f'")
