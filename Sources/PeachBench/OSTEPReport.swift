@@ -67,10 +67,14 @@ public struct OSTEPReport {
         func values(_ design: String, _ value: (OSTEPSuite.Row) -> Double) -> [Double] {
             workloads.map { w in row(w, design).map(value) ?? 0 }
         }
-        let hit = SVGChart.bars(title: "Hit rate per workload (share of bytes read needing no transfer)", yLabel: "hit rate",
-                                categories: categories, series: [
-                                    .init(name: "AFS mode", color: SVGChart.afsColor, values: values("afs") { $0.hitRate ?? 0 }),
-                                    .init(name: "NFS mode", color: SVGChart.nfsColor, values: values("nfs") { $0.hitRate ?? 0 }),
+        // Hit rates exist for the read workloads only; writes are left out rather than drawn as 0.
+        let readWorkloads = workloads.filter { w in rows.contains { $0.workload == w && $0.hitRate != nil } }
+        let hit = SVGChart.bars(title: "Hit rate per read workload (share of bytes read needing no transfer)", yLabel: "hit rate",
+                                categories: readWorkloads.map { "#\($0)" }, series: [
+                                    .init(name: "AFS mode", color: SVGChart.afsColor,
+                                          values: readWorkloads.map { row($0, "afs")?.hitRate ?? 0 }),
+                                    .init(name: "NFS mode", color: SVGChart.nfsColor,
+                                          values: readWorkloads.map { row($0, "nfs")?.hitRate ?? 0 }),
                                 ])
         let requests = SVGChart.bars(title: "Server requests per workload", yLabel: "requests", categories: categories, series: [
             .init(name: "AFS mode", color: SVGChart.afsColor, values: values("afs") { Double($0.serverRequests) }),

@@ -60,7 +60,8 @@ public enum SVGChart {
         if logScale {
             let decades = Int(log10(maxValue).rounded(.up))
             let powers: [Double] = (0...decades).map { pow(10.0, Double($0)) }
-            ticks = [0.0] + powers.filter { $0 <= maxValue }
+            // 0, then 10, 100, …: a "1" tick would sit on top of the "0".
+            ticks = [0.0] + powers.filter { $0 >= 10 && $0 <= maxValue }
         }
         for value in ticks {
             let yy = y(value)

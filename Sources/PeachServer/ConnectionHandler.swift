@@ -18,8 +18,11 @@ final class ConnectionHandler: ChannelInboundHandler {
         var size: UInt64
         var mtime: Timespec
         var path: String
-        var handle: FileHandle
+        /// -1 when the upload file could not be created: the data is read and dropped.
+        var fd: Int32
         var received: UInt64 = 0
+        /// A write failed (disk full): the store is answered with noSpace.
+        var failed = false
     }
 
     private let server: FileServerContext
@@ -42,9 +45,9 @@ final class ConnectionHandler: ChannelInboundHandler {
 
     func channelInactive(context: ChannelHandlerContext) {
         if let clientID { server.registry.unregister(clientID, connectionID: connectionID) }
-        for (_, upload) in uploads {
-            try? upload.handle.close()
-            try? FileManager.default.removeItem(atPath: upload.path)
+        for (_, upload) in uploads where upload.fd >= 0 {
+            close(upload.fd)
+            unlink(upload.path)
         }
         uploads = [:]
         let acks = pendingAcks
@@ -88,14 +91,9 @@ final class ConnectionHandler: ChannelInboundHandler {
         if case .storeData(let fid, let size, let mtime) = request {
             guard uploads[frame.id] == nil else { throw ProtocolError.invalidValue("duplicate request id") }
             let path = server.store.newUploadPath()
-            guard FileManager.default.createFile(atPath: path, contents: nil),
-                  let handle = FileHandle(forWritingAtPath: path) else {
-                // Still read and drop its data frames, then answer.
-                uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: "/dev/null",
-                                           handle: FileHandle.nullDevice)
-                return
-            }
-            uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: path, handle: handle)
+            // On failure the data frames are still read (and dropped), then noSpace is answered.
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+            uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: path, fd: fd, failed: fd < 0)
             return
         }
         dispatch(id: frame.id, opcode: frame.opcode, client: clientID) { processor in
@@ -107,24 +105,34 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard var upload = uploads[frame.id] else { throw ProtocolError.invalidValue("data for no upload") }
         upload.received += UInt64(frame.body.readableBytes)
         guard upload.received <= upload.size else { throw ProtocolError.invalidValue("more data than announced") }
-        var writeFailed = false
-        frame.body.withUnsafeReadableBytes { bytes in
-            do { try upload.handle.write(contentsOf: bytes) } catch { writeFailed = true }
+        if !upload.failed {
+            let written = frame.body.withUnsafeReadableBytes { bytes in
+                bytes.isEmpty ? 0 : write(upload.fd, bytes.baseAddress, bytes.count)
+            }
+            if written != frame.body.readableBytes { upload.failed = true }
         }
-        if writeFailed { upload.path = "" }
         uploads[frame.id] = upload
         guard frame.isLastChunk else { return }
         uploads[frame.id] = nil
         guard upload.received == upload.size else { throw ProtocolError.invalidValue("less data than announced") }
-        let synced = (try? upload.handle.synchronize()) != nil
-        try? upload.handle.close()
-        guard let clientID, upload.path != "/dev/null", !upload.path.isEmpty, synced else {
-            if !upload.path.isEmpty, upload.path != "/dev/null" { try? FileManager.default.removeItem(atPath: upload.path) }
+        guard let clientID, !upload.failed else {
+            if upload.fd >= 0 {
+                close(upload.fd)
+                unlink(upload.path)
+            }
             return sendError(.noSpace, id: frame.id, opcode: Opcode.storeData.rawValue)
         }
-        let (fid, size, mtime, path) = (upload.fid, upload.size, upload.mtime, upload.path)
+        let (fid, size, mtime, path, fd) = (upload.fid, upload.size, upload.mtime, upload.path, upload.fd)
         dispatch(id: frame.id, opcode: Opcode.storeData.rawValue, client: clientID) { processor in
-            processor.statusOutcome(try processor.store.store(fid, client: .afs(clientID), uploadPath: path, size: size, mtime: mtime))
+            // The fsync runs here on the pool: on the event loop it would hold up every other
+            // connection's frames, acknowledgements of breaks among them.
+            let synced = fsync(fd) == 0
+            close(fd)
+            guard synced else {
+                unlink(path)
+                throw StatusCode.noSpace
+            }
+            return processor.statusOutcome(try processor.store.store(fid, client: .afs(clientID), uploadPath: path, size: size, mtime: mtime))
         }
     }
 
