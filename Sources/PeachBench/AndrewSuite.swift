@@ -61,7 +61,7 @@ public struct AndrewSuite: Sendable {
 }
 
 /// The Andrew suite's table, JSON and report.
-public struct AndrewReport {
+public struct AndrewReport: BenchReport {
     public var rows: [AndrewSuite.Row]
     public var tree: SourceTree
 
@@ -107,9 +107,7 @@ public struct AndrewReport {
             var bytes: Int
             var rows: [AndrewSuite.Row]
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(Document(files: tree.files.count, bytes: tree.totalBytes, rows: rows))
+        return try benchJSON(Document(files: tree.files.count, bytes: tree.totalBytes, rows: rows))
     }
 
     public func writeReport(to directory: String, date: String, command: String) throws {

@@ -89,7 +89,7 @@ public struct IOSuite: Sendable {
     }
 }
 
-public struct IOReport {
+public struct IOReport: BenchReport {
     public var rows: [IOSuite.Row]
 
     public init(rows: [IOSuite.Row]) { self.rows = rows }
@@ -104,13 +104,12 @@ public struct IOReport {
         return table.render()
     }
 
-    public func json() throws -> Data {
-        struct Document: Encodable {
-            var suite = "io"
-            var rows: [IOSuite.Row]
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(Document(rows: rows))
+    public func json() throws -> Data { try benchJSON(suite: "io", rows: rows) }
+
+    public func writeReport(to directory: String, date: String, command: String) throws {
+        try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+        try json().write(to: URL(fileURLWithPath: directory + "/io.json"))
+        try "# PeachFS: the mount's data path\n\nMeasured \(date) with `\(command)`.\n\n```\n\(table())```\n"
+            .write(toFile: directory + "/report.md", atomically: true, encoding: .utf8)
     }
 }

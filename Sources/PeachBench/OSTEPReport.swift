@@ -1,7 +1,7 @@
 import Foundation
 
 /// The OSTEP suite's outputs: the terminal table, the JSON document, the report with charts.
-public struct OSTEPReport {
+public struct OSTEPReport: BenchReport {
     public var rows: [OSTEPSuite.Row]
     public var sizes: OSTEPSuite.Sizes
     public var mounted: Bool
@@ -55,9 +55,7 @@ public struct OSTEPReport {
             var sizes: OSTEPSuite.Sizes
             var rows: [OSTEPSuite.Row]
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys, .withoutEscapingSlashes]
-        return try encoder.encode(Document(mounted: mounted, sizes: sizes, rows: rows))
+        return try benchJSON(Document(mounted: mounted, sizes: sizes, rows: rows))
     }
 
     public func writeReport(to directory: String, date: String, command: String) throws {

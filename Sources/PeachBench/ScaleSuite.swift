@@ -98,7 +98,7 @@ final class ResultsBox: @unchecked Sendable {
     }
 }
 
-public struct ScaleReport {
+public struct ScaleReport: BenchReport {
     public var rows: [ScaleSuite.Row]
 
     public init(rows: [ScaleSuite.Row]) { self.rows = rows }
@@ -119,15 +119,7 @@ public struct ScaleReport {
         return out
     }
 
-    public func json() throws -> Data {
-        struct Document: Encodable {
-            var suite = "scale"
-            var rows: [ScaleSuite.Row]
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(Document(rows: rows))
-    }
+    public func json() throws -> Data { try benchJSON(suite: "scale", rows: rows) }
 
     public func writeReport(to directory: String, date: String, command: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

@@ -123,7 +123,7 @@ final class SharingState: @unchecked Sendable {
     }
 }
 
-public struct SharingReport {
+public struct SharingReport: BenchReport {
     public var rows: [SharingSuite.Row]
 
     public init(rows: [SharingSuite.Row]) { self.rows = rows }
@@ -138,15 +138,7 @@ public struct SharingReport {
         return table.render()
     }
 
-    public func json() throws -> Data {
-        struct Document: Encodable {
-            var suite = "sharing"
-            var rows: [SharingSuite.Row]
-        }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.prettyPrinted, .sortedKeys]
-        return try encoder.encode(Document(rows: rows))
-    }
+    public func json() throws -> Data { try benchJSON(suite: "sharing", rows: rows) }
 
     public func writeReport(to directory: String, date: String, command: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)

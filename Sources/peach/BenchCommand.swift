@@ -29,6 +29,16 @@ struct BenchOutputOptions: ParsableArguments {
         }
     }
 
+    /// Prints the table and writes what --json and --report ask for.
+    func emit(_ report: BenchReport) throws {
+        print(report.table(), terminator: "")
+        if let json { try report.json().write(to: URL(fileURLWithPath: json)) }
+        if let directory = self.report {
+            try report.writeReport(to: directory, date: today, command: commandLine)
+            print("report: \(directory)/report.md")
+        }
+    }
+
     var commandLine: String { (["peach"] + CommandLine.arguments.dropFirst()).joined(separator: " ") }
 
     var today: String {
@@ -63,13 +73,7 @@ struct OSTEPCommand: ParsableCommand {
         let sizes: OSTEPSuite.Sizes = output.quick ? .quick : .full
         let suite = OSTEPSuite(sizes: sizes, mounted: mount)
         let rows = try suite.run(only: only.map { Set($0.split(separator: ",").compactMap { Int($0) }) })
-        let report = OSTEPReport(rows: rows, sizes: sizes, mounted: mount)
-        print(report.table(), terminator: "")
-        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
-        if let directory = output.report {
-            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
-            print("report: \(directory)/report.md")
-        }
+        try output.emit(OSTEPReport(rows: rows, sizes: sizes, mounted: mount))
     }
 }
 
@@ -89,13 +93,7 @@ struct AndrewCommand: ParsableCommand {
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
         let sourceTree = try tree.map { try SourceTree(loading: $0) } ?? SourceTree()
         let rows = try AndrewSuite(tree: sourceTree).run()
-        let report = AndrewReport(rows: rows, tree: sourceTree)
-        print(report.table(), terminator: "")
-        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
-        if let directory = output.report {
-            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
-            print("report: \(directory)/report.md")
-        }
+        try output.emit(AndrewReport(rows: rows, tree: sourceTree))
     }
 }
 
@@ -124,13 +122,7 @@ struct ScaleCommand: ParsableCommand {
     func run() throws {
         output.useThisBinaryForMounts()
         let rows = try ScaleSuite(clientCounts: output.quick ? counts.filter { $0 <= 8 } : counts).run()
-        let report = ScaleReport(rows: rows)
-        print(report.table(), terminator: "")
-        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
-        if let directory = output.report {
-            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
-            print("report: \(directory)/report.md")
-        }
+        try output.emit(ScaleReport(rows: rows))
     }
 }
 
@@ -151,13 +143,7 @@ struct SharingCommand: ParsableCommand {
 
     func run() throws {
         let rows = try SharingSuite(readers: readers, rounds: output.quick ? 8 : 20).run()
-        let report = SharingReport(rows: rows)
-        print(report.table(), terminator: "")
-        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
-        if let directory = output.report {
-            try report.writeReport(to: directory, date: output.today, command: output.commandLine)
-            print("report: \(directory)/report.md")
-        }
+        try output.emit(SharingReport(rows: rows))
     }
 }
 
@@ -173,15 +159,6 @@ struct IOCommand: ParsableCommand {
         output.useThisBinaryForMounts()
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
         let rows = try IOSuite(largeSize: output.quick ? 16 << 20 : 64 << 20, repetitions: output.quick ? 3 : 7).run()
-        let report = IOReport(rows: rows)
-        print(report.table(), terminator: "")
-        if let json = output.json { try report.json().write(to: URL(fileURLWithPath: json)) }
-        if let directory = output.report {
-            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
-            try report.json().write(to: URL(fileURLWithPath: directory + "/io.json"))
-            try "# PeachFS: the mount's data path\n\nMeasured \(output.today) with `\(output.commandLine)`.\n\n```\n\(report.table())```\n"
-                .write(toFile: directory + "/report.md", atomically: true, encoding: .utf8)
-            print("report: \(directory)/report.md")
-        }
+        try output.emit(IOReport(rows: rows))
     }
 }
