@@ -6,6 +6,9 @@ import PeachProtocol
 /// a large file never sits in memory whole.
 enum FileStreamer {
     static let chunksInFlight = 4
+    /// A client that takes no data for this long loses its connection, and the pool thread
+    /// streaming to it is freed.
+    static let stallTimeout: TimeAmount = .seconds(60)
 
     static func send(fd: Int32, id: UInt32, opcode: UInt16, on channel: Channel) throws {
         var inFlight: [EventLoopFuture<Void>] = []
@@ -23,9 +26,15 @@ enum FileStreamer {
             let frame = Frame(kind: .data, flags: sentLast ? Frame.flagLastChunk : 0, id: id, opcode: opcode, body: buffer)
             inFlight.append(channel.writeAndFlush(frame))
             if inFlight.count >= chunksInFlight {
-                try inFlight.removeFirst().wait()
+                try waitOrClose(inFlight.removeFirst(), channel)
             }
         }
-        for future in inFlight { try future.wait() }
+        for future in inFlight { try waitOrClose(future, channel) }
+    }
+
+    private static func waitOrClose(_ write: EventLoopFuture<Void>, _ channel: Channel) throws {
+        let watchdog = channel.eventLoop.scheduleTask(in: stallTimeout) { channel.close(promise: nil) }
+        defer { watchdog.cancel() }
+        try write.wait()
     }
 }
