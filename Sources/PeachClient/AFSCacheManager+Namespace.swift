@@ -6,10 +6,6 @@ import PeachProtocol
 /// Directories cached whole under callbacks; namespace changes synchronous at the server, the
 /// cached listing updated from the reply.
 extension AFSCacheManager {
-    static func checkName(_ name: String) throws {
-        guard name.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
-    }
-
     /// The directory with a valid promise and its listing cached, fetching it whole if needed.
     func directoryWithListing(_ inode: Inode) throws -> (CachedVnode, [String: DirectoryEntry]) {
         let directory = try vnode(inode)
@@ -48,7 +44,7 @@ extension AFSCacheManager {
     }
 
     public func lookup(parent: Inode, name: String) throws -> Entry {
-        try Self.checkName(name)
+        try FileSystemError.checkName(name)
         let (directory, listing) = try directoryWithListing(parent)
         guard let entry = listing[name] else { throw FileSystemError.notFound }
         var child = lock.withLock { vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid && hasValidCallBack($0) ? $0 : nil } }
@@ -161,7 +157,7 @@ extension AFSCacheManager {
     }
 
     private func createObject(_ request: Request, parent: Inode, name: String) throws -> Entry {
-        try Self.checkName(name)
+        try FileSystemError.checkName(name)
         let change = try change(request, directories: [parent]) { _, listing, change in
             if let target = change.target { listing[name] = DirectoryEntry(name: name, fid: target.fid, type: target.type) }
         }
@@ -170,8 +166,7 @@ extension AFSCacheManager {
 
     private func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
                                target: String = "", context: RequestContext) throws -> CreateRequest {
-        CreateRequest(directory: try vnode(parent).fid, name: name, type: type, mode: mode & 0o7777,
-                      uid: context.uid, gid: context.gid, rdev: rdev, symlinkTarget: target)
+        CreateRequest(in: try vnode(parent).fid, name: name, type: type, mode: mode, context: context, rdev: rdev, symlinkTarget: target)
     }
 
     public func create(parent: Inode, name: String, mode: UInt32, flags: Int32, context: RequestContext) throws -> (Entry, OpenReply) {
@@ -226,7 +221,7 @@ extension AFSCacheManager {
     }
 
     public func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry {
-        try Self.checkName(newName)
+        try FileSystemError.checkName(newName)
         let request = Request.link(directory: try vnode(newParent).fid, name: newName, target: try vnode(inode).fid)
         let change = try change(request, directories: [newParent]) { _, listing, change in
             if let target = change.target { listing[newName] = DirectoryEntry(name: newName, fid: target.fid, type: target.type) }
@@ -243,7 +238,7 @@ extension AFSCacheManager {
     }
 
     private func remove(_ request: Request, parent: Inode, name: String) throws {
-        try Self.checkName(name)
+        try FileSystemError.checkName(name)
         let change = try change(request, directories: [parent]) { _, listing, _ in listing[name] = nil }
         guard let target = change.target, target.linkCount == 0 else { return }
         let fid = target.fid
@@ -258,8 +253,8 @@ extension AFSCacheManager {
     }
 
     public func rename(parent: Inode, name: String, newParent: Inode, newName: String, noReplace: Bool) throws {
-        try Self.checkName(name)
-        try Self.checkName(newName)
+        try FileSystemError.checkName(name)
+        try FileSystemError.checkName(newName)
         if noReplace {
             // RENAME_NOREPLACE, checked against a fresh listing of the destination.
             let (_, listing) = try directoryWithListing(newParent)

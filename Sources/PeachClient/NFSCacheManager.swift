@@ -187,7 +187,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     // MARK: Names
 
     public func lookup(parent: Inode, name: String) throws -> Entry {
-        guard name.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
+        try FileSystemError.checkName(name)
         let directory = try node(parent)
         try revalidate(directory)
         // A name looked up before is trusted while the directory is unchanged (a dentry).
@@ -293,7 +293,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     }
 
     private func created(_ request: Request, parent: Inode, name: String) throws -> Entry {
-        guard name.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
+        try FileSystemError.checkName(name)
         let change = try change(request) { directory, change in
             if directory.inode == parent, let target = change.target { directory.names[name] = target.fid.vnode }
         }
@@ -307,8 +307,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
 
     private func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
                                target: String = "", context: RequestContext) throws -> CreateRequest {
-        CreateRequest(directory: try node(parent).fid, name: name, type: type, mode: mode & 0o7777,
-                      uid: context.uid, gid: context.gid, rdev: rdev, symlinkTarget: target)
+        CreateRequest(in: try node(parent).fid, name: name, type: type, mode: mode, context: context, rdev: rdev, symlinkTarget: target)
     }
 
     public func create(parent: Inode, name: String, mode: UInt32, flags: Int32, context: RequestContext) throws -> (Entry, OpenReply) {
@@ -362,7 +361,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     }
 
     public func rename(parent: Inode, name: String, newParent: Inode, newName: String, noReplace: Bool) throws {
-        guard newName.utf8.count <= 255 else { throw FileSystemError.nameTooLong }
+        try FileSystemError.checkName(newName)
         if noReplace {
             do {
                 _ = try lookup(parent: newParent, name: newName)
