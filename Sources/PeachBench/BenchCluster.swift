@@ -1,6 +1,5 @@
 import Foundation
 import PeachClient
-import PeachServer
 import PeachTesting
 
 /// A fresh server with clients for one workload: in-process cache managers (exact counts, no
@@ -11,10 +10,6 @@ public final class BenchCluster {
     private let nfsOptions: NFSOptions
     private var mounts: [ClientDesign: MountedCluster.Mount] = [:]
     public private(set) var writer: BenchFileSystem
-
-    public var serverStatistics: ServerStatistics.Snapshot {
-        (inProcess?.server ?? mountedCluster!.server).statistics.snapshot()
-    }
 
     init(mounted: Bool, nfsCacheSize: Int, blockSize: Int) throws {
         var options = NFSOptions()

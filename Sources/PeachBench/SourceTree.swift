@@ -60,9 +60,6 @@ public struct SourceTree: Sendable {
         add("README", "A generated source tree of the Andrew benchmark's size, for PeachFS's benchmark suite.\n")
         self.files = files
     }
-
-    /// Every directory that holds a file, parents first.
-    public var allDirectories: [String] { directories }
 }
 
 extension SourceTree {

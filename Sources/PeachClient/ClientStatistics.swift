@@ -29,8 +29,6 @@ public final class ClientStatistics: Sendable {
         /// Request type → count.
         public var rpcs: [String: Int] = [:]
 
-        public var readHitRate: Double { readBytes == 0 ? 0 : Double(readHitBytes) / Double(readBytes) }
-
         public init(mode: String) {
             self.mode = mode
         }

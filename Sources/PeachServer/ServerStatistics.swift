@@ -8,8 +8,6 @@ public final class ServerStatistics: Sendable {
         public var callBacksBroken = 0
         public var breakMessagesSent = 0
         public var clientsDeclaredUnreachable = 0
-
-        public var totalRequests: Int { requests.values.reduce(0, +) }
     }
 
     private let state = NIOLockedValueBox(Snapshot())
