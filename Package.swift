@@ -32,7 +32,7 @@ let package = Package(
         .target(
             name: "PeachServer",
             dependencies: [
-                "PeachProtocol",
+                "PeachProtocol", "CPeachSystem",
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -55,7 +55,7 @@ let package = Package(
         ),
         .target(
             name: "PeachTesting",
-            dependencies: ["PeachServer", "PeachClient", "CPeachSystem"]
+            dependencies: ["PeachServer", "PeachClient", "CPeachSystem", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "PeachBench",

@@ -44,6 +44,8 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
         case .tooManyLinks: EMLINK
         case .ioError, .protocolError, .notIntroduced, .versionMismatch: EIO
         case .crossDevice: EXDEV
+        case .fileTooLarge: EFBIG
+        case .quotaExceeded: EDQUOT
         }
         self.init(value, "server: \(code)")
     }

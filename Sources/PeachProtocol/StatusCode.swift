@@ -22,6 +22,10 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
     case notIntroduced = 15
     case versionMismatch = 16
     case crossDevice = 17
+    /// An offset or size past the server's maximum file size (`--max-file-size`).
+    case fileTooLarge = 18
+    /// The change would take the volume past its quota (`--quota`).
+    case quotaExceeded = 19
 
     public var description: String {
         switch self {
@@ -43,6 +47,8 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
         case .notIntroduced: "Hello required first"
         case .versionMismatch: "protocol version mismatch"
         case .crossDevice: "cross-device link"
+        case .fileTooLarge: "file too large"
+        case .quotaExceeded: "volume quota exceeded"
         }
     }
 }

@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import Logging
 import NIOCore
 import NIOPosix
@@ -21,15 +22,17 @@ final class ConnectionHandler: ChannelInboundHandler {
         /// -1 when the upload file could not be created: the data is read and dropped.
         var fd: Int32
         var received: UInt64 = 0
-        /// A write failed (disk full): the store is answered with noSpace.
-        var failed = false
+        /// Why the store fails once its data frames are in (they are read and dropped first):
+        /// the upload file could not be created or written, or the size is over the limit.
+        var failure: StatusCode?
     }
 
     private let server: FileServerContext
     let connectionID: UInt64
     private var clientID: String?
     private var uploads: [UInt32: Upload] = [:]
-    private var pendingAcks: [UInt32: EventLoopPromise<Void>] = [:]
+    /// Pushes sent and not yet acknowledged, with the opcode the acknowledgement must carry.
+    private var pendingAcks: [UInt32: (opcode: UInt16, promise: EventLoopPromise<Void>)] = [:]
     private var nextPushID: UInt32 = 0
     private var channel: Channel?
 
@@ -52,7 +55,7 @@ final class ConnectionHandler: ChannelInboundHandler {
         uploads = [:]
         let acks = pendingAcks
         pendingAcks = [:]
-        for (_, promise) in acks { promise.fail(ChannelError.ioOnClosedChannel) }
+        for (_, ack) in acks { ack.promise.fail(ChannelError.ioOnClosedChannel) }
         context.fireChannelInactive()
     }
 
@@ -70,13 +73,23 @@ final class ConnectionHandler: ChannelInboundHandler {
             case .data:
                 try receiveData(frame, context: context)
             case .pushAck:
-                pendingAcks.removeValue(forKey: frame.id)?.succeed()
+                try acknowledge(frame)
             case .reply, .push:
                 throw ProtocolError.unknownFrameKind(frame.kind.rawValue)
             }
         } catch {
             errorCaught(context: context, error: error)
         }
+    }
+
+    /// An acknowledgement must name a push still waiting, with that push's opcode.
+    private func acknowledge(_ frame: Frame) throws {
+        guard let pending = pendingAcks[frame.id] else { return }  // timed out already: harmless
+        guard pending.opcode == frame.opcode, frame.body.readableBytes == 0 else {
+            throw ProtocolError.invalidValue("acknowledgement of push \(frame.id)")
+        }
+        pendingAcks[frame.id] = nil
+        pending.promise.succeed()
     }
 
     private func receiveRequest(_ frame: Frame, context: ChannelHandlerContext) throws {
@@ -91,9 +104,13 @@ final class ConnectionHandler: ChannelInboundHandler {
         if case .storeData(let fid, let size, let mtime) = request {
             guard uploads[frame.id] == nil else { throw ProtocolError.invalidValue("duplicate request id") }
             let path = server.store.newUploadPath()
-            // On failure the data frames are still read (and dropped), then noSpace is answered.
+            // On failure the data frames are still read (and dropped), then the failure is answered.
+            guard size <= server.store.limits.maximumFileSize else {
+                uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: path, fd: -1, failure: .fileTooLarge)
+                return
+            }
             let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
-            uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: path, fd: fd, failed: fd < 0)
+            uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, path: path, fd: fd, failure: fd < 0 ? .noSpace : nil)
             return
         }
         dispatch(id: frame.id, opcode: frame.opcode, client: clientID) { processor in
@@ -105,23 +122,22 @@ final class ConnectionHandler: ChannelInboundHandler {
         guard var upload = uploads[frame.id] else { throw ProtocolError.invalidValue("data for no upload") }
         upload.received += UInt64(frame.body.readableBytes)
         guard upload.received <= upload.size else { throw ProtocolError.invalidValue("more data than announced") }
-        if !upload.failed {
+        if upload.failure == nil {
             let written = frame.body.withUnsafeReadableBytes { bytes in
                 bytes.isEmpty ? 0 : write(upload.fd, bytes.baseAddress, bytes.count)
             }
-            if written != frame.body.readableBytes { upload.failed = true }
+            if written != frame.body.readableBytes { upload.failure = .noSpace }
         }
         uploads[frame.id] = upload
         guard frame.isLastChunk else { return }
         uploads[frame.id] = nil
-        guard upload.received == upload.size else { throw ProtocolError.invalidValue("less data than announced") }
-        guard let clientID, !upload.failed else {
-            if upload.fd >= 0 {
-                close(upload.fd)
-                unlink(upload.path)
-            }
-            return sendError(.noSpace, id: frame.id, opcode: Opcode.storeData.rawValue)
+        if upload.failure != nil || upload.received != upload.size, upload.fd >= 0 {
+            close(upload.fd)
+            unlink(upload.path)
         }
+        if let failure = upload.failure { return sendError(failure, id: frame.id, opcode: Opcode.storeData.rawValue) }
+        guard upload.received == upload.size else { throw ProtocolError.invalidValue("less data than announced") }
+        guard let clientID else { return }
         let (fid, size, mtime, path, fd) = (upload.fid, upload.size, upload.mtime, upload.path, upload.fd)
         dispatch(id: frame.id, opcode: Opcode.storeData.rawValue, client: clientID) { processor in
             // The fsync runs here on the pool: on the event loop it would hold up every other
@@ -176,6 +192,8 @@ final class ConnectionHandler: ChannelInboundHandler {
                 if let content = outcome.content { handler.stream(content, id: id, opcode: opcode) }
             case .failure(let error as StatusCode):
                 handler.sendError(error, id: id, opcode: opcode)
+            case .failure(let error as DatabaseError) where error.resultCode == .SQLITE_FULL:
+                handler.sendError(.noSpace, id: id, opcode: opcode)
             case .failure(let error):
                 server.logger.warning("request failed", metadata: ["opcode": "\(opcode)", "error": "\(error)"])
                 handler.sendError(.ioError, id: id, opcode: opcode)
@@ -235,10 +253,10 @@ final class ConnectionHandler: ChannelInboundHandler {
         nextPushID &+= 1
         let pushID = nextPushID
         let promise = channel.eventLoop.makePromise(of: Void.self)
-        pendingAcks[pushID] = promise
+        pendingAcks[pushID] = (push.opcode, promise)
         let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
         let timer = channel.eventLoop.scheduleTask(in: timeout) {
-            loopBound.value.pendingAcks.removeValue(forKey: pushID)?.fail(ChannelError.connectTimeout(timeout))
+            loopBound.value.pendingAcks.removeValue(forKey: pushID)?.promise.fail(ChannelError.connectTimeout(timeout))
         }
         promise.futureResult.whenComplete { _ in timer.cancel() }
         var body = channel.allocator.buffer(capacity: 64)

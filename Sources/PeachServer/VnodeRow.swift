@@ -10,12 +10,12 @@ extension FileStatus {
             fid: FID(volume: 1, vnode: UInt64(row["id"] as Int64), unique: UInt32(row["uniquifier"] as Int64)),
             type: type,
             mode: UInt32(row["mode"] as Int64), uid: UInt32(row["uid"] as Int64), gid: UInt32(row["gid"] as Int64),
-            size: UInt64(row["size"] as Int64), linkCount: UInt32(row["linkCount"] as Int64),
+            size: UInt64(clamping: row["size"] as Int64), linkCount: UInt32(row["linkCount"] as Int64),
             dataVersion: UInt64(row["dataVersion"] as Int64),
             atime: Timespec(seconds: row["atimeSeconds"], nanoseconds: UInt32(row["atimeNanoseconds"] as Int64)),
             mtime: Timespec(seconds: row["mtimeSeconds"], nanoseconds: UInt32(row["mtimeNanoseconds"] as Int64)),
             ctime: Timespec(seconds: row["ctimeSeconds"], nanoseconds: UInt32(row["ctimeNanoseconds"] as Int64)),
-            rdev: UInt64(row["rdev"] as Int64))
+            rdev: UInt64(bitPattern: row["rdev"] as Int64))
     }
 }
 

@@ -41,9 +41,11 @@ extension VolumeStore {
     /// version (NFS writes are not atomic, unlike StoreData). Unstable until `commit`.
     public func write(_ fid: FID, offset: UInt64, data: [UInt8], client: Requester) throws -> Mutation<WriteResult> {
         let now = Timespec.now()
+        let range = try WireValues.range(offset: offset, count: data.count, maximumFileSize: limits.maximumFileSize)
         return try database.write { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+            try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
             if Glibc.rename(oldPath, newPath) != 0 {
@@ -53,9 +55,9 @@ extension VolumeStore {
                 let fd = open(newPath, O_WRONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw StatusCode.ioError }
                 defer { close(fd) }
-                let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, off_t(offset)) }
-                guard written == data.count else { throw errno == ENOSPC ? StatusCode.noSpace : StatusCode.ioError }
-                let size = max(status.size, offset + UInt64(data.count))
+                let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, range.offset) }
+                guard written == data.count else { throw SparseCopy.statusCode(errno) }
+                let size = max(status.size, range.end)
                 try db.execute(sql: """
                     UPDATE vnode SET size = ?, dataVersion = dataVersion + 1, mtimeSeconds = ?, mtimeNanoseconds = ?,
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?

@@ -13,10 +13,12 @@ public final class VolumeStore: Sendable {
     public let epoch: UInt64
     /// How long a promise lasts, in seconds.
     public let callBackLifetime: Int64
+    /// Maximum file size and quota, checked on every change.
+    public let limits: VolumeLimits
     /// Held until `close()`: one server per root.
     private let rootLock: ExclusiveDirectoryLock.Held
 
-    public init(root: String, callBackLifetime: Int64 = 3600) throws {
+    public init(root: String, callBackLifetime: Int64 = 3600, limits: VolumeLimits = VolumeLimits()) throws {
         let fm = FileManager.default
         dataDirectory = root + "/data"
         uploadDirectory = root + "/uploads"
@@ -35,6 +37,7 @@ public final class VolumeStore: Sendable {
         database = try DatabasePool(path: root + "/volume.sqlite", configuration: configuration)
         try Schema.migrator.migrate(database)
         self.callBackLifetime = callBackLifetime
+        self.limits = limits
         epoch = try database.write { db in
             let previous = try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'epoch'") ?? 0
             try db.execute(sql: "INSERT OR REPLACE INTO serverState (key, value) VALUES ('epoch', ?)", arguments: [previous + 1])
@@ -192,16 +195,18 @@ public final class VolumeStore: Sendable {
         let now = Timespec.now()
         var oldVersion: UInt64 = 0
         do {
+            let newSize = try WireValues.fileSize(size, maximumFileSize: limits.maximumFileSize)
             let mutation = try database.write { db -> Mutation<FileStatus> in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+                try checkQuota(db, growth: newSize - Int64(status.size))
                 oldVersion = status.dataVersion
                 let newVersion = status.dataVersion + 1
                 guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
                 try db.execute(sql: """
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ?,
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
-                    """, arguments: [Int64(size), Int64(newVersion), mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
+                    """, arguments: [newSize, Int64(newVersion), mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
                 let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
                 try grant(db, client, vnodes: [vnode], now: now)
                 return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .store,
@@ -215,24 +220,65 @@ public final class VolumeStore: Sendable {
         }
     }
 
+    /// StoreStatus and SETATTR. A size change makes a new version: the data ranges of the old one
+    /// are copied (holes stay holes) before the transaction, so SQLite's writer is not held
+    /// during the copy; if the file changed meanwhile, the copy is made again.
     public func setAttributes(_ fid: FID, _ attributes: SetAttributes, client: Requester) throws -> Mutation<FileStatus> {
+        let newSize = try attributes.size.map { try WireValues.fileSize($0, maximumFileSize: limits.maximumFileSize) }
+        for _ in 0..<8 {
+            let resized = try newSize.flatMap { try resizedCopy(fid, size: $0) }
+            // A copy the transaction did not take (refused, failed, or made stale) goes at once.
+            defer { if let resized { unlink(resized.path) } }
+            do {
+                return try setAttributes(fid, attributes, newSize: newSize, resized: resized, client: client)
+            } catch is VersionMoved {
+                continue
+            }
+        }
+        throw StatusCode.ioError
+    }
+
+    /// A new version file holding the first `size` bytes of `fid`'s current version.
+    private struct ResizedCopy {
+        var path: String
+        var basedOn: UInt64
+    }
+
+    /// The file changed between the copy and the transaction.
+    private struct VersionMoved: Error {}
+
+    private func resizedCopy(_ fid: FID, size: Int64) throws -> ResizedCopy? {
+        let (vnode, status) = try database.read { db in try VnodeTable.resolve(db, fid) }
+        guard status.type == .regular, UInt64(size) != status.size else { return nil }
+        let path = newUploadPath()
+        let source = status.size > 0 ? dataPath(vnode: vnode, version: status.dataVersion) : nil
+        do {
+            try SparseCopy.copy(from: source, to: path, size: size)
+        } catch is SparseCopy.SourceGone {
+            return ResizedCopy(path: path, basedOn: .max)  // replaced meanwhile: the transaction retries
+        }
+        return ResizedCopy(path: path, basedOn: status.dataVersion)
+    }
+
+    private func setAttributes(_ fid: FID, _ attributes: SetAttributes, newSize: Int64?, resized: ResizedCopy?,
+                               client: Requester) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
         var removeAfterCommit: String?
         let mutation = try database.write { db -> Mutation<FileStatus> in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
-            if let size = attributes.size, size != status.size {
+            if let newSize, UInt64(newSize) != status.size {
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+                guard let resized, resized.basedOn == status.dataVersion else { throw VersionMoved() }
+                try checkQuota(db, growth: newSize - Int64(status.size))
                 let newVersion = status.dataVersion + 1
-                let newPath = dataPath(vnode: vnode, version: newVersion)
-                try writeTruncatedCopy(of: dataPath(vnode: vnode, version: status.dataVersion), hasData: status.size > 0,
-                                       to: newPath, size: size)
+                guard Glibc.rename(resized.path, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
                 removeAfterCommit = dataPath(vnode: vnode, version: status.dataVersion)
                 try db.execute(sql: """
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?
-                    """, arguments: [Int64(size), Int64(newVersion), now.seconds, now.nanoseconds, vnode])
+                    """, arguments: [newSize, Int64(newVersion), now.seconds, now.nanoseconds, vnode])
             }
             if let mode = attributes.mode {
-                try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode & 0o7777, vnode])
+                try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [WireValues.mode(mode), vnode])
             }
             if let uid = attributes.uid { try db.execute(sql: "UPDATE vnode SET uid = ? WHERE id = ?", arguments: [uid, vnode]) }
             if let gid = attributes.gid { try db.execute(sql: "UPDATE vnode SET gid = ? WHERE id = ?", arguments: [gid, vnode]) }
@@ -256,22 +302,23 @@ public final class VolumeStore: Sendable {
         return mutation
     }
 
+    /// Throws `quotaExceeded` if the volume's bytes grown by `growth` would pass the quota.
+    func checkQuota(_ db: Database, growth: Int64) throws {
+        guard let quota = limits.quota, growth > 0 else { return }
+        let used = try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'volumeBytes'") ?? 0
+        guard used.addingReportingOverflow(growth).partialValue <= Int64(clamping: quota) else { throw StatusCode.quotaExceeded }
+    }
+
+    /// The bytes of regular-file content the volume holds (what `--quota` limits).
+    public func volumeBytes() throws -> UInt64 {
+        try database.read { db in UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'volumeBytes'") ?? 0) }
+    }
+
     private func resolve(_ time: TimeToSet, now: Timespec) -> Timespec {
         switch time {
         case .now: now
         case .at(let t): t
         }
-    }
-
-    private func writeTruncatedCopy(of source: String, hasData: Bool, to destination: String, size: UInt64) throws {
-        let fm = FileManager.default
-        try? fm.removeItem(atPath: destination)
-        if hasData {
-            try fm.copyItem(atPath: source, toPath: destination)
-        } else {
-            guard fm.createFile(atPath: destination, contents: nil) else { throw StatusCode.ioError }
-        }
-        guard truncate(destination, off_t(size)) == 0 else { throw StatusCode.ioError }
     }
 
     // MARK: Namespace
@@ -283,10 +330,19 @@ public final class VolumeStore: Sendable {
         guard name.utf8.count <= 255 else { throw StatusCode.nameTooLong }
     }
 
+    /// A symlink target: not empty, no NUL, at most PATH_MAX bytes (as Linux's symlink(2)).
+    static func validate(symlinkTarget: String) throws {
+        guard !symlinkTarget.isEmpty, !symlinkTarget.utf8.contains(0) else { throw StatusCode.invalidArgument }
+        guard symlinkTarget.utf8.count < 4096 else { throw StatusCode.nameTooLong }
+    }
+
     /// CreateFile, MakeDir and Symlink. Fails with `.exists` when the name is taken (O_EXCL semantics:
     /// the client decides what a plain O_CREAT on an existing file means).
     public func create(_ request: CreateRequest, client: Requester) throws -> Mutation<NamespaceChange> {
         try Self.validate(name: request.name)
+        let isDevice = request.type == .characterDevice || request.type == .blockDevice
+        let rdev = isDevice ? try WireValues.deviceNumber(request.rdev) : 0
+        if request.type == .symlink { try Self.validate(symlinkTarget: request.symlinkTarget) }
         let now = Timespec.now()
         return try database.write { db in
             let (dir, _) = try VnodeTable.directory(db, request.directory)
@@ -294,9 +350,9 @@ public final class VolumeStore: Sendable {
             let isDirectory = request.type == .directory
             let target = request.type == .symlink ? request.symlinkTarget : nil
             let size: UInt64 = isDirectory ? 4096 : UInt64(target?.utf8.count ?? 0)
-            let vnode = try VnodeTable.insert(db, type: request.type, mode: request.mode, uid: request.uid, gid: request.gid,
-                                              size: size, linkCount: isDirectory ? 2 : 1, parent: isDirectory ? dir : nil,
-                                              rdev: request.rdev, symlinkTarget: target, now: now)
+            let vnode = try VnodeTable.insert(db, type: request.type, mode: WireValues.mode(request.mode), uid: request.uid,
+                                              gid: request.gid, size: size, linkCount: isDirectory ? 2 : 1,
+                                              parent: isDirectory ? dir : nil, rdev: UInt64(rdev), symlinkTarget: target, now: now)
             try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)",
                            arguments: [dir, request.name, vnode])
             if isDirectory { try db.execute(sql: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [dir]) }
@@ -443,7 +499,16 @@ public final class VolumeStore: Sendable {
         var st = statvfs()
         guard statvfs(dataDirectory, &st) == 0 else { throw StatusCode.ioError }
         let files = try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vnode") ?? 0 }
-        return VolumeStatus(blockSize: UInt32(st.f_frsize), totalBlocks: UInt64(st.f_blocks), freeBlocks: UInt64(st.f_bavail),
+        var totalBlocks = UInt64(st.f_blocks)
+        var freeBlocks = UInt64(st.f_bavail)
+        if let quota = limits.quota, st.f_frsize > 0 {
+            // As df on an AFS volume shows its quota: the quota is the size, and what it leaves is free.
+            let blockSize = UInt64(st.f_frsize)
+            totalBlocks = min(totalBlocks, quota / blockSize)
+            let used = try volumeBytes()
+            freeBlocks = min(freeBlocks, used >= quota ? 0 : (quota - used) / blockSize)
+        }
+        return VolumeStatus(blockSize: UInt32(st.f_frsize), totalBlocks: totalBlocks, freeBlocks: freeBlocks,
                             totalFiles: UInt64(files) + UInt64(st.f_favail), freeFiles: UInt64(st.f_favail))
     }
 

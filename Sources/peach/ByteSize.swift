@@ -5,6 +5,8 @@ import ArgumentParser
 struct ByteSize: ExpressibleByArgument, CustomStringConvertible {
     var bytes: UInt64
 
+    init(bytes: UInt64) { self.bytes = bytes }
+
     init?(argument: String) {
         let text = argument.uppercased().replacingOccurrences(of: "IB", with: "").replacingOccurrences(of: "B", with: "")
         let multipliers: [Character: UInt64] = ["K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40]

@@ -25,6 +25,12 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Seconds a callback promise lasts.")
     var callbackLifetime = 3600
 
+    @Option(help: "Largest file the volume accepts (K/M/G/T suffixes); larger sizes and offsets get EFBIG.")
+    var maxFileSize = ByteSize(bytes: VolumeLimits.defaultMaximumFileSize)
+
+    @Option(help: "Most bytes of file content the volume holds (K/M/G/T suffixes); past it, stores and writes get EDQUOT.")
+    var quota: ByteSize?
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
@@ -47,7 +53,8 @@ struct ServerCommand: ParsableCommand {
 
         let store: VolumeStore
         do {
-            store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime))
+            store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime),
+                                    limits: VolumeLimits(maximumFileSize: maxFileSize.bytes, quota: quota?.bytes))
         } catch let error as ExclusiveDirectoryLock.Busy {
             throw CommandFailure("cannot open the volume: \(error)")
         } catch {
