@@ -10,7 +10,11 @@ struct FileServerContext: Sendable {
     let registry: ClientRegistry
     let statistics: ServerStatistics
     let breakDelivery: BreakDelivery
+    /// SQLite work: every VolumeStore call.
     let threadPool: NIOThreadPool
+    /// File reads, writes, opens and fsyncs, apart from SQLite's so neither waits on the other.
+    let fileIO: NIOThreadPool
+    let limits: ConnectionLimits
     let eventLoopGroup: EventLoopGroup
     let logger: Logger
 }
@@ -21,37 +25,64 @@ public final class FileServer: Sendable {
     public let statistics = ServerStatistics()
     private let group: MultiThreadedEventLoopGroup
     private let threadPool: NIOThreadPool
+    private let fileIO: NIOThreadPool
     private let context: FileServerContext
     private let channelBox = NIOLockedValueBoxChannel()
+    private let frameBudget: InboundMemoryBudget
+    private let connectionCount = NIOLockedValueBox(0)
 
     /// - Parameter callBackTimeout: how long a mutation waits for a break's acknowledgement before
     ///   the client holding the promise is declared unreachable.
-    public init(store: VolumeStore, callBackTimeout: TimeAmount = .seconds(10), logger: Logger = Logger(label: "peach.server")) {
+    /// - Parameter limits: what one connection may make the server hold (see `ConnectionLimits`).
+    public init(store: VolumeStore, callBackTimeout: TimeAmount = .seconds(10), limits: ConnectionLimits = ConnectionLimits(),
+                logger: Logger = Logger(label: "peach.server")) {
         self.store = store
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         threadPool = NIOThreadPool(numberOfThreads: 8)
         threadPool.start()
+        fileIO = NIOThreadPool(numberOfThreads: 4)
+        fileIO.start()
+        frameBudget = InboundMemoryBudget(limit: limits.maximumLargeFrameBytes)
         let registry = ClientRegistry()
         context = FileServerContext(
             store: store, processor: RequestProcessor(store: store), registry: registry, statistics: statistics,
             breakDelivery: BreakDelivery(registry: registry, store: store, statistics: statistics, timeout: callBackTimeout,
                                          threadPool: threadPool, logger: logger),
-            threadPool: threadPool, eventLoopGroup: group, logger: logger)
+            threadPool: threadPool, fileIO: fileIO, limits: limits, eventLoopGroup: group, logger: logger)
     }
 
     /// Starts listening; returns the bound port (useful with port 0).
     @discardableResult
     public func start(host: String, port: Int) throws -> Int {
         let context = self.context
+        let limits = context.limits
+        let budget = frameBudget
+        let connectionCount = self.connectionCount
+        let queued = limits.maximumQueuedReplyBytes
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
-                    try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
-                    try channel.pipeline.syncOperations.addHandler(ConnectionHandler(server: context))
+                let admitted = connectionCount.withLockedValue { count in
+                    guard count < limits.maximumClients else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else {
+                    context.logger.warning("refusing connection: --max-clients reached",
+                                           metadata: ["peer": "\(channel.remoteAddress.map { "\($0)" } ?? "-")",
+                                                      "limit": "\(limits.maximumClients)"])
+                    return channel.close()
+                }
+                channel.closeFuture.whenComplete { _ in connectionCount.withLockedValue { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
+                    let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteToMessageHandler(ServerFrameDecoder(budget: budget, partialFrameTimeout: limits.partialFrameTimeout)))
+                    try sync.addHandler(MessageToByteHandler(FrameEncoder()))
+                    try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
+                    try sync.addHandler(ConnectionHandler(server: context))
                 }
             }
             .bind(host: host, port: port).wait()
@@ -64,10 +95,14 @@ public final class FileServer: Sendable {
         try? channelBox.take()?.close().wait()
         try? group.syncShutdownGracefully()
         try? threadPool.syncShutdownGracefully()
+        try? fileIO.syncShutdownGracefully()
         store.releaseRoot()
     }
 
     public func callBackCount() throws -> Int { try store.callBackCount() }
+
+    /// Connections open now.
+    public var connectedClients: Int { connectionCount.withLockedValue { $0 } }
 }
 
 import NIOConcurrencyHelpers

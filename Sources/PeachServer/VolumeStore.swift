@@ -512,6 +512,11 @@ public final class VolumeStore: Sendable {
                             totalFiles: UInt64(files) + UInt64(st.f_favail), freeFiles: UInt64(st.f_favail))
     }
 
+    /// The promises one client holds.
+    public func callBackCount(client: String) throws -> Int {
+        try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM callBack WHERE client = ?", arguments: [client]) ?? 0 }
+    }
+
     /// Live promises, for statistics and tests.
     public func callBackCount() throws -> Int {
         try database.read { db in try CallBackTable.count(db) }

@@ -5,7 +5,8 @@ import PeachProtocol
 /// A client that speaks the wire protocol by hand over a blocking socket, as an attacker's tool
 /// written from docs/protocol.md would: it sends any frame, malformed or not, and reads replies
 /// only when told to. Tests use it to check that no peer can crash, stall or exhaust the server.
-public final class RawProtocolClient {
+/// Unchecked: a test hands it to one other thread at a time, never to two at once.
+public final class RawProtocolClient: @unchecked Sendable {
     public struct Failure: Error, CustomStringConvertible {
         public var description: String
         public init(description: String) { self.description = description }

@@ -12,10 +12,10 @@ public final class TestCluster: @unchecked Sendable {
     public private(set) var clients: [CacheManager] = []
     private var stopped = false
 
-    public init(callBackTimeout: Int64 = 5) throws {
+    public init(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits()) throws {
         directory = try TemporaryDirectory(prefix: "peach-cluster")
         let store = try VolumeStore(root: try directory.subdirectory("server"))
-        server = FileServer(store: store, callBackTimeout: .seconds(callBackTimeout))
+        server = FileServer(store: store, callBackTimeout: .seconds(callBackTimeout), limits: limits)
         let port = try server.start(host: "127.0.0.1", port: 0)
         address = ServerAddress(host: "127.0.0.1", port: port)
     }
@@ -71,8 +71,9 @@ public enum ClientDesign: String, CaseIterable, Sendable, CustomStringConvertibl
     public var description: String { rawValue }
 }
 
-public func withCluster<T>(callBackTimeout: Int64 = 5, _ body: (TestCluster) throws -> T) throws -> T {
-    let cluster = try TestCluster(callBackTimeout: callBackTimeout)
+public func withCluster<T>(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(),
+                           _ body: (TestCluster) throws -> T) throws -> T {
+    let cluster = try TestCluster(callBackTimeout: callBackTimeout, limits: limits)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

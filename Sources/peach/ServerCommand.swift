@@ -31,6 +31,12 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Most bytes of file content the volume holds (K/M/G/T suffixes); past it, stores and writes get EDQUOT.")
     var quota: ByteSize?
 
+    @Option(help: "Connections served at once; more are closed as they arrive.")
+    var maxClients = 1024
+
+    @Option(help: "Seconds after which a connection with nothing in flight and no callbacks held is closed.")
+    var idleTimeout = 600
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
@@ -38,6 +44,8 @@ struct ServerCommand: ParsableCommand {
         guard ServerAddress(listen) != nil else { throw CommandFailure("--listen must be HOST:PORT, got '\(listen)'") }
         guard callbackTimeout > 0 else { throw CommandFailure("--callback-timeout must be positive") }
         guard callbackLifetime >= 60 else { throw CommandFailure("--callback-lifetime must be at least 60 seconds") }
+        guard maxClients > 0 else { throw CommandFailure("--max-clients must be positive") }
+        guard idleTimeout > 0 else { throw CommandFailure("--idle-timeout must be positive") }
     }
 
     func run() throws {
@@ -60,7 +68,8 @@ struct ServerCommand: ParsableCommand {
         } catch {
             throw CommandFailure("cannot open the volume in \(root): \((error as NSError).localizedDescription)")
         }
-        let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), logger: logger)
+        let limits = ConnectionLimits(maximumClients: maxClients, idleTimeout: .seconds(Int64(idleTimeout)))
+        let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), limits: limits, logger: logger)
         let port: Int
         do {
             port = try server.start(host: address.host, port: address.port)

@@ -1,0 +1,36 @@
+import Glibc
+import NIOCore
+
+/// The file syscalls of an incoming StoreData, run on the file I/O pool (never an event loop).
+enum UploadFile {
+    static func create(_ path: String) -> Int32 {
+        open(path, O_WRONLY | O_CREAT | O_EXCL | O_CLOEXEC, 0o600)
+    }
+
+    /// Writes all of `body`; false on any failure (disk full, quota).
+    static func append(_ body: ByteBuffer, to fd: Int32) -> Bool {
+        body.withUnsafeReadableBytes { bytes in
+            var offset = 0
+            while offset < bytes.count {
+                let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
+                if n < 0 && errno == EINTR { continue }
+                if n <= 0 { return false }
+                offset += n
+            }
+            return true
+        }
+    }
+
+    /// Makes the upload durable and closes it; on failure it is deleted.
+    static func finish(_ fd: Int32, path: String) -> Bool {
+        let synced = fsync(fd) == 0
+        close(fd)
+        if !synced { unlink(path) }
+        return synced
+    }
+
+    static func discard(_ fd: Int32, path: String) {
+        close(fd)
+        unlink(path)
+    }
+}

@@ -1,0 +1,187 @@
+import Foundation
+import NIOCore
+import PeachClient
+import PeachProtocol
+import PeachTesting
+import Testing
+@testable import PeachServer
+
+/// One client can only hurt itself: a client that stops reading, trickles a frame, idles or
+/// opens too many connections holds no thread, a bounded amount of memory, and delays nobody.
+/// The deadlines below are far under the 60 s a stalled stream once cost every other client.
+@Suite("Bounded resources", .serialized)
+struct BoundedResourceTests {
+    /// Runs `body` on another thread; true if it finished within `seconds`.
+    func finishes(within seconds: Double, _ body: @escaping @Sendable () throws -> Void) -> (Bool, Double) {
+        let done = DispatchSemaphore(value: 0)
+        let start = Date()
+        let failure = LockedBox<Error?>(nil)
+        Thread.detachNewThread {
+            do { try body() } catch { failure.set(error) }
+            done.signal()
+        }
+        let finished = done.wait(timeout: .now() + seconds) == .success
+        if let error = failure.get() { Issue.record("the other client failed: \(error)") }
+        return (finished, Date().timeIntervalSince(start))
+    }
+
+    /// What another client does while the misbehaving one holds the server: stat, open and
+    /// read, a small store.
+    func otherClientWork(_ client: PathClient, _ round: Int) throws {
+        _ = try client.stat("/small")
+        #expect(try client.readText("/small") == "small")
+        try client.writeFile("/other-\(round)", "stored")
+    }
+
+    func residentBytes() -> Int {
+        let status = (try? String(contentsOfFile: "/proc/self/status", encoding: .utf8)) ?? ""
+        let line = status.split(separator: "\n").first { $0.hasPrefix("VmRSS:") } ?? ""
+        return (Int(line.split(separator: " ").dropFirst().first ?? "0") ?? 0) * 1024
+    }
+
+    func fid(of path: String, _ client: PathClient) throws -> FID { try client.stat(path).fid }
+
+    @Test("a client that reads none of 8 FetchData replies of 8 MiB files delays no other client")
+    func unreadFetches() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/small", "small")
+            var fids: [FID] = []
+            for i in 0..<8 {
+                try writer.writeFile("/big-\(i)", [UInt8](repeating: UInt8(i), count: 8 << 20))
+                fids.append(try fid(of: "/big-\(i)", writer))
+            }
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            try raw.hello()
+            for fid in fids { try raw.send(.fetchData(fid)) }
+            Thread.sleep(forTimeInterval: 0.5)  // the server has filled the socket and waits on the client
+            let other = PathClient(try cluster.addClient())
+            for round in 0..<3 {
+                let (finished, seconds) = finishes(within: 10) { try otherClientWork(other, round) }
+                #expect(finished, "another client waited on the stalled one")
+                print("bounded-resources: other client's stat+open+read+store with 8 unread fetches: \(Int(seconds * 1000)) ms")
+            }
+            // A new client connects and is served too.
+            let late = PathClient(try cluster.addClient())
+            #expect(finishes(within: 10) { try otherClientWork(late, 9) }.0)
+        }
+    }
+
+    @Test("2000 unread READs of 1 MiB hold a bounded amount of memory and delay no other client")
+    func unreadReads() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/small", "small")
+            try writer.writeFile("/big", [UInt8](repeating: 7, count: 1 << 20))
+            let bigFID = try fid(of: "/big", writer)
+            let before = residentBytes()
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            try raw.hello()
+            let sender = Thread { for _ in 0..<2000 { _ = try? raw.send(.read(bigFID, offset: 0, count: 1 << 20)) } }
+            sender.start()
+            Thread.sleep(forTimeInterval: 2)
+            let grown = residentBytes() - before
+            print("bounded-resources: RSS growth with 2000 unread 1 MiB READs: \(grown >> 20) MiB")
+            #expect(grown < 256 << 20, "the server queued replies nobody reads")
+            let other = PathClient(try cluster.addClient())
+            let (finished, seconds) = finishes(within: 10) { try otherClientWork(other, 0) }
+            #expect(finished)
+            print("bounded-resources: other client's work with 2000 unread READs: \(Int(seconds * 1000)) ms")
+            raw.shutdownConnection()
+        }
+    }
+
+    @Test("a frame begun and not finished closes its connection after the partial-frame timeout")
+    func partialFrame() throws {
+        try withCluster(limits: ConnectionLimits(partialFrameTimeout: .milliseconds(500))) { cluster in
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            try raw.hello()
+            // The header of a 1 MiB frame, then 10 bytes of it.
+            var header = ByteBuffer()
+            header.writeInteger(UInt32(1 << 20))
+            try raw.send(bytes: Array(buffer: header) + [UInt8](repeating: 0, count: 10))
+            #expect(raw.isClosedByServer(within: 5))
+        }
+    }
+
+    @Test("a frame larger than any request is refused at its header")
+    func oversizedFrame() throws {
+        try withCluster { cluster in
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            var header = ByteBuffer()
+            header.writeInteger(UInt32((4 << 20) - 100))
+            try raw.send(bytes: Array(buffer: header))
+            #expect(raw.isClosedByServer(within: 5))
+        }
+    }
+
+    @Test("connections past --max-clients are closed as they arrive; the others are served")
+    func maximumClients() throws {
+        try withCluster(limits: ConnectionLimits(maximumClients: 3)) { cluster in
+            let first = try RawProtocolClient(port: cluster.address.port)
+            try first.hello()
+            let second = try RawProtocolClient(port: cluster.address.port)
+            try second.hello()
+            let third = try RawProtocolClient(port: cluster.address.port)
+            try third.hello()
+            let fourth = try RawProtocolClient(port: cluster.address.port)
+            #expect(fourth.isClosedByServer(within: 5))
+            let ping = try first.send(.ping)
+            #expect(try first.reply(to: ping) == .success(.pong))
+            // Once one goes, a new connection is admitted.
+            third.shutdownConnection()
+            Thread.sleep(forTimeInterval: 0.3)
+            let fifth = try RawProtocolClient(port: cluster.address.port)
+            #expect(try fifth.hello() != nil)
+        }
+    }
+
+    @Test("an idle connection is closed unless its client holds callbacks")
+    func idleConnections() throws {
+        try withCluster(limits: ConnectionLimits(idleTimeout: .milliseconds(500))) { cluster in
+            let silent = try RawProtocolClient(port: cluster.address.port)
+            let introduced = try RawProtocolClient(port: cluster.address.port)
+            try introduced.hello()
+            let holder = try RawProtocolClient(port: cluster.address.port)
+            try holder.hello()
+            let fetch = try holder.send(.fetchStatus(.root))
+            guard case .success = try holder.reply(to: fetch) else { Issue.record("FetchStatus failed"); return }
+            #expect(silent.isClosedByServer(within: 5))
+            #expect(introduced.isClosedByServer(within: 5))
+            #expect(!holder.isClosedByServer(within: 1.5))
+        }
+    }
+
+    @Test("a data chunk of an upload the client never finishes is deleted when the connection closes")
+    func abandonedUpload() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/target", "old")
+            let target = try fid(of: "/target", writer)
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            try raw.hello()
+            let id = try raw.send(.storeData(target, size: 10, mtime: .now()))
+            try raw.send(Frame(kind: .data, id: id, opcode: Opcode.storeData.rawValue, body: ByteBuffer(bytes: [1, 2, 3])))
+            Thread.sleep(forTimeInterval: 0.3)
+            raw.shutdownConnection()
+            let uploads = cluster.directory.path + "/server/uploads"
+            var left: [String] = []
+            for _ in 0..<50 {
+                left = try FileManager.default.contentsOfDirectory(atPath: uploads)
+                if left.isEmpty { break }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            #expect(left.isEmpty)
+            #expect(try writer.readText("/target") == "old")
+        }
+    }
+}
+
+/// A value shared with another thread.
+final class LockedBox<Value>: @unchecked Sendable {
+    private let lock = NSLock()
+    private var value: Value
+    init(_ value: Value) { self.value = value }
+    func set(_ newValue: Value) { lock.withLock { value = newValue } }
+    func get() -> Value { lock.withLock { value } }
+}
