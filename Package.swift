@@ -17,6 +17,10 @@ let package = Package(
         .package(url: "https://github.com/groue/GRDB.swift", from: "7.10.0"),
         .package(url: "https://github.com/apple/swift-argument-parser", from: "1.8.2"),
         .package(url: "https://github.com/apple/swift-log", from: "1.16.2"),
+        .package(url: "https://github.com/apple/swift-nio-ssl", from: "2.37.6"),
+        .package(url: "https://github.com/apple/swift-certificates", from: "1.21.1"),
+        .package(url: "https://github.com/apple/swift-crypto", from: "4.5.2"),
+        .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
     ],
     targets: [
         .systemLibrary(
@@ -30,9 +34,22 @@ let package = Package(
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
+            name: "PeachSecurity",
+            dependencies: [
+                .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOPosix", package: "swift-nio"),
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "X509", package: "swift-certificates"),
+                .product(name: "Crypto", package: "swift-crypto"),
+                .product(name: "SwiftASN1", package: "swift-asn1"),
+            ]
+        ),
+        .target(
             name: "PeachServer",
             dependencies: [
-                "PeachProtocol", "CPeachSystem",
+                "PeachProtocol", "CPeachSystem", "PeachSecurity",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
+                .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -42,7 +59,8 @@ let package = Package(
         .target(
             name: "PeachClient",
             dependencies: [
-                "PeachProtocol",
+                "PeachProtocol", "PeachSecurity",
+                .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
@@ -55,7 +73,7 @@ let package = Package(
         ),
         .target(
             name: "PeachTesting",
-            dependencies: ["PeachServer", "PeachClient", "CPeachSystem", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PeachServer", "PeachClient", "PeachSecurity", "CPeachSystem", .product(name: "NIOCore", package: "swift-nio")]
         ),
         .target(
             name: "PeachBench",
@@ -64,13 +82,16 @@ let package = Package(
         .executableTarget(
             name: "peach",
             dependencies: [
-                "PeachServer", "PeachClient", "PeachFUSE", "PeachBench", "CPeachSystem",
+                "PeachServer", "PeachClient", "PeachFUSE", "PeachBench", "PeachSecurity", "CPeachSystem",
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
         .testTarget(name: "PeachProtocolTests", dependencies: ["PeachProtocol"]),
         .testTarget(name: "PeachServerTests", dependencies: ["PeachServer", "PeachTesting"]),
+        .testTarget(name: "PeachSecurityTests", dependencies: [
+            "PeachSecurity", "PeachTesting", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         .testTarget(name: "PeachClientTests", dependencies: ["PeachClient", "PeachTesting"]),
         .testTarget(name: "PeachFUSETests", dependencies: ["PeachTesting"]),
         .testTarget(name: "PeachBenchTests", dependencies: ["PeachBench", "PeachTesting"]),

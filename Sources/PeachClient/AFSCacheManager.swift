@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import PeachProtocol
+import PeachSecurity
 
 /// The AFS-style cache manager: whole files fetched on open and cached on local disk under
 /// callbacks, stored whole on close; directories cached whole under callbacks; namespace
@@ -33,10 +34,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     /// The longest the kernel may cache attributes and names on our word.
     static let maximumKernelTimeout: Double = 3600
 
-    public init(server: ServerAddress, cacheDirectory: String, cacheSize: UInt64, logger: Logger = Logger(label: "peach.afs")) throws {
+    public init(server: ServerAddress, cacheDirectory: String, cacheSize: UInt64, tls: ClientTLS? = nil,
+                logger: Logger = Logger(label: "peach.afs")) throws {
         disk = try DiskCache(directory: cacheDirectory, sizeLimit: cacheSize)
         let (clientID, epoch) = try disk.identity()
-        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics)
+        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics, tls: tls)
         self.logger = logger
         statistics.update { $0.cacheBytes = disk.totalBytes }
         connection.setHandlers(

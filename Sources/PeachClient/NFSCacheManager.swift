@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import PeachProtocol
+import PeachSecurity
 
 /// The NFS-style client: a block cache in memory, an attribute cache with the Linux client's
 /// timeouts, GETATTR on every open (close-to-open), READ of missing blocks and WRITE of dirty
@@ -22,12 +23,13 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     /// Kernel invalidations go out from here, never from a thread serving a request.
     let invalidationQueue = DispatchQueue(label: "peach.nfs.invalidations")
 
-    public init(server: ServerAddress, options: NFSOptions, logger: Logger = Logger(label: "peach.nfs")) {
+    public init(server: ServerAddress, options: NFSOptions, tls: ClientTLS? = nil, logger: Logger = Logger(label: "peach.nfs")) {
         self.options = options
         self.logger = logger
         blocks = LRUCache(capacity: Int(clamping: options.cacheSize))
         // No state on the server: a fresh identity each mount, only to introduce the connection.
-        connection = ServerConnection(address: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, statistics: statistics)
+        connection = ServerConnection(address: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, statistics: statistics,
+                                      tls: tls)
         connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import PeachProtocol
+import PeachSecurity
 
 /// The client end of the connection, on its event loop: matches replies to requests, feeds data
 /// frames to the request that streams them, and hands server pushes to the cache manager.
@@ -19,6 +20,9 @@ final class RPCHandler: ChannelInboundHandler {
     }
 
     private var pending: [UInt32: Pending] = [:]
+    static let closedReason = "connection to the server closed"
+    /// The error that closed the connection, if one did: a TLS refusal arrives this way.
+    private var closingError: Error?
     private let onPush: @Sendable (Push, _ ack: @escaping @Sendable () -> Void) -> Void
     private let onClose: @Sendable () -> Void
 
@@ -100,12 +104,14 @@ final class RPCHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         let calls = pending
         pending = [:]
-        for (_, call) in calls { call.promise.fail(FileSystemError(EIO, "connection to the server closed")) }
+        let reason = closingError.flatMap(TLSFailure.describe) ?? Self.closedReason
+        for (_, call) in calls { call.promise.fail(FileSystemError(EIO, reason)) }
         onClose()
         context.fireChannelInactive()
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
+        if closingError == nil { closingError = error }
         context.close(promise: nil)
     }
 }

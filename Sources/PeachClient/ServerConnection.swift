@@ -2,7 +2,9 @@ import Foundation
 import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import NIOSSL
 import PeachProtocol
+import PeachSecurity
 
 /// The cache manager's one TCP connection to its file server. Calls block the calling thread
 /// (a FUSE worker or a test), never an event loop. A broken connection fails the calls in flight
@@ -34,10 +36,13 @@ public final class ServerConnection: Sendable {
     private let handlers = NIOLockedValueBox<(hello: HelloHandler?, push: PushHandler?, closed: ClosedHandler?)>((nil, nil, nil))
     private let callTimeout: TimeAmount
     private let helloTimeout: TimeAmount = .seconds(10)
+    /// Mutual TLS with the client machine's certificate, or nil for plain TCP.
+    private let tls: ClientTLS?
 
     public init(address: ServerAddress, clientID: String, epoch: UInt64, statistics: ClientStatistics,
-                group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120)) {
+                group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120), tls: ClientTLS? = nil) {
         self.address = address
+        self.tls = tls
         self.clientID = clientID
         self.epoch = epoch
         self.statistics = statistics
@@ -81,6 +86,9 @@ public final class ServerConnection: Sendable {
             if let handle = handlers.withLockedValue({ $0.push }) { handle(push, ack) } else { ack() }
         }
         let closedHandler: ClosedHandler = { [handlers] in handlers.withLockedValue { $0.closed }?() }
+        if let problem = tls?.problem() { throw FileSystemError(EACCES, problem) }
+        let tls = self.tls
+        let serverName = ClientTLS.serverName(for: address.host)
         let channel: Channel
         do {
             channel = try ClientBootstrap(group: group)
@@ -88,6 +96,9 @@ public final class ServerConnection: Sendable {
                 .connectTimeout(.seconds(10))
                 .channelInitializer { channel in
                     channel.eventLoop.makeCompletedFuture {
+                        if let tls {
+                            try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: serverName))
+                        }
                         try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
                         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
                         try channel.pipeline.syncOperations.addHandler(RPCHandler(onPush: pushHandler, onClose: closedHandler))
@@ -104,7 +115,12 @@ public final class ServerConnection: Sendable {
             s.connections += 1
             return s.connections > 1
         }
-        let reply = try send(.hello(Hello(clientID: clientID, epoch: epoch)), on: channel, handler: handler)
+        let reply: Reply
+        do {
+            reply = try send(.hello(Hello(clientID: clientID, epoch: epoch)), on: channel, handler: handler)
+        } catch let error as FileSystemError where tls == nil && error.reason == RPCHandler.closedReason {
+            throw FileSystemError(EIO, "the server closed the connection at Hello (it may require TLS: --tls-cert, --tls-key, --tls-ca)")
+        }
         guard case .hello(let hello) = reply else { throw FileSystemError(EIO, "unexpected reply to Hello") }
         handlers.withLockedValue { $0.hello }?(hello, isReconnect)
         state.withLockedValue { s in
@@ -116,6 +132,7 @@ public final class ServerConnection: Sendable {
 
     /// One short reason for a failed connect ("Connection refused"), not NIO's whole story.
     private static func explain(_ error: Error) -> String {
+        if let tls = TLSFailure.describe(error) { return tls }
         if let failure = error as? NIOConnectionError {
             for attempt in failure.connectionErrors {
                 if let io = attempt.error as? IOError { return String(cString: strerror(io.errnoCode)) }

@@ -3,6 +3,8 @@ import GRDB
 import Logging
 import NIOCore
 import NIOPosix
+import NIOSSL
+import NIOTLS
 import PeachProtocol
 
 /// One cache manager's connection: requests in, replies and callback breaks out.
@@ -40,6 +42,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private let server: FileServerContext
     let connectionID: UInt64
     private var clientID: String?
+    /// The client machine's name from its TLS certificate; nil on a plain connection.
+    private var machineName: String?
     private var uploads: [UInt32: Upload] = [:]
     /// Pushes sent and not yet acknowledged, with the opcode the acknowledgement must carry.
     private var pendingAcks: [UInt32: (opcode: UInt16, promise: EventLoopPromise<Void>)] = [:]
@@ -91,7 +95,14 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
-        server.logger.info("closing connection", metadata: ["client": "\(clientID ?? "-")", "error": "\(error)"])
+        if machineName == nil, error is NIOSSLError || error is BoringSSLError {
+            // A refused certificate is logged with its reason by the check itself; this is the
+            // rest: no certificate, no TLS at all, a handshake cut short.
+            server.logger.notice("refused connection: TLS handshake failed", metadata: [
+                "peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "-")", "error": "\(error)"])
+        } else {
+            server.logger.info("closing connection", metadata: ["client": "\(clientID ?? "-")", "error": "\(error)"])
+        }
         context.close(promise: nil)
     }
 
@@ -147,6 +158,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
             }
         case IdleStateHandler.IdleStateEvent.read:
             closeIfIdle(context: context)
+        case TLSUserEvent.handshakeCompleted:
+            let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
+            machineName = tls?.peerCertificate?.subjectName.last { $0.type == .commonName }?.value ?? "?"
+            server.logger.info("client machine authenticated", metadata: [
+                "peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "-")", "machine": "\(machineName ?? "?")"])
         default:
             context.fireUserInboundEventTriggered(event)
         }

@@ -2,6 +2,7 @@ import Logging
 import NIOCore
 import NIOPosix
 import PeachProtocol
+import PeachSecurity
 
 /// What every connection of one server shares.
 struct FileServerContext: Sendable {
@@ -30,13 +31,16 @@ public final class FileServer: Sendable {
     private let channelBox = NIOLockedValueBoxChannel()
     private let frameBudget: InboundMemoryBudget
     private let connectionCount = NIOLockedValueBox(0)
+    /// Mutual TLS on every connection, or nil for plain TCP (loopback only, or `--insecure`).
+    private let tls: ServerTLS?
 
     /// - Parameter callBackTimeout: how long a mutation waits for a break's acknowledgement before
     ///   the client holding the promise is declared unreachable.
     /// - Parameter limits: what one connection may make the server hold (see `ConnectionLimits`).
     public init(store: VolumeStore, callBackTimeout: TimeAmount = .seconds(10), limits: ConnectionLimits = ConnectionLimits(),
-                logger: Logger = Logger(label: "peach.server")) {
+                tls: ServerTLS? = nil, logger: Logger = Logger(label: "peach.server")) {
         self.store = store
+        self.tls = tls
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         threadPool = NIOThreadPool(numberOfThreads: 8)
         threadPool.start()
@@ -59,6 +63,7 @@ public final class FileServer: Sendable {
         let budget = frameBudget
         let connectionCount = self.connectionCount
         let queued = limits.maximumQueuedReplyBytes
+        let tls = self.tls
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
@@ -79,6 +84,14 @@ public final class FileServer: Sendable {
                 channel.closeFuture.whenComplete { _ in connectionCount.withLockedValue { $0 -= 1 } }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    if let tls {
+                        let peer = channel.remoteAddress.map { "\($0)" } ?? "-"
+                        let logger = context.logger
+                        try sync.addHandler(tls.makeHandler { subject, reason in
+                            logger.notice("refused client certificate", metadata: ["peer": "\(peer)", "subject": "\(subject)",
+                                                                               "reason": "\(reason)"])
+                        })
+                    }
                     try sync.addHandler(ByteToMessageHandler(ServerFrameDecoder(budget: budget, partialFrameTimeout: limits.partialFrameTimeout)))
                     try sync.addHandler(MessageToByteHandler(FrameEncoder()))
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))

@@ -1,5 +1,6 @@
 import Foundation
 import PeachClient
+import PeachSecurity
 import PeachServer
 
 /// Why a mount test cannot run here.
@@ -44,14 +45,17 @@ public final class MountedCluster: @unchecked Sendable {
     public private(set) var port: Int
     public private(set) var mounts: [Mount] = []
     private var stopped = false
+    private let tls: ServerTLS?
 
-    public init() throws {
+    /// - Parameter tls: serve mutual TLS only (mounts then need `--tls-*` arguments).
+    public init(tls: ServerTLS? = nil) throws {
+        self.tls = tls
         if !FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary) {
             throw MountError(description: "\(MountSupport.peachBinary) is not built: run `swift build` first (make test does)")
         }
         directory = try TemporaryDirectory(prefix: "peach-mount")
         serverRoot = try directory.subdirectory("server")
-        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5))
+        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls)
         port = try server.start(host: "127.0.0.1", port: 0)
     }
 
@@ -63,7 +67,7 @@ public final class MountedCluster: @unchecked Sendable {
     }
 
     public func startServer() throws {
-        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5))
+        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls)
         port = try server.start(host: "127.0.0.1", port: port)
     }
 
@@ -132,8 +136,8 @@ public final class MountedCluster: @unchecked Sendable {
 }
 
 /// Runs `body` with a mounted cluster, cleaned up in every outcome.
-public func withMounts<T>(_ body: (MountedCluster) throws -> T) throws -> T {
-    let cluster = try MountedCluster()
+public func withMounts<T>(tls: ServerTLS? = nil, _ body: (MountedCluster) throws -> T) throws -> T {
+    let cluster = try MountedCluster(tls: tls)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

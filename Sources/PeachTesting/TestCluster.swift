@@ -1,5 +1,6 @@
 import Foundation
 import PeachClient
+import PeachSecurity
 import PeachServer
 
 /// A file server on loopback and any number of in-process AFS cache managers, each with its
@@ -12,26 +13,26 @@ public final class TestCluster: @unchecked Sendable {
     public private(set) var clients: [CacheManager] = []
     private var stopped = false
 
-    public init(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits()) throws {
+    public init(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(), tls: ServerTLS? = nil) throws {
         directory = try TemporaryDirectory(prefix: "peach-cluster")
         let store = try VolumeStore(root: try directory.subdirectory("server"))
-        server = FileServer(store: store, callBackTimeout: .seconds(callBackTimeout), limits: limits)
+        server = FileServer(store: store, callBackTimeout: .seconds(callBackTimeout), limits: limits, tls: tls)
         let port = try server.start(host: "127.0.0.1", port: 0)
         address = ServerAddress(host: "127.0.0.1", port: port)
     }
 
     /// A new started cache manager (cache directory `name`, reused if it exists: a restart).
-    public func addClient(named name: String? = nil, cacheSize: UInt64 = 1 << 30) throws -> AFSCacheManager {
+    public func addClient(named name: String? = nil, cacheSize: UInt64 = 1 << 30, tls: ClientTLS? = nil) throws -> AFSCacheManager {
         let cache = try directory.subdirectory("cache-\(name ?? String(clients.count))")
-        let client = try AFSCacheManager(server: address, cacheDirectory: cache, cacheSize: cacheSize)
+        let client = try AFSCacheManager(server: address, cacheDirectory: cache, cacheSize: cacheSize, tls: tls)
         try client.start()
         clients.append(client)
         return client
     }
 
     /// A new started NFS-style client.
-    public func addNFSClient(_ options: NFSOptions = NFSOptions()) throws -> NFSCacheManager {
-        let client = NFSCacheManager(server: address, options: options)
+    public func addNFSClient(_ options: NFSOptions = NFSOptions(), tls: ClientTLS? = nil) throws -> NFSCacheManager {
+        let client = NFSCacheManager(server: address, options: options, tls: tls)
         try client.start()
         clients.append(client)
         return client
@@ -71,9 +72,9 @@ public enum ClientDesign: String, CaseIterable, Sendable, CustomStringConvertibl
     public var description: String { rawValue }
 }
 
-public func withCluster<T>(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(),
+public func withCluster<T>(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(), tls: ServerTLS? = nil,
                            _ body: (TestCluster) throws -> T) throws -> T {
-    let cluster = try TestCluster(callBackTimeout: callBackTimeout, limits: limits)
+    let cluster = try TestCluster(callBackTimeout: callBackTimeout, limits: limits, tls: tls)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

@@ -2,6 +2,7 @@ import ArgumentParser
 import Foundation
 import Logging
 import PeachClient
+import PeachSecurity
 import PeachFUSE
 
 struct MountCommand: ParsableCommand {
@@ -32,6 +33,9 @@ struct MountCommand: ParsableCommand {
 
     @OptionGroup(title: "NFS-style client (--mode nfs), as in nfs(5)")
     var nfs: NFSMountOptions
+
+    @OptionGroup(title: "Mutual TLS (docs/security.md)")
+    var tls: TLSOptions
 
     @Flag(help: "Let other users use the mount (the kernel checks permissions).")
     var allowOther = false
@@ -111,12 +115,14 @@ struct MountCommand: ParsableCommand {
         let fileSystem: FUSEFileSystem
         do {
             let address = ServerAddress(server)!
+            let clientTLS = try tls.files.map { try ClientTLS(files: $0) }
             switch mode {
             case .afs:
                 cacheManager = try AFSCacheManager(server: address, cacheDirectory: cache!,
-                                                   cacheSize: cacheSize?.bytes ?? (2 << 30), logger: logger)
+                                                   cacheSize: cacheSize?.bytes ?? (2 << 30), tls: clientTLS, logger: logger)
             case .nfs:
-                cacheManager = NFSCacheManager(server: address, options: nfs.options(cacheSize: cacheSize?.bytes), logger: logger)
+                cacheManager = NFSCacheManager(server: address, options: nfs.options(cacheSize: cacheSize?.bytes), tls: clientTLS,
+                                               logger: logger)
             }
             try cacheManager.start()
         } catch {

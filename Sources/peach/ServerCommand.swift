@@ -5,6 +5,7 @@ import NIOCore
 import NIOPosix
 import PeachProtocol
 import PeachClient
+import PeachSecurity
 import PeachServer
 
 struct ServerCommand: ParsableCommand {
@@ -37,6 +38,15 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Seconds after which a connection with nothing in flight and no callbacks held is closed.")
     var idleTimeout = 600
 
+    @OptionGroup(title: "Mutual TLS (docs/security.md)")
+    var tls: TLSOptions
+
+    @Option(help: "A file of client machine names (one per line) whose certificates are refused.")
+    var revoked: String?
+
+    @Flag(help: "Serve plain TCP on an address other than loopback: anyone who reaches the port can act as any user.")
+    var insecure = false
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
@@ -46,6 +56,10 @@ struct ServerCommand: ParsableCommand {
         guard callbackLifetime >= 60 else { throw CommandFailure("--callback-lifetime must be at least 60 seconds") }
         guard maxClients > 0 else { throw CommandFailure("--max-clients must be positive") }
         guard idleTimeout > 0 else { throw CommandFailure("--idle-timeout must be positive") }
+        if revoked != nil && !tls.isUsed { throw CommandFailure("--revoked needs TLS (--tls-cert, --tls-key, --tls-ca)") }
+        if !tls.isUsed && !insecure && !Self.isLoopback(ServerAddress(listen)!.host) {
+            throw CommandFailure("refusing to serve plain TCP on \(listen): give --tls-cert, --tls-key and --tls-ca, or --insecure")
+        }
     }
 
     func run() throws {
@@ -59,6 +73,14 @@ struct ServerCommand: ParsableCommand {
         sigaddset(&signals, SIGTERM)
         pthread_sigmask(SIG_BLOCK, &signals, nil)
 
+        var serverTLS: ServerTLS?
+        if let files = tls.files {
+            do {
+                serverTLS = try ServerTLS(files: files, revoked: try revoked.map(ServerTLS.revokedNames) ?? [])
+            } catch {
+                throw CommandFailure("cannot set up TLS: \(error)")
+            }
+        }
         let store: VolumeStore
         do {
             store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime),
@@ -69,7 +91,8 @@ struct ServerCommand: ParsableCommand {
             throw CommandFailure("cannot open the volume in \(root): \((error as NSError).localizedDescription)")
         }
         let limits = ConnectionLimits(maximumClients: maxClients, idleTimeout: .seconds(Int64(idleTimeout)))
-        let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), limits: limits, logger: logger)
+        let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), limits: limits, tls: serverTLS,
+                                logger: logger)
         let port: Int
         do {
             port = try server.start(host: address.host, port: address.port)
@@ -79,11 +102,19 @@ struct ServerCommand: ParsableCommand {
                 else if error is SocketAddressError.UnknownHost { "cannot resolve \(address.host)" } else { "\(error)" }
             throw CommandFailure("cannot listen on \(address): \(reason)")
         }
-        FileHandle.standardOutput.write(Data("peach server: serving \(root) on \(address.host):\(port) (epoch \(store.epoch))\n".utf8))
+        let transport = serverTLS == nil ? "plain TCP" : "mutual TLS 1.3"
+        FileHandle.standardOutput.write(Data("peach server: serving \(root) on \(address.host):\(port), \(transport) (epoch \(store.epoch))\n".utf8))
         var received: Int32 = 0
         sigwait(&signals, &received)
         print("peach server: stopping on signal \(received)")
         server.stop()
+    }
+}
+
+extension ServerCommand {
+    /// Loopback addresses (and localhost), where plain TCP reaches only this machine's users.
+    static func isLoopback(_ host: String) -> Bool {
+        host == "localhost" || host == "::1" || host.hasPrefix("127.")
     }
 }
 

@@ -1,0 +1,63 @@
+import Foundation
+import PeachClient
+import PeachProtocol
+import PeachSecurity
+import PeachTesting
+import Testing
+@testable import PeachServer
+
+/// Mutual TLS between in-process cache managers and a real server on loopback: the right
+/// certificate is served, every wrong one is refused with a reason, and a client without TLS
+/// gets no file service at all.
+@Suite("Mutual TLS")
+struct TLSTests {
+    @Test("two client machines with the cell's certificates share files and callback breaks over TLS", arguments: ClientDesign.allCases)
+    func servedOverTLS(design: ClientDesign) throws {
+        let cell = try TestCell()
+        try withCluster(tls: try cell.serverTLS()) { cluster in
+            let alpha = PathClient(try cluster.addClient(tls: try cell.clientTLS("alpha")))
+            let betaManager: CacheManager = design == .afs ? try cluster.addClient(tls: try cell.clientTLS("beta"))
+                : try cluster.addNFSClient(tls: try cell.clientTLS("beta"))
+            let beta = PathClient(betaManager)
+            try alpha.writeFile("/shared", "one")
+            #expect(try beta.readText("/shared") == "one")
+            try alpha.writeFile("/shared", "two")
+            #expect(try beta.readText("/shared") == "two")
+        }
+    }
+
+    @Test("a wrongly signed, expired or revoked certificate, or none, gets no file service and a clear reason")
+    func refusals() throws {
+        let cell = try TestCell(clients: ["alpha", "revoked-one"])
+        try withCluster(tls: try cell.serverTLS(revoked: ["revoked-one"])) { cluster in
+            func failure(_ tls: ClientTLS?) -> String? {
+                do {
+                    // A cache directory of its own: a client whose start failed still holds its lock.
+                    let client = try cluster.addClient(named: UUID().uuidString, tls: tls)
+                    _ = try PathClient(client).list("/")
+                    return nil
+                } catch {
+                    return "\(error)"
+                }
+            }
+            let foreign = failure(try cell.clientTLS("intruder", foreign: true))
+            #expect(foreign?.contains("refused this client's certificate") == true, "\(foreign ?? "accepted")")
+            let revoked = failure(try cell.clientTLS("revoked-one"))
+            #expect(revoked?.contains("refused this client's certificate") == true, "\(revoked ?? "accepted")")
+            let expired = failure(try cell.clientTLS("expired"))
+            print("TLS refusals seen by clients: foreign: \(foreign ?? "-"); revoked: \(revoked ?? "-"); expired: \(expired ?? "-")")
+            #expect(expired?.contains("expired") == true, "\(expired ?? "accepted")")
+            let plain = failure(nil)
+            #expect(plain != nil, "a client without TLS was served")
+            // The raw protocol without TLS: no reply, the connection closes.
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            let hello = try raw.send(.hello(Hello(clientID: "raw", epoch: 1)))
+            // What comes back is a TLS alert, not a frame, then the connection closes.
+            let reply = try? raw.reply(to: hello, timeout: 5)
+            #expect(reply == nil)
+            // And the right certificate still works.
+            let rightCertificate = failure(try cell.clientTLS("alpha"))
+            #expect(rightCertificate == nil, "\(rightCertificate ?? "")")
+        }
+    }
+}
