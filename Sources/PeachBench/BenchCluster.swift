@@ -10,17 +10,21 @@ public final class BenchCluster {
     private let nfsOptions: NFSOptions
     private var mounts: [ClientDesign: MountedCluster.Mount] = [:]
     public private(set) var writer: BenchFileSystem
+    /// Mounts speak mutual TLS with this cell's certificates (the server serves TLS only).
+    private let cell: TestCell?
 
-    init(mounted: Bool, nfsCacheSize: Int, blockSize: Int) throws {
+    init(mounted: Bool, nfsCacheSize: Int, blockSize: Int, cell: TestCell? = nil) throws {
+        self.cell = cell
         var options = NFSOptions()
         options.cacheSize = UInt64(nfsCacheSize)
         options.blockSize = blockSize
         nfsOptions = options
         if mounted {
-            let cluster = try MountedCluster()
+            let cluster = try MountedCluster(tls: try cell?.serverTLS())
             mountedCluster = cluster
             inProcess = nil
-            writer = MountedFileSystem(root: try cluster.mount("writer", design: .afs).path)
+            writer = MountedFileSystem(root: try cluster.mount("writer", design: .afs,
+                                                               extraArguments: cell?.mountArguments("alpha") ?? []).path)
         } else {
             let cluster = try TestCluster()
             inProcess = cluster
@@ -29,9 +33,9 @@ public final class BenchCluster {
         }
     }
 
-    public static func with<T>(mounted: Bool, nfsCacheSize: Int = 256 << 20, blockSize: Int = 64 << 10,
+    public static func with<T>(mounted: Bool, nfsCacheSize: Int = 256 << 20, blockSize: Int = 64 << 10, cell: TestCell? = nil,
                                _ body: (BenchCluster) throws -> T) throws -> T {
-        let cluster = try BenchCluster(mounted: mounted, nfsCacheSize: nfsCacheSize, blockSize: blockSize)
+        let cluster = try BenchCluster(mounted: mounted, nfsCacheSize: nfsCacheSize, blockSize: blockSize, cell: cell)
         defer { cluster.shutdown() }
         return try body(cluster)
     }
@@ -40,7 +44,8 @@ public final class BenchCluster {
     public func client(_ design: ClientDesign, name: String? = nil) throws -> BenchFileSystem {
         if let mountedCluster {
             let label = name ?? design.rawValue
-            let extra = design == .nfs ? ["--cache-size", "\(nfsOptions.cacheSize)", "--block-size", "\(nfsOptions.blockSize)"] : []
+            let extra = (design == .nfs ? ["--cache-size", "\(nfsOptions.cacheSize)", "--block-size", "\(nfsOptions.blockSize)"] : [])
+                + (cell?.mountArguments("beta") ?? [])
             let mount = try mountedCluster.mount(label, design: design, extraArguments: extra)
             mounts[design] = mount
             return MountedFileSystem(root: mount.path)

@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the AFS-style and NFS-style designs side by side.",
-        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self, IOCommand.self]
+        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self, IOCommand.self, TLSCommand.self]
     )
 }
 
@@ -160,5 +160,21 @@ struct IOCommand: ParsableCommand {
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
         let rows = try IOSuite(largeSize: output.quick ? 16 << 20 : 64 << 20, repetitions: output.quick ? 3 : 7).run()
         try output.emit(IOReport(rows: rows))
+    }
+}
+
+struct TLSCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "tls",
+        abstract: "What mutual TLS costs: cold whole-file fetches and the Andrew benchmark through plain and TLS mounts, in one run."
+    )
+
+    @OptionGroup var output: BenchOutputOptions
+
+    func run() throws {
+        output.useThisBinaryForMounts()
+        if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
+        let rows = try TLSSuite(largeSize: output.quick ? 16 << 20 : 64 << 20, repetitions: output.quick ? 3 : 7, tree: SourceTree()).run()
+        try output.emit(TLSReport(rows: rows))
     }
 }

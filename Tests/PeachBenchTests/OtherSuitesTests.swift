@@ -43,4 +43,14 @@ struct OtherSuitesTests {
         }
         #expect(try shell("./andrew", in: directory.path + "/t").output.hasPrefix("andrew "))
     }
+
+    @Test("tls: the same workloads through a plain and a TLS-only server, every figure measured",
+          .enabled(if: MountSupport.unavailableReason == nil && FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary)))
+    func tls() throws {
+        let rows = try TLSSuite(largeSize: 1 << 20, repetitions: 1, tree: SourceTree()).run()
+        #expect(rows.first?.measurement.hasPrefix("cold whole-file fetch") == true)
+        #expect(rows.allSatisfy { $0.plain > 0 && $0.tls > 0 && $0.ratio > 0 })
+        #expect(rows.contains { $0.measurement == "andrew total" })
+        #expect(TLSReport(rows: rows).table().contains("TLS/plain"))
+    }
 }
