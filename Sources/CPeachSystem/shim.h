@@ -5,6 +5,7 @@
 #include <sys/xattr.h>
 #include <spawn.h>
 #include <sys/types.h>
+#include <sys/fsuid.h>
 
 static const unsigned int PEACH_RENAME_NOREPLACE = 1;
 static const unsigned int PEACH_RENAME_EXCHANGE = 2;

@@ -1,5 +1,6 @@
 import Foundation
 import PeachClient
+import PeachServer
 import PeachTesting
 
 /// A fresh server with clients for one workload: in-process cache managers (exact counts, no
@@ -20,7 +21,8 @@ public final class BenchCluster {
         options.blockSize = blockSize
         nfsOptions = options
         if mounted {
-            let cluster = try MountedCluster(tls: try cell?.serverTLS())
+            // The benchmark runs as root on both machines: their root stays root.
+            let cluster = try MountedCluster(tls: try cell?.serverTLS(), identityPolicy: IdentityPolicy(noRootSquash: ["alpha", "beta"]))
             mountedCluster = cluster
             inProcess = nil
             writer = MountedFileSystem(root: try cluster.mount("writer", design: .afs,

@@ -193,7 +193,11 @@ extension AFSCacheManager {
             }
             defer { if givenFD == nil { Glibc.close(fd) } }
             let stamp = lock.withLock { breakStamp(vnode.inode) }
-            let (status, expiry) = try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime)
+            // A store at close is the closing process's; one at unmount or recovery, the owner's.
+            let owner = lock.withLock { Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
+            let (status, expiry) = try Caller.unlessNamed(owner) {
+                try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime)
+            }
             let stillDirty = lock.withLock {
                 let stillDirty = vnode.dirtyGeneration != generation
                 vnode.dirty = stillDirty

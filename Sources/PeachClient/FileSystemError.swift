@@ -46,6 +46,8 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
         case .crossDevice: EXDEV
         case .fileTooLarge: EFBIG
         case .quotaExceeded: EDQUOT
+        case .accessDenied: EACCES
+        case .readOnly: EROFS
         }
         self.init(value, "server: \(code)")
     }

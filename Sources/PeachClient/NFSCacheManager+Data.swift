@@ -160,6 +160,12 @@ extension NFSCacheManager {
     /// WRITE of every dirty block (its dirty range), then COMMIT. A block is clean once its WRITE
     /// succeeded; on failure the rest stay dirty and the error goes to close(2) or fsync(2).
     func writeBack(_ node: NFSNode, commit: Bool) throws {
+        // Written at close for the closing process; at unmount, for the file's owner.
+        let owner = lock.withLock { Credential(uid: node.status.uid, gid: node.status.gid) }
+        try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: commit) }
+    }
+
+    private func writeDirtyBlocks(_ node: NFSNode, commit: Bool) throws {
         let dirty = lock.withLock { node.dirtyBlocks.sorted { $0.key < $1.key } }
         for (index, block) in dirty where block.dirtyEnd > block.dirtyStart {
             let slice = Array(block.data[block.dirtyStart..<block.dirtyEnd])

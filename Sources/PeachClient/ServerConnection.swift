@@ -155,7 +155,7 @@ public final class ServerConnection: Sendable {
         let id = newID()
         let promise = channel.eventLoop.makePromise(of: Reply.self)
         var body = channel.allocator.buffer(capacity: 64)
-        RequestCodec.encode(request, into: &body)
+        RequestCodec.encode(request, credential: Caller.credential, into: &body)
         let frame = Frame(kind: .request, id: id, opcode: request.opcode.rawValue, body: body)
         let opcode = request.opcode.rawValue
         channel.eventLoop.execute {

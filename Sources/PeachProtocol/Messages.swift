@@ -1,5 +1,5 @@
 /// The protocol version this build speaks; Hello refuses any other.
-public let peachProtocolVersion: UInt16 = 1
+public let peachProtocolVersion: UInt16 = 2
 
 /// Request types, named as AFS-3's file server interface names them.
 public enum Opcode: UInt16, Sendable, CaseIterable {

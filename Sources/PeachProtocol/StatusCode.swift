@@ -26,6 +26,10 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
     case fileTooLarge = 18
     /// The change would take the volume past its quota (`--quota`).
     case quotaExceeded = 19
+    /// The caller's credential does not allow it (mode bits, ownership).
+    case accessDenied = 20
+    /// The connection's machine may only read (`--read-only-clients`).
+    case readOnly = 21
 
     public var description: String {
         switch self {
@@ -39,7 +43,7 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
         case .stale: "stale file identifier"
         case .invalidArgument: "invalid argument"
         case .noSpace: "no space left"
-        case .permissionDenied: "permission denied"
+        case .permissionDenied: "operation not permitted"
         case .notSupported: "not supported"
         case .tooManyLinks: "too many links"
         case .ioError: "I/O error"
@@ -49,6 +53,8 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
         case .crossDevice: "cross-device link"
         case .fileTooLarge: "file too large"
         case .quotaExceeded: "volume quota exceeded"
+        case .accessDenied: "permission denied"
+        case .readOnly: "read-only for this client"
         }
     }
 }

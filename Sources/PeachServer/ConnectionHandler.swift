@@ -32,6 +32,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         /// -1 until the upload file is open, and when it could not be created.
         var fd: Int32 = -1
         var received: UInt64 = 0
+        /// Who the store acts as.
+        var identity: Identity
         /// An open or a write is running on the file I/O pool: the next data frame waits.
         var busy = false
         /// Why the store fails once its data frames are in (they are read and dropped first):
@@ -44,6 +46,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     private var clientID: String?
     /// The client machine's name from its TLS certificate; nil on a plain connection.
     private var machineName: String?
+    /// Who is at the other end: set by the TLS handshake, or at Hello for a plain connection.
+    private var principal: Principal?
     private var uploads: [UInt32: Upload] = [:]
     /// Pushes sent and not yet acknowledged, with the opcode the acknowledgement must carry.
     private var pendingAcks: [UInt32: (opcode: UInt16, promise: EventLoopPromise<Void>)] = [:]
@@ -161,6 +165,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         case TLSUserEvent.handshakeCompleted:
             let tls = try? context.pipeline.syncOperations.handler(type: NIOSSLServerHandler.self)
             machineName = tls?.peerCertificate?.subjectName.last { $0.type == .commonName }?.value ?? "?"
+            principal = .machine(machineName ?? "?")
             server.logger.info("client machine authenticated", metadata: [
                 "peer": "\(context.channel.remoteAddress.map { "\($0)" } ?? "-")", "machine": "\(machineName ?? "?")"])
         default:
@@ -243,7 +248,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     private func receiveRequest(_ frame: Frame, context: ChannelHandlerContext) throws {
-        let request = try RequestCodec.decode(opcode: frame.opcode, body: frame.body)
+        let (credential, request) = try RequestCodec.decodeWithCredential(opcode: frame.opcode, body: frame.body)
         guard weights[frame.id] == nil else { throw ProtocolError.invalidValue("request id \(frame.id) already in use") }
         let weight = Self.replyWeight(of: frame)
         weights[frame.id] = weight
@@ -253,27 +258,28 @@ final class ConnectionHandler: ChannelDuplexHandler {
         if case .hello(let hello) = request {
             return handshake(hello, id: frame.id, context: context)
         }
-        guard let clientID else {
+        guard let clientID, let principal else {
             return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
         }
+        let identity = server.identityPolicy.identity(for: credential, from: principal)
         if case .storeData(let fid, let size, let mtime) = request {
-            return beginUpload(id: frame.id, fid: fid, size: size, mtime: mtime)
+            return beginUpload(id: frame.id, fid: fid, size: size, mtime: mtime, identity: identity)
         }
         dispatch(id: frame.id, opcode: frame.opcode, client: clientID) { processor in
-            try processor.process(request, clientID: clientID)
+            try processor.process(request, clientID: clientID, as: identity)
         }
     }
 
     // MARK: Uploads (StoreData)
 
-    private func beginUpload(id: UInt32, fid: FID, size: UInt64, mtime: Timespec) {
+    private func beginUpload(id: UInt32, fid: FID, size: UInt64, mtime: Timespec, identity: Identity) {
         let path = server.store.newUploadPath()
         // On failure the data frames are still read (and dropped), then the failure is answered.
         guard size <= server.store.limits.maximumFileSize else {
-            uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, failure: .fileTooLarge)
+            uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, identity: identity, failure: .fileTooLarge)
             return
         }
-        uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, busy: true)
+        uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, identity: identity, busy: true)
         onFileIOPool({ UploadFile.create(path) }) { handler, fd in
             handler.uploadStepDone(id) { upload in
                 upload.fd = fd
@@ -334,11 +340,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
             return sendError(failure, id: id, opcode: opcode)
         }
         guard let clientID else { return }
-        let (fid, size, mtime, path, fd) = (upload.fid, upload.size, upload.mtime, upload.path, upload.fd)
+        let (fid, size, mtime, path, fd, identity) = (upload.fid, upload.size, upload.mtime, upload.path, upload.fd, upload.identity)
         onFileIOPool({ UploadFile.finish(fd, path: path) }) { handler, synced in
             guard synced else { return handler.sendError(.noSpace, id: id, opcode: opcode) }
             handler.dispatch(id: id, opcode: opcode, client: clientID) { processor in
-                processor.statusOutcome(try processor.store.store(fid, client: .afs(clientID), uploadPath: path, size: size, mtime: mtime))
+                processor.statusOutcome(try processor.store.store(fid, client: .afs(clientID, as: identity), uploadPath: path,
+                                                                  size: size, mtime: mtime))
             }
         }
     }
@@ -364,12 +371,18 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let store = server.store
+        let known = principal
+        let (peer, local) = (context.channel.remoteAddress, context.channel.localAddress)
         server.threadPool.runIfActive(eventLoop: context.eventLoop) {
-            try store.introduce(client: hello.clientID, epoch: hello.epoch)
+            // A plain connection: who opened it, from the kernel's socket table.
+            let principal = known ?? LoopbackPeer.principal(peer: peer, local: local)
+            return (try store.introduce(client: hello.clientID, epoch: hello.epoch), principal)
         }.whenComplete { result in
             let handler = loopBound.value
             switch result {
-            case .success(let lost):
+            case .success(let (lost, principal)):
+                handler.principal = principal
+                handler.server.logger.info("client introduced", metadata: ["client": "\(hello.clientID)", "principal": "\(principal)"])
                 handler.clientID = hello.clientID
                 handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound))
                 handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost)), id: id, opcode: Opcode.hello.rawValue)

@@ -16,6 +16,7 @@ struct FileServerContext: Sendable {
     /// File reads, writes, opens and fsyncs, apart from SQLite's so neither waits on the other.
     let fileIO: NIOThreadPool
     let limits: ConnectionLimits
+    let identityPolicy: IdentityPolicy
     let eventLoopGroup: EventLoopGroup
     let logger: Logger
 }
@@ -38,7 +39,8 @@ public final class FileServer: Sendable {
     ///   the client holding the promise is declared unreachable.
     /// - Parameter limits: what one connection may make the server hold (see `ConnectionLimits`).
     public init(store: VolumeStore, callBackTimeout: TimeAmount = .seconds(10), limits: ConnectionLimits = ConnectionLimits(),
-                tls: ServerTLS? = nil, logger: Logger = Logger(label: "peach.server")) {
+                tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(),
+                logger: Logger = Logger(label: "peach.server")) {
         self.store = store
         self.tls = tls
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
@@ -52,7 +54,8 @@ public final class FileServer: Sendable {
             store: store, processor: RequestProcessor(store: store), registry: registry, statistics: statistics,
             breakDelivery: BreakDelivery(registry: registry, store: store, statistics: statistics, timeout: callBackTimeout,
                                          threadPool: threadPool, logger: logger),
-            threadPool: threadPool, fileIO: fileIO, limits: limits, eventLoopGroup: group, logger: logger)
+            threadPool: threadPool, fileIO: fileIO, limits: limits, identityPolicy: identityPolicy, eventLoopGroup: group,
+            logger: logger)
     }
 
     /// Starts listening; returns the bound port (useful with port 0).

@@ -13,8 +13,9 @@ struct Outcome: Sendable {
 struct RequestProcessor: Sendable {
     let store: VolumeStore
 
-    func process(_ request: Request, clientID: String) throws -> Outcome {
-        let client: Requester = request.opcode.isStateless ? .stateless(clientID) : .afs(clientID)
+    /// - Parameter identity: who the request acts as, for permission checks (nil: no checks).
+    func process(_ request: Request, clientID: String, as identity: Identity? = nil) throws -> Outcome {
+        let client: Requester = request.opcode.isStateless ? .stateless(clientID, as: identity) : .afs(clientID, as: identity)
         switch request {
         case .hello, .storeData:
             // Answered by the connection itself (handshake; streamed upload).
@@ -61,10 +62,10 @@ struct RequestProcessor: Sendable {
         case .setAttr(let fid, let attributes):
             return statusOutcome(try store.setAttributes(fid, attributes, client: client))
         case .lookup(let directory, let name):
-            let (dir, object) = try store.lookup(directory: directory, name: name)
+            let (dir, object) = try store.lookup(directory: directory, name: name, as: identity)
             return Outcome(reply: .lookup(directory: dir, object: object))
         case .read(let fid, let offset, let count):
-            let (status, data) = try store.read(fid, offset: offset, count: count)
+            let (status, data) = try store.read(fid, offset: offset, count: count, as: identity)
             return Outcome(reply: .read(status, data: data))
         case .write(let fid, let offset, let data):
             let m = try store.write(fid, offset: offset, data: data, client: client)
@@ -72,7 +73,7 @@ struct RequestProcessor: Sendable {
         case .commit(let fid):
             return Outcome(reply: .status(try store.commit(fid), callBackExpiry: 0))
         case .readDir(let fid, let cookie, let count):
-            let (status, entries, end) = try store.readDirectory(fid, cookie: cookie, count: count)
+            let (status, entries, end) = try store.readDirectory(fid, cookie: cookie, count: count, as: identity)
             return Outcome(reply: .readDir(status, entries: entries, endOfListing: end))
         case .create(let c):
             guard c.type != .directory, c.type != .symlink else { throw StatusCode.invalidArgument }

@@ -1,18 +1,26 @@
-/// Who sent a request, and whether it may be granted callbacks: AFS-side requests are, the
-/// NFS-style procedures are served statelessly and are not.
+/// Who sent a request: the client (for callbacks), whether it may be granted callbacks (AFS-side
+/// requests are, the NFS-style procedures are served statelessly and are not), and the identity
+/// the request acts as for permission checks (nil: none, for the server's own calls and tests).
 public struct Requester: Sendable, Hashable, ExpressibleByStringLiteral {
     public var clientID: String
     public var grantsCallBacks: Bool
+    public var identity: Identity?
 
-    public static func afs(_ clientID: String) -> Requester { Requester(clientID: clientID, grantsCallBacks: true) }
-    public static func stateless(_ clientID: String) -> Requester { Requester(clientID: clientID, grantsCallBacks: false) }
-
-    public init(clientID: String, grantsCallBacks: Bool) {
-        self.clientID = clientID
-        self.grantsCallBacks = grantsCallBacks
+    public static func afs(_ clientID: String, as identity: Identity? = nil) -> Requester {
+        Requester(clientID: clientID, grantsCallBacks: true, identity: identity)
     }
 
-    /// A string literal is an AFS client id (for tests).
+    public static func stateless(_ clientID: String, as identity: Identity? = nil) -> Requester {
+        Requester(clientID: clientID, grantsCallBacks: false, identity: identity)
+    }
+
+    public init(clientID: String, grantsCallBacks: Bool, identity: Identity? = nil) {
+        self.clientID = clientID
+        self.grantsCallBacks = grantsCallBacks
+        self.identity = identity
+    }
+
+    /// A string literal is an AFS client id with no permission checks (for tests).
     public init(stringLiteral clientID: String) {
         self.init(clientID: clientID, grantsCallBacks: true)
     }

@@ -5,21 +5,23 @@ import PeachProtocol
 /// The NFS-style procedures: stateless (no callbacks granted), at an offset, idempotent where
 /// NFS's are. A WRITE still breaks the callbacks AFS-mode clients hold on the file.
 extension VolumeStore {
-    public func lookup(directory: FID, name: String) throws -> (directory: FileStatus, object: FileStatus) {
+    public func lookup(directory: FID, name: String, as identity: Identity? = nil) throws -> (directory: FileStatus, object: FileStatus) {
         try Self.validate(name: name)
         return try database.read { db in
             let (dir, dirStatus) = try VnodeTable.directory(db, directory)
+            try AccessCheck.require(AccessCheck.search, on: dirStatus, for: identity)
             guard let child = try VnodeTable.lookup(db, directory: dir, name: name) else { throw StatusCode.notFound }
             return (dirStatus, try VnodeTable.status(db, child))
         }
     }
 
     /// READ: up to `count` bytes at `offset` of the current version.
-    public func read(_ fid: FID, offset: UInt64, count: UInt32) throws -> (FileStatus, [UInt8]) {
+    public func read(_ fid: FID, offset: UInt64, count: UInt32, as identity: Identity? = nil) throws -> (FileStatus, [UInt8]) {
         guard count <= UInt32(Frame.dataChunkSize) else { throw StatusCode.invalidArgument }
         for _ in 0..<8 {
             let status = try database.read { db in try VnodeTable.resolve(db, fid).status }
             guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+            try AccessCheck.requireData(AccessCheck.read, on: status, for: identity)
             guard offset < status.size else { return (status, []) }
             let fd = open(dataPath(vnode: Int64(fid.vnode), version: status.dataVersion), O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
@@ -45,7 +47,10 @@ extension VolumeStore {
         return try database.write { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+            try AccessCheck.requireWritable(client.identity)
+            try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
             try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
+            try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
             if Glibc.rename(oldPath, newPath) != 0 {
@@ -89,9 +94,10 @@ extension VolumeStore {
     }
 
     /// READDIR: up to `count` entries from position `cookie` of the name-sorted listing.
-    public func readDirectory(_ fid: FID, cookie: UInt32, count: UInt32) throws -> (FileStatus, [DirectoryEntry], Bool) {
+    public func readDirectory(_ fid: FID, cookie: UInt32, count: UInt32, as identity: Identity? = nil) throws -> (FileStatus, [DirectoryEntry], Bool) {
         try database.read { db in
             let (dir, status) = try VnodeTable.directory(db, fid)
+            try AccessCheck.require(AccessCheck.read, on: status, for: identity)
             let all = try VnodeTable.entries(db, directory: dir)
             let start = min(Int(cookie), all.count)
             let end = min(all.count, start + Int(max(1, count)))

@@ -165,6 +165,16 @@ public final class VolumeStore: Sendable {
             let now = Timespec.now()
             let (status, content): (FileStatus, Content?) = try database.write { db in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
+                switch status.type {
+                case .directory:
+                    // The AFS client looks names up in the listing it fetched: search permission
+                    // is enough, as it is for a lookup.
+                    try AccessCheck.requireSome(AccessCheck.read | AccessCheck.search, on: status, for: client.identity)
+                case .regular:
+                    try AccessCheck.requireData(AccessCheck.read, on: status, for: client.identity)
+                default:
+                    break
+                }
                 try grant(db, client, vnodes: [vnode], now: now)
                 switch status.type {
                 case .directory:
@@ -199,7 +209,10 @@ public final class VolumeStore: Sendable {
             let mutation = try database.write { db -> Mutation<FileStatus> in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+                try AccessCheck.requireWritable(client.identity)
+                try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
                 try checkQuota(db, growth: newSize - Int64(status.size))
+                try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
                 oldVersion = status.dataVersion
                 let newVersion = status.dataVersion + 1
                 guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
@@ -226,7 +239,7 @@ public final class VolumeStore: Sendable {
     public func setAttributes(_ fid: FID, _ attributes: SetAttributes, client: Requester) throws -> Mutation<FileStatus> {
         let newSize = try attributes.size.map { try WireValues.fileSize($0, maximumFileSize: limits.maximumFileSize) }
         for _ in 0..<8 {
-            let resized = try newSize.flatMap { try resizedCopy(fid, size: $0) }
+            let resized = try newSize.flatMap { try resizedCopy(fid, size: $0, for: client.identity) }
             // A copy the transaction did not take (refused, failed, or made stale) goes at once.
             defer { if let resized { unlink(resized.path) } }
             do {
@@ -247,9 +260,12 @@ public final class VolumeStore: Sendable {
     /// The file changed between the copy and the transaction.
     private struct VersionMoved: Error {}
 
-    private func resizedCopy(_ fid: FID, size: Int64) throws -> ResizedCopy? {
+    private func resizedCopy(_ fid: FID, size: Int64, for identity: Identity?) throws -> ResizedCopy? {
         let (vnode, status) = try database.read { db in try VnodeTable.resolve(db, fid) }
         guard status.type == .regular, UInt64(size) != status.size else { return nil }
+        // Checked again in the transaction; here so a caller without the right costs no copy.
+        try AccessCheck.requireWritable(identity)
+        try AccessCheck.requireData(AccessCheck.write, on: status, for: identity)
         let path = newUploadPath()
         let source = status.size > 0 ? dataPath(vnode: vnode, version: status.dataVersion) : nil
         do {
@@ -266,6 +282,7 @@ public final class VolumeStore: Sendable {
         var removeAfterCommit: String?
         let mutation = try database.write { db -> Mutation<FileStatus> in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
+            let mode = try SetAttributeRules.check(attributes, on: status, for: client.identity)
             if let newSize, UInt64(newSize) != status.size {
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
                 guard let resized, resized.basedOn == status.dataVersion else { throw VersionMoved() }
@@ -277,8 +294,8 @@ public final class VolumeStore: Sendable {
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?
                     """, arguments: [newSize, Int64(newVersion), now.seconds, now.nanoseconds, vnode])
             }
-            if let mode = attributes.mode {
-                try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [WireValues.mode(mode), vnode])
+            if mode != status.mode {
+                try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
             }
             if let uid = attributes.uid { try db.execute(sql: "UPDATE vnode SET uid = ? WHERE id = ?", arguments: [uid, vnode]) }
             if let gid = attributes.gid { try db.execute(sql: "UPDATE vnode SET gid = ? WHERE id = ?", arguments: [gid, vnode]) }
@@ -300,6 +317,15 @@ public final class VolumeStore: Sendable {
         }
         if let removeAfterCommit { try? FileManager.default.removeItem(atPath: removeAfterCommit) }
         return mutation
+    }
+
+    /// A write by anyone but root takes away the set-user-ID bit (and set-group-ID of a
+    /// group-executable file), so nobody can plant code that runs as someone else.
+    func dropPrivilegeBitsOnWrite(_ db: Database, _ vnode: Int64, _ status: FileStatus, by identity: Identity?) throws {
+        guard let identity, !identity.isSuperUser else { return }
+        let mode = status.mode & ~AccessCheck.privilegeBits(status.mode)
+        guard mode != status.mode else { return }
+        try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
     }
 
     /// Throws `quotaExceeded` if the volume's bytes grown by `growth` would pass the quota.
@@ -345,13 +371,16 @@ public final class VolumeStore: Sendable {
         if request.type == .symlink { try Self.validate(symlinkTarget: request.symlinkTarget) }
         let now = Timespec.now()
         return try database.write { db in
-            let (dir, _) = try VnodeTable.directory(db, request.directory)
+            let (dir, dirStatus) = try VnodeTable.directory(db, request.directory)
+            try AccessCheck.requireChange(in: dirStatus, for: client.identity)
+            if isDevice, let identity = client.identity, !identity.isSuperUser { throw StatusCode.permissionDenied }
             if try VnodeTable.lookup(db, directory: dir, name: request.name) != nil { throw StatusCode.exists }
             let isDirectory = request.type == .directory
             let target = request.type == .symlink ? request.symlinkTarget : nil
             let size: UInt64 = isDirectory ? 4096 : UInt64(target?.utf8.count ?? 0)
-            let vnode = try VnodeTable.insert(db, type: request.type, mode: WireValues.mode(request.mode), uid: request.uid,
-                                              gid: request.gid, size: size, linkCount: isDirectory ? 2 : 1,
+            let owner = NewObjectOwnership(request, in: dirStatus, by: client.identity)
+            let vnode = try VnodeTable.insert(db, type: request.type, mode: owner.mode, uid: owner.uid,
+                                              gid: owner.gid, size: size, linkCount: isDirectory ? 2 : 1,
                                               parent: isDirectory ? dir : nil, rdev: UInt64(rdev), symlinkTarget: target, now: now)
             try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)",
                            arguments: [dir, request.name, vnode])
@@ -366,7 +395,8 @@ public final class VolumeStore: Sendable {
         try Self.validate(name: name)
         let now = Timespec.now()
         return try database.write { db in
-            let (dir, _) = try VnodeTable.directory(db, directory)
+            let (dir, dirStatus) = try VnodeTable.directory(db, directory)
+            try AccessCheck.requireChange(in: dirStatus, for: client.identity)
             let (vnode, status) = try VnodeTable.resolve(db, target)
             guard status.type != .directory else { throw StatusCode.permissionDenied }
             if try VnodeTable.lookup(db, directory: dir, name: name) != nil { throw StatusCode.exists }
@@ -384,9 +414,11 @@ public final class VolumeStore: Sendable {
         let now = Timespec.now()
         var deletedData: String?
         let mutation = try database.write { db -> Mutation<NamespaceChange> in
-            let (dir, _) = try VnodeTable.directory(db, directory)
+            let (dir, dirStatus) = try VnodeTable.directory(db, directory)
+            try AccessCheck.requireChange(in: dirStatus, for: client.identity)
             guard let vnode = try VnodeTable.lookup(db, directory: dir, name: name) else { throw StatusCode.notFound }
             let status = try VnodeTable.status(db, vnode)
+            try AccessCheck.requireStickyOwnership(status, in: dirStatus, for: client.identity)
             if isDirectory {
                 guard status.type == .directory else { throw StatusCode.notDirectory }
                 guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [vnode]) == 0 else {
@@ -433,10 +465,17 @@ public final class VolumeStore: Sendable {
         let now = Timespec.now()
         var deletedData: String?
         let mutation = try database.write { db -> Mutation<NamespaceChange> in
-            let (from, _) = try VnodeTable.directory(db, fromDirectory)
-            let (to, _) = try VnodeTable.directory(db, toDirectory)
+            let (from, fromStatus) = try VnodeTable.directory(db, fromDirectory)
+            let (to, toStatus) = try VnodeTable.directory(db, toDirectory)
+            try AccessCheck.requireChange(in: fromStatus, for: client.identity)
+            try AccessCheck.requireChange(in: toStatus, for: client.identity)
             guard let moved = try VnodeTable.lookup(db, directory: from, name: fromName) else { throw StatusCode.notFound }
             let movedStatus = try VnodeTable.status(db, moved)
+            try AccessCheck.requireStickyOwnership(movedStatus, in: fromStatus, for: client.identity)
+            if movedStatus.type == .directory, from != to {
+                // Its ".." changes: the moved directory itself must be writable.
+                try AccessCheck.require(AccessCheck.write, on: movedStatus, for: client.identity)
+            }
             var changed: Set<Int64> = [from, to, moved]
             if let existing = try VnodeTable.lookup(db, directory: to, name: toName) {
                 if existing == moved {
@@ -446,6 +485,7 @@ public final class VolumeStore: Sendable {
                                                       otherDirectory: VnodeTable.status(db, to)))
                 }
                 let existingStatus = try VnodeTable.status(db, existing)
+                try AccessCheck.requireStickyOwnership(existingStatus, in: toStatus, for: client.identity)
                 if movedStatus.type == .directory {
                     guard existingStatus.type == .directory else { throw StatusCode.notDirectory }
                     guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [existing]) == 0 else {

@@ -46,16 +46,19 @@ public final class MountedCluster: @unchecked Sendable {
     public private(set) var mounts: [Mount] = []
     private var stopped = false
     private let tls: ServerTLS?
+    private let identityPolicy: IdentityPolicy
 
     /// - Parameter tls: serve mutual TLS only (mounts then need `--tls-*` arguments).
-    public init(tls: ServerTLS? = nil) throws {
+    public init(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy()) throws {
         self.tls = tls
+        self.identityPolicy = identityPolicy
         if !FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary) {
             throw MountError(description: "\(MountSupport.peachBinary) is not built: run `swift build` first (make test does)")
         }
         directory = try TemporaryDirectory(prefix: "peach-mount")
         serverRoot = try directory.subdirectory("server")
-        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls)
+        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls,
+                            identityPolicy: identityPolicy)
         port = try server.start(host: "127.0.0.1", port: 0)
     }
 
@@ -67,7 +70,8 @@ public final class MountedCluster: @unchecked Sendable {
     }
 
     public func startServer() throws {
-        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls)
+        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls,
+                            identityPolicy: identityPolicy)
         port = try server.start(host: "127.0.0.1", port: port)
     }
 
@@ -136,8 +140,9 @@ public final class MountedCluster: @unchecked Sendable {
 }
 
 /// Runs `body` with a mounted cluster, cleaned up in every outcome.
-public func withMounts<T>(tls: ServerTLS? = nil, _ body: (MountedCluster) throws -> T) throws -> T {
-    let cluster = try MountedCluster(tls: tls)
+public func withMounts<T>(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(),
+                          _ body: (MountedCluster) throws -> T) throws -> T {
+    let cluster = try MountedCluster(tls: tls, identityPolicy: identityPolicy)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

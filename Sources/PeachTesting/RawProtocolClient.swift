@@ -1,3 +1,4 @@
+import CPeachSystem
 import Foundation
 import NIOCore
 import PeachProtocol
@@ -15,10 +16,15 @@ public final class RawProtocolClient: @unchecked Sendable {
     private let fd: Int32
     private var received = ByteBuffer()
     private var nextID: UInt32 = 0
+    /// The credential every request carries.
+    public var credential = Credential.root
 
-    /// Connects to `host:port` (IPv4 loopback in tests).
-    public init(host: String = "127.0.0.1", port: Int) throws {
+    /// Connects to `host:port` (IPv4 loopback in tests). With `owner`, the socket is opened as
+    /// that local user (the thread's fsuid, briefly), so the server sees an unprivileged peer.
+    public init(host: String = "127.0.0.1", port: Int, owner: uid_t? = nil) throws {
+        if let owner { _ = setfsuid(owner) }
         fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        if owner != nil { _ = setfsuid(0) }
         guard fd >= 0 else { throw Failure(description: "socket: \(errno)") }
         var address = sockaddr_in()
         address.sin_family = sa_family_t(AF_INET)
@@ -59,12 +65,13 @@ public final class RawProtocolClient: @unchecked Sendable {
     public func send(_ request: Request) throws -> UInt32 {
         nextID &+= 1
         var body = ByteBuffer()
-        RequestCodec.encode(request, into: &body)
+        RequestCodec.encode(request, credential: credential, into: &body)
         try send(Frame(kind: .request, id: nextID, opcode: request.opcode.rawValue, body: body))
         return nextID
     }
 
-    /// Sends a request whose body is given as raw bytes (to send what the codec would never write).
+    /// Sends a request whose body (credential and message) is given as raw bytes, to send what
+    /// the codec would never write.
     @discardableResult
     public func send(opcode: Opcode, body: [UInt8]) throws -> UInt32 {
         nextID &+= 1

@@ -13,10 +13,12 @@ public final class TestCluster: @unchecked Sendable {
     public private(set) var clients: [CacheManager] = []
     private var stopped = false
 
-    public init(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(), tls: ServerTLS? = nil) throws {
+    public init(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(), tls: ServerTLS? = nil,
+                identityPolicy: IdentityPolicy = IdentityPolicy()) throws {
         directory = try TemporaryDirectory(prefix: "peach-cluster")
         let store = try VolumeStore(root: try directory.subdirectory("server"))
-        server = FileServer(store: store, callBackTimeout: .seconds(callBackTimeout), limits: limits, tls: tls)
+        server = FileServer(store: store, callBackTimeout: .seconds(callBackTimeout), limits: limits, tls: tls,
+                            identityPolicy: identityPolicy)
         let port = try server.start(host: "127.0.0.1", port: 0)
         address = ServerAddress(host: "127.0.0.1", port: port)
     }
@@ -73,8 +75,8 @@ public enum ClientDesign: String, CaseIterable, Sendable, CustomStringConvertibl
 }
 
 public func withCluster<T>(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(), tls: ServerTLS? = nil,
-                           _ body: (TestCluster) throws -> T) throws -> T {
-    let cluster = try TestCluster(callBackTimeout: callBackTimeout, limits: limits, tls: tls)
+                           identityPolicy: IdentityPolicy = IdentityPolicy(), _ body: (TestCluster) throws -> T) throws -> T {
+    let cluster = try TestCluster(callBackTimeout: callBackTimeout, limits: limits, tls: tls, identityPolicy: identityPolicy)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

@@ -47,6 +47,21 @@ struct ServerCommand: ParsableCommand {
     @Flag(help: "Serve plain TCP on an address other than loopback: anyone who reaches the port can act as any user.")
     var insecure = false
 
+    @Option(help: "The uid that squashed users act as.")
+    var anonUid: UInt32 = 65534
+
+    @Option(help: "The gid that squashed users act as.")
+    var anonGid: UInt32 = 65534
+
+    @Option(help: "Client machines (certificate names, comma-separated) whose root stays root; root elsewhere acts as --anon-uid.")
+    var noRootSquash = ""
+
+    @Flag(help: "Every user of every client machine acts as --anon-uid/--anon-gid.")
+    var allSquash = false
+
+    @Option(help: "Client machines (certificate names, comma-separated) that may only read: every change gets EROFS.")
+    var readOnlyClients = ""
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
@@ -91,8 +106,10 @@ struct ServerCommand: ParsableCommand {
             throw CommandFailure("cannot open the volume in \(root): \((error as NSError).localizedDescription)")
         }
         let limits = ConnectionLimits(maximumClients: maxClients, idleTimeout: .seconds(Int64(idleTimeout)))
+        let policy = IdentityPolicy(anonymousUID: anonUid, anonymousGID: anonGid, noRootSquash: Self.names(noRootSquash),
+                                    allSquash: allSquash, readOnlyClients: Self.names(readOnlyClients))
         let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), limits: limits, tls: serverTLS,
-                                logger: logger)
+                                identityPolicy: policy, logger: logger)
         let port: Int
         do {
             port = try server.start(host: address.host, port: address.port)
@@ -115,6 +132,11 @@ extension ServerCommand {
     /// Loopback addresses (and localhost), where plain TCP reaches only this machine's users.
     static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")
+    }
+
+    /// A comma-separated list of machine names.
+    static func names(_ list: String) -> Set<String> {
+        Set(list.split(separator: ",").map { $0.trimmingCharacters(in: .whitespaces) }.filter { !$0.isEmpty })
     }
 }
 

@@ -1,4 +1,5 @@
 import Foundation
+import PeachServer
 import PeachTesting
 import Testing
 
@@ -11,7 +12,7 @@ struct TLSMountTests {
     @Test("two machines mount with their certificates; a write on one is read on the other")
     func mutualTLSMounts() throws {
         let cell = try TestCell()
-        try withMounts(tls: try cell.serverTLS()) { cluster in
+        try withMounts(tls: try cell.serverTLS(), identityPolicy: IdentityPolicy(noRootSquash: ["alpha", "beta"])) { cluster in
             let a = try cluster.mount("a", extraArguments: cell.mountArguments("alpha"))
             let b = try cluster.mount("b", extraArguments: cell.mountArguments("beta"))
             try shell("echo secret > '\(a.path)/f'")

@@ -93,4 +93,37 @@ struct HostileRequestTests {
             #expect(done.wait(timeout: .now() + 20) == .success)
         }
     }
+
+    @Test("a local user who claims to be root gets its own rights only: no reading, overwriting, setuid or root-owned files")
+    func anyoneIsNotAnyone() throws {
+        try withCluster { cluster in
+            let admin = try RawProtocolClient(port: cluster.address.port)
+            try admin.hello()
+            let secret = try newFile(admin, "secret")
+            let chown = try admin.send(.setAttr(secret, SetAttributes(mode: 0o600, uid: 1000, gid: 1000)))
+            guard case .success = try admin.reply(to: chown) else { Issue.record("chown failed"); return }
+            let mkdir = try admin.send(.mkdir(CreateRequest(directory: .root, name: "public", type: .directory, mode: 0o777, uid: 0, gid: 0)))
+            guard case .success(.namespace(let made, _)) = try admin.reply(to: mkdir), let publicDir = made.target?.fid else {
+                Issue.record("mkdir failed"); return
+            }
+
+            let mallory = try RawProtocolClient(port: cluster.address.port, owner: 1001)
+            mallory.credential = .root  // a lie: the socket belongs to uid 1001
+            try mallory.hello()
+            let read = try mallory.send(.fetchData(secret))
+            #expect(try mallory.reply(to: read) == .failure(.accessDenied))
+            let write = try mallory.send(.write(secret, offset: 0, data: Array("owned".utf8)))
+            #expect(try mallory.reply(to: write) == .failure(.accessDenied))
+            let setuid = try mallory.send(.setAttr(secret, SetAttributes(mode: 0o4777)))
+            #expect(try mallory.reply(to: setuid) == .failure(.permissionDenied))
+            let rootFile = try mallory.send(.create(CreateRequest(directory: .root, name: "mine", type: .regular, mode: 0o644, uid: 0, gid: 0)))
+            #expect(try mallory.reply(to: rootFile) == .failure(.accessDenied))
+            let delete = try mallory.send(.remove(directory: .root, name: "secret"))
+            #expect(try mallory.reply(to: delete) == .failure(.accessDenied))
+            // Where it may create, the file is its own, not root's.
+            let own = try mallory.send(.create(CreateRequest(directory: publicDir, name: "mine", type: .regular, mode: 0o644, uid: 0, gid: 0)))
+            guard case .success(.namespace(let created, _)) = try mallory.reply(to: own) else { Issue.record("create failed"); return }
+            #expect(created.target?.uid == 1001)
+        }
+    }
 }

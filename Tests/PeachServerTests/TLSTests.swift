@@ -14,7 +14,7 @@ struct TLSTests {
     @Test("two client machines with the cell's certificates share files and callback breaks over TLS", arguments: ClientDesign.allCases)
     func servedOverTLS(design: ClientDesign) throws {
         let cell = try TestCell()
-        try withCluster(tls: try cell.serverTLS()) { cluster in
+        try withCluster(tls: try cell.serverTLS(), identityPolicy: IdentityPolicy(noRootSquash: ["alpha", "beta"])) { cluster in
             let alpha = PathClient(try cluster.addClient(tls: try cell.clientTLS("alpha")))
             let betaManager: CacheManager = design == .afs ? try cluster.addClient(tls: try cell.clientTLS("beta"))
                 : try cluster.addNFSClient(tls: try cell.clientTLS("beta"))
@@ -58,6 +58,29 @@ struct TLSTests {
             // And the right certificate still works.
             let rightCertificate = failure(try cell.clientTLS("alpha"))
             #expect(rightCertificate == nil, "\(rightCertificate ?? "")")
+        }
+    }
+
+    @Test("a machine's root is squashed unless listed in --no-root-squash; a read-only machine changes nothing")
+    func rootSquashAndReadOnly() throws {
+        let cell = try TestCell(clients: ["alpha", "beta", "kiosk"])
+        let policy = IdentityPolicy(noRootSquash: ["alpha"], readOnlyClients: ["kiosk"])
+        try withCluster(tls: try cell.serverTLS(), identityPolicy: policy) { cluster in
+            let alpha = PathClient(try cluster.addClient(tls: try cell.clientTLS("alpha")))
+            let beta = PathClient(try cluster.addClient(tls: try cell.clientTLS("beta")))
+            let kiosk = PathClient(try cluster.addClient(tls: try cell.clientTLS("kiosk")))
+            try alpha.writeFile("/notes", "root's notes")
+            #expect(try beta.readText("/notes") == "root's notes")
+            #expect(throws: FileSystemError.self) { try beta.writeFile("/squashed", "x") }
+            #expect(throws: FileSystemError.self) { try beta.writeFile("/notes", "overwritten") }
+            #expect(try kiosk.readText("/notes") == "root's notes")
+            do {
+                try kiosk.writeFile("/notes", "kiosk")
+                Issue.record("a read-only machine stored a file")
+            } catch let error as FileSystemError {
+                #expect(error.errno == EROFS)
+            }
+            #expect(try alpha.readText("/notes") == "root's notes")
         }
     }
 }
