@@ -6,6 +6,7 @@
 #include <spawn.h>
 #include <sys/types.h>
 #include <sys/fsuid.h>
+#include <malloc.h>
 
 static const unsigned int PEACH_RENAME_NOREPLACE = 1;
 static const unsigned int PEACH_RENAME_EXCHANGE = 2;

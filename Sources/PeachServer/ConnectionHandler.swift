@@ -154,10 +154,13 @@ final class ConnectionHandler: ChannelDuplexHandler {
             waitingForMemory = true
             let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let eventLoop = context.eventLoop
-            wait.budget.whenAvailable {
+            let budget = wait.budget
+            budget.whenAvailable {
                 eventLoop.execute {
-                    loopBound.value.waitingForMemory = false
-                    loopBound.value.readIfAllowed()
+                    let handler = loopBound.value
+                    guard !handler.isClosed else { return budget.wakeNext() }
+                    handler.waitingForMemory = false
+                    handler.readIfAllowed()
                 }
             }
         case IdleStateHandler.IdleStateEvent.read:

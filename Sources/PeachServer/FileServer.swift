@@ -32,6 +32,7 @@ public final class FileServer: Sendable {
     private let channelBox = NIOLockedValueBoxChannel()
     private let frameBudget: InboundMemoryBudget
     private let connectionCount = NIOLockedValueBox(0)
+    private let trimmer: MemoryTrimmer
     /// Mutual TLS on every connection, or nil for plain TCP (loopback only, or `--insecure`).
     private let tls: ServerTLS?
 
@@ -49,6 +50,7 @@ public final class FileServer: Sendable {
         fileIO = NIOThreadPool(numberOfThreads: 4)
         fileIO.start()
         frameBudget = InboundMemoryBudget(limit: limits.maximumLargeFrameBytes)
+        trimmer = MemoryTrimmer(pool: fileIO)
         let registry = ClientRegistry()
         context = FileServerContext(
             store: store, processor: RequestProcessor(store: store), registry: registry, statistics: statistics,
@@ -67,11 +69,14 @@ public final class FileServer: Sendable {
         let connectionCount = self.connectionCount
         let queued = limits.maximumQueuedReplyBytes
         let tls = self.tls
+        let trimmer = self.trimmer
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
+            // One read per event: a connection told to wait stops within one chunk (64 KiB).
+            .childChannelOption(.maxMessagesPerRead, value: 1)
             .childChannelInitializer { channel in
                 let admitted = connectionCount.withLockedValue { count in
                     guard count < limits.maximumClients else { return false }
@@ -84,7 +89,10 @@ public final class FileServer: Sendable {
                                                       "limit": "\(limits.maximumClients)"])
                     return channel.close()
                 }
-                channel.closeFuture.whenComplete { _ in connectionCount.withLockedValue { $0 -= 1 } }
+                channel.closeFuture.whenComplete { _ in
+                    connectionCount.withLockedValue { $0 -= 1 }
+                    trimmer.connectionClosed()
+                }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
                     if let tls {

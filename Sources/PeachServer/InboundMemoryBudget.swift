@@ -30,17 +30,20 @@ final class InboundMemoryBudget: Sendable {
         }
     }
 
+    /// Gives `bytes` back and wakes the connection that has waited longest. One, not all: a
+    /// thousand connections woken at once would each read a chunk before finding the budget
+    /// spent again. The woken one passes the turn on (`wakeNext`) if it no longer needs it.
     func release(_ bytes: Int) {
-        let waiters = state.withLockedValue { state in
-            state.used -= bytes
-            let waiters = state.waiters
-            state.waiters = []
-            return waiters
-        }
-        for wake in waiters { wake() }
+        state.withLockedValue { $0.used -= bytes }
+        wakeNext()
     }
 
-    /// Calls `wake` once, after the next release (at once if nothing is reserved).
+    func wakeNext() {
+        let next = state.withLockedValue { state in state.waiters.isEmpty ? nil : state.waiters.removeFirst() }
+        next?()
+    }
+
+    /// Calls `wake` once, after a release (at once if nothing is reserved).
     func whenAvailable(_ wake: @escaping @Sendable () -> Void) {
         let now = state.withLockedValue { state in
             if state.used == 0 { return true }

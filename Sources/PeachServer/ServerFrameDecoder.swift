@@ -14,6 +14,10 @@ struct ServerFrameDecoder: ByteToMessageDecoder {
         let budget: InboundMemoryBudget
     }
 
+    /// What a connection may buffer of a large frame that has no share of the budget: two
+    /// reads' worth (the server reads one chunk of at most 64 KiB per event, `maxMessagesPerRead` 1).
+    static let unbudgetedLimit = 128 << 10
+
     private let budget: InboundMemoryBudget
     private let reservation: FrameReservation
     private let partialFrameTimeout: TimeAmount
@@ -32,6 +36,12 @@ struct ServerFrameDecoder: ByteToMessageDecoder {
             let frameSize = 4 + Int(length)
             if buffer.readableBytes < frameSize, frameSize > InboundMemoryBudget.smallFrameSize, reservation.bytes == 0,
                !reservation.take(frameSize) {
+                // Reading stops until the budget frees up; what one read cycle already brought is
+                // kept. More than that means the bytes came anyway (a peer that closed: NIO drains
+                // its socket): they are not buffered, the connection goes.
+                guard buffer.readableBytes <= Self.unbudgetedLimit else {
+                    throw ProtocolError.invalidValue("frame of \(bodyLength) bytes over the server's memory budget")
+                }
                 cancelPartialFrameTimer()
                 context.fireUserInboundEventTriggered(WaitForMemory(budget: budget))
                 return .needMoreData
