@@ -51,7 +51,7 @@ public struct IOSuite: Sendable {
             progress.show("io: cold fetch")
             var cold: [Double] = []
             for _ in 0..<repetitions {
-                try dropCachedCopy(afs.root + "/large")
+                try Self.dropCachedCopy(afs.root + "/large")
                 cold.append(try Self.time { try afs.readFile("/large") })
             }
             progress.show("io: re-read")
@@ -83,7 +83,7 @@ public struct IOSuite: Sendable {
     }
 
     /// `peach fs flush` on a mounted file: its cached copy and the kernel's pages go.
-    private func dropCachedCopy(_ path: String) throws {
+    static func dropCachedCopy(_ path: String) throws {
         let result = try shell("'\(MountSupport.peachBinary)' fs flush '\(path)'")
         guard result.status == 0 else { throw BenchError("fs flush failed: \(result.output)") }
     }

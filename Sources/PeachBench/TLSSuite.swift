@@ -44,7 +44,7 @@ public struct TLSSuite: Sendable {
                 for round in 0..<repetitions {
                     progress.show("tls: cold fetch \(round + 1)/\(repetitions)")
                     for (i, reader) in readers.enumerated() {
-                        try dropCachedCopy(reader.root + "/large")
+                        try IOSuite.dropCachedCopy(reader.root + "/large")
                         cold[i].append(try IOSuite.time { try reader.readFile("/large") })
                     }
                 }
@@ -72,11 +72,6 @@ public struct TLSSuite: Sendable {
                 return rows
             }
         }
-    }
-
-    private func dropCachedCopy(_ path: String) throws {
-        let result = try shell("'\(MountSupport.peachBinary)' fs flush '\(path)'")
-        guard result.status == 0 else { throw BenchError("fs flush failed: \(result.output)") }
     }
 }
 

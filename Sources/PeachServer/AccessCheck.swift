@@ -10,21 +10,20 @@ enum AccessCheck {
     /// Throws EACCES unless `identity` has all of `wanted` (r=4, w=2, x=1) on `status`.
     static func require(_ wanted: UInt32, on status: FileStatus, for identity: Identity?) throws {
         guard let identity, !identity.isSuperUser else { return }
-        let mode = status.mode
-        let granted: UInt32 = if identity.uid == status.uid { (mode >> 6) & 7 }
-            else if identity.isMember(of: status.gid) { (mode >> 3) & 7 }
-            else { mode & 7 }
-        guard granted & wanted == wanted else { throw StatusCode.accessDenied }
+        guard granted(on: status, to: identity) & wanted == wanted else { throw StatusCode.accessDenied }
+    }
+
+    /// The owner's, the group's or the others' three bits of the mode, whichever class `identity` is in.
+    static func granted(on status: FileStatus, to identity: Identity) -> UInt32 {
+        if identity.uid == status.uid { return (status.mode >> 6) & 7 }
+        if identity.isMember(of: status.gid) { return (status.mode >> 3) & 7 }
+        return status.mode & 7
     }
 
     /// At least one of `wanted`'s bits (a directory fetched whole: read or search).
     static func requireSome(_ wanted: UInt32, on status: FileStatus, for identity: Identity?) throws {
         guard let identity, !identity.isSuperUser else { return }
-        let mode = status.mode
-        let granted: UInt32 = if identity.uid == status.uid { (mode >> 6) & 7 }
-            else if identity.isMember(of: status.gid) { (mode >> 3) & 7 }
-            else { mode & 7 }
-        guard granted & wanted != 0 else { throw StatusCode.accessDenied }
+        guard granted(on: status, to: identity) & wanted != 0 else { throw StatusCode.accessDenied }
     }
 
     /// Reading or writing a file's data. The owner may always do it, as Linux's NFS server lets
