@@ -1,4 +1,6 @@
 import Foundation
+import Logging
+import NIOConcurrencyHelpers
 import PeachClient
 import PeachProtocol
 import PeachSecurity
@@ -83,4 +85,53 @@ struct TLSTests {
             #expect(try alpha.readText("/notes") == "root's notes")
         }
     }
+
+    @Test("the server logs each refusal with the peer's address, the certificate's subject and the reason")
+    func refusalsAreLogged() throws {
+        let cell = try TestCell(clients: ["alpha", "revoked-one"])
+        let directory = try TemporaryDirectory(prefix: "peach-tls-log")
+        defer { directory.remove() }
+        let records = CapturedLog()
+        let logger = Logger(label: "test") { _ in records }
+        let server = FileServer(store: try VolumeStore(root: directory.path + "/server"), tls: try cell.serverTLS(revoked: ["revoked-one"]),
+                                logger: logger)
+        defer { server.stop() }
+        let port = try server.start(host: "127.0.0.1", port: 0)
+        for (name, foreign) in [("intruder", true), ("revoked-one", false)] {
+            let client = try AFSCacheManager(server: ServerAddress(host: "127.0.0.1", port: port),
+                                             cacheDirectory: try directory.subdirectory("cache-\(name)"), cacheSize: 1 << 20,
+                                             tls: try cell.clientTLS(name, foreign: foreign))
+            #expect(throws: (any Error).self) { try client.start() }
+        }
+        let refusals = records.messages.filter { $0.message == "refused client certificate" }
+        #expect(refusals.count == 2, "\(records.messages)")
+        #expect(refusals.contains { $0.metadata["subject"] == "intruder" && $0.metadata["reason"]?.contains("CA") == true })
+        #expect(refusals.contains { $0.metadata["subject"] == "revoked-one" && $0.metadata["reason"]?.contains("revoked") == true })
+        #expect(refusals.allSatisfy { $0.metadata["peer"]?.contains("127.0.0.1") == true })
+    }
+}
+
+/// A log handler that keeps what it is given, for tests of what the server logs.
+final class CapturedLog: LogHandler, @unchecked Sendable {
+    struct Record {
+        var message: String
+        var metadata: [String: String]
+    }
+
+    private let lock = NIOLock()
+    private var records: [Record] = []
+    var metadata: Logger.Metadata = [:]
+    var logLevel: Logger.Level = .trace
+
+    subscript(metadataKey key: String) -> Logger.Metadata.Value? {
+        get { metadata[key] }
+        set { metadata[key] = newValue }
+    }
+
+    func log(event: LogEvent) {
+        let values = (event.metadata ?? [:]).mapValues { "\($0)" }
+        lock.withLock { records.append(Record(message: "\(event.message)", metadata: values)) }
+    }
+
+    var messages: [Record] { lock.withLock { records } }
 }
