@@ -1,0 +1,149 @@
+import Foundation
+import GRDB
+import NIOCore
+import NIOPosix
+import PeachProtocol
+
+/// Hello, and every other request: run on the database pool, breaks delivered, reply written,
+/// FetchData's content streamed after it.
+extension ConnectionHandler {
+    func receiveRequest(_ frame: Frame, context: ChannelHandlerContext) throws {
+        let (credential, request) = try RequestCodec.decodeWithCredential(opcode: frame.opcode, body: frame.body)
+        guard weights[frame.id] == nil else { throw ProtocolError.invalidValue("request id \(frame.id) already in use") }
+        let weight = Self.replyWeight(of: frame)
+        weights[frame.id] = weight
+        replyBytesInFlight += weight
+        requestsInFlight += 1
+        server.statistics.countRequest(request.opcode)
+        if case .hello(let hello) = request {
+            return handshake(hello, id: frame.id, context: context)
+        }
+        guard let clientID, let principal else {
+            return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
+        }
+        let identity = server.identityPolicy.identity(for: credential, from: principal)
+        if case .storeData(let fid, let size, let mtime) = request {
+            return beginUpload(id: frame.id, fid: fid, size: size, mtime: mtime, identity: identity)
+        }
+        dispatch(id: frame.id, opcode: frame.opcode, client: clientID) { processor in
+            try processor.process(request, clientID: clientID, as: identity)
+        }
+    }
+
+    func handshake(_ hello: Hello, id: UInt32, context: ChannelHandlerContext) {
+        guard hello.version == peachProtocolVersion else {
+            return sendError(.versionMismatch, id: id, opcode: Opcode.hello.rawValue)
+        }
+        guard Self.isValidClientID(hello.clientID) else {
+            return sendError(.invalidArgument, id: id, opcode: Opcode.hello.rawValue)
+        }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let store = server.store
+        let known = principal
+        let (peer, local) = (context.channel.remoteAddress, context.channel.localAddress)
+        server.threadPool.runIfActive(eventLoop: context.eventLoop) {
+            // A plain connection: who opened it, from the kernel's socket table.
+            let principal = known ?? LoopbackPeer.principal(peer: peer, local: local)
+            return (try store.introduce(client: hello.clientID, epoch: hello.epoch), principal)
+        }.whenComplete { result in
+            let handler = loopBound.value
+            switch result {
+            case .success(let (lost, principal)):
+                handler.principal = principal
+                handler.server.logger.info("client introduced", metadata: ["client": "\(hello.clientID)", "principal": "\(principal)"])
+                handler.clientID = hello.clientID
+                handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound))
+                handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost)), id: id, opcode: Opcode.hello.rawValue)
+            case .failure:
+                handler.sendError(.ioError, id: id, opcode: Opcode.hello.rawValue)
+            }
+        }
+    }
+
+    /// A client id is a printable token of at most 64 bytes (the cache managers send a UUID).
+    static func isValidClientID(_ id: String) -> Bool {
+        !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f }
+    }
+
+    /// Runs `work` on the database pool, delivers the breaks it caused, then replies.
+    func dispatch(id: UInt32, opcode: UInt16, client: String,
+                          _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
+        guard let context else { return }
+        let channel = context.channel
+        let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        let processor = server.processor
+        let server = self.server
+        server.threadPool.runIfActive(eventLoop: channel.eventLoop) {
+            try work(processor)
+        }.flatMap { outcome -> EventLoopFuture<Outcome> in
+            server.breakDelivery.deliver(outcome.breaks, reason: outcome.reason, on: channel.eventLoop).map { outcome }
+        }.whenComplete { result in
+            let handler = loopBound.value
+            switch result {
+            case .success(let outcome):
+                handler.sendReply(outcome.reply, id: id, opcode: opcode, finishesRequest: outcome.content == nil)
+                if let content = outcome.content { handler.stream(content, id: id, opcode: opcode) }
+            case .failure(let error as StatusCode):
+                handler.sendError(error, id: id, opcode: opcode)
+            case .failure(let error as DatabaseError) where error.resultCode == .SQLITE_FULL:
+                handler.sendError(.noSpace, id: id, opcode: opcode)
+            case .failure(let error):
+                server.logger.warning("request failed", metadata: ["opcode": "\(opcode)", "error": "\(error)"])
+                handler.sendError(.ioError, id: id, opcode: opcode)
+            }
+        }
+    }
+
+    /// Sends FetchData's content as data frames after its reply.
+    func stream(_ content: VolumeStore.Content, id: UInt32, opcode: UInt16) {
+        guard let context else { return }
+        let channel = context.channel
+        switch content {
+        case .bytes(let bytes):
+            var offset = 0
+            var lastWrite: EventLoopFuture<Void>?
+            repeat {
+                let end = min(bytes.count, offset + Frame.dataChunkSize)
+                let body = channel.allocator.buffer(bytes: bytes[offset..<end])
+                offset = end
+                lastWrite = channel.write(Frame(kind: .data, flags: offset == bytes.count ? Frame.flagLastChunk : 0,
+                                                id: id, opcode: opcode, body: body))
+            } while offset < bytes.count
+            channel.flush()
+            let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            lastWrite?.whenComplete { _ in loopBound.value.finishRequest(id) }
+        case .file(let handle):
+            let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+            streamer?.add(handle, id: id, opcode: opcode) { loopBound.value.finishRequest(id) }
+        }
+    }
+
+    func finishRequest(_ id: UInt32) {
+        requestsInFlight -= 1
+        replyBytesInFlight -= weights.removeValue(forKey: id) ?? 0
+        handleBacklog()
+    }
+
+    func sendReply(_ reply: Reply, id: UInt32, opcode: UInt16, finishesRequest: Bool = true) {
+        guard let context else { return }
+        var body = context.channel.allocator.buffer(capacity: 128)
+        ReplyCodec.encode(reply, into: &body)
+        write(Frame(kind: .reply, id: id, opcode: opcode, body: body), finishesRequest: finishesRequest)
+    }
+
+    func sendError(_ code: StatusCode, id: UInt32, opcode: UInt16) {
+        guard let context else { return }
+        var body = context.channel.allocator.buffer(capacity: 2)
+        ReplyCodec.encodeError(code, into: &body)
+        write(Frame(kind: .reply, id: id, opcode: opcode, body: body), finishesRequest: true)
+    }
+
+    func write(_ frame: Frame, finishesRequest: Bool) {
+        guard let context else { return }
+        let written = context.channel.writeAndFlush(frame)
+        guard finishesRequest else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let id = frame.id
+        written.whenComplete { _ in loopBound.value.finishRequest(id) }
+    }
+}

@@ -1,0 +1,97 @@
+import Foundation
+import GRDB
+import NIOCore
+import NIOPosix
+import PeachProtocol
+
+/// StoreData: the announcement, the data frames written on the file I/O pool in order, and the
+/// store once the last one is in. Event-loop only, like the rest of `ConnectionHandler`.
+extension ConnectionHandler {
+    func beginUpload(id: UInt32, fid: FID, size: UInt64, mtime: Timespec, identity: Identity) {
+        let path = server.store.newUploadPath()
+        // On failure the data frames are still read (and dropped), then the failure is answered.
+        guard size <= server.store.limits.maximumFileSize else {
+            uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, identity: identity, failure: .fileTooLarge)
+            return
+        }
+        uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, identity: identity, busy: true)
+        onFileIOPool({ UploadFile.create(path) }) { handler, fd in
+            handler.uploadStepDone(id) { upload in
+                upload.fd = fd
+                if fd < 0 { upload.failure = .noSpace }
+            }
+        }
+    }
+
+    func receiveData(_ frame: Frame) throws {
+        guard var upload = uploads[frame.id] else { throw ProtocolError.invalidValue("data for no upload") }
+        upload.received += UInt64(frame.body.readableBytes)
+        guard upload.received <= upload.size else { throw ProtocolError.invalidValue("more data than announced") }
+        let last = frame.isLastChunk
+        guard upload.failure == nil, frame.body.readableBytes > 0 else {
+            uploads[frame.id] = upload
+            if last { finishUpload(frame.id) }
+            return
+        }
+        upload.busy = true
+        uploads[frame.id] = upload
+        let (fd, body) = (upload.fd, frame.body)
+        onFileIOPool({ UploadFile.append(body, to: fd) }) { handler, written in
+            handler.uploadStepDone(frame.id) { upload in
+                if !written { upload.failure = .noSpace }
+            }
+            if last { handler.finishUpload(frame.id) }
+        }
+    }
+
+    func uploadStepDone(_ id: UInt32, _ update: (inout Upload) -> Void) {
+        guard var upload = uploads[id] else { return }
+        upload.busy = false
+        update(&upload)
+        guard !isClosed else {
+            uploads[id] = nil
+            return discard(upload)
+        }
+        uploads[id] = upload
+        handleBacklog()
+    }
+
+    /// Closes and deletes an upload file that will not be stored.
+    func discard(_ upload: Upload) {
+        guard upload.fd >= 0 else { return }
+        let (fd, path) = (upload.fd, upload.path)
+        server.fileIO.submit { _ in UploadFile.discard(fd, path: path) }
+    }
+
+    /// The last data frame is in: store the file, or answer why not.
+    func finishUpload(_ id: UInt32) {
+        guard let upload = uploads.removeValue(forKey: id), let context else { return }
+        let opcode = Opcode.storeData.rawValue
+        if upload.failure != nil || upload.received != upload.size {
+            discard(upload)
+            guard let failure = upload.failure else {
+                return errorCaught(context: context, error: ProtocolError.invalidValue("less data than announced"))
+            }
+            return sendError(failure, id: id, opcode: opcode)
+        }
+        guard let clientID else { return }
+        let (fid, size, mtime, path, fd, identity) = (upload.fid, upload.size, upload.mtime, upload.path, upload.fd, upload.identity)
+        onFileIOPool({ UploadFile.finish(fd, path: path) }) { handler, synced in
+            guard synced else { return handler.sendError(.noSpace, id: id, opcode: opcode) }
+            handler.dispatch(id: id, opcode: opcode, client: clientID) { processor in
+                processor.statusOutcome(try processor.store.store(fid, client: .afs(clientID, as: identity), uploadPath: path,
+                                                                  size: size, mtime: mtime))
+            }
+        }
+    }
+
+    /// Runs `work` on the file I/O pool, then `then` back on the event loop.
+    func onFileIOPool<T: Sendable>(_ work: @escaping @Sendable () -> T, then: @escaping (ConnectionHandler, T) -> Void) {
+        guard let context else { return }
+        let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+        let continuation = NIOLoopBound(then, eventLoop: context.eventLoop)
+        server.fileIO.runIfActive(eventLoop: context.eventLoop) { work() }.whenSuccess { value in
+            continuation.value(loopBound.value, value)
+        }
+    }
+}
