@@ -23,7 +23,7 @@ step "Start a file server (root $work/server)"
 server_pid=$!
 for _ in $(seq 100); do grep -q "serving" "$work/server.log" && break; sleep 0.1; done
 cat "$work/server.log"
-address=$(sed -n 's/.* on \([0-9.]*:[0-9]*\) .*/\1/p' "$work/server.log")
+address=$(sed -n 's/.* on \([0-9.]*:[0-9]*\).*/\1/p' "$work/server.log")
 
 step "Mount two cache managers on it"
 mkdir -p "$work/mnt-a" "$work/mnt-b"
