@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PEACH := .build/debug/peach
 
-.PHONY: all deps build test demo bench bench-hot-paths clean
+.PHONY: all deps build test demo bench bench-hot-paths fuzz clean
 
 all: build
 
@@ -28,5 +28,11 @@ bench: deps
 bench-hot-paths:
 	cd Benchmarks && $(SWIFT) package benchmark
 
+# libFuzzer targets with AddressSanitizer over the frame codecs and the request processor,
+# each for FUZZ_SECONDS (default 600); sanitizer build in .build-fuzz, findings in fuzz-out/.
+FUZZ_SECONDS ?= 600
+fuzz: deps
+	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
 clean:
-	rm -rf .build
+	rm -rf .build .build-fuzz fuzz-out

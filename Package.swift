@@ -79,6 +79,15 @@ let package = Package(
             name: "PeachBench",
             dependencies: ["PeachServer", "PeachClient", "PeachTesting", "CPeachSystem"]
         ),
+        // The per-input logic of the fuzz targets, shared with the corpus replay test.
+        .target(
+            name: "PeachFuzzing",
+            dependencies: ["PeachProtocol", "PeachServer", .product(name: "NIOCore", package: "swift-nio")]
+        ),
+        // libFuzzer targets when built by scripts/fuzz.sh (-sanitize=fuzzer,address -DFUZZING);
+        // corpus replayers (file arguments) in a plain build.
+        .executableTarget(name: "peach-fuzz-frames", dependencies: ["PeachFuzzing"], path: "Fuzz/FrameFuzzer"),
+        .executableTarget(name: "peach-fuzz-requests", dependencies: ["PeachFuzzing"], path: "Fuzz/RequestFuzzer"),
         .executableTarget(
             name: "peach",
             dependencies: [
@@ -88,7 +97,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PeachProtocolTests", dependencies: ["PeachProtocol"]),
-        .testTarget(name: "PeachServerTests", dependencies: ["PeachServer", "PeachTesting"]),
+        .testTarget(name: "PeachServerTests", dependencies: ["PeachServer", "PeachTesting", "PeachFuzzing"]),
         .testTarget(name: "PeachSecurityTests", dependencies: [
             "PeachSecurity", "PeachTesting", .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),

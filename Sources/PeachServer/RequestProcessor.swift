@@ -2,19 +2,24 @@ import PeachProtocol
 
 /// What answering one request produced: a reply, perhaps content to stream after it, and the
 /// callbacks the request broke (to deliver before the reply goes out).
-struct Outcome: Sendable {
-    var reply: Reply
-    var content: VolumeStore.Content?
-    var breaks: [String: [FID]] = [:]
-    var reason: CallBackReason = .store
+/// `package`: the fuzz targets (PeachFuzzing) drive the processor directly.
+package struct Outcome: Sendable {
+    package var reply: Reply
+    package var content: VolumeStore.Content?
+    package var breaks: [String: [FID]] = [:]
+    package var reason: CallBackReason = .store
 }
 
 /// Maps each request to the volume store. Runs on the server's thread pool: SQLite calls block.
-struct RequestProcessor: Sendable {
-    let store: VolumeStore
+package struct RequestProcessor: Sendable {
+    package let store: VolumeStore
+
+    package init(store: VolumeStore) {
+        self.store = store
+    }
 
     /// - Parameter identity: who the request acts as, for permission checks (nil: no checks).
-    func process(_ request: Request, clientID: String, as identity: Identity? = nil) throws -> Outcome {
+    package func process(_ request: Request, clientID: String, as identity: Identity? = nil) throws -> Outcome {
         let client: Requester = request.opcode.isStateless ? .stateless(clientID, as: identity) : .afs(clientID, as: identity)
         switch request {
         case .hello, .storeData:
