@@ -114,8 +114,8 @@ def seeds():
         # An acknowledgement with a wrong opcode (the push's opcode + 7) and one with a body.
         "pushack-wrong-opcode": Stream().hello().raw(frame(PUSH_ACK, 1 + 7, b"", id=1)).request("ping"),
         "pushack-with-body": Stream().hello().raw(frame(PUSH_ACK, 1, b"\x00", id=1)),
-        # Found by the request fuzzer: Hello with an epoch of 2^63 or more traps VolumeStore.introduce
-        # (Int64(epoch)); RequestFuzzTarget skips it until fixed (PEACH_FUZZ_KNOWN_CRASHES=1 replays it).
+        # Found by the request fuzzer: Hello with an epoch of 2^63 or more trapped VolumeStore.introduce
+        # (Int64(epoch)); fixed, and replayed by FuzzCorpusReplayTests.
         "hello-epoch-2p63": Stream().hello(epoch=1 << 63).request("ping"),
     }
     tour = (with_victim()

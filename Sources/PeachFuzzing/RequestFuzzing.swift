@@ -33,13 +33,6 @@ public final class RequestFuzzTarget: @unchecked Sendable {
     private var inputs = 0
     private var generation = 0
     private let policy = IdentityPolicy(readOnlyClients: ["fuzz-read-only"])
-    /// Skips the inputs that trap the server in ways already reported and not fixed yet, so that
-    /// fuzzing gets past them (and the corpus replay test can hold them). Off with the environment
-    /// variable PEACH_FUZZ_KNOWN_CRASHES=1, to reproduce them. Known crashes:
-    ///
-    /// 1. Hello with an epoch of 2^63 or more: `VolumeStore.introduce` traps in `Int64(epoch)`
-    ///    (Fuzz/corpus/requests/seed-hello-epoch-2p63).
-    public var avoidKnownCrashes = ProcessInfo.processInfo.environment["PEACH_FUZZ_KNOWN_CRASHES"] != "1"
     /// Sees each request processed (after FID mapping) and its outcome: for tests and debugging.
     public var trace: ((Request, Result<Reply, any Error>) -> Void)?
 
@@ -116,7 +109,6 @@ public final class RequestFuzzTarget: @unchecked Sendable {
                 case .hello(let hello):
                     // As ConnectionHandler.handshake: the version and the client id are checked first.
                     guard hello.version == peachProtocolVersion, Self.isValidClientID(hello.clientID) else { continue }
-                    if avoidKnownCrashes, hello.epoch > UInt64(Int64.max) { continue }  // KNOWN CRASH 1, see below
                     do {
                         _ = try store.introduce(client: hello.clientID, epoch: hello.epoch)
                         trace?(request, .success(.pong))

@@ -95,10 +95,13 @@ public final class VolumeStore: Sendable {
     /// the server declared it unreachable since it last spoke.
     public func introduce(client: String, epoch: UInt64) throws -> Bool {
         let now = Timespec.now().seconds
+        // An opaque counter: any 64 bits are stored as they are (Int64(epoch) trapped at 2^63,
+        // found by the request fuzzer).
+        let storedEpoch = Int64(bitPattern: epoch)
         return try database.write { db in
             let row = try Row.fetchOne(db, sql: "SELECT epoch, callBacksLost FROM client WHERE id = ?", arguments: [client])
             let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
-            let sameEpoch = (row?["epoch"] as Int64?) == Int64(epoch)
+            let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
             if !sameEpoch {
                 // A restarted cache manager dropped its promises; drop ours to match.
                 try CallBackTable.dropAll(db, client: client)
@@ -106,7 +109,7 @@ public final class VolumeStore: Sendable {
             try db.execute(sql: """
                 INSERT INTO client (id, epoch, callBacksLost, lastSeen) VALUES (?, ?, 0, ?)
                 ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, callBacksLost = 0, lastSeen = excluded.lastSeen
-                """, arguments: [client, Int64(epoch), now])
+                """, arguments: [client, storedEpoch, now])
             return lost
         }
     }

@@ -126,4 +126,18 @@ struct HostileRequestTests {
             #expect(created.target?.uid == 1001)
         }
     }
+
+    @Test("Hello with an epoch of 2^63 (it trapped the server; found by the fuzzer) is answered, and the client is served")
+    func helloEpoch() throws {
+        try withCluster { cluster in
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            let hello = try raw.send(.hello(Hello(clientID: "epoch-client", epoch: 1 << 63)))
+            guard case .success(.hello) = try raw.reply(to: hello) else { Issue.record("Hello failed"); return }
+            let again = try RawProtocolClient(port: cluster.address.port)
+            let second = try again.send(.hello(Hello(clientID: "epoch-client", epoch: UInt64.max)))
+            guard case .success(.hello) = try again.reply(to: second) else { Issue.record("Hello failed"); return }
+            let ping = try again.send(.ping)
+            #expect(try again.reply(to: ping) == .success(.pong))
+        }
+    }
 }
