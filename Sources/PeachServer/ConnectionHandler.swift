@@ -131,8 +131,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// (FetchData content is streamed under the water mark and is not counted here).
     static func replyWeight(of frame: Frame) -> Int {
         let status = 512
-        guard frame.opcode == Opcode.read.rawValue,
-              let count = frame.body.getInteger(at: frame.body.readerIndex + 24, as: UInt32.self) else { return status }
+        guard frame.opcode == Opcode.read.rawValue else { return status }
+        // After the credential: FID (16 bytes), offset (8), count.
+        var body = frame.body
+        guard (try? Credential.read(from: &body)) != nil,
+              let count = body.getInteger(at: body.readerIndex + 24, as: UInt32.self) else { return status }
         return status + Int(min(count, UInt32(Frame.dataChunkSize)))
     }
 

@@ -91,6 +91,22 @@ struct BoundedResourceTests {
         }
     }
 
+    @Test("a READ weighs what its reply may take, whatever credential precedes it; other requests a status")
+    func replyWeights() {
+        for credential in [Credential.root, Credential(uid: 5, gid: 5, groups: Array(0..<32))] {
+            var body = ByteBuffer()
+            RequestCodec.encode(.read(FID(vnode: 9), offset: 1 << 40, count: 70_000), credential: credential, into: &body)
+            #expect(ConnectionHandler.replyWeight(of: Frame(kind: .request, id: 1, opcode: Opcode.read.rawValue, body: body)) == 70_512)
+        }
+        var huge = ByteBuffer()
+        RequestCodec.encode(.read(FID(vnode: 9), offset: 0, count: .max), credential: .root, into: &huge)
+        #expect(ConnectionHandler.replyWeight(of: Frame(kind: .request, id: 1, opcode: Opcode.read.rawValue, body: huge))
+                == 512 + Frame.dataChunkSize)
+        var ping = ByteBuffer()
+        RequestCodec.encode(.ping, credential: .root, into: &ping)
+        #expect(ConnectionHandler.replyWeight(of: Frame(kind: .request, id: 2, opcode: Opcode.ping.rawValue, body: ping)) == 512)
+    }
+
     @Test("a frame begun and not finished closes its connection after the partial-frame timeout")
     func partialFrame() throws {
         try withCluster(limits: ConnectionLimits(partialFrameTimeout: .milliseconds(500))) { cluster in
