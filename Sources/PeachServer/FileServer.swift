@@ -50,7 +50,7 @@ public final class FileServer: Sendable {
         fileIO = NIOThreadPool(numberOfThreads: 4)
         fileIO.start()
         frameBudget = InboundMemoryBudget(limit: limits.maximumLargeFrameBytes)
-        trimmer = MemoryTrimmer(pool: fileIO)
+        trimmer = MemoryTrimmer(pool: fileIO, timer: group.next())
         let registry = ClientRegistry()
         context = FileServerContext(
             store: store, processor: RequestProcessor(store: store), registry: registry, statistics: statistics,

@@ -5,13 +5,18 @@ import NIOCore
 import NIOPosix
 
 /// Gives freed memory back to the system after connections close. glibc keeps what a thousand
-/// closed connections' buffers used in its arenas; `malloc_trim` returns it. Run on the file I/O
-/// pool, at most once a second, so neither an event loop nor a burst of closes pays for it.
+/// closed connections' buffers used in its arenas; `malloc_trim` returns it. At most once a
+/// second, a second after a close, on the file I/O pool: neither an event loop nor a burst of
+/// closes pays for it, and no pool thread waits for the second to pass.
 final class MemoryTrimmer: Sendable {
     private let pool: NIOThreadPool
+    private let timer: EventLoop
     private let scheduled = NIOLockedValueBox(false)
 
-    init(pool: NIOThreadPool) { self.pool = pool }
+    init(pool: NIOThreadPool, timer: EventLoop) {
+        self.pool = pool
+        self.timer = timer
+    }
 
     func connectionClosed() {
         let start = scheduled.withLockedValue { pending -> Bool in
@@ -19,11 +24,10 @@ final class MemoryTrimmer: Sendable {
             return !pending
         }
         guard start else { return }
-        let scheduled = self.scheduled
-        pool.submit { _ in
-            sleep(1)
+        let (pool, scheduled) = (self.pool, self.scheduled)
+        timer.scheduleTask(in: .seconds(1)) {
             scheduled.withLockedValue { $0 = false }
-            malloc_trim(0)
+            pool.submit { _ in malloc_trim(0) }
         }
     }
 }
