@@ -1,0 +1,37 @@
+import Foundation
+import PeachTesting
+import Testing
+
+/// A user other than root, through a real mount: its credential travels with each request and
+/// the server, which checks permissions itself, lets it do what a local file system would.
+@Suite("Real FUSE mounts: a non-root user", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil && FileManager.default.isExecutableFile(atPath: "/usr/bin/setpriv"),
+                "\(MountSupport.unavailableReason ?? "setpriv is missing")"))
+struct UserIdentityMountTests {
+    /// Runs `command` as uid and gid 1000 with no supplementary groups.
+    func asUser(_ command: String, in directory: String) throws -> ShellResult {
+        try shell("cd '\(directory)' && setpriv --reuid=1000 --regid=1000 --clear-groups sh -c '\(command)'")
+    }
+
+    @Test("uid 1000 creates, changes and removes its own files; they are its own on the server; root's file stays closed to it")
+    func ownFiles() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", extraArguments: ["--allow-other"])
+            let b = try cluster.mount("b")
+            try shell("mkdir '\(a.path)/home' && chown 1000:1000 '\(a.path)/home' && echo secret > '\(a.path)/root-only' && chmod 600 '\(a.path)/root-only'")
+            let work = try asUser("""
+                echo hello > home/f && chmod 640 home/f && touch -d 2001-02-03 home/f && mkdir home/sub && \
+                mv home/f home/sub/g && cat home/sub/g && ln -s g home/sub/link && truncate -s 3 home/sub/g && cat home/sub/link
+                """, in: a.path)
+            #expect(work.status == 0, "\(work.output)")
+            #expect(work.output == "hello\nhel")
+            // Seen from another client: owned by uid 1000, with the mode and times it set.
+            #expect(try shell("stat -c '%u %g %a %s' '\(b.path)/home/sub/g'").output == "1000 1000 640 3\n")
+            let denied = try asUser("cat root-only", in: a.path)
+            #expect(denied.status != 0)
+            let cleanup = try asUser("rm home/sub/g home/sub/link && rmdir home/sub", in: a.path)
+            #expect(cleanup.status == 0, "\(cleanup.output)")
+            #expect(try shell("ls -A '\(b.path)/home'").output == "")
+        }
+    }
+}
