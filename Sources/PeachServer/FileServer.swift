@@ -50,7 +50,7 @@ public final class FileServer: Sendable {
         fileIO = NIOThreadPool(numberOfThreads: 4)
         fileIO.start()
         frameBudget = InboundMemoryBudget(limit: limits.maximumLargeFrameBytes)
-        trimmer = MemoryTrimmer(pool: fileIO, timer: group.next())
+        trimmer = MemoryTrimmer(pool: fileIO)
         let registry = ClientRegistry()
         context = FileServerContext(
             store: store, processor: RequestProcessor(store: store), registry: registry, statistics: statistics,
@@ -117,9 +117,12 @@ public final class FileServer: Sendable {
     /// Stops listening, closes every connection and waits for the thread pool to finish.
     public func stop() {
         try? channelBox.take()?.close().wait()
-        try? group.syncShutdownGracefully()
+        // The pools first, while every event loop still runs: work that finishes during the
+        // shutdown hops back to a live loop (and may push a break to another connection's loop);
+        // work not started yet is cancelled and fails its future. Then the loops and connections.
         try? threadPool.syncShutdownGracefully()
         try? fileIO.syncShutdownGracefully()
+        try? group.syncShutdownGracefully()
         store.releaseRoot()
     }
 
