@@ -39,10 +39,38 @@ public enum CellCertificates {
             },
             issuerPrivateKey: caKey)
         try write(ca, key: caKey, directory: directory, name: "ca")
+        try issueServer(ca: ca, caKey: caKey, directory: directory, hosts: hosts)
+    }
+
+    /// `peach cert server DIR`: a new server certificate (2 years) signed by DIR's CA, replacing
+    /// server.pem and server-key.pem: to renew it, or to add a name, without a new cell.
+    public static func issueServer(directory: String, hosts: [String]) throws {
+        let (ca, caKey) = try loadAuthority(directory)
+        try issueServer(ca: ca, caKey: caKey, directory: directory, hosts: hosts)
+    }
+
+    private static func issueServer(ca: Certificate, caKey: Certificate.PrivateKey, directory: String, hosts: [String]) throws {
         let names = try subjectAlternativeNames(["localhost", "127.0.0.1", "::1"] + hosts)
         let (server, serverKey) = try issue(commonName: "peach-server", usage: .serverAuth, names: names, ca: ca, caKey: caKey,
-                                            notValidAfter: now.addingTimeInterval(2 * 365.25 * 86_400))
+                                            notValidAfter: Date().addingTimeInterval(2 * 365.25 * 86_400))
         try write(server, key: serverKey, directory: directory, name: "server")
+    }
+
+    /// The cell's CA certificate and key, from DIR.
+    static func loadAuthority(_ directory: String) throws -> (Certificate, Certificate.PrivateKey) {
+        let caPEM: String
+        let caKeyPEM: String
+        do {
+            caPEM = try String(contentsOfFile: directory + "/ca.pem", encoding: .utf8)
+            caKeyPEM = try String(contentsOfFile: directory + "/ca-key.pem", encoding: .utf8)
+        } catch {
+            throw Failure("no cell CA in \(directory) (ca.pem and ca-key.pem); run peach cert init \(directory) first")
+        }
+        do {
+            return (try Certificate(pemEncoded: caPEM), try Certificate.PrivateKey(pemEncoded: caKeyPEM))
+        } catch {
+            throw Failure("\(directory)/ca.pem or ca-key.pem is not a PEM certificate and key")
+        }
     }
 
     /// `peach cert client DIR NAME`: a client machine's certificate, signed by DIR's CA. NAME is
@@ -53,16 +81,7 @@ public enum CellCertificates {
             throw Failure("client name '\(name)' must be 1-64 letters, digits, '.', '-' or '_'")
         }
         guard name != "ca", name != "server" else { throw Failure("'\(name)' is the name of the cell's own files") }
-        let caPEM: String
-        let caKeyPEM: String
-        do {
-            caPEM = try String(contentsOfFile: directory + "/ca.pem", encoding: .utf8)
-            caKeyPEM = try String(contentsOfFile: directory + "/ca-key.pem", encoding: .utf8)
-        } catch {
-            throw Failure("no cell CA in \(directory) (ca.pem and ca-key.pem); run peach cert init \(directory) first")
-        }
-        let ca = try Certificate(pemEncoded: caPEM)
-        let caKey = try Certificate.PrivateKey(pemEncoded: caKeyPEM)
+        let (ca, caKey) = try loadAuthority(directory)
         let (certificate, key) = try issue(commonName: name, usage: .clientAuth, names: nil, ca: ca, caKey: caKey,
                                            notValidBefore: notValidBefore,
                                            notValidAfter: notValidBefore.addingTimeInterval(seconds))

@@ -5,7 +5,7 @@ struct CertCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "cert",
         abstract: "Make the cell's certificates for mutual TLS (see docs/security.md).",
-        subcommands: [Init.self, Client.self]
+        subcommands: [Init.self, Server.self, Client.self]
     )
 
     struct Init: ParsableCommand {
@@ -27,6 +27,27 @@ struct CertCommand: ParsableCommand {
                 throw CommandFailure("\(error)")
             }
             print("peach cert: wrote \(directory)/ca.pem, ca-key.pem, server.pem, server-key.pem")
+        }
+    }
+
+    struct Server: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Make a new server.pem and server-key.pem signed by the CA in DIR (renewal, or new names); clients keep theirs."
+        )
+
+        @Argument(help: "The directory holding ca.pem and ca-key.pem.")
+        var directory: String
+
+        @Option(name: .customLong("host"), help: "A name or IP address the server is reached by (repeatable); localhost, 127.0.0.1 and ::1 are always included.")
+        var hosts: [String] = []
+
+        func run() throws {
+            do {
+                try CellCertificates.issueServer(directory: directory, hosts: hosts)
+            } catch {
+                throw CommandFailure("\(error)")
+            }
+            print("peach cert: wrote \(directory)/server.pem and server-key.pem; restart the server to use them")
         }
     }
 

@@ -21,6 +21,23 @@ struct CellCertificateTests {
         #expect(throws: CellCertificates.Failure.self) { try CellCertificates.initialize(directory: cell.path + "-2", hosts: ["bad host"]) }
     }
 
+    @Test("cert server renews the server certificate under the same CA; clients' certificates still check")
+    func serverRenewal() async throws {
+        let cell = try TestCell(clients: ["alpha"])
+        let before = try String(contentsOfFile: cell.path + "/server.pem", encoding: .utf8)
+        try CellCertificates.issueServer(directory: cell.path, hosts: ["fs.example.org", "192.0.2.10"])
+        let after = try String(contentsOfFile: cell.path + "/server.pem", encoding: .utf8)
+        #expect(before != after)
+        var info = stat()
+        #expect(stat(cell.path + "/server-key.pem", &info) == 0 && info.st_mode & 0o777 == 0o600)
+        let tls = try cell.serverTLS()
+        let chain = try NIOSSLCertificate.fromPEMFile(cell.clientFiles("alpha").certificate)
+        guard case .accepted = await ClientCertificateCheck.check(chain, authority: tls.authority, revoked: []) else {
+            Issue.record("alpha refused after the server's renewal"); return
+        }
+        #expect(throws: CellCertificates.Failure.self) { try CellCertificates.issueServer(directory: cell.path + "/none", hosts: []) }
+    }
+
     @Test("the server's check gives the reason for each refusal")
     func refusalReasons() async throws {
         let cell = try TestCell(clients: ["alpha", "revoked-one"])
