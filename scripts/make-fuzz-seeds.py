@@ -18,16 +18,17 @@ import sys
 
 REQUEST, REPLY, DATA, PUSH, PUSH_ACK = 1, 2, 3, 4, 5
 LAST_CHUNK = 1
-# frame flags in the request target: bit 0 root-squashed machine, bit 1 client "b", bit 2 read-only
-SQUASHED, CLIENT_B = 1, 2
+# frame flags in the request target: bit 0 root-squashed machine, bit 1 client "b", bit 2 read-only,
+# bit 3 an NFS-mode connection (granted no callbacks)
+SQUASHED, CLIENT_B, NFS = 1, 2, 8
 
 OP = dict(hello=1, ping=2, fetchStatus=3, bulkStatus=4, fetchData=5, storeData=6, storeStatus=7,
           createFile=8, makeDir=9, symlink=10, link=11, removeFile=12, removeDir=13, rename=14,
-          giveUpCallBacks=15, getVolumeStatus=16, getAttr=32, setAttr=33, lookup=34, read=35,
-          write=36, commit=37, readDir=38, create=39, mkdir=40, symlinkNFS=41, remove=42, rmdir=43,
-          renameNFS=44, linkNFS=45, readlink=46)
+          giveUpCallBacks=15, getVolumeStatus=16, lookup=34, read=35, write=36, commit=37, readDir=38,
+          readlink=46)
 REGULAR, DIRECTORY, SYMLINK, FIFO, SOCKET, CHAR_DEVICE, BLOCK_DEVICE = range(1, 8)
-PROTOCOL_VERSION = 2
+PROTOCOL_VERSION = 3
+AFS_DESIGN, NFS_DESIGN = 1, 2
 U64_MAX = (1 << 64) - 1
 
 
@@ -73,8 +74,8 @@ class Stream:
         self.bytes += b
         return self
 
-    def hello(self, client="fuzz-seed", epoch=1):
-        return self.request("hello", u16(PROTOCOL_VERSION) + string(client) + u64(epoch))
+    def hello(self, client="fuzz-seed", epoch=1, design=AFS_DESIGN):
+        return self.request("hello", u16(PROTOCOL_VERSION) + string(client) + u64(epoch) + u8(design))
 
 
 def create_message(directory, name, type=REGULAR, mode=0o644, uid=0, gid=0, rdev=0, target=""):
@@ -85,9 +86,14 @@ def set_attributes(f, mode=None, uid=None, gid=None, size=None, atime=b"\x00", m
     return f + optional(">I", mode) + optional(">I", uid) + optional(">I", gid) + optional(">Q", size) + atime + mtime
 
 
+def store_status(mode=None, uid=None, gid=None, atime=b"\x00"):
+    """The status a StoreData carries (no change by default)."""
+    return optional(">I", mode) + optional(">I", uid) + optional(">I", gid) + atime
+
+
 def with_victim(**kw):
-    """Hello, then CREATE of a regular file "victim" in the root: recent(1) is the victim."""
-    return Stream(**kw).hello().request("create", create_message(HOME, "victim"))
+    """Hello, then CreateFile of a regular file "victim" in the root: recent(1) is the victim."""
+    return Stream(**kw).hello().request("createFile", create_message(HOME, "victim"))
 
 
 def seeds():
@@ -96,13 +102,13 @@ def seeds():
         "write-offset-2p63": with_victim().request("write", recent(1) + u64(1 << 63) + u32(1) + b"\x01"),
         "write-uint64max-2-bytes": with_victim().request("write", recent(1) + u64(U64_MAX) + u32(2) + b"\x01\x02"),
         # SETATTR of the size to 2^63: once trapped converting to off_t.
-        "setattr-size-2p63": with_victim().request("setAttr", set_attributes(recent(1), size=1 << 63)),
+        "setattr-size-2p63": with_victim().request("storeStatus", set_attributes(recent(1), size=1 << 63)),
         # CREATE of a block device with rdev 2^63: once trapped converting to dev_t / Int64.
         "create-blockdev-rdev-2p63": Stream().hello().request(
-            "create", create_message(HOME, "dev", type=BLOCK_DEVICE, mode=0o600, rdev=1 << 63)),
+            "createFile", create_message(HOME, "dev", type=BLOCK_DEVICE, mode=0o600, rdev=1 << 63)),
         # StoreData announcing UInt64.max bytes, then one byte.
         "storedata-size-uint64max": with_victim().request(
-            "storeData", recent(1) + u64(U64_MAX) + timespec()).data(b"\x01"),
+            "storeData", recent(1) + u64(U64_MAX) + timespec() + store_status()).data(b"\x01"),
         # A header announcing a 4 MiB body (the limit) that never comes, and one just over it.
         "header-4mib": Stream().raw(u32((4 << 20) + 8) + u8(REQUEST) + u8(0) + u32(1) + u16(OP["ping"])),
         "header-over-4mib": Stream().raw(u32((4 << 20) + 9) + u8(REQUEST) + u8(0) + u32(1) + u16(OP["ping"])),
@@ -118,27 +124,28 @@ def seeds():
         # (Int64(epoch)); fixed, and replayed by FuzzCorpusReplayTests.
         "hello-epoch-2p63": Stream().hello(epoch=1 << 63).request("ping"),
     }
-    tour = (with_victim()
+    tour = (with_victim(flags=NFS)
             .request("write", recent(1) + u64(0) + u32(5) + b"hello")
             .request("read", recent(1) + u64(0) + u32(4096))
             .request("write", recent(1) + u64((1 << 40) - 1) + u32(1) + b"\x01")
-            .request("setAttr", set_attributes(recent(1), mode=0o4755, size=1 << 20, atime=b"\x01",
+            .request("storeStatus", set_attributes(recent(1), mode=0o4755, size=1 << 20, atime=b"\x01",
                                                mtime=b"\x02" + timespec(5, 999_999_999)))
             .request("commit", recent(1))
-            .request("mkdir", create_message(HOME, "dir", type=DIRECTORY, mode=0o777))
-            .request("symlinkNFS", create_message(HOME, "link", type=SYMLINK, mode=0o777, target="victim"))
+            .request("makeDir", create_message(HOME, "dir", type=DIRECTORY, mode=0o777))
+            .request("symlink", create_message(HOME, "link", type=SYMLINK, mode=0o777, target="victim"))
             .request("readlink", recent(3))
-            .request("linkNFS", HOME + string("hard") + recent(1))
+            .request("link", HOME + string("hard") + recent(1))
             .request("readDir", HOME + u32(0) + u32(4096))
             .request("lookup", HOME + string("victim"))
-            .request("renameNFS", HOME + string("victim") + recent(2) + string("moved"))
-            .request("remove", recent(2) + string("moved"))
-            .request("rmdir", HOME + string("dir"))
-            .request("create", create_message(HOME, "fifo", type=FIFO, mode=0o600))
-            .request("create", create_message(HOME, "chr", type=CHAR_DEVICE, mode=0o600, rdev=(1 << 8) | 3)))
+            .request("rename", HOME + string("victim") + recent(2) + string("moved"))
+            .request("removeFile", recent(2) + string("moved"))
+            .request("removeDir", HOME + string("dir"))
+            .request("createFile", create_message(HOME, "fifo", type=FIFO, mode=0o600))
+            .request("createFile", create_message(HOME, "chr", type=CHAR_DEVICE, mode=0o600, rdev=(1 << 8) | 3)))
     afs = (with_victim()
            .request("fetchStatus", recent(1))
-           .request("storeData", recent(1) + u64(3) + timespec()).data(b"abc")
+           .request("storeData", recent(1) + u64(3) + timespec()
+                    + store_status(mode=0o640, atime=b"\x02" + timespec(7))).data(b"abc")
            .request("fetchData", recent(1))
            .request("fetchData", ROOT)
            .request("bulkStatus", u32(3) + ROOT + recent(1) + fid(999))
@@ -156,14 +163,14 @@ def seeds():
            .request("createFile", create_message(HOME, "x"), flags=CLIENT_B))
     # A local user's request on a root-squashed machine connection, and one that may only read.
     squashed = (with_victim()
-                .request("setAttr", set_attributes(recent(1), mode=0o600))
+                .request("storeStatus", set_attributes(recent(1), mode=0o600))
                 .request("write", recent(1) + u64(0) + u32(2) + b"no", flags=SQUASHED)
-                .request("setAttr", set_attributes(recent(1), mode=0o4777), flags=SQUASHED)
-                .request("create", create_message(ROOT, "mine"), flags=SQUASHED)
-                .request("create", create_message(HOME, "mine"), flags=SQUASHED)
-                .request("create", create_message(HOME, "ro"), flags=SQUASHED | 4))
+                .request("storeStatus", set_attributes(recent(1), mode=0o4777), flags=SQUASHED)
+                .request("createFile", create_message(ROOT, "mine"), flags=SQUASHED)
+                .request("createFile", create_message(HOME, "mine"), flags=SQUASHED)
+                .request("createFile", create_message(HOME, "ro"), flags=SQUASHED | 4))
     user = (Stream(cred=credential(1001, 1001, [1, 2, 3])).hello()
-            .request("create", create_message(HOME, "u")).request("create", create_message(ROOT, "u")))
+            .request("createFile", create_message(HOME, "u")).request("createFile", create_message(ROOT, "u")))
     requests = dict(hostile, **{"tour-nfs": tour, "tour-afs": afs, "root-squashed": squashed, "user-1001": user})
 
     frames = {name: s.bytes for name, s in requests.items()}

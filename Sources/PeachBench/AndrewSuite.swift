@@ -1,4 +1,5 @@
 import Foundation
+import PeachProtocol
 import PeachTesting
 
 /// `peach bench andrew`: the five phases through real mounts of both designs and in a local

@@ -26,6 +26,8 @@ public final class ServerConnection: Sendable {
     public let address: ServerAddress
     public let clientID: String
     public let epoch: UInt64
+    /// Declared in Hello: AFS-style connections are granted callbacks, NFS-style ones are not.
+    public let design: ClientDesign
     let statistics: ClientStatistics
     private let group: EventLoopGroup
     private let ownsGroup: Bool
@@ -39,12 +41,13 @@ public final class ServerConnection: Sendable {
     /// Mutual TLS with the client machine's certificate, or nil for plain TCP.
     private let tls: ClientTLS?
 
-    public init(address: ServerAddress, clientID: String, epoch: UInt64, statistics: ClientStatistics,
+    public init(address: ServerAddress, clientID: String, epoch: UInt64, design: ClientDesign = .afs, statistics: ClientStatistics,
                 group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120), tls: ClientTLS? = nil) {
         self.address = address
         self.tls = tls
         self.clientID = clientID
         self.epoch = epoch
+        self.design = design
         self.statistics = statistics
         self.group = group ?? MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.ownsGroup = group == nil
@@ -117,7 +120,7 @@ public final class ServerConnection: Sendable {
         }
         let reply: Reply
         do {
-            reply = try send(.hello(Hello(clientID: clientID, epoch: epoch)), on: channel, handler: handler)
+            reply = try send(.hello(Hello(clientID: clientID, epoch: epoch, design: design)), on: channel, handler: handler)
         } catch let error as FileSystemError where tls == nil && error.reason == RPCHandler.closedReason {
             throw FileSystemError(EIO, "the server closed the connection at Hello (it may require TLS: --tls-cert, --tls-key, --tls-ca)")
         }
@@ -195,10 +198,28 @@ public final class ServerConnection: Sendable {
         return (status, expiry)
     }
 
-    /// StoreData: streams `size` bytes from `fd` (from offset 0) and returns the new status.
-    public func storeData(_ fid: FID, fd: Int32, size: UInt64, mtime: Timespec) throws -> (FileStatus, UInt64) {
+    /// FetchData of a file's content into `fd` (from offset 0), written off the event loop
+    /// (`FetchWriter`). Returns the status, the promise's expiry and the bytes written.
+    public func fetchData(_ fid: FID, into fd: Int32) throws -> (FileStatus, UInt64, UInt64) {
         let (channel, handler) = try channel()
-        let reply = try send(.storeData(fid, size: size, mtime: mtime), on: channel, handler: handler, upload: { channel, id in
+        let writer = FetchWriter(fd: fd, channel: channel)
+        let reply: Reply
+        do {
+            reply = try send(.fetchData(fid), on: channel, handler: handler, sink: { writer.accept($0) })
+        } catch {
+            _ = try? writer.finish()
+            throw error
+        }
+        let written = try writer.finish()
+        guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        return (status, expiry, written)
+    }
+
+    /// StoreData: streams `size` bytes from `fd` (from offset 0) and returns the new status.
+    public func storeData(_ fid: FID, fd: Int32, size: UInt64, mtime: Timespec,
+                          status: StoreStatusChange = StoreStatusChange()) throws -> (FileStatus, UInt64) {
+        let (channel, handler) = try channel()
+        let reply = try send(.storeData(fid, size: size, mtime: mtime, status: status), on: channel, handler: handler, upload: { channel, id in
             do {
                 try Self.upload(fd: fd, size: size, channel: channel, id: id)
             } catch {

@@ -74,11 +74,9 @@ public final class RequestFuzzTarget: @unchecked Sendable {
     }
 
     private struct Upload {
-        var fid: FID
+        var request: Request
         var size: UInt64
-        var mtime: Timespec
-        var client: String
-        var identity: Identity
+        var requester: Requester
         var data: [UInt8] = []
     }
 
@@ -88,7 +86,7 @@ public final class RequestFuzzTarget: @unchecked Sendable {
         if inputs % inputsPerStore == 0 { try! openStore() }
         var buffer = ByteBuffer(bytes: bytes)
         let home = try? store.create(CreateRequest(directory: .root, name: "input-\(inputs)", type: .directory, mode: 0o777,
-                                                   uid: 0, gid: 0), client: .stateless("fuzz-harness"))
+                                                   uid: 0, gid: 0), client: .client("fuzz-harness", design: .nfs))
         var recent: [FID] = [home?.value.target?.fid ?? .root]
         var uploads: [UInt32: Upload] = [:]
         for _ in 0..<FuzzEntry.maximumFrames {
@@ -101,7 +99,9 @@ public final class RequestFuzzTarget: @unchecked Sendable {
                 }
                 let principal: Principal = frame.flags & 1 == 0 ? .localRoot
                     : .machine(frame.flags & 4 == 0 ? "fuzz" : "fuzz-read-only")
-                let identity = policy.identity(for: credential, from: principal)
+                // The design the connection declared: flag 8 is an NFS-mode connection.
+                let requester = Requester.client(client, design: frame.flags & 8 == 0 ? .afs : .nfs,
+                                                 as: policy.identity(for: credential, from: principal))
                 let request = Self.mapFIDs(decoded) { fid in
                     fid.volume == Self.recentVolume ? recent[Int(fid.vnode % UInt64(recent.count))] : fid
                 }
@@ -115,12 +115,12 @@ public final class RequestFuzzTarget: @unchecked Sendable {
                     } catch {
                         trace?(request, .failure(error))
                     }
-                case .storeData(let fid, let size, let mtime):
-                    uploads[frame.id] = Upload(fid: fid, size: size, mtime: mtime, client: client, identity: identity)
+                case .storeData(_, let size, _, _):
+                    uploads[frame.id] = Upload(request: request, size: size, requester: requester)
                 default:
                     let outcome: Outcome
                     do {
-                        outcome = try processor.process(request, clientID: client, as: identity)
+                        outcome = try processor.process(request, for: requester)
                         trace?(request, .success(outcome.reply))
                     } catch {
                         trace?(request, .failure(error))
@@ -151,16 +151,13 @@ public final class RequestFuzzTarget: @unchecked Sendable {
         guard upload.size == UInt64(upload.data.count) || upload.size > store.limits.maximumFileSize else { return }
         let path = store.newUploadPath()
         guard FileManager.default.createFile(atPath: path, contents: Data(upload.data)) else { return }
-        let request = Request.storeData(upload.fid, size: upload.size, mtime: upload.mtime)
         do {
-            let m = try store.store(upload.fid, client: .afs(upload.client, as: upload.identity), uploadPath: path,
-                                    size: upload.size, mtime: upload.mtime)
-            let reply = Reply.status(m.value, callBackExpiry: m.callBackExpiry)
-            trace?(request, .success(reply))
+            let outcome = try processor.process(upload.request, for: upload.requester, upload: path)
+            trace?(upload.request, .success(outcome.reply))
             var encoded = ByteBuffer()
-            ReplyCodec.encode(reply, into: &encoded)
+            ReplyCodec.encode(outcome.reply, into: &encoded)
         } catch {
-            trace?(request, .failure(error))
+            trace?(upload.request, .failure(error))
         }
         try? FileManager.default.removeItem(atPath: path)
     }
@@ -193,7 +190,7 @@ public final class RequestFuzzTarget: @unchecked Sendable {
         case .fetchStatus(let fid): return .fetchStatus(f(fid))
         case .bulkStatus(let fids): return .bulkStatus(fids.map(f))
         case .fetchData(let fid): return .fetchData(f(fid))
-        case .storeData(let fid, let size, let mtime): return .storeData(f(fid), size: size, mtime: mtime)
+        case .storeData(let fid, let size, let mtime, let status): return .storeData(f(fid), size: size, mtime: mtime, status: status)
         case .storeStatus(let fid, let a): return .storeStatus(f(fid), a)
         case .createFile(let r): return .createFile(c(r))
         case .makeDir(let r): return .makeDir(c(r))
@@ -203,20 +200,11 @@ public final class RequestFuzzTarget: @unchecked Sendable {
         case .removeDir(let d, let n): return .removeDir(directory: f(d), name: n)
         case .rename(let fd, let fn, let td, let tn): return .rename(fromDirectory: f(fd), fromName: fn, toDirectory: f(td), toName: tn)
         case .giveUpCallBacks(let fids): return .giveUpCallBacks(fids.map(f))
-        case .getAttr(let fid): return .getAttr(f(fid))
-        case .setAttr(let fid, let a): return .setAttr(f(fid), a)
         case .lookup(let d, let n): return .lookup(directory: f(d), name: n)
         case .read(let fid, let offset, let count): return .read(f(fid), offset: offset, count: count)
         case .write(let fid, let offset, let data): return .write(f(fid), offset: offset, data: data)
         case .commit(let fid): return .commit(f(fid))
         case .readDir(let fid, let cookie, let count): return .readDir(f(fid), cookie: cookie, count: count)
-        case .create(let r): return .create(c(r))
-        case .mkdir(let r): return .mkdir(c(r))
-        case .symlinkNFS(let r): return .symlinkNFS(c(r))
-        case .remove(let d, let n): return .remove(directory: f(d), name: n)
-        case .rmdir(let d, let n): return .rmdir(directory: f(d), name: n)
-        case .renameNFS(let fd, let fn, let td, let tn): return .renameNFS(fromDirectory: f(fd), fromName: fn, toDirectory: f(td), toName: tn)
-        case .linkNFS(let d, let n, let t): return .linkNFS(directory: f(d), name: n, target: f(t))
         case .readlink(let fid): return .readlink(f(fid))
         }
     }

@@ -9,17 +9,22 @@ public enum RequestCodec {
             b.writeInteger(h.version)
             b.writeWireString(h.clientID)
             b.writeInteger(h.epoch)
+            b.writeInteger(h.design.wireValue)
         case .ping, .getVolumeStatus:
             break
-        case .fetchStatus(let fid), .fetchData(let fid), .getAttr(let fid), .commit(let fid), .readlink(let fid):
+        case .fetchStatus(let fid), .fetchData(let fid), .commit(let fid), .readlink(let fid):
             b.writeFID(fid)
         case .bulkStatus(let fids), .giveUpCallBacks(let fids):
             b.writeFIDs(fids)
-        case .storeData(let fid, let size, let mtime):
+        case .storeData(let fid, let size, let mtime, let status):
             b.writeFID(fid)
             b.writeInteger(size)
             b.writeTimespec(mtime)
-        case .storeStatus(let fid, let a), .setAttr(let fid, let a):
+            b.writeOptional(status.mode)
+            b.writeOptional(status.uid)
+            b.writeOptional(status.gid)
+            b.writeTimeToSet(status.atime.map { .at($0) })
+        case .storeStatus(let fid, let a):
             b.writeFID(fid)
             b.writeOptional(a.mode)
             b.writeOptional(a.uid)
@@ -27,7 +32,7 @@ public enum RequestCodec {
             b.writeOptional(a.size)
             b.writeTimeToSet(a.atime)
             b.writeTimeToSet(a.mtime)
-        case .createFile(let c), .makeDir(let c), .symlink(let c), .create(let c), .mkdir(let c), .symlinkNFS(let c):
+        case .createFile(let c), .makeDir(let c), .symlink(let c):
             b.writeFID(c.directory)
             b.writeWireString(c.name)
             b.writeFileType(c.type)
@@ -36,16 +41,14 @@ public enum RequestCodec {
             b.writeInteger(c.gid)
             b.writeInteger(c.rdev)
             b.writeWireString(c.symlinkTarget)
-        case .link(let dir, let name, let target), .linkNFS(let dir, let name, let target):
+        case .link(let dir, let name, let target):
             b.writeFID(dir)
             b.writeWireString(name)
             b.writeFID(target)
-        case .removeFile(let dir, let name), .removeDir(let dir, let name), .remove(let dir, let name),
-             .rmdir(let dir, let name), .lookup(let dir, let name):
+        case .removeFile(let dir, let name), .removeDir(let dir, let name), .lookup(let dir, let name):
             b.writeFID(dir)
             b.writeWireString(name)
-        case .rename(let fromDir, let fromName, let toDir, let toName),
-             .renameNFS(let fromDir, let fromName, let toDir, let toName):
+        case .rename(let fromDir, let fromName, let toDir, let toName):
             b.writeFID(fromDir)
             b.writeWireString(fromName)
             b.writeFID(toDir)
@@ -72,27 +75,42 @@ public enum RequestCodec {
         let request: Request
         switch opcode {
         case .hello:
-            request = .hello(Hello(version: try b.readOrThrow(UInt16.self, "version"),
-                                   clientID: try b.readWireString("client id"),
-                                   epoch: try b.readOrThrow(UInt64.self, "epoch")))
+            let version = try b.readOrThrow(UInt16.self, "version")
+            let clientID = try b.readWireString("client id")
+            let epoch = try b.readOrThrow(UInt64.self, "epoch")
+            guard version == peachProtocolVersion else {
+                // Another version's Hello may go on differently: enough to answer versionMismatch.
+                return .hello(Hello(version: version, clientID: clientID, epoch: epoch))
+            }
+            let raw = try b.readOrThrow(UInt8.self, "design")
+            guard let design = ClientDesign(wireValue: raw) else { throw ProtocolError.invalidValue("design \(raw)") }
+            request = .hello(Hello(version: version, clientID: clientID, epoch: epoch, design: design))
         case .ping: request = .ping
         case .getVolumeStatus: request = .getVolumeStatus
         case .fetchStatus: request = .fetchStatus(try b.readFID())
-        case .getAttr: request = .getAttr(try b.readFID())
         case .commit: request = .commit(try b.readFID())
         case .readlink: request = .readlink(try b.readFID())
         case .fetchData: request = .fetchData(try b.readFID())
         case .bulkStatus: request = .bulkStatus(try b.readFIDs())
         case .giveUpCallBacks: request = .giveUpCallBacks(try b.readFIDs())
-        case .storeData: request = .storeData(try b.readFID(), size: try b.readOrThrow(UInt64.self, "size"), mtime: try b.readTimespec())
-        case .storeStatus, .setAttr:
+        case .storeData:
+            let (fid, size, mtime) = (try b.readFID(), try b.readOrThrow(UInt64.self, "size"), try b.readTimespec())
+            var status = StoreStatusChange(mode: try b.readOptional(UInt32.self, "mode"), uid: try b.readOptional(UInt32.self, "uid"),
+                                           gid: try b.readOptional(UInt32.self, "gid"))
+            switch try b.readTimeToSet() {
+            case nil: break
+            case .at(let atime): status.atime = atime
+            case .now: throw ProtocolError.invalidValue("atime: a store carries the client's time")
+            }
+            request = .storeData(fid, size: size, mtime: mtime, status: status)
+        case .storeStatus:
             let fid = try b.readFID()
             let attributes = SetAttributes(
                 mode: try b.readOptional(UInt32.self, "mode"), uid: try b.readOptional(UInt32.self, "uid"),
                 gid: try b.readOptional(UInt32.self, "gid"), size: try b.readOptional(UInt64.self, "size"),
                 atime: try b.readTimeToSet(), mtime: try b.readTimeToSet())
-            request = opcode == .storeStatus ? .storeStatus(fid, attributes) : .setAttr(fid, attributes)
-        case .createFile, .makeDir, .symlink, .create, .mkdir, .symlinkNFS:
+            request = .storeStatus(fid, attributes)
+        case .createFile, .makeDir, .symlink:
             let c = CreateRequest(
                 directory: try b.readFID(), name: try b.readWireString("name"), type: try b.readFileType(),
                 mode: try b.readOrThrow(UInt32.self, "mode"), uid: try b.readOrThrow(UInt32.self, "uid"),
@@ -101,30 +119,21 @@ public enum RequestCodec {
             switch opcode {
             case .createFile: request = .createFile(c)
             case .makeDir: request = .makeDir(c)
-            case .symlink: request = .symlink(c)
-            case .create: request = .create(c)
-            case .mkdir: request = .mkdir(c)
-            default: request = .symlinkNFS(c)
+            default: request = .symlink(c)
             }
-        case .link, .linkNFS:
-            let (dir, name, target) = (try b.readFID(), try b.readWireString("name"), try b.readFID())
-            request = opcode == .link ? .link(directory: dir, name: name, target: target)
-                : .linkNFS(directory: dir, name: name, target: target)
-        case .removeFile, .removeDir, .remove, .rmdir, .lookup:
+        case .link:
+            request = .link(directory: try b.readFID(), name: try b.readWireString("name"), target: try b.readFID())
+        case .removeFile, .removeDir, .lookup:
             let (dir, name) = (try b.readFID(), try b.readWireString("name"))
             switch opcode {
             case .removeFile: request = .removeFile(directory: dir, name: name)
             case .removeDir: request = .removeDir(directory: dir, name: name)
-            case .remove: request = .remove(directory: dir, name: name)
-            case .rmdir: request = .rmdir(directory: dir, name: name)
             default: request = .lookup(directory: dir, name: name)
             }
-        case .rename, .renameNFS:
+        case .rename:
             let (fromDir, fromName) = (try b.readFID(), try b.readWireString("name"))
             let (toDir, toName) = (try b.readFID(), try b.readWireString("name"))
-            request = opcode == .rename
-                ? .rename(fromDirectory: fromDir, fromName: fromName, toDirectory: toDir, toName: toName)
-                : .renameNFS(fromDirectory: fromDir, fromName: fromName, toDirectory: toDir, toName: toName)
+            request = .rename(fromDirectory: fromDir, fromName: fromName, toDirectory: toDir, toName: toName)
         case .read:
             request = .read(try b.readFID(), offset: try b.readOrThrow(UInt64.self, "offset"),
                             count: try b.readOrThrow(UInt32.self, "count"))
@@ -224,7 +233,7 @@ public enum ReplyCodec {
                                       callBacksLost: try b.readBool("callbacks lost")))
         case .ping: reply = .pong
         case .giveUpCallBacks: reply = .done
-        case .fetchStatus, .storeStatus, .storeData:
+        case .fetchStatus, .storeStatus, .storeData, .commit:
             reply = .status(try b.readStatus(), callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))
         case .fetchData:
             reply = .fetchData(try b.readStatus(), callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))
@@ -239,8 +248,6 @@ public enum ReplyCodec {
                 entries.append(code == .ok ? .status(try b.readStatus()) : .error(code))
             }
             reply = .bulkStatus(entries, callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))
-        case .getAttr, .setAttr, .commit:
-            reply = .status(try b.readStatus(), callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))
         case .lookup:
             reply = .lookup(directory: try b.readStatus(), object: try b.readStatus())
         case .read:
@@ -258,8 +265,7 @@ public enum ReplyCodec {
             reply = .readDir(status, entries: entries, endOfListing: end)
         case .readlink:
             reply = .readlink(try b.readStatus(), target: try b.readWireString("target"))
-        case .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename,
-             .create, .mkdir, .symlinkNFS, .linkNFS, .remove, .rmdir, .renameNFS:
+        case .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename:
             let change = NamespaceChange(directory: try b.readStatus(), target: try b.readOptionalStatus(),
                                          otherDirectory: try b.readOptionalStatus())
             reply = .namespace(change, callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))

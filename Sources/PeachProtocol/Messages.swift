@@ -1,7 +1,9 @@
 /// The protocol version this build speaks; Hello refuses any other.
-public let peachProtocolVersion: UInt16 = 2
+public let peachProtocolVersion: UInt16 = 3
 
-/// Request types, named as AFS-3's file server interface names them.
+/// Request types, named as AFS-3's file server interface names them. One opcode per operation
+/// for both designs: the design a client declared in Hello decides whether it is granted
+/// callbacks. The byte-range procedures of the NFS-style design keep NFSv3's names.
 public enum Opcode: UInt16, Sendable, CaseIterable {
     case hello = 1
     case ping = 2
@@ -20,25 +22,13 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
     case giveUpCallBacks = 15
     case getVolumeStatus = 16
 
-    // NFS-style procedures, served statelessly: no callbacks granted, no per-client state.
-    case getAttr = 32
-    case setAttr = 33
+    // Name and byte-range procedures (NFSv3's), used by the NFS-style design.
     case lookup = 34
     case read = 35
     case write = 36
     case commit = 37
     case readDir = 38
-    case create = 39
-    case mkdir = 40
-    case symlinkNFS = 41
-    case remove = 42
-    case rmdir = 43
-    case renameNFS = 44
-    case linkNFS = 45
     case readlink = 46
-
-    /// True for the NFS-style procedures.
-    public var isStateless: Bool { rawValue >= 32 }
 
     /// The name used in statistics (`rpcs`) and docs.
     public var name: String {
@@ -59,21 +49,37 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
         case .rename: "Rename"
         case .giveUpCallBacks: "GiveUpCallBacks"
         case .getVolumeStatus: "GetVolumeStatus"
-        case .getAttr: "GETATTR"
-        case .setAttr: "SETATTR"
         case .lookup: "LOOKUP"
         case .read: "READ"
         case .write: "WRITE"
         case .commit: "COMMIT"
         case .readDir: "READDIR"
-        case .create: "CREATE"
-        case .mkdir: "MKDIR"
-        case .symlinkNFS: "SYMLINK"
-        case .remove: "REMOVE"
-        case .rmdir: "RMDIR"
-        case .renameNFS: "RENAME"
-        case .linkNFS: "LINK"
         case .readlink: "READLINK"
+        }
+    }
+}
+
+/// The two client designs a server serves: AFS-style connections are granted callbacks,
+/// NFS-style ones are served statelessly (no promises, no per-client state).
+public enum ClientDesign: String, CaseIterable, Sendable, CustomStringConvertible {
+    case afs
+    case nfs
+
+    public var description: String { rawValue }
+
+    /// The design's byte in Hello.
+    public var wireValue: UInt8 {
+        switch self {
+        case .afs: 1
+        case .nfs: 2
+        }
+    }
+
+    public init?(wireValue: UInt8) {
+        switch wireValue {
+        case 1: self = .afs
+        case 2: self = .nfs
+        default: return nil
         }
     }
 }
@@ -85,11 +91,14 @@ public struct Hello: Hashable, Sendable {
     /// Bumped each time the cache manager starts; a new epoch tells the server the client
     /// dropped every promise it held.
     public var epoch: UInt64
+    /// Whether the connection is granted callbacks.
+    public var design: ClientDesign
 
-    public init(version: UInt16 = peachProtocolVersion, clientID: String, epoch: UInt64) {
+    public init(version: UInt16 = peachProtocolVersion, clientID: String, epoch: UInt64, design: ClientDesign = .afs) {
         self.version = version
         self.clientID = clientID
         self.epoch = epoch
+        self.design = design
     }
 }
 
@@ -140,8 +149,10 @@ public enum Request: Hashable, Sendable {
     /// Whole file or directory; the reply is followed by data frames.
     case fetchData(FID)
     /// Whole file of `size` bytes; the request is followed by data frames. `mtime` is the
-    /// client's modification time of its copy (AFS's ClientModTime), so `cp -a` keeps times.
-    case storeData(FID, size: UInt64, mtime: Timespec)
+    /// client's modification time of its copy (AFS's ClientModTime), so `cp -a` keeps times;
+    /// `status` carries the mode and owner changes made while the file was open and dirty (AFS-3's
+    /// StoreData InStatus), applied in the same transaction.
+    case storeData(FID, size: UInt64, mtime: Timespec, status: StoreStatusChange = StoreStatusChange())
     case storeStatus(FID, SetAttributes)
     /// Regular files, fifos, sockets and devices: `CreateRequest.type` says which.
     case createFile(CreateRequest)
@@ -154,9 +165,7 @@ public enum Request: Hashable, Sendable {
     case giveUpCallBacks([FID])
     case getVolumeStatus
 
-    // NFS-style, stateless.
-    case getAttr(FID)
-    case setAttr(FID, SetAttributes)
+    // Names and byte ranges, NFSv3's procedures (any design may use them; none grants callbacks).
     case lookup(directory: FID, name: String)
     /// At most `count` bytes from `offset`; `count` may not exceed `Frame.dataChunkSize`.
     case read(FID, offset: UInt64, count: UInt32)
@@ -166,13 +175,6 @@ public enum Request: Hashable, Sendable {
     case commit(FID)
     /// Up to `count` entries from position `cookie` of the listing (sorted by name).
     case readDir(FID, cookie: UInt32, count: UInt32)
-    case create(CreateRequest)
-    case mkdir(CreateRequest)
-    case symlinkNFS(CreateRequest)
-    case remove(directory: FID, name: String)
-    case rmdir(directory: FID, name: String)
-    case renameNFS(fromDirectory: FID, fromName: String, toDirectory: FID, toName: String)
-    case linkNFS(directory: FID, name: String, target: FID)
     case readlink(FID)
 
     public var opcode: Opcode {
@@ -193,22 +195,36 @@ public enum Request: Hashable, Sendable {
         case .rename: .rename
         case .giveUpCallBacks: .giveUpCallBacks
         case .getVolumeStatus: .getVolumeStatus
-        case .getAttr: .getAttr
-        case .setAttr: .setAttr
         case .lookup: .lookup
         case .read: .read
         case .write: .write
         case .commit: .commit
         case .readDir: .readDir
-        case .create: .create
-        case .mkdir: .mkdir
-        case .symlinkNFS: .symlinkNFS
-        case .remove: .remove
-        case .rmdir: .rmdir
-        case .renameNFS: .renameNFS
-        case .linkNFS: .linkNFS
         case .readlink: .readlink
         }
+    }
+}
+
+/// Status changes that ride along with a StoreData (nil: unchanged): the chmod, chown and utime
+/// a program made on the file while it was open and dirty (`cp -a` makes all three).
+public struct StoreStatusChange: Hashable, Sendable {
+    public var mode: UInt32?
+    public var uid: UInt32?
+    public var gid: UInt32?
+    public var atime: Timespec?
+
+    public init(mode: UInt32? = nil, uid: UInt32? = nil, gid: UInt32? = nil, atime: Timespec? = nil) {
+        self.mode = mode
+        self.uid = uid
+        self.gid = gid
+        self.atime = atime
+    }
+
+    public var isEmpty: Bool { mode == nil && uid == nil && gid == nil && atime == nil }
+
+    /// `later`'s changes on top of these.
+    public func merged(with later: StoreStatusChange) -> StoreStatusChange {
+        StoreStatusChange(mode: later.mode ?? mode, uid: later.uid ?? uid, gid: later.gid ?? gid, atime: later.atime ?? atime)
     }
 }
 

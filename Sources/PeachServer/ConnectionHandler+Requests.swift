@@ -21,12 +21,12 @@ extension ConnectionHandler {
         guard let clientID, let principal else {
             return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
         }
-        let identity = server.identityPolicy.identity(for: credential, from: principal)
-        if case .storeData(let fid, let size, let mtime) = request {
-            return beginUpload(id: frame.id, fid: fid, size: size, mtime: mtime, identity: identity)
+        let requester = Requester.client(clientID, design: design, as: server.identityPolicy.identity(for: credential, from: principal))
+        if case .storeData(let fid, let size, _, _) = request {
+            return beginUpload(request, id: frame.id, fid: fid, size: size, requester: requester)
         }
-        dispatch(id: frame.id, opcode: frame.opcode, client: clientID) { processor in
-            try processor.process(request, clientID: clientID, as: identity)
+        dispatch(id: frame.id, opcode: frame.opcode) { processor in
+            try processor.process(request, for: requester)
         }
     }
 
@@ -50,8 +50,10 @@ extension ConnectionHandler {
             switch result {
             case .success(let (lost, principal)):
                 handler.principal = principal
-                handler.server.logger.info("client introduced", metadata: ["client": "\(hello.clientID)", "principal": "\(principal)"])
+                handler.server.logger.info("client introduced", metadata: ["client": "\(hello.clientID)", "principal": "\(principal)",
+                                                                          "design": "\(hello.design)"])
                 handler.clientID = hello.clientID
+                handler.design = hello.design
                 handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound))
                 handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost)), id: id, opcode: Opcode.hello.rawValue)
             case .failure:
@@ -66,8 +68,7 @@ extension ConnectionHandler {
     }
 
     /// Runs `work` on the database pool, delivers the breaks it caused, then replies.
-    func dispatch(id: UInt32, opcode: UInt16, client: String,
-                          _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
+    func dispatch(id: UInt32, opcode: UInt16, _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
         guard let context else { return }
         let channel = context.channel
         let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)

@@ -7,14 +7,14 @@ import PeachProtocol
 /// StoreData: the announcement, the data frames written on the file I/O pool in order, and the
 /// store once the last one is in. Event-loop only, like the rest of `ConnectionHandler`.
 extension ConnectionHandler {
-    func beginUpload(id: UInt32, fid: FID, size: UInt64, mtime: Timespec, identity: Identity) {
+    func beginUpload(_ request: Request, id: UInt32, fid: FID, size: UInt64, requester: Requester) {
         let path = server.store.newUploadPath()
         // On failure the data frames are still read (and dropped), then the failure is answered.
         guard size <= server.store.limits.maximumFileSize else {
-            uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, identity: identity, failure: .fileTooLarge)
+            uploads[id] = Upload(request: request, fid: fid, size: size, path: path, requester: requester, failure: .fileTooLarge)
             return
         }
-        uploads[id] = Upload(fid: fid, size: size, mtime: mtime, path: path, identity: identity, busy: true)
+        uploads[id] = Upload(request: request, fid: fid, size: size, path: path, requester: requester, busy: true)
         onFileIOPool({ UploadFile.create(path) }) { handler, fd in
             handler.uploadStepDone(id) { upload in
                 upload.fd = fd
@@ -74,13 +74,12 @@ extension ConnectionHandler {
             }
             return sendError(failure, id: id, opcode: opcode)
         }
-        guard let clientID else { return }
-        let (fid, size, mtime, path, fd, identity) = (upload.fid, upload.size, upload.mtime, upload.path, upload.fd, upload.identity)
-        onFileIOPool({ UploadFile.finish(fd, path: path) }) { handler, synced in
+        let (request, requester, path, fd) = (upload.request, upload.requester, upload.path, upload.fd)
+        let sync = server.store.syncPolicy.syncsUploads
+        onFileIOPool({ UploadFile.finish(fd, path: path, sync: sync) }) { handler, synced in
             guard synced else { return handler.sendError(.noSpace, id: id, opcode: opcode) }
-            handler.dispatch(id: id, opcode: opcode, client: clientID) { processor in
-                processor.statusOutcome(try processor.store.store(fid, client: .afs(clientID, as: identity), uploadPath: path,
-                                                                  size: size, mtime: mtime))
+            handler.dispatch(id: id, opcode: opcode) { processor in
+                try processor.process(request, for: requester, upload: path)
             }
         }
     }

@@ -27,15 +27,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     /// A StoreData whose data frames are still arriving.
     struct Upload {
+        /// The StoreData request, answered through the request processor once the data is in.
+        var request: Request
         var fid: FID
         var size: UInt64
-        var mtime: Timespec
         var path: String
         /// -1 until the upload file is open, and when it could not be created.
         var fd: Int32 = -1
         var received: UInt64 = 0
         /// Who the store acts as.
-        var identity: Identity
+        var requester: Requester
         /// An open or a write is running on the file I/O pool: the next data frame waits.
         var busy = false
         /// Why the store fails once its data frames are in (they are read and dropped first):
@@ -46,6 +47,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     let server: FileServerContext
     let connectionID: UInt64
     var clientID: String?
+    /// The design the client declared in Hello: whether it is granted callbacks.
+    var design: ClientDesign = .afs
     /// The client machine's name from its TLS certificate; nil on a plain connection.
     var machineName: String?
     /// Who is at the other end: set by the TLS handshake, or at Hello for a plain connection.
@@ -71,6 +74,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The shared frame budget is spent: no read until it frees up.
     var waitingForMemory = false
     var isClosed = false
+    /// `handleBacklog` is running, and something it ran asked for it again.
+    var handlingBacklog = false
+    var backlogMoved = false
 
     init(server: FileServerContext) {
         self.server = server
@@ -217,6 +223,19 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// Handles the frames at the front of the backlog for which there is room, in order.
     func handleBacklog() {
         guard let context else { return }
+        // A request answered at once (an error while the server stops) finishes inside this loop
+        // and calls back here: the outer loop carries on instead of recursing once per frame.
+        guard !handlingBacklog else { return backlogMoved = true }
+        handlingBacklog = true
+        defer { handlingBacklog = false }
+        repeat {
+            backlogMoved = false
+            drainBacklog(context)
+        } while backlogMoved && !isClosed
+        readIfAllowed()
+    }
+
+    private func drainBacklog(_ context: ChannelHandlerContext) {
         while backlogStart < backlog.count {
             let frame = backlog[backlogStart]
             switch frame.kind {
@@ -242,6 +261,5 @@ final class ConnectionHandler: ChannelDuplexHandler {
                 return errorCaught(context: context, error: error)
             }
         }
-        readIfAllowed()
     }
 }

@@ -18,85 +18,77 @@ package struct RequestProcessor: Sendable {
         self.store = store
     }
 
-    /// - Parameter identity: who the request acts as, for permission checks (nil: no checks).
-    package func process(_ request: Request, clientID: String, as identity: Identity? = nil) throws -> Outcome {
-        let client: Requester = request.opcode.isStateless ? .stateless(clientID, as: identity) : .afs(clientID, as: identity)
+    /// - Parameters:
+    ///   - requester: the connection's client, its design (callbacks or none) and the identity the
+    ///     request acts as.
+    ///   - upload: StoreData only: the file its data frames were written to, fsynced.
+    package func process(_ request: Request, for requester: Requester, upload: String? = nil) throws -> Outcome {
+        let outcome = try answer(request, for: requester, upload: upload)
+        if store.syncPolicy.syncsBeforeReply(request) {
+            try store.makeDurable()
+        } else if request.isChange {
+            store.groupSync.noteUnsyncedCommit()
+        }
+        return outcome
+    }
+
+    private func answer(_ request: Request, for requester: Requester, upload: String?) throws -> Outcome {
         switch request {
-        case .hello, .storeData:
-            // Answered by the connection itself (handshake; streamed upload).
+        case .hello:
+            // Answered by the connection itself (the handshake).
             throw StatusCode.protocolError
         case .ping:
             return Outcome(reply: .pong)
         case .fetchStatus(let fid):
-            let (status, expiry) = try store.fetchStatus(fid, client: client)
+            let (status, expiry) = try store.fetchStatus(fid, client: requester)
             return Outcome(reply: .status(status, callBackExpiry: expiry))
         case .bulkStatus(let fids):
-            let (entries, expiry) = try store.bulkStatus(fids, client: client)
+            let (entries, expiry) = try store.bulkStatus(fids, client: requester)
             return Outcome(reply: .bulkStatus(entries, callBackExpiry: expiry))
         case .fetchData(let fid):
-            let (status, expiry, content) = try store.fetchData(fid, client: client)
+            let (status, expiry, content) = try store.fetchData(fid, client: requester)
             return Outcome(reply: .fetchData(status, callBackExpiry: expiry), content: content)
+        case .storeData(let fid, let size, let mtime, let status):
+            guard let upload else { throw StatusCode.protocolError }
+            return statusOutcome(try store.store(fid, client: requester, uploadPath: upload, size: size, mtime: mtime, status: status))
         case .storeStatus(let fid, let attributes):
-            return statusOutcome(try store.setAttributes(fid, attributes, client: client))
+            return statusOutcome(try store.setAttributes(fid, attributes, client: requester))
         case .createFile(let c):
             guard c.type != .directory, c.type != .symlink else { throw StatusCode.invalidArgument }
-            return namespaceOutcome(try store.create(c, client: client))
+            return namespaceOutcome(try store.create(c, client: requester))
         case .makeDir(var c):
             c.type = .directory
-            return namespaceOutcome(try store.create(c, client: client))
+            return namespaceOutcome(try store.create(c, client: requester))
         case .symlink(var c):
             c.type = .symlink
-            return namespaceOutcome(try store.create(c, client: client))
+            return namespaceOutcome(try store.create(c, client: requester))
         case .link(let directory, let name, let target):
-            return namespaceOutcome(try store.link(directory: directory, name: name, target: target, client: client))
+            return namespaceOutcome(try store.link(directory: directory, name: name, target: target, client: requester))
         case .removeFile(let directory, let name):
-            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: false, client: client))
+            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: false, client: requester))
         case .removeDir(let directory, let name):
-            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: true, client: client))
+            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: true, client: requester))
         case .rename(let fromDirectory, let fromName, let toDirectory, let toName):
-            return namespaceOutcome(try store.rename(from: fromDirectory, fromName, to: toDirectory, toName, client: client))
+            return namespaceOutcome(try store.rename(from: fromDirectory, fromName, to: toDirectory, toName, client: requester))
         case .giveUpCallBacks(let fids):
-            try store.giveUpCallBacks(fids, client: clientID)
+            try store.giveUpCallBacks(fids, client: requester.clientID)
             return Outcome(reply: .done)
         case .getVolumeStatus:
             return Outcome(reply: .volumeStatus(try store.volumeStatus()))
-
-        // NFS-style, stateless: the same changes, no promises granted.
-        case .getAttr(let fid):
-            return Outcome(reply: .status(try store.fetchStatus(fid, client: client).0, callBackExpiry: 0))
-        case .setAttr(let fid, let attributes):
-            return statusOutcome(try store.setAttributes(fid, attributes, client: client))
         case .lookup(let directory, let name):
-            let (dir, object) = try store.lookup(directory: directory, name: name, as: identity)
+            let (dir, object) = try store.lookup(directory: directory, name: name, as: requester.identity)
             return Outcome(reply: .lookup(directory: dir, object: object))
         case .read(let fid, let offset, let count):
-            let (status, data) = try store.read(fid, offset: offset, count: count, as: identity)
+            let (status, data) = try store.read(fid, offset: offset, count: count, as: requester.identity)
             return Outcome(reply: .read(status, data: data))
         case .write(let fid, let offset, let data):
-            let m = try store.write(fid, offset: offset, data: data, client: client)
+            let m = try store.write(fid, offset: offset, data: data, client: requester)
             return Outcome(reply: .write(before: m.value.before, m.value.after), breaks: m.breaks, reason: m.reason)
         case .commit(let fid):
             return Outcome(reply: .status(try store.commit(fid), callBackExpiry: 0))
         case .readDir(let fid, let cookie, let count):
-            let (status, entries, end) = try store.readDirectory(fid, cookie: cookie, count: count, as: identity)
+            let (status, entries, end) = try store.readDirectory(fid, cookie: cookie, count: count, as: requester.identity)
             return Outcome(reply: .readDir(status, entries: entries, endOfListing: end))
-        case .create(let c):
-            guard c.type != .directory, c.type != .symlink else { throw StatusCode.invalidArgument }
-            return namespaceOutcome(try store.create(c, client: client))
-        case .mkdir(var c):
-            c.type = .directory
-            return namespaceOutcome(try store.create(c, client: client))
-        case .symlinkNFS(var c):
-            c.type = .symlink
-            return namespaceOutcome(try store.create(c, client: client))
-        case .linkNFS(let directory, let name, let target):
-            return namespaceOutcome(try store.link(directory: directory, name: name, target: target, client: client))
-        case .remove(let directory, let name):
-            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: false, client: client))
-        case .rmdir(let directory, let name):
-            return namespaceOutcome(try store.remove(directory: directory, name: name, isDirectory: true, client: client))
-        case .renameNFS(let fromDirectory, let fromName, let toDirectory, let toName):
-            return namespaceOutcome(try store.rename(from: fromDirectory, fromName, to: toDirectory, toName, client: client))
         case .readlink(let fid):
             let (status, target) = try store.readlink(fid)
             return Outcome(reply: .readlink(status, target: target))

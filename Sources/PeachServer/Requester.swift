@@ -1,5 +1,7 @@
-/// Who sent a request: the client (for callbacks), whether it may be granted callbacks (AFS-side
-/// requests are, the NFS-style procedures are served statelessly and are not), and the identity
+import PeachProtocol
+
+/// Who sent a request: the client (for callbacks), whether it may be granted callbacks (AFS-mode
+/// connections are, NFS-mode ones are served statelessly and are not), and the identity
 /// the request acts as for permission checks (nil: none, for the server's own calls and tests).
 public struct Requester: Sendable, Hashable, ExpressibleByStringLiteral {
     public var clientID: String
@@ -12,6 +14,11 @@ public struct Requester: Sendable, Hashable, ExpressibleByStringLiteral {
 
     public static func stateless(_ clientID: String, as identity: Identity? = nil) -> Requester {
         Requester(clientID: clientID, grantsCallBacks: false, identity: identity)
+    }
+
+    /// A client of `design`, acting as `identity`.
+    public static func client(_ clientID: String, design: ClientDesign, as identity: Identity? = nil) -> Requester {
+        Requester(clientID: clientID, grantsCallBacks: design == .afs, identity: identity)
     }
 
     public init(clientID: String, grantsCallBacks: Bool, identity: Identity? = nil) {

@@ -1,4 +1,5 @@
 import Foundation
+import PeachProtocol
 import PeachClient
 import PeachSecurity
 import PeachServer

@@ -1,4 +1,5 @@
 import Foundation
+import PeachProtocol
 import PeachClient
 import PeachSecurity
 import PeachServer
@@ -67,13 +68,6 @@ public final class TestCluster: @unchecked Sendable {
 }
 
 /// The two cache-manager designs.
-public enum ClientDesign: String, CaseIterable, Sendable, CustomStringConvertible {
-    case afs
-    case nfs
-
-    public var description: String { rawValue }
-}
-
 public func withCluster<T>(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(), tls: ServerTLS? = nil,
                            identityPolicy: IdentityPolicy = IdentityPolicy(), _ body: (TestCluster) throws -> T) throws -> T {
     let cluster = try TestCluster(callBackTimeout: callBackTimeout, limits: limits, tls: tls, identityPolicy: identityPolicy)

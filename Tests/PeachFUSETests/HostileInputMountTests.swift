@@ -36,7 +36,7 @@ struct HostileInputMountTests {
             try setup.hello()
             let lookup = try setup.send(.lookup(directory: .root, name: "big"))
             guard case .success(.lookup(_, let big)) = try setup.reply(to: lookup) else { Issue.record("LOOKUP failed"); return }
-            let create = try setup.send(.create(CreateRequest(directory: .root, name: "victim", type: .regular, mode: 0o666, uid: 0, gid: 0)))
+            let create = try setup.send(.createFile(CreateRequest(directory: .root, name: "victim", type: .regular, mode: 0o666, uid: 0, gid: 0)))
             guard case .success(.namespace(let made, _)) = try setup.reply(to: create), let victim = made.target?.fid else {
                 Issue.record("CREATE failed"); return
             }
@@ -56,14 +56,14 @@ struct HostileInputMountTests {
                 #expect(try raw.reply(to: id) == .failure(status), "\(request.opcode.name)")
             }
             try check("WRITE at 2^63") { try expectReply($0, .write(victim, offset: 1 << 63, data: [1]), .fileTooLarge) }
-            try check("SETATTR size 2^63") { try expectReply($0, .setAttr(victim, SetAttributes(size: 1 << 63)), .fileTooLarge) }
+            try check("SETATTR size 2^63") { try expectReply($0, .storeStatus(victim, SetAttributes(size: 1 << 63)), .fileTooLarge) }
             try check("CREATE device rdev 2^63") {
-                try expectReply($0, .create(CreateRequest(directory: .root, name: "dev", type: .blockDevice, mode: 0o600, uid: 0, gid: 0,
+                try expectReply($0, .createFile(CreateRequest(directory: .root, name: "dev", type: .blockDevice, mode: 0o600, uid: 0, gid: 0,
                                                           rdev: 1 << 63)), .invalidArgument)
             }
             try check("WRITE 1 byte at 2^40, SETATTR size") {
                 try expectReply($0, .write(victim, offset: 1 << 40, data: [1]), .fileTooLarge)
-                try expectReply($0, .setAttr(victim, SetAttributes(size: (1 << 40) + 1)), .fileTooLarge)
+                try expectReply($0, .storeStatus(victim, SetAttributes(size: (1 << 40) + 1)), .fileTooLarge)
             }
             try check("8 unread FetchData of an 8 MiB file") { raw in
                 for _ in 0..<8 { try raw.send(.fetchData(big.fid)) }

@@ -50,8 +50,8 @@ struct FuzzCorpusReplayTests {
         }
         #expect(failure("write-offset-2p63", .write) == .fileTooLarge)
         #expect(failure("write-uint64max-2-bytes", .write) == .fileTooLarge)
-        #expect(failure("setattr-size-2p63", .setAttr) == .fileTooLarge)
-        #expect(failure("create-blockdev-rdev-2p63", .create) == .invalidArgument)
+        #expect(failure("setattr-size-2p63", .storeStatus) == .fileTooLarge)
+        #expect(failure("create-blockdev-rdev-2p63", .createFile) == .invalidArgument)
         #expect(failure("storedata-size-uint64max", .storeData) == .fileTooLarge)
         // The tours get through: the FIDs of created files reach the later requests.
         for tour in ["seed-tour-nfs", "seed-tour-afs"] {

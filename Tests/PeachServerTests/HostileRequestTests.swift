@@ -17,7 +17,7 @@ struct HostileRequestTests {
     }
 
     func newFile(_ raw: RawProtocolClient, _ name: String) throws -> FID {
-        let id = try raw.send(.create(CreateRequest(directory: .root, name: name, type: .regular, mode: 0o644, uid: 0, gid: 0)))
+        let id = try raw.send(.createFile(CreateRequest(directory: .root, name: name, type: .regular, mode: 0o644, uid: 0, gid: 0)))
         guard case .success(.namespace(let change, _)) = try raw.reply(to: id), let fid = change.target?.fid else {
             throw RawProtocolClient.Failure(description: "CREATE failed")
         }
@@ -36,9 +36,9 @@ struct HostileRequestTests {
             #expect(try raw.reply(to: write) == .failure(.fileTooLarge))
             let writeMax = try raw.send(.write(fid, offset: UInt64.max, data: [1, 2]))
             #expect(try raw.reply(to: writeMax) == .failure(.fileTooLarge))
-            let setattr = try raw.send(.setAttr(fid, SetAttributes(size: 1 << 63)))
+            let setattr = try raw.send(.storeStatus(fid, SetAttributes(size: 1 << 63)))
             #expect(try raw.reply(to: setattr) == .failure(.fileTooLarge))
-            let device = try raw.send(.create(CreateRequest(directory: .root, name: "dev", type: .blockDevice, mode: 0o600,
+            let device = try raw.send(.createFile(CreateRequest(directory: .root, name: "dev", type: .blockDevice, mode: 0o600,
                                                             uid: 0, gid: 0, rdev: 1 << 63)))
             #expect(try raw.reply(to: device) == .failure(.invalidArgument))
             let store = try raw.send(.storeData(fid, size: UInt64.max, mtime: .now()))
@@ -60,7 +60,7 @@ struct HostileRequestTests {
             let fid = try newFile(raw, "sparse")
             let write = try raw.send(.write(fid, offset: (1 << 40) - 1, data: [1]))
             guard case .success = try raw.reply(to: write) else { Issue.record("WRITE below the limit failed"); return }
-            let setattr = try raw.send(.setAttr(fid, SetAttributes(size: 1 << 39)))
+            let setattr = try raw.send(.storeStatus(fid, SetAttributes(size: 1 << 39)))
             guard case .success(.status(let status, _)) = try raw.reply(to: setattr) else { Issue.record("SETATTR failed"); return }
             #expect(status.size == 1 << 39)
             let used = try shell("du -s --block-size=1 '\(cluster.directory.path)/server/data' | cut -f1").output
@@ -100,9 +100,9 @@ struct HostileRequestTests {
             let admin = try RawProtocolClient(port: cluster.address.port)
             try admin.hello()
             let secret = try newFile(admin, "secret")
-            let chown = try admin.send(.setAttr(secret, SetAttributes(mode: 0o600, uid: 1000, gid: 1000)))
+            let chown = try admin.send(.storeStatus(secret, SetAttributes(mode: 0o600, uid: 1000, gid: 1000)))
             guard case .success = try admin.reply(to: chown) else { Issue.record("chown failed"); return }
-            let mkdir = try admin.send(.mkdir(CreateRequest(directory: .root, name: "public", type: .directory, mode: 0o777, uid: 0, gid: 0)))
+            let mkdir = try admin.send(.makeDir(CreateRequest(directory: .root, name: "public", type: .directory, mode: 0o777, uid: 0, gid: 0)))
             guard case .success(.namespace(let made, _)) = try admin.reply(to: mkdir), let publicDir = made.target?.fid else {
                 Issue.record("mkdir failed"); return
             }
@@ -114,14 +114,14 @@ struct HostileRequestTests {
             #expect(try mallory.reply(to: read) == .failure(.accessDenied))
             let write = try mallory.send(.write(secret, offset: 0, data: Array("owned".utf8)))
             #expect(try mallory.reply(to: write) == .failure(.accessDenied))
-            let setuid = try mallory.send(.setAttr(secret, SetAttributes(mode: 0o4777)))
+            let setuid = try mallory.send(.storeStatus(secret, SetAttributes(mode: 0o4777)))
             #expect(try mallory.reply(to: setuid) == .failure(.permissionDenied))
-            let rootFile = try mallory.send(.create(CreateRequest(directory: .root, name: "mine", type: .regular, mode: 0o644, uid: 0, gid: 0)))
+            let rootFile = try mallory.send(.createFile(CreateRequest(directory: .root, name: "mine", type: .regular, mode: 0o644, uid: 0, gid: 0)))
             #expect(try mallory.reply(to: rootFile) == .failure(.accessDenied))
-            let delete = try mallory.send(.remove(directory: .root, name: "secret"))
+            let delete = try mallory.send(.removeFile(directory: .root, name: "secret"))
             #expect(try mallory.reply(to: delete) == .failure(.accessDenied))
             // Where it may create, the file is its own, not root's.
-            let own = try mallory.send(.create(CreateRequest(directory: publicDir, name: "mine", type: .regular, mode: 0o644, uid: 0, gid: 0)))
+            let own = try mallory.send(.createFile(CreateRequest(directory: publicDir, name: "mine", type: .regular, mode: 0o644, uid: 0, gid: 0)))
             guard case .success(.namespace(let created, _)) = try mallory.reply(to: own) else { Issue.record("create failed"); return }
             #expect(created.target?.uid == 1001)
         }

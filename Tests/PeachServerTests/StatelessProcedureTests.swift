@@ -18,15 +18,15 @@ struct StatelessProcedureTests {
 
     func newFile(_ store: VolumeStore, _ name: String = "f") throws -> FID {
         let request = CreateRequest(directory: .root, name: name, type: .regular, mode: 0o644, uid: 0, gid: 0)
-        return try store.create(request, client: .stateless("nfs")).value.target!.fid
+        return try store.create(request, client: .client("nfs", design: .nfs)).value.target!.fid
     }
 
     @Test("stateless requests grant no callbacks")
     func noCallBacks() throws {
         try withStore { store in
             let fid = try newFile(store)
-            _ = try store.fetchStatus(fid, client: .stateless("nfs"))
-            _ = try store.write(fid, offset: 0, data: [1, 2, 3], client: .stateless("nfs"))
+            _ = try store.fetchStatus(fid, client: .client("nfs", design: .nfs))
+            _ = try store.write(fid, offset: 0, data: [1, 2, 3], client: .client("nfs", design: .nfs))
             _ = try store.read(fid, offset: 0, count: 10)
             _ = try store.lookup(directory: .root, name: "f")
             #expect(try store.callBackCount() == 0)
@@ -39,9 +39,9 @@ struct StatelessProcedureTests {
     func readWrite() throws {
         try withStore { store in
             let fid = try newFile(store)
-            let first = try store.write(fid, offset: 5, data: Array("world".utf8), client: .stateless("nfs")).value
+            let first = try store.write(fid, offset: 5, data: Array("world".utf8), client: .client("nfs", design: .nfs)).value
             #expect(first.after.size == 10)
-            let second = try store.write(fid, offset: 0, data: Array("hello".utf8), client: .stateless("nfs")).value
+            let second = try store.write(fid, offset: 0, data: Array("hello".utf8), client: .client("nfs", design: .nfs)).value
             #expect(second.before == first.after.dataVersion)
             #expect(second.after.dataVersion == first.after.dataVersion + 1)
             #expect(try store.read(fid, offset: 0, count: 100).1 == Array("helloworld".utf8))
@@ -57,7 +57,7 @@ struct StatelessProcedureTests {
         try withStore { store in
             let fid = try newFile(store)
             _ = try store.fetchData(fid, client: "afs")
-            let mutation = try store.write(fid, offset: 0, data: [7], client: .stateless("nfs"))
+            let mutation = try store.write(fid, offset: 0, data: [7], client: .client("nfs", design: .nfs))
             #expect(mutation.breaks["afs"] == [fid])
         }
     }
@@ -79,7 +79,7 @@ struct StatelessProcedureTests {
     func lookupAndReadlink() throws {
         try withStore { store in
             let request = CreateRequest(directory: .root, name: "l", type: .symlink, mode: 0o777, uid: 0, gid: 0, symlinkTarget: "target")
-            let link = try store.create(request, client: .stateless("nfs")).value.target!
+            let link = try store.create(request, client: .client("nfs", design: .nfs)).value.target!
             #expect(try store.lookup(directory: .root, name: "l").object.fid == link.fid)
             #expect(try store.readlink(link.fid).1 == "target")
             #expect(throws: StatusCode.notFound) { _ = try store.lookup(directory: .root, name: "nope") }
