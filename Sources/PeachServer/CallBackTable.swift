@@ -11,6 +11,11 @@ enum CallBackTable {
         }
     }
 
+    /// When `client`'s promise on `vnode` expires (Unix seconds), if it holds one.
+    static func expiry(_ db: Database, client: String, vnode: Int64) throws -> Int64? {
+        try Int64.fetchOne(db, sql: "SELECT expiresAt FROM callBack WHERE client = ? AND vnode = ?", arguments: [client, vnode])
+    }
+
     /// Deletes every other client's promise on `vnodes` and returns the live ones, by client.
     static func breakAll(_ db: Database, vnodes: [Int64], except client: String, now: Int64) throws -> [String: [FID]] {
         guard !vnodes.isEmpty else { return [:] }

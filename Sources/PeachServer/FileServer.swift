@@ -33,6 +33,8 @@ public final class FileServer: Sendable {
     private let frameBudget: InboundMemoryBudget
     private let connectionCount = NIOLockedValueBox(0)
     private let trimmer: MemoryTrimmer
+    /// Every 100 ms, the commits that did not wait for the disk are synced (`--sync`).
+    private let backgroundSync = NIOLockedValueBox<RepeatedTask?>(nil)
     /// Mutual TLS on every connection, or nil for plain TCP (loopback only, or `--insecure`).
     private let tls: ServerTLS?
 
@@ -111,12 +113,19 @@ public final class FileServer: Sendable {
             }
             .bind(host: host, port: port).wait()
         channelBox.set(channel)
+        let (store, fileIO) = (self.store, self.fileIO)
+        backgroundSync.withLockedValue {
+            $0 = group.next().scheduleRepeatedTask(initialDelay: .milliseconds(100), delay: .milliseconds(100)) { _ in
+                fileIO.submit { _ in store.syncPendingCommits() }
+            }
+        }
         return channel.localAddress?.port ?? port
     }
 
     /// Stops listening, closes every connection and waits for the thread pool to finish.
     public func stop() {
         try? channelBox.take()?.close().wait()
+        backgroundSync.withLockedValue { $0?.cancel(); $0 = nil }
         // The pools first, while every event loop still runs: work that finishes during the
         // shutdown hops back to a live loop (and may push a break to another connection's loop);
         // work not started yet is cancelled and fails its future. Then the loops and connections.

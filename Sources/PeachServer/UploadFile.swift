@@ -21,9 +21,10 @@ enum UploadFile {
         }
     }
 
-    /// Makes the upload durable and closes it; on failure it is deleted.
-    static func finish(_ fd: Int32, path: String) -> Bool {
-        let synced = fsync(fd) == 0
+    /// Makes the upload durable (unless `sync` is false: `--sync delayed`) and closes it; on
+    /// failure it is deleted.
+    static func finish(_ fd: Int32, path: String, sync: Bool) -> Bool {
+        let synced = !sync || fsync(fd) == 0
         close(fd)
         if !synced { unlink(path) }
         return synced

@@ -17,8 +17,13 @@ public final class VolumeStore: Sendable {
     public let limits: VolumeLimits
     /// Held until `close()`: one server per root.
     private let rootLock: ExclusiveDirectoryLock.Held
+    /// When changes reach the disk (`--sync`).
+    public let syncPolicy: SyncPolicy
+    /// Shared fsyncs of SQLite's write-ahead log.
+    let groupSync: GroupSync
 
-    public init(root: String, callBackLifetime: Int64 = 3600, limits: VolumeLimits = VolumeLimits()) throws {
+    public init(root: String, callBackLifetime: Int64 = 3600, limits: VolumeLimits = VolumeLimits(),
+                syncPolicy: SyncPolicy = .onclose) throws {
         let fm = FileManager.default
         dataDirectory = root + "/data"
         uploadDirectory = root + "/uploads"
@@ -32,12 +37,15 @@ public final class VolumeStore: Sendable {
         rootLock = try ExclusiveDirectoryLock.acquire(root, what: "server root")
         var configuration = Configuration()
         configuration.prepareDatabase { db in
+            // No fsync per commit: a reply that must wait for the disk waits for a shared fsync
+            // of the log (GroupSync), so concurrent changes share one.
             try db.execute(sql: "PRAGMA synchronous = NORMAL")
         }
         database = try DatabasePool(path: root + "/volume.sqlite", configuration: configuration)
         try Schema.migrator.migrate(database)
         self.callBackLifetime = callBackLifetime
         self.limits = limits
+        self.syncPolicy = syncPolicy
         epoch = try database.write { db in
             let previous = try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'epoch'") ?? 0
             try db.execute(sql: "INSERT OR REPLACE INTO serverState (key, value) VALUES ('epoch', ?)", arguments: [previous + 1])
@@ -48,11 +56,26 @@ public final class VolumeStore: Sendable {
             }
             return UInt64(previous + 1)
         }
+        // The log exists from the first write on, and stays while the database is open.
+        groupSync = try GroupSync(paths: [dataDirectory, root + "/volume.sqlite-wal"])
+        try groupSync.sync()
         try removeOrphans()
     }
 
-    /// Releases the root for another server (the store is not used after this).
-    public func releaseRoot() { rootLock.release() }
+    /// Releases the root for another server (the store is not used after this), once every
+    /// commit is on disk.
+    public func releaseRoot() {
+        try? groupSync.sync()
+        rootLock.release()
+    }
+
+    /// Waits until every commit made so far is on disk (one fsync shared with concurrent callers).
+    public func makeDurable() throws { try groupSync.sync() }
+
+    /// The background round of `--sync onclose` and `delayed`: syncs commits that did not wait.
+    public func syncPendingCommits() {
+        if groupSync.hasPending { try? groupSync.sync() }
+    }
 
     /// Start-up clean-up: unfinished uploads, and data files no vnode points at (a crash between
     /// writing a new version and committing it, or between committing and deleting the old one).
@@ -126,10 +149,16 @@ public final class VolumeStore: Sendable {
 
     public func fetchStatus(_ fid: FID, client: Requester) throws -> (FileStatus, UInt64) {
         let now = Timespec.now()
-        guard client.grantsCallBacks else {
-            // GETATTR grants nothing: a read, which never waits for SQLite's single writer.
-            return (try database.read { db in try VnodeTable.resolve(db, fid).status }, 0)
+        // A read first, which never waits for SQLite's single writer: enough for a stateless
+        // client, and for an AFS client whose promise on the FID still has most of its life
+        // (the reply announces that promise, unchanged).
+        let (status, held) = try database.read { db in
+            let (vnode, status) = try VnodeTable.resolve(db, fid)
+            let held = client.grantsCallBacks ? try CallBackTable.expiry(db, client: client.clientID, vnode: vnode) : nil
+            return (status, held)
         }
+        guard client.grantsCallBacks else { return (status, 0) }
+        if let held, held - now.seconds > callBackLifetime / 2 { return (status, UInt64(held)) }
         return try database.write { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             try grant(db, client, vnodes: [vnode], now: now)
@@ -203,8 +232,10 @@ public final class VolumeStore: Sendable {
     }
 
     /// Makes an uploaded file the new content of `fid`: one transaction points the vnode at the
-    /// new version and breaks the other clients' promises; then the old version goes.
-    public func store(_ fid: FID, client: Requester, uploadPath: String, size: UInt64, mtime: Timespec) throws -> Mutation<FileStatus> {
+    /// new version, applies the mode and owner changes that rode along (checked as a StoreStatus
+    /// would check them), and breaks the other clients' promises; then the old version goes.
+    public func store(_ fid: FID, client: Requester, uploadPath: String, size: UInt64, mtime: Timespec,
+                      status change: StoreStatusChange = StoreStatusChange()) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
         var oldVersion: UInt64 = 0
         do {
@@ -216,6 +247,16 @@ public final class VolumeStore: Sendable {
                 try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
                 try checkQuota(db, growth: newSize - Int64(status.size))
                 try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
+                if !change.isEmpty {
+                    let attributes = SetAttributes(mode: change.mode, uid: change.uid, gid: change.gid,
+                                                   atime: change.atime.map { .at($0) })
+                    let current = try VnodeTable.status(db, vnode)
+                    let mode = try SetAttributeRules.check(attributes, on: current, for: client.identity)
+                    let atime = change.atime ?? current.atime
+                    try db.execute(sql: """
+                        UPDATE vnode SET mode = ?, uid = ?, gid = ?, atimeSeconds = ?, atimeNanoseconds = ? WHERE id = ?
+                        """, arguments: [mode, change.uid ?? current.uid, change.gid ?? current.gid, atime.seconds, atime.nanoseconds, vnode])
+                }
                 oldVersion = status.dataVersion
                 let newVersion = status.dataVersion + 1
                 guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }

@@ -62,6 +62,9 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Client machines (certificate names, comma-separated) that may only read: every change gets EROFS.")
     var readOnlyClients = ""
 
+    @Option(help: "When changes reach the disk before their reply: always, onclose (stores and COMMIT), delayed (within 100 ms). See docs/consistency.md.")
+    var sync: SyncPolicy = .onclose
+
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
@@ -99,7 +102,7 @@ struct ServerCommand: ParsableCommand {
         let store: VolumeStore
         do {
             store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime),
-                                    limits: VolumeLimits(maximumFileSize: maxFileSize.bytes, quota: quota?.bytes))
+                                    limits: VolumeLimits(maximumFileSize: maxFileSize.bytes, quota: quota?.bytes), syncPolicy: sync)
         } catch let error as ExclusiveDirectoryLock.Busy {
             throw CommandFailure("cannot open the volume: \(error)")
         } catch {
@@ -148,3 +151,5 @@ struct CommandFailure: Error, CustomStringConvertible {
 }
 
 extension Logger.Level: @retroactive ExpressibleByArgument {}
+
+extension SyncPolicy: ExpressibleByArgument {}
