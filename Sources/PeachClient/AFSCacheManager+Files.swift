@@ -13,7 +13,13 @@ extension AFSCacheManager {
         var fetched = false
         let (fd, keepCache): (Int32, Bool) = try vnode.io.withLock {
             if !lock.withLock({ hasValidCallBack(vnode) }) {
-                try fetchStatus(vnode.fid)
+                if !truncate, disk.entry(vnode.fid) == nil, lock.withLock({ vnode.status.type == .regular }) {
+                    // Nothing cached to revalidate: FetchData brings the status with the content.
+                    try fetchWholeFile(vnode)
+                    fetched = true
+                } else {
+                    try fetchStatus(vnode.fid)
+                }
                 askedServer = true
             }
             let (type, dataVersion) = lock.withLock { (vnode.status.type, vnode.status.dataVersion) }
@@ -23,7 +29,7 @@ extension AFSCacheManager {
             let haveCurrentCopy = cached.map { $0.dirty || $0.dataVersion == dataVersion } ?? false
             if truncate {
                 try truncateLocalCopy(vnode, cached: haveCurrentCopy ? cached : nil, dataVersion: dataVersion)
-            } else if !haveCurrentCopy {
+            } else if !haveCurrentCopy && !fetched {
                 try fetchWholeFile(vnode)
                 askedServer = true
                 fetched = true
@@ -75,29 +81,16 @@ extension AFSCacheManager {
         let temporary = disk.directory + "/files/fetch-" + UUID().uuidString
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError(errno, "creating a cache file") }
-        let offset = NIOLockedValueBox<UInt64>(0)
         let status: FileStatus
         let expiry: UInt64
+        let received: UInt64
         do {
             defer { Glibc.close(fd) }
-            (status, expiry) = try connection.fetchData(vnode.fid) { chunk in
-                try offset.withLockedValue { position in
-                    try chunk.withUnsafeReadableBytes { bytes in
-                        var done = 0
-                        while done < bytes.count {
-                            let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(position) + off_t(done))
-                            guard n > 0 else { throw FileSystemError(errno, "writing the cache") }
-                            done += n
-                        }
-                    }
-                    position += UInt64(chunk.readableBytes)
-                }
-            }
+            (status, expiry, received) = try connection.fetchData(vnode.fid, into: fd)
         } catch {
             Glibc.unlink(temporary)
             throw error
         }
-        let received = offset.withLockedValue { $0 }
         guard received == status.size else {
             Glibc.unlink(temporary)
             throw FileSystemError(EIO, "fetched \(received) bytes of \(status.size)")
@@ -182,8 +175,8 @@ extension AFSCacheManager {
     /// status is newer (a leftover from an earlier run).
     func store(_ vnode: CachedVnode, fd givenFD: Int32?, baseVersion: UInt64? = nil) throws {
         try vnode.io.withLock {
-            let (dirty, generation, size, mtime, removed) = lock.withLock {
-                (vnode.dirty, vnode.dirtyGeneration, vnode.status.size, vnode.status.mtime, vnode.removed)
+            let (dirty, generation, size, mtime, removed, pending) = lock.withLock {
+                (vnode.dirty, vnode.dirtyGeneration, vnode.status.size, vnode.status.mtime, vnode.removed, vnode.pendingStatus)
             }
             guard dirty, !removed, let entry = disk.entry(vnode.fid) else { return }
             var fd = givenFD ?? -1
@@ -196,9 +189,11 @@ extension AFSCacheManager {
             // A store at close is the closing process's; one at unmount or recovery, the owner's.
             let owner = lock.withLock { Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
             let (status, expiry) = try Caller.unlessNamed(owner) {
-                try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime)
+                try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending)
             }
             let stillDirty = lock.withLock {
+                // What was sent is applied; changes made during the store wait for the next one.
+                if vnode.pendingStatus == pending { vnode.pendingStatus = StoreStatusChange() }
                 let stillDirty = vnode.dirtyGeneration != generation
                 vnode.dirty = stillDirty
                 install(status, expiry: expiry, stamp: stamp)

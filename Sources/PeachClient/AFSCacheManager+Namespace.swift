@@ -45,6 +45,7 @@ extension AFSCacheManager {
 
     public func lookup(parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
+        try revalidateListing(parent, name: name)
         let (directory, listing) = try directoryWithListing(parent)
         guard let entry = listing[name] else { throw FileSystemError.notFound }
         var child = lock.withLock { vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid && hasValidCallBack($0) ? $0 : nil } }
@@ -53,8 +54,34 @@ extension AFSCacheManager {
             let child = child!
             child.parent = parent
             child.name = name
+            handedToKernel(child)
             return Entry(attributes: Attributes(status: child.status, timeout: kernelTimeout(child)),
                          entryTimeout: kernelTimeout(directory))
+        }
+    }
+
+    /// A directory whose listing is held but whose promise lapsed (expiry, a reconnect, a break
+    /// for a status change) is revalidated with one BulkStatus of it and of the object `name`
+    /// names in it: unchanged, the listing stays (`install` drops it otherwise), and the object's
+    /// status comes in the same request.
+    func revalidateListing(_ inode: Inode, name: String) throws {
+        let directory = try vnode(inode)
+        let request = lock.withLock { () -> (fids: [FID], stamps: [UInt64])? in
+            guard let listing = directory.listing, !hasValidCallBack(directory) else { return nil }
+            var fids = [directory.fid]
+            if let child = listing[name], !(vnodes[child.fid.vnode].map { $0.fid == child.fid && hasValidCallBack($0) } ?? false) {
+                fids.append(child.fid)
+            }
+            return (fids, fids.map { breakStamp($0.vnode) })
+        }
+        guard let request else { return }
+        guard case .bulkStatus(let results, let expiry) = try connection.call(.bulkStatus(request.fids)) else {
+            throw FileSystemError(EIO, "unexpected reply")
+        }
+        lock.withLock {
+            for (index, result) in results.enumerated() where index < request.stamps.count {
+                if case .status(let status) = result { install(status, expiry: expiry, stamp: request.stamps[index]) }
+            }
         }
     }
 
@@ -150,6 +177,7 @@ extension AFSCacheManager {
             let vnode = vnodes[target.fid.vnode]!
             vnode.parent = parent
             vnode.name = name
+            handedToKernel(vnode)
             let directory = vnodes[parent]
             return Entry(attributes: Attributes(status: vnode.status, timeout: kernelTimeout(vnode)),
                          entryTimeout: directory.map { kernelTimeout($0) } ?? 0)
@@ -302,13 +330,48 @@ extension AFSCacheManager {
                 case .at(let t): vnode.status.mtime = t
                 }
             }
+            remote.mtime = nil
         }
         if remote.isEmpty { return attributes(vnode) }
+        if let pending = rideAlong(remote, on: vnode) {
+            // Open and dirty: the change goes with the coming store, as AFS-3's StoreData carries
+            // a status (`cp -a`'s fchown, fchmod and futimens cost no request of their own).
+            let now = Timespec.now()
+            lock.withLock {
+                vnode.pendingStatus = vnode.pendingStatus.merged(with: pending)
+                if let mode = pending.mode { vnode.status.mode = mode & 0o7777 }
+                if let uid = pending.uid { vnode.status.uid = uid }
+                if let gid = pending.gid { vnode.status.gid = gid }
+                if let atime = pending.atime { vnode.status.atime = atime }
+                vnode.status.ctime = now
+            }
+            return attributes(vnode)
+        }
         let stamp = lock.withLock { breakStamp(inode) }
         guard case .status(let status, let expiry) = try connection.call(.storeStatus(vnode.fid, remote)) else {
             throw FileSystemError(EIO, "unexpected reply")
         }
         lock.withLock { _ = install(status, expiry: expiry, stamp: stamp) }
         return attributes(vnode)
+    }
+}
+
+extension AFSCacheManager {
+    /// `changes` as a status change for the next store, if they may wait for it: the file is open
+    /// and dirty here, no size change, and the caller may make them (root, or the owner changing
+    /// mode and times), so that a refusal at the store cannot surprise anyone.
+    func rideAlong(_ changes: SetAttributes, on vnode: CachedVnode) -> StoreStatusChange? {
+        guard changes.size == nil, changes.mtime == nil else { return nil }
+        let (eligible, owner) = lock.withLock { (vnode.openCount > 0 && vnode.dirty && !vnode.removed && vnode.status.type == .regular, vnode.status.uid) }
+        guard eligible else { return nil }
+        let caller = Caller.credential.uid
+        guard caller == 0 || (caller == owner && changes.uid == nil && changes.gid == nil) else { return nil }
+        var atime: Timespec?
+        switch changes.atime {
+        case nil: break
+        case .now: atime = Timespec.now()
+        case .at(let t): atime = t
+        }
+        return StoreStatusChange(mode: changes.mode, uid: changes.uid, gid: changes.gid, atime: atime)
     }
 }

@@ -144,6 +144,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         } else {
             vnode = CachedVnode(status: status)
             vnodes[status.fid.vnode] = vnode
+            statistics.update { $0.vnodes = vnodes.count }
         }
         if vnode.isDirectory, vnode.listingVersion != status.dataVersion { vnode.listing = nil }
         if vnode.status.type == .symlink, vnode.status.dataVersion != status.dataVersion { vnode.symlinkTarget = nil }
@@ -155,7 +156,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     /// kernel must be told.
     func receive(_ push: Push) -> [KernelInvalidation] {
         switch push {
-        case .callBack(let fids, _):
+        case .callBack(let fids, let reason):
             statistics.update { $0.callbacksReceived += fids.count }
             return lock.withLock {
                 var invalidations: [KernelInvalidation] = []
@@ -165,7 +166,9 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
                     vnode.callBackExpiry = 0
                     vnode.kernelVersion = nil
                     invalidations.append(kernelInvalidation(for: vnode))
-                    vnode.listing = nil
+                    // A directory's names changed, unless only its status did: then the listing
+                    // stays, and one status request revalidates it.
+                    if reason != .setattr { vnode.listing = nil }
                 }
                 return invalidations
             }
@@ -179,10 +182,10 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     func dropAllPromises() {
         let invalidations: [KernelInvalidation] = lock.withLock {
             breakGeneration &+= 1
+            // Listings stay: each is revalidated by its data version on next use (one BulkStatus).
             return vnodes.values.map { vnode in
                 vnode.callBackExpiry = 0
                 vnode.kernelVersion = nil
-                defer { vnode.listing = nil }
                 return kernelInvalidation(for: vnode)
             }
         }
@@ -252,8 +255,35 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         attributes(try validated(inode))
     }
 
+    /// The kernel dropped `count` references: a vnode it no longer knows, with nothing open or
+    /// dirty, goes, so the table is bounded by the kernel's inodes, not by every file ever seen.
+    /// Its cached copy stays on disk (the disk cache is indexed by FID) and is revalidated by
+    /// data version on the next lookup.
     public func forget(_ inode: Inode, count: UInt64) {
-        // Vnodes stay known: their FIDs and promises are cheap and are reused on the next lookup.
+        lock.withLock {
+            guard inode != FID.root.vnode, let vnode = vnodes[inode] else { return }
+            vnode.kernelReferences -= min(count, vnode.kernelReferences)
+            guard vnode.kernelReferences == 0, vnode.openCount == 0, !vnode.dirty else { return }
+            vnodes[inode] = nil
+            forgetBreakCount(inode)
+            statistics.update { $0.vnodes = vnodes.count }
+        }
+    }
+
+    /// Drops a break counter; bumping the generation keeps every stamp taken before it from
+    /// matching again. Counters of FIDs never cached (breaks for them) are pruned in bulk the same
+    /// way. Caller holds `lock`.
+    func forgetBreakCount(_ inode: Inode) {
+        if breakCounts.removeValue(forKey: inode) != nil { breakGeneration &+= 1 }
+        if breakCounts.count > 2 * vnodes.count + 1024 {
+            breakCounts = [:]
+            breakGeneration &+= 1
+        }
+    }
+
+    /// An entry for `vnode` goes to the kernel: one more reference for it to forget. Caller holds `lock`.
+    func handedToKernel(_ vnode: CachedVnode) {
+        vnode.kernelReferences += 1
     }
 
     public func volumeStatus() throws -> VolumeStatus {

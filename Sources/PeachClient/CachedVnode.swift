@@ -29,6 +29,10 @@ final class CachedVnode: @unchecked Sendable {
     var kernelVersion: UInt64?
     /// Removed on the server while open here: nothing to store back to.
     var removed = false
+    /// chmod, chown and utime made while open and dirty, sent with the next store.
+    var pendingStatus = StoreStatusChange()
+    /// Entries the kernel was given for this vnode and has not forgotten (FUSE's lookup count).
+    var kernelReferences: UInt64 = 0
 
     let io = NIOLock()
 

@@ -25,6 +25,9 @@ public final class ClientStatistics: Sendable {
         public var callbacksReceived = 0
         public var evictions = 0
         public var cacheBytes: UInt64 = 0
+        /// Files and directories the cache manager keeps state for now (bounded by the kernel's
+        /// inodes on a mount, where forgotten ones go).
+        public var vnodes = 0
         public var serverRequests = 0
         /// Request type → count.
         public var rpcs: [String: Int] = [:]

@@ -28,7 +28,8 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
         self.logger = logger
         blocks = LRUCache(capacity: Int(clamping: options.cacheSize))
         // No state on the server: a fresh identity each mount, only to introduce the connection.
-        connection = ServerConnection(address: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, statistics: statistics,
+        connection = ServerConnection(address: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, design: .nfs,
+                                      statistics: statistics,
                                       tls: tls)
         connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
@@ -90,6 +91,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
             node.fetchedAt = Self.now()
             node.namesVersion = status.dataVersion
             nodes[status.fid.vnode] = node
+            statistics.update { $0.vnodes = nodes.count }
             return node
         }
         let old = node.status
@@ -145,7 +147,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     /// GETATTR, always.
     @discardableResult
     func getAttr(_ fid: FID) throws -> NFSNode {
-        guard case .status(let status, _) = try connection.call(.getAttr(fid)) else { throw FileSystemError(EIO, "unexpected reply") }
+        guard case .status(let status, _) = try connection.call(.fetchStatus(fid)) else { throw FileSystemError(EIO, "unexpected reply") }
         return lock.withLock { apply(status) }
     }
 
@@ -168,7 +170,21 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
         return attributes(node)
     }
 
-    public func forget(_ inode: Inode, count: UInt64) {}
+    /// The kernel dropped `count` references: a node it no longer knows, with nothing open or
+    /// dirty, goes with its cached blocks, so memory is bounded by the kernel's inodes.
+    public func forget(_ inode: Inode, count: UInt64) {
+        lock.withLock {
+            guard inode != FID.root.vnode, let node = nodes[inode] else { return }
+            node.kernelReferences -= min(count, node.kernelReferences)
+            guard node.kernelReferences == 0, node.openCount == 0, !node.isDirty else { return }
+            for index in node.cachedBlocks { blocks.remove(BlockKey(inode: inode, index: index)) }
+            nodes[inode] = nil
+            statistics.update {
+                $0.vnodes = nodes.count
+                $0.cacheBytes = UInt64(blocks.totalCost)
+            }
+        }
+    }
 
     public func volumeStatus() throws -> VolumeStatus {
         guard case .volumeStatus(let status) = try connection.call(.getVolumeStatus) else { throw FileSystemError(EIO, "unexpected reply") }
@@ -227,6 +243,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
         lock.withLock {
             child.parent = directory.inode
             child.name = name
+            child.kernelReferences += 1
             return Entry(attributes: Attributes(status: child.status, timeout: remainingTimeout(child)),
                          entryTimeout: remainingTimeout(directory))
         }
@@ -316,7 +333,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
         let request = try createRequest(parent: parent, name: name, type: .regular, mode: mode, context: context)
         let entry: Entry
         do {
-            entry = try created(.create(request), parent: parent, name: name)
+            entry = try created(.createFile(request), parent: parent, name: name)
         } catch let error as FileSystemError where error.errno == EEXIST && flags & O_EXCL == 0 {
             let existing = try lookup(parent: parent, name: name)
             return (existing, try open(existing.inode, flags: flags))
@@ -331,33 +348,33 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     }
 
     public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {
-        try created(.mkdir(try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)),
+        try created(.makeDir(try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)),
                     parent: parent, name: name)
     }
 
     public func makeNode(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64, context: RequestContext) throws -> Entry {
-        try created(.create(try createRequest(parent: parent, name: name, type: type, mode: mode, rdev: rdev, context: context)),
+        try created(.createFile(try createRequest(parent: parent, name: name, type: type, mode: mode, rdev: rdev, context: context)),
                     parent: parent, name: name)
     }
 
     public func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry {
         let request = try createRequest(parent: parent, name: name, type: .symlink, mode: 0o777, target: target, context: context)
-        return try created(.symlinkNFS(request), parent: parent, name: name)
+        return try created(.symlink(request), parent: parent, name: name)
     }
 
     public func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry {
-        try created(.linkNFS(directory: try node(newParent).fid, name: newName, target: try node(inode).fid),
+        try created(.link(directory: try node(newParent).fid, name: newName, target: try node(inode).fid),
                     parent: newParent, name: newName)
     }
 
     public func unlink(parent: Inode, name: String) throws {
-        _ = try change(.remove(directory: try node(parent).fid, name: name)) { directory, _ in
+        _ = try change(.removeFile(directory: try node(parent).fid, name: name)) { directory, _ in
             if directory.inode == parent { directory.names[name] = .some(nil) }
         }
     }
 
     public func removeDirectory(parent: Inode, name: String) throws {
-        _ = try change(.rmdir(directory: try node(parent).fid, name: name)) { directory, _ in
+        _ = try change(.removeDir(directory: try node(parent).fid, name: name)) { directory, _ in
             if directory.inode == parent { directory.names[name] = .some(nil) }
         }
     }
@@ -370,7 +387,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
                 throw FileSystemError.exists
             } catch let error as FileSystemError where error.errno == ENOENT {}
         }
-        let request = Request.renameNFS(fromDirectory: try node(parent).fid, fromName: name,
+        let request = Request.rename(fromDirectory: try node(parent).fid, fromName: name,
                                         toDirectory: try node(newParent).fid, toName: newName)
         _ = try change(request) { directory, change in
             if directory.inode == parent { directory.names[name] = .some(nil) }
@@ -387,7 +404,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
         let node = try node(inode)
         if changes.size != nil, lock.withLock({ node.isDirty }) { try writeBack(node, commit: false) }
-        guard case .status(let status, _) = try connection.call(.setAttr(node.fid, changes)) else {
+        guard case .status(let status, _) = try connection.call(.storeStatus(node.fid, changes)) else {
             throw FileSystemError(EIO, "unexpected reply")
         }
         lock.withLock {

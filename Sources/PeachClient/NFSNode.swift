@@ -27,6 +27,8 @@ final class NFSNode: @unchecked Sendable {
     var openCount = 0
     /// The data version the kernel's page cache holds, if any.
     var kernelVersion: UInt64?
+    /// Entries the kernel was given for this node and has not forgotten (FUSE's lookup count).
+    var kernelReferences: UInt64 = 0
 
     init(status: FileStatus, timeout: Double) {
         fid = status.fid
