@@ -9,13 +9,14 @@ final class ServerProcess {
     let process: ChildProcess
     let address: ServerAddress
 
-    init() throws {
+    /// - Parameter extraArguments: more `peach server` options, such as `--sync delayed`.
+    init(extraArguments: [String] = []) throws {
         directory = try TemporaryDirectory(prefix: "peach-bench-server")
         let log = directory.path + "/server.log"
         let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         defer { close(fd) }
         process = try ChildProcess([MountSupport.peachBinary, "server", "--root", directory.path + "/root", "--listen", "127.0.0.1:0",
-                                    "--log-level", "warning"], outputFD: fd)
+                                    "--log-level", "warning"] + extraArguments, outputFD: fd)
         var port: Int?
         for _ in 0..<200 where port == nil {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
@@ -35,14 +36,7 @@ final class ServerProcess {
     }
 
     /// User plus system CPU seconds the server has used so far.
-    var cpuSeconds: Double {
-        guard let stat = try? String(contentsOfFile: "/proc/\(process.pid)/stat", encoding: .utf8),
-              let close = stat.lastIndex(of: ")") else { return 0 }
-        let fields = stat[stat.index(after: close)...].split(separator: " ")
-        // After the command name: state is field 3, utime 14 and stime 15 (1-based, whole line).
-        guard fields.count > 13, let user = Double(fields[11]), let system = Double(fields[12]) else { return 0 }
-        return (user + system) / Double(sysconf(Int32(_SC_CLK_TCK)))
-    }
+    var cpuSeconds: Double { processCPUSeconds(process.pid) }
 
     func stop() {
         process.signal(SIGTERM)

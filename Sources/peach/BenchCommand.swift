@@ -7,7 +7,7 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the AFS-style and NFS-style designs side by side.",
-        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self, IOCommand.self, TLSCommand.self]
+        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self, IOCommand.self, TLSCommand.self, OpsCommand.self]
     )
 }
 
@@ -22,8 +22,10 @@ struct BenchOutputOptions: ParsableArguments {
     @Flag(help: "A short run (under a minute) with smaller files.")
     var quick = false
 
-    /// `peach mount` processes started by a benchmark run this very binary.
+    /// `peach mount` processes started by a benchmark run this very binary, unless $PEACH_BINARY
+    /// names another (to measure an older build with this one's suites).
     func useThisBinaryForMounts() {
+        if ProcessInfo.processInfo.environment["PEACH_BINARY"] != nil { return }
         if let path = try? FileManager.default.destinationOfSymbolicLink(atPath: "/proc/self/exe") {
             setenv("PEACH_BINARY", path, 1)
         }
@@ -176,5 +178,40 @@ struct TLSCommand: ParsableCommand {
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
         let rows = try TLSSuite(largeSize: output.quick ? 16 << 20 : 64 << 20, repetitions: output.quick ? 3 : 7, tree: SourceTree()).run()
         try output.emit(TLSReport(rows: rows))
+    }
+}
+
+struct OpsCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "ops",
+        abstract: "Latency and CPU per operation through AFS- and NFS-mode mounts, a local directory and --compare directories; postmark and cp -a."
+    )
+
+    @OptionGroup var output: BenchOutputOptions
+
+    @Option(help: "Also measure this directory (an sshfs mount, say); may be repeated.")
+    var compare: [String] = []
+
+    @Option(help: "Operations of each kind per round.")
+    var count = 300
+
+    @Option(help: "The tree `cp -a` copies into each file system.")
+    var tree = "/usr/include"
+
+    func validate() throws {
+        guard (1...100_000).contains(count) else { throw CommandFailure("--count must be between 1 and 100000") }
+        var isDirectory: ObjCBool = false
+        for path in compare where !FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) || !isDirectory.boolValue {
+            throw CommandFailure("--compare \(path): no such directory")
+        }
+    }
+
+    func run() throws {
+        output.useThisBinaryForMounts()
+        if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
+        let suite = OpsSuite(count: output.quick ? 100 : count, rounds: output.quick ? 1 : 3, compare: compare,
+                             postmarkFiles: output.quick ? 500 : 3000, postmarkTransactions: output.quick ? 2000 : 12000,
+                             copyTree: output.quick && tree == "/usr/include" ? "/usr/include/linux" : tree)
+        try output.emit(OpsReport(results: try suite.run()))
     }
 }
