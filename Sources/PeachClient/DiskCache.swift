@@ -153,8 +153,8 @@ final class DiskCache: Sendable {
         guard let old = replace(fid, with: nil) else { return }
         unlink(path(fid, old.dataVersion))
         try? index.write { db in
-            try db.execute(sql: "DELETE FROM cacheEntry WHERE vnode = ? AND uniquifier = ?",
-                           arguments: [Int64(fid.vnode), Int64(fid.unique)])
+            try db.cachedStatement(sql: "DELETE FROM cacheEntry WHERE vnode = ? AND uniquifier = ?")
+                .execute(arguments: [Int64(fid.vnode), Int64(fid.unique)])
         }
     }
 
@@ -181,10 +181,11 @@ final class DiskCache: Sendable {
 
     private func persist(_ entry: Entry) {
         try? index.write { db in
-            try db.execute(sql: """
+            // From the statement cache: this runs several times per file written.
+            try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO cacheEntry (vnode, uniquifier, dataVersion, size, dirty) VALUES (?, ?, ?, ?, ?)
-                """, arguments: [Int64(entry.fid.vnode), Int64(entry.fid.unique), Int64(entry.dataVersion),
-                                 Int64(entry.size), entry.dirty ? 1 : 0])
+                """).execute(arguments: [Int64(entry.fid.vnode), Int64(entry.fid.unique), Int64(entry.dataVersion),
+                                         Int64(entry.size), entry.dirty ? 1 : 0])
         }
     }
 }

@@ -6,14 +6,14 @@ import PeachProtocol
 enum CallBackTable {
     static func grant(_ db: Database, client: String, vnodes: [Int64], expiresAt: Int64) throws {
         for vnode in vnodes {
-            try db.execute(sql: "INSERT OR REPLACE INTO callBack (client, vnode, expiresAt) VALUES (?, ?, ?)",
+            try db.execute(cached: "INSERT OR REPLACE INTO callBack (client, vnode, expiresAt) VALUES (?, ?, ?)",
                            arguments: [client, vnode, expiresAt])
         }
     }
 
     /// When `client`'s promise on `vnode` expires (Unix seconds), if it holds one.
     static func expiry(_ db: Database, client: String, vnode: Int64) throws -> Int64? {
-        try Int64.fetchOne(db, sql: "SELECT expiresAt FROM callBack WHERE client = ? AND vnode = ?", arguments: [client, vnode])
+        try Int64.fetchOne(db, cached: "SELECT expiresAt FROM callBack WHERE client = ? AND vnode = ?", arguments: [client, vnode])
     }
 
     /// Deletes every other client's promise on `vnodes` and returns the live ones, by client.
@@ -22,12 +22,12 @@ enum CallBackTable {
         let placeholders = databaseQuestionMarks(count: vnodes.count)
         var arguments = StatementArguments(vnodes)
         arguments += [client]
-        let rows = try Row.fetchAll(db, sql: """
+        let rows = try Row.fetchAll(db, cached: """
             SELECT callBack.client, callBack.vnode, callBack.expiresAt, vnode.uniquifier
             FROM callBack LEFT JOIN vnode ON vnode.id = callBack.vnode
             WHERE callBack.vnode IN (\(placeholders)) AND callBack.client != ?
             """, arguments: arguments)
-        try db.execute(sql: "DELETE FROM callBack WHERE vnode IN (\(placeholders)) AND client != ?", arguments: arguments)
+        try db.execute(cached: "DELETE FROM callBack WHERE vnode IN (\(placeholders)) AND client != ?", arguments: arguments)
         var breaks: [String: [FID]] = [:]
         for row in rows where (row["expiresAt"] as Int64) > now {
             let unique = (row["uniquifier"] as Int64?) ?? 1
@@ -38,15 +38,15 @@ enum CallBackTable {
 
     static func giveUp(_ db: Database, client: String, vnodes: [Int64]) throws {
         for vnode in vnodes {
-            try db.execute(sql: "DELETE FROM callBack WHERE client = ? AND vnode = ?", arguments: [client, vnode])
+            try db.execute(cached: "DELETE FROM callBack WHERE client = ? AND vnode = ?", arguments: [client, vnode])
         }
     }
 
     static func dropAll(_ db: Database, client: String) throws {
-        try db.execute(sql: "DELETE FROM callBack WHERE client = ?", arguments: [client])
+        try db.execute(cached: "DELETE FROM callBack WHERE client = ?", arguments: [client])
     }
 
     static func count(_ db: Database) throws -> Int {
-        try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM callBack") ?? 0
+        try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM callBack") ?? 0
     }
 }

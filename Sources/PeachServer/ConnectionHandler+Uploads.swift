@@ -10,17 +10,10 @@ extension ConnectionHandler {
     func beginUpload(_ request: Request, id: UInt32, fid: FID, size: UInt64, requester: Requester) {
         let path = server.store.newUploadPath()
         // On failure the data frames are still read (and dropped), then the failure is answered.
-        guard size <= server.store.limits.maximumFileSize else {
-            uploads[id] = Upload(request: request, fid: fid, size: size, path: path, requester: requester, failure: .fileTooLarge)
-            return
-        }
-        uploads[id] = Upload(request: request, fid: fid, size: size, path: path, requester: requester, busy: true)
-        onFileIOPool({ UploadFile.create(path) }) { handler, fd in
-            handler.uploadStepDone(id) { upload in
-                upload.fd = fd
-                if fd < 0 { upload.failure = .noSpace }
-            }
-        }
+        // The file is created by the first data frame's step: a small store costs one trip to the
+        // file I/O pool (create, write, fsync, close) and one to the database's.
+        let failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
+        uploads[id] = Upload(request: request, fid: fid, size: size, path: path, requester: requester, failure: failure)
     }
 
     func receiveData(_ frame: Frame) throws {
@@ -28,17 +21,20 @@ extension ConnectionHandler {
         upload.received += UInt64(frame.body.readableBytes)
         guard upload.received <= upload.size else { throw ProtocolError.invalidValue("more data than announced") }
         let last = frame.isLastChunk
-        guard upload.failure == nil, frame.body.readableBytes > 0 else {
+        guard upload.failure == nil, !last || upload.received == upload.size else {
             uploads[frame.id] = upload
             if last { finishUpload(frame.id) }
             return
         }
         upload.busy = true
         uploads[frame.id] = upload
-        let (fd, body) = (upload.fd, frame.body)
-        onFileIOPool({ UploadFile.append(body, to: fd) }) { handler, written in
+        let (fd, body, path) = (upload.fd, frame.body, upload.path)
+        let sync = server.store.syncPolicy.syncsUploads
+        onFileIOPool({ UploadFile.step(fd: fd, path: path, body: body, last: last, sync: sync) }) { handler, step in
             handler.uploadStepDone(frame.id) { upload in
-                if !written { upload.failure = .noSpace }
+                upload.fd = step.fd
+                upload.finished = step.finished
+                if !step.succeeded { upload.failure = .noSpace }
             }
             if last { handler.finishUpload(frame.id) }
         }
@@ -58,7 +54,7 @@ extension ConnectionHandler {
 
     /// Closes and deletes an upload file that will not be stored.
     func discard(_ upload: Upload) {
-        guard upload.fd >= 0 else { return }
+        guard upload.fd >= 0 || upload.finished else { return }
         let (fd, path) = (upload.fd, upload.path)
         server.fileIO.submit { _ in UploadFile.discard(fd, path: path) }
     }
@@ -74,13 +70,9 @@ extension ConnectionHandler {
             }
             return sendError(failure, id: id, opcode: opcode)
         }
-        let (request, requester, path, fd) = (upload.request, upload.requester, upload.path, upload.fd)
-        let sync = server.store.syncPolicy.syncsUploads
-        onFileIOPool({ UploadFile.finish(fd, path: path, sync: sync) }) { handler, synced in
-            guard synced else { return handler.sendError(.noSpace, id: id, opcode: opcode) }
-            handler.dispatch(id: id, opcode: opcode) { processor in
-                try processor.process(request, for: requester, upload: path)
-            }
+        let (request, requester, path) = (upload.request, upload.requester, upload.path)
+        dispatch(id: id, opcode: opcode) { processor in
+            try processor.process(request, for: requester, upload: path)
         }
     }
 

@@ -39,6 +39,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var requester: Requester
         /// An open or a write is running on the file I/O pool: the next data frame waits.
         var busy = false
+        /// The last frame is written, durable and closed: the file waits for the store.
+        var finished = false
         /// Why the store fails once its data frames are in (they are read and dropped first):
         /// the upload file could not be created or written, or the size is over the limit.
         var failure: StatusCode?

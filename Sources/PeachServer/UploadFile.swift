@@ -31,7 +31,29 @@ enum UploadFile {
     }
 
     static func discard(_ fd: Int32, path: String) {
-        close(fd)
+        if fd >= 0 { close(fd) }
         unlink(path)
+    }
+
+    /// What one data frame's step left: the descriptor (-1 once closed), whether it worked, and
+    /// whether the upload is complete, durable (per `--sync`) and closed.
+    struct Step: Sendable {
+        var fd: Int32
+        var succeeded: Bool
+        var finished: Bool
+    }
+
+    /// One data frame of an upload: creates the file on the first, writes the bytes, and on the
+    /// last makes it durable and closes it.
+    static func step(fd: Int32, path: String, body: ByteBuffer, last: Bool, sync: Bool) -> Step {
+        var fd = fd
+        if fd < 0 {
+            fd = create(path)
+            guard fd >= 0 else { return Step(fd: -1, succeeded: false, finished: false) }
+        }
+        guard body.readableBytes == 0 || append(body, to: fd) else { return Step(fd: fd, succeeded: false, finished: false) }
+        guard last else { return Step(fd: fd, succeeded: true, finished: false) }
+        let synced = finish(fd, path: path, sync: sync)
+        return Step(fd: -1, succeeded: synced, finished: synced)
     }
 }

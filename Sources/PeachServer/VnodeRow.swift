@@ -3,26 +3,32 @@ import PeachProtocol
 
 /// Reads and writes of the `vnode` table in the terms the protocol speaks.
 extension FileStatus {
+    /// The columns `init(row:)` reads, in its order (by index: no name lookups per row).
+    static let columns = """
+        id, uniquifier, type, mode, uid, gid, size, linkCount, dataVersion, atimeSeconds, atimeNanoseconds,
+        mtimeSeconds, mtimeNanoseconds, ctimeSeconds, ctimeNanoseconds, rdev
+        """
+
     init(row: Row) throws {
-        let rawType: UInt8 = row["type"]
+        let rawType: UInt8 = row[2]
         guard let type = FileType(rawValue: rawType) else { throw StatusCode.ioError }
         self.init(
-            fid: FID(volume: 1, vnode: UInt64(row["id"] as Int64), unique: UInt32(row["uniquifier"] as Int64)),
+            fid: FID(volume: 1, vnode: UInt64(row[0] as Int64), unique: UInt32(row[1] as Int64)),
             type: type,
-            mode: UInt32(row["mode"] as Int64), uid: UInt32(row["uid"] as Int64), gid: UInt32(row["gid"] as Int64),
-            size: UInt64(clamping: row["size"] as Int64), linkCount: UInt32(row["linkCount"] as Int64),
-            dataVersion: UInt64(row["dataVersion"] as Int64),
-            atime: Timespec(seconds: row["atimeSeconds"], nanoseconds: UInt32(row["atimeNanoseconds"] as Int64)),
-            mtime: Timespec(seconds: row["mtimeSeconds"], nanoseconds: UInt32(row["mtimeNanoseconds"] as Int64)),
-            ctime: Timespec(seconds: row["ctimeSeconds"], nanoseconds: UInt32(row["ctimeNanoseconds"] as Int64)),
-            rdev: UInt64(bitPattern: row["rdev"] as Int64))
+            mode: UInt32(row[3] as Int64), uid: UInt32(row[4] as Int64), gid: UInt32(row[5] as Int64),
+            size: UInt64(clamping: row[6] as Int64), linkCount: UInt32(row[7] as Int64),
+            dataVersion: UInt64(row[8] as Int64),
+            atime: Timespec(seconds: row[9], nanoseconds: UInt32(row[10] as Int64)),
+            mtime: Timespec(seconds: row[11], nanoseconds: UInt32(row[12] as Int64)),
+            ctime: Timespec(seconds: row[13], nanoseconds: UInt32(row[14] as Int64)),
+            rdev: UInt64(bitPattern: row[15] as Int64))
     }
 }
 
 enum VnodeTable {
     /// The status of `vnode`, or `.stale` when it no longer exists.
     static func status(_ db: Database, _ vnode: Int64) throws -> FileStatus {
-        guard let row = try Row.fetchOne(db, sql: "SELECT * FROM vnode WHERE id = ?", arguments: [vnode]) else {
+        guard let row = try Row.fetchOne(db, cached: "SELECT \(FileStatus.columns) FROM vnode WHERE id = ?", arguments: [vnode]) else {
             throw StatusCode.stale
         }
         return try FileStatus(row: row)
@@ -45,19 +51,19 @@ enum VnodeTable {
     /// Sets ctime (and with `content`, mtime and a new data version) to now.
     static func touch(_ db: Database, _ vnode: Int64, content: Bool, now: Timespec) throws {
         if content {
-            try db.execute(sql: """
+            try db.execute(cached: """
                 UPDATE vnode SET mtimeSeconds = ?, mtimeNanoseconds = ?, ctimeSeconds = ?, ctimeNanoseconds = ?,
                     dataVersion = dataVersion + 1 WHERE id = ?
                 """, arguments: [now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, vnode])
         } else {
-            try db.execute(sql: "UPDATE vnode SET ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?",
+            try db.execute(cached: "UPDATE vnode SET ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?",
                            arguments: [now.seconds, now.nanoseconds, vnode])
         }
     }
 
     static func insert(_ db: Database, type: FileType, mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64,
                        linkCount: UInt32, parent: Int64?, rdev: UInt64, symlinkTarget: String?, now: Timespec) throws -> Int64 {
-        try db.execute(sql: """
+        try db.execute(cached: """
             INSERT INTO vnode (uniquifier, type, mode, uid, gid, size, linkCount, dataVersion,
                 atimeSeconds, atimeNanoseconds, mtimeSeconds, mtimeNanoseconds, ctimeSeconds, ctimeNanoseconds,
                 rdev, parent, symlinkTarget)
@@ -70,7 +76,7 @@ enum VnodeTable {
 
     /// A directory's entries, sorted by name.
     static func entries(_ db: Database, directory: Int64) throws -> [DirectoryEntry] {
-        let rows = try Row.fetchAll(db, sql: """
+        let rows = try Row.fetchAll(db, cached: """
             SELECT dirEntry.name, vnode.id, vnode.uniquifier, vnode.type FROM dirEntry
             JOIN vnode ON vnode.id = dirEntry.child WHERE dirEntry.directory = ? ORDER BY dirEntry.name
             """, arguments: [directory])
@@ -81,7 +87,7 @@ enum VnodeTable {
     }
 
     static func lookup(_ db: Database, directory: Int64, name: String) throws -> Int64? {
-        try Int64.fetchOne(db, sql: "SELECT child FROM dirEntry WHERE directory = ? AND name = ?",
+        try Int64.fetchOne(db, cached: "SELECT child FROM dirEntry WHERE directory = ? AND name = ?",
                            arguments: [directory, name])
     }
 }

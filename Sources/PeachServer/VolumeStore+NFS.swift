@@ -63,7 +63,7 @@ extension VolumeStore {
                 let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, range.offset) }
                 guard written == data.count else { throw SparseCopy.statusCode(errno) }
                 let size = max(status.size, range.end)
-                try db.execute(sql: """
+                try db.execute(cached: """
                     UPDATE vnode SET size = ?, dataVersion = dataVersion + 1, mtimeSeconds = ?, mtimeNanoseconds = ?,
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
                     """, arguments: [Int64(size), now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, vnode])
@@ -109,7 +109,7 @@ extension VolumeStore {
         try database.read { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             guard status.type == .symlink else { throw StatusCode.invalidArgument }
-            return (status, try String.fetchOne(db, sql: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? "")
+            return (status, try String.fetchOne(db, cached: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? "")
         }
     }
 }

@@ -47,9 +47,9 @@ public final class VolumeStore: Sendable {
         self.limits = limits
         self.syncPolicy = syncPolicy
         epoch = try database.write { db in
-            let previous = try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'epoch'") ?? 0
-            try db.execute(sql: "INSERT OR REPLACE INTO serverState (key, value) VALUES ('epoch', ?)", arguments: [previous + 1])
-            if try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vnode") == 0 {
+            let previous = try Int64.fetchOne(db, cached: "SELECT value FROM serverState WHERE key = 'epoch'") ?? 0
+            try db.execute(cached: "INSERT OR REPLACE INTO serverState (key, value) VALUES ('epoch', ?)", arguments: [previous + 1])
+            if try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM vnode") == 0 {
                 let now = Timespec.now()
                 _ = try VnodeTable.insert(db, type: .directory, mode: 0o755, uid: 0, gid: 0, size: 4096, linkCount: 2,
                                           parent: nil, rdev: 0, symlinkTarget: nil, now: now)
@@ -85,7 +85,7 @@ public final class VolumeStore: Sendable {
             try? fm.removeItem(atPath: uploadDirectory + "/" + name)
         }
         let current = try database.read { db in
-            Set(try Row.fetchAll(db, sql: "SELECT id, dataVersion FROM vnode WHERE type = ?",
+            Set(try Row.fetchAll(db, cached: "SELECT id, dataVersion FROM vnode WHERE type = ?",
                                  arguments: [FileType.regular.rawValue])
                 .map { "\($0["id"] as Int64).\($0["dataVersion"] as Int64)" })
         }
@@ -122,14 +122,14 @@ public final class VolumeStore: Sendable {
         // found by the request fuzzer).
         let storedEpoch = Int64(bitPattern: epoch)
         return try database.write { db in
-            let row = try Row.fetchOne(db, sql: "SELECT epoch, callBacksLost FROM client WHERE id = ?", arguments: [client])
+            let row = try Row.fetchOne(db, cached: "SELECT epoch, callBacksLost FROM client WHERE id = ?", arguments: [client])
             let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
             let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
             if !sameEpoch {
                 // A restarted cache manager dropped its promises; drop ours to match.
                 try CallBackTable.dropAll(db, client: client)
             }
-            try db.execute(sql: """
+            try db.execute(cached: """
                 INSERT INTO client (id, epoch, callBacksLost, lastSeen) VALUES (?, ?, 0, ?)
                 ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, callBacksLost = 0, lastSeen = excluded.lastSeen
                 """, arguments: [client, storedEpoch, now])
@@ -141,7 +141,7 @@ public final class VolumeStore: Sendable {
     public func declareUnreachable(client: String) throws {
         try database.write { db in
             try CallBackTable.dropAll(db, client: client)
-            try db.execute(sql: "UPDATE client SET callBacksLost = 1 WHERE id = ?", arguments: [client])
+            try db.execute(cached: "UPDATE client SET callBacksLost = 1 WHERE id = ?", arguments: [client])
         }
     }
 
@@ -212,7 +212,7 @@ public final class VolumeStore: Sendable {
                 case .directory:
                     return (status, .bytes(Array(buffer: DirectoryListingCodec.encode(try VnodeTable.entries(db, directory: vnode)))))
                 case .symlink:
-                    let target = try String.fetchOne(db, sql: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? ""
+                    let target = try String.fetchOne(db, cached: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? ""
                     return (status, .bytes(Array(target.utf8)))
                 case .regular:
                     if status.size == 0 { return (status, .bytes([])) }
@@ -253,14 +253,14 @@ public final class VolumeStore: Sendable {
                     let current = try VnodeTable.status(db, vnode)
                     let mode = try SetAttributeRules.check(attributes, on: current, for: client.identity)
                     let atime = change.atime ?? current.atime
-                    try db.execute(sql: """
+                    try db.execute(cached: """
                         UPDATE vnode SET mode = ?, uid = ?, gid = ?, atimeSeconds = ?, atimeNanoseconds = ? WHERE id = ?
                         """, arguments: [mode, change.uid ?? current.uid, change.gid ?? current.gid, atime.seconds, atime.nanoseconds, vnode])
                 }
                 oldVersion = status.dataVersion
                 let newVersion = status.dataVersion + 1
                 guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
-                try db.execute(sql: """
+                try db.execute(cached: """
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ?,
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
                     """, arguments: [newSize, Int64(newVersion), mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
@@ -334,23 +334,23 @@ public final class VolumeStore: Sendable {
                 let newVersion = status.dataVersion + 1
                 guard Glibc.rename(resized.path, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
                 removeAfterCommit = dataPath(vnode: vnode, version: status.dataVersion)
-                try db.execute(sql: """
+                try db.execute(cached: """
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?
                     """, arguments: [newSize, Int64(newVersion), now.seconds, now.nanoseconds, vnode])
             }
             if mode != status.mode {
-                try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
+                try db.execute(cached: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
             }
-            if let uid = attributes.uid { try db.execute(sql: "UPDATE vnode SET uid = ? WHERE id = ?", arguments: [uid, vnode]) }
-            if let gid = attributes.gid { try db.execute(sql: "UPDATE vnode SET gid = ? WHERE id = ?", arguments: [gid, vnode]) }
+            if let uid = attributes.uid { try db.execute(cached: "UPDATE vnode SET uid = ? WHERE id = ?", arguments: [uid, vnode]) }
+            if let gid = attributes.gid { try db.execute(cached: "UPDATE vnode SET gid = ? WHERE id = ?", arguments: [gid, vnode]) }
             if let atime = attributes.atime {
                 let t = resolve(atime, now: now)
-                try db.execute(sql: "UPDATE vnode SET atimeSeconds = ?, atimeNanoseconds = ? WHERE id = ?",
+                try db.execute(cached: "UPDATE vnode SET atimeSeconds = ?, atimeNanoseconds = ? WHERE id = ?",
                                arguments: [t.seconds, t.nanoseconds, vnode])
             }
             if let mtime = attributes.mtime {
                 let t = resolve(mtime, now: now)
-                try db.execute(sql: "UPDATE vnode SET mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?",
+                try db.execute(cached: "UPDATE vnode SET mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?",
                                arguments: [t.seconds, t.nanoseconds, vnode])
             }
             try VnodeTable.touch(db, vnode, content: false, now: now)
@@ -369,19 +369,19 @@ public final class VolumeStore: Sendable {
         guard let identity, !identity.isSuperUser else { return }
         let mode = status.mode & ~AccessCheck.privilegeBits(status.mode)
         guard mode != status.mode else { return }
-        try db.execute(sql: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
+        try db.execute(cached: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
     }
 
     /// Throws `quotaExceeded` if the volume's bytes grown by `growth` would pass the quota.
     func checkQuota(_ db: Database, growth: Int64) throws {
         guard let quota = limits.quota, growth > 0 else { return }
-        let used = try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'volumeBytes'") ?? 0
+        let used = try Int64.fetchOne(db, cached: "SELECT value FROM serverState WHERE key = 'volumeBytes'") ?? 0
         guard used.addingReportingOverflow(growth).partialValue <= Int64(clamping: quota) else { throw StatusCode.quotaExceeded }
     }
 
     /// The bytes of regular-file content the volume holds (what `--quota` limits).
     public func volumeBytes() throws -> UInt64 {
-        try database.read { db in UInt64(clamping: try Int64.fetchOne(db, sql: "SELECT value FROM serverState WHERE key = 'volumeBytes'") ?? 0) }
+        try database.read { db in UInt64(clamping: try Int64.fetchOne(db, cached: "SELECT value FROM serverState WHERE key = 'volumeBytes'") ?? 0) }
     }
 
     private func resolve(_ time: TimeToSet, now: Timespec) -> Timespec {
@@ -426,9 +426,9 @@ public final class VolumeStore: Sendable {
             let vnode = try VnodeTable.insert(db, type: request.type, mode: owner.mode, uid: owner.uid,
                                               gid: owner.gid, size: size, linkCount: isDirectory ? 2 : 1,
                                               parent: isDirectory ? dir : nil, rdev: UInt64(rdev), symlinkTarget: target, now: now)
-            try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)",
+            try db.execute(cached: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)",
                            arguments: [dir, request.name, vnode])
-            if isDirectory { try db.execute(sql: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [dir]) }
+            if isDirectory { try db.execute(cached: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [dir]) }
             try VnodeTable.touch(db, dir, content: true, now: now)
             return try finish(db, client: client, changed: [dir], granted: [dir, vnode], reason: .namespace, now: now,
                               NamespaceChange(directory: VnodeTable.status(db, dir), target: VnodeTable.status(db, vnode)))
@@ -444,8 +444,8 @@ public final class VolumeStore: Sendable {
             let (vnode, status) = try VnodeTable.resolve(db, target)
             guard status.type != .directory else { throw StatusCode.permissionDenied }
             if try VnodeTable.lookup(db, directory: dir, name: name) != nil { throw StatusCode.exists }
-            try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)", arguments: [dir, name, vnode])
-            try db.execute(sql: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [vnode])
+            try db.execute(cached: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)", arguments: [dir, name, vnode])
+            try db.execute(cached: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [vnode])
             try VnodeTable.touch(db, vnode, content: false, now: now)
             try VnodeTable.touch(db, dir, content: true, now: now)
             return try finish(db, client: client, changed: [dir, vnode], granted: [dir, vnode], reason: .namespace, now: now,
@@ -465,7 +465,7 @@ public final class VolumeStore: Sendable {
             try AccessCheck.requireStickyOwnership(status, in: dirStatus, for: client.identity)
             if isDirectory {
                 guard status.type == .directory else { throw StatusCode.notDirectory }
-                guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [vnode]) == 0 else {
+                guard try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [vnode]) == 0 else {
                     throw StatusCode.notEmpty
                 }
             } else {
@@ -488,17 +488,17 @@ public final class VolumeStore: Sendable {
     /// Removes one name; deletes the vnode when it was the last. Returns a data file to delete after commit.
     private func unlinkEntry(_ db: Database, directory: Int64, name: String, vnode: Int64, status: FileStatus,
                              now: Timespec) throws -> String? {
-        try db.execute(sql: "DELETE FROM dirEntry WHERE directory = ? AND name = ?", arguments: [directory, name])
+        try db.execute(cached: "DELETE FROM dirEntry WHERE directory = ? AND name = ?", arguments: [directory, name])
         if status.type == .directory {
-            try db.execute(sql: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [directory])
-            try db.execute(sql: "DELETE FROM vnode WHERE id = ?", arguments: [vnode])
+            try db.execute(cached: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [directory])
+            try db.execute(cached: "DELETE FROM vnode WHERE id = ?", arguments: [vnode])
             return nil
         }
         if status.linkCount <= 1 {
-            try db.execute(sql: "DELETE FROM vnode WHERE id = ?", arguments: [vnode])
+            try db.execute(cached: "DELETE FROM vnode WHERE id = ?", arguments: [vnode])
             return status.type == .regular ? dataPath(vnode: vnode, version: status.dataVersion) : nil
         }
-        try db.execute(sql: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [vnode])
+        try db.execute(cached: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [vnode])
         try VnodeTable.touch(db, vnode, content: false, now: now)
         return nil
     }
@@ -532,7 +532,7 @@ public final class VolumeStore: Sendable {
                 try AccessCheck.requireStickyOwnership(existingStatus, in: toStatus, for: client.identity)
                 if movedStatus.type == .directory {
                     guard existingStatus.type == .directory else { throw StatusCode.notDirectory }
-                    guard try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [existing]) == 0 else {
+                    guard try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM dirEntry WHERE directory = ?", arguments: [existing]) == 0 else {
                         throw StatusCode.notEmpty
                     }
                 } else if existingStatus.type == .directory {
@@ -546,14 +546,14 @@ public final class VolumeStore: Sendable {
                 var ancestor: Int64? = to
                 while let current = ancestor {
                     if current == moved { throw StatusCode.invalidArgument }
-                    ancestor = try Int64.fetchOne(db, sql: "SELECT parent FROM vnode WHERE id = ?", arguments: [current])
+                    ancestor = try Int64.fetchOne(db, cached: "SELECT parent FROM vnode WHERE id = ?", arguments: [current])
                 }
-                try db.execute(sql: "UPDATE vnode SET parent = ? WHERE id = ?", arguments: [to, moved])
-                try db.execute(sql: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [from])
-                try db.execute(sql: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [to])
+                try db.execute(cached: "UPDATE vnode SET parent = ? WHERE id = ?", arguments: [to, moved])
+                try db.execute(cached: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [from])
+                try db.execute(cached: "UPDATE vnode SET linkCount = linkCount + 1 WHERE id = ?", arguments: [to])
             }
-            try db.execute(sql: "DELETE FROM dirEntry WHERE directory = ? AND name = ?", arguments: [from, fromName])
-            try db.execute(sql: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)", arguments: [to, toName, moved])
+            try db.execute(cached: "DELETE FROM dirEntry WHERE directory = ? AND name = ?", arguments: [from, fromName])
+            try db.execute(cached: "INSERT INTO dirEntry (directory, name, child) VALUES (?, ?, ?)", arguments: [to, toName, moved])
             try VnodeTable.touch(db, from, content: true, now: now)
             if to != from { try VnodeTable.touch(db, to, content: true, now: now) }
             try VnodeTable.touch(db, moved, content: false, now: now)
@@ -582,7 +582,7 @@ public final class VolumeStore: Sendable {
     public func volumeStatus() throws -> VolumeStatus {
         var st = statvfs()
         guard statvfs(dataDirectory, &st) == 0 else { throw StatusCode.ioError }
-        let files = try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM vnode") ?? 0 }
+        let files = try database.read { db in try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM vnode") ?? 0 }
         var totalBlocks = UInt64(st.f_blocks)
         var freeBlocks = UInt64(st.f_bavail)
         if let quota = limits.quota, st.f_frsize > 0 {
@@ -598,7 +598,7 @@ public final class VolumeStore: Sendable {
 
     /// The promises one client holds.
     public func callBackCount(client: String) throws -> Int {
-        try database.read { db in try Int.fetchOne(db, sql: "SELECT COUNT(*) FROM callBack WHERE client = ?", arguments: [client]) ?? 0 }
+        try database.read { db in try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM callBack WHERE client = ?", arguments: [client]) ?? 0 }
     }
 
     /// Live promises, for statistics and tests.
