@@ -97,7 +97,7 @@ let package = Package(
             ]
         ),
         .testTarget(name: "PeachProtocolTests", dependencies: ["PeachProtocol"]),
-        .testTarget(name: "PeachServerTests", dependencies: ["PeachServer", "PeachTesting", "PeachFuzzing"]),
+        .testTarget(name: "PeachServerTests", dependencies: ["PeachServer", "PeachClient", "PeachTesting", "PeachFuzzing"]),
         .testTarget(name: "PeachSecurityTests", dependencies: [
             "PeachSecurity", "PeachTesting", .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),

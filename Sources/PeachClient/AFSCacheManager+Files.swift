@@ -187,13 +187,16 @@ extension AFSCacheManager {
             defer { if givenFD == nil { Glibc.close(fd) } }
             let stamp = lock.withLock { breakStamp(vnode.inode) }
             // A store at close is the closing process's; one at unmount or recovery, the owner's.
-            let owner = lock.withLock { Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
+            let owner = lock.withLock { vnode.ownerOnServer ?? Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
             let (status, expiry) = try Caller.unlessNamed(owner) {
                 try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending)
             }
             let stillDirty = lock.withLock {
                 // What was sent is applied; changes made during the store wait for the next one.
-                if vnode.pendingStatus == pending { vnode.pendingStatus = StoreStatusChange() }
+                if vnode.pendingStatus == pending {
+                    vnode.pendingStatus = StoreStatusChange()
+                    vnode.ownerOnServer = nil
+                }
                 let stillDirty = vnode.dirtyGeneration != generation
                 vnode.dirty = stillDirty
                 install(status, expiry: expiry, stamp: stamp)

@@ -338,6 +338,9 @@ extension AFSCacheManager {
             // a status (`cp -a`'s fchown, fchmod and futimens cost no request of their own).
             let now = Timespec.now()
             lock.withLock {
+                if vnode.ownerOnServer == nil, pending.uid != nil || pending.gid != nil {
+                    vnode.ownerOnServer = Credential(uid: vnode.status.uid, gid: vnode.status.gid)
+                }
                 vnode.pendingStatus = vnode.pendingStatus.merged(with: pending)
                 if let mode = pending.mode { vnode.status.mode = mode & 0o7777 }
                 if let uid = pending.uid { vnode.status.uid = uid }

@@ -31,6 +31,9 @@ final class CachedVnode: @unchecked Sendable {
     var removed = false
     /// chmod, chown and utime made while open and dirty, sent with the next store.
     var pendingStatus = StoreStatusChange()
+    /// The owner the server knows while a chown waits in `pendingStatus`: a store made with no
+    /// caller (unmount, recovery) acts as that owner.
+    var ownerOnServer: Credential?
     /// Entries the kernel was given for this vnode and has not forgotten (FUSE's lookup count).
     var kernelReferences: UInt64 = 0
 

@@ -12,6 +12,14 @@ final class GroupSync: @unchecked Sendable {
     private var requested: UInt64 = 0
     private var completed: UInt64 = 0
     private var syncing = false
+    private var started: UInt64 = 0
+
+    /// fsyncs begun so far (for tests and statistics).
+    var fsyncsStarted: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return started
+    }
 
     /// - Parameter paths: what to fsync, in order: the data directory (stores rename files into
     ///   it), then the database's -wal file.
@@ -59,6 +67,7 @@ final class GroupSync: @unchecked Sendable {
                 continue
             }
             syncing = true
+            started += 1
             unsyncedCommits = false
             let (from, covers) = (completed + 1, requested)
             condition.unlock()

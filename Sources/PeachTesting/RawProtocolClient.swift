@@ -112,8 +112,8 @@ public final class RawProtocolClient: @unchecked Sendable {
 
     /// Says Hello as a new client and returns the reply.
     @discardableResult
-    public func hello(clientID: String = UUID().uuidString) throws -> Result<Reply, StatusCode>? {
-        let id = try send(.hello(Hello(clientID: clientID, epoch: 1)))
+    public func hello(clientID: String = UUID().uuidString, design: ClientDesign = .afs) throws -> Result<Reply, StatusCode>? {
+        let id = try send(.hello(Hello(clientID: clientID, epoch: 1, design: design)))
         return try reply(to: id)
     }
 

@@ -1,0 +1,165 @@
+import Foundation
+import PeachClient
+import PeachProtocol
+@testable import PeachServer
+import PeachTesting
+import Testing
+
+/// Protocol 3's one request path: the design declared in Hello decides callbacks; StoreData goes
+/// through the request processor with its status; `--sync` says when replies wait for the disk.
+@Suite("Request path")
+struct RequestPathTests {
+    @Test("the same FetchStatus grants a callback to an AFS-mode connection and none to an NFS-mode one")
+    func designDecidesCallBacks() throws {
+        try withCluster { cluster in
+            try PathClient(try cluster.addClient()).writeFile("/f", "x")
+            let fid = try PathClient(try cluster.addClient()).stat("/f").fid
+            var expiries: [ClientDesign: UInt64] = [:]
+            for design in ClientDesign.allCases {
+                let raw = try RawProtocolClient(port: cluster.address.port)
+                defer { raw.shutdownConnection() }
+                guard case .success(.hello)? = try raw.hello(clientID: "raw-\(design)", design: design) else {
+                    Issue.record("Hello failed")
+                    return
+                }
+                guard case .success(.status(_, let expiry))? = try raw.reply(to: try raw.send(.fetchStatus(fid))) else {
+                    Issue.record("FetchStatus failed")
+                    return
+                }
+                expiries[design] = expiry
+                #expect(try cluster.server.store.callBackCount(client: "raw-\(design)") == (design == .afs ? 1 : 0))
+            }
+            #expect(expiries[.afs]! > UInt64(Date().timeIntervalSince1970))
+            #expect(expiries[.nfs] == 0)
+        }
+    }
+
+    @Test("a Hello of protocol 2 gets versionMismatch, not a closed connection")
+    func oldVersion() throws {
+        try withCluster { cluster in
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            defer { raw.shutdownConnection() }
+            let id = try raw.send(.hello(Hello(version: 2, clientID: "old", epoch: 1)))
+            guard case .failure(let code)? = try raw.reply(to: id) else {
+                Issue.record("no error reply")
+                return
+            }
+            #expect(code == .versionMismatch)
+        }
+    }
+
+    @Test("StoreData applies the mode, owner and atime it carries in the store's transaction, checked like a StoreStatus")
+    func storeCarriesStatus() throws {
+        try withTemporaryStore { store in
+            for client in ["a", "b"] { _ = try store.introduce(client: client, epoch: 1) }
+            let created = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                           client: "a").value.target!
+            let atime = Timespec(seconds: 1_600_000_000, nanoseconds: 5)
+            let upload = store.newUploadPath()
+            FileManager.default.createFile(atPath: upload, contents: Data("abc".utf8))
+            let stored = try store.store(created.fid, client: "a", uploadPath: upload, size: 3, mtime: Timespec(seconds: 7),
+                                         status: StoreStatusChange(mode: 0o600, uid: 1234, gid: 99, atime: atime)).value
+            #expect(stored.size == 3 && stored.mode == 0o600 && stored.uid == 1234 && stored.gid == 99)
+            #expect(stored.atime == atime && stored.mtime == Timespec(seconds: 7))
+            // Only root gives a file away: a user's store carrying a chown is refused, data and all.
+            let bob = Identity(uid: 1234, gid: 99)
+            let second = store.newUploadPath()
+            FileManager.default.createFile(atPath: second, contents: Data("new".utf8))
+            #expect(throws: StatusCode.permissionDenied) {
+                _ = try store.store(created.fid, client: .afs("b", as: bob), uploadPath: second, size: 3, mtime: .now(),
+                                    status: StoreStatusChange(uid: 0))
+            }
+            #expect(try store.fetchStatus(created.fid, client: "a").0.dataVersion == stored.dataVersion)
+        }
+    }
+
+    @Test("which replies wait for the disk under each --sync")
+    func syncPolicies() {
+        let store = Request.storeData(.root, size: 0, mtime: .now())
+        let create = Request.createFile(CreateRequest(directory: .root, name: "n", type: .regular, mode: 0o644, uid: 0, gid: 0))
+        #expect(SyncPolicy.always.syncsBeforeReply(store) && SyncPolicy.always.syncsBeforeReply(create))
+        #expect(SyncPolicy.onclose.syncsBeforeReply(store) && SyncPolicy.onclose.syncsBeforeReply(.commit(.root)))
+        #expect(!SyncPolicy.onclose.syncsBeforeReply(create))
+        #expect(!SyncPolicy.delayed.syncsBeforeReply(store) && !SyncPolicy.always.syncsBeforeReply(.fetchStatus(.root)))
+    }
+
+    @Test("concurrent callers share fsyncs, and each returns only after one that began after its call")
+    func groupCommit() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-groupsync")
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        FileManager.default.createFile(atPath: path, contents: Data())
+        let sync = try GroupSync(paths: [path])
+        let callers = 32
+        DispatchQueue.concurrentPerform(iterations: callers) { _ in
+            let before = sync.fsyncsStarted
+            try? sync.sync()
+            // The fsync that covered this call started after it.
+            #expect(sync.fsyncsStarted > before)
+        }
+        #expect(sync.fsyncsStarted >= 1 && sync.fsyncsStarted <= callers)
+        print("group commit: \(callers) concurrent callers, \(sync.fsyncsStarted) fsyncs")
+    }
+}
+
+/// A volume store in a temporary directory, removed afterwards.
+func withTemporaryStore(_ body: (VolumeStore) throws -> Void) throws {
+    let directory = try TemporaryDirectory(prefix: "peach-store")
+    defer { directory.remove() }
+    let store = try VolumeStore(root: directory.path + "/root")
+    defer { store.releaseRoot() }
+    try body(store)
+}
+
+/// `peach server` processes killed with SIGKILL: what each `--sync` keeps.
+@Suite("Durability of --sync", .serialized,
+       .enabled(if: FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary), "peach is not built"))
+struct SyncCrashTests {
+    /// Starts `peach server --sync` on `root` and returns it with its address.
+    func startServer(root: String, sync: SyncPolicy, log: String) throws -> (ChildProcess, ServerAddress) {
+        let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        defer { close(fd) }
+        let process = try ChildProcess([MountSupport.peachBinary, "server", "--root", root, "--listen", "127.0.0.1:0",
+                                        "--sync", sync.rawValue, "--log-level", "info"], outputFD: fd)
+        for _ in 0..<200 {
+            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
+            if let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
+               let port = Int(text[range].split(separator: ":").last ?? "") {
+                return (process, ServerAddress(host: "127.0.0.1", port: port))
+            }
+            usleep(25_000)
+        }
+        process.signal(SIGKILL)
+        process.wait()
+        throw MountError(description: "the server did not start")
+    }
+
+    @Test("a crash of the server process right after replies loses nothing, at every --sync", arguments: SyncPolicy.allCases)
+    func processCrash(sync: SyncPolicy) throws {
+        let directory = try TemporaryDirectory(prefix: "peach-sync")
+        defer { directory.remove() }
+        let root = directory.path + "/root"
+        let (server, address) = try startServer(root: root, sync: sync, log: directory.path + "/1.log")
+        let client = try AFSCacheManager(server: address, cacheDirectory: directory.path + "/cache", cacheSize: 1 << 30)
+        try client.start()
+        let files = PathClient(client)
+        try files.makeDirectory("/d")
+        for i in 0..<20 { try files.writeFile("/d/f\(i)", "content \(i)") }
+        try files.rename("/d/f0", "/d/renamed")
+        // The client goes first: one whose server died waits out its call timeout (issue 9).
+        client.shutdown()
+        server.signal(SIGKILL)
+        server.wait()
+        let (again, newAddress) = try startServer(root: root, sync: sync, log: directory.path + "/2.log")
+        defer {
+            again.signal(SIGTERM)
+            again.wait()
+        }
+        let reader = try AFSCacheManager(server: newAddress, cacheDirectory: directory.path + "/cache2", cacheSize: 1 << 30)
+        try reader.start()
+        defer { reader.shutdown() }
+        let check = PathClient(reader)
+        #expect(try check.readText("/d/renamed") == "content 0")
+        for i in 1..<20 { #expect(try check.readText("/d/f\(i)") == "content \(i)") }
+    }
+}
