@@ -13,13 +13,15 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     let disk: DiskCache
     let logger: Logger
 
-    /// Guards `vnodes`, `breakCounts`, `breakGeneration` and every CachedVnode's fields.
+    /// Guards `vnodes`, `referencedVnodes`, `breakCounts`, `breakGeneration` and every CachedVnode's fields.
     let lock = NIOLock()
     var vnodes: [Inode: CachedVnode] = [:]
     /// Per-FID break counters (also for FIDs not cached yet) and a generation bumped when every
     /// promise goes at once. A reply installs a promise only if neither moved while it was in flight.
     var breakCounts: [Inode: UInt64] = [:]
     var breakGeneration: UInt64 = 0
+    /// Vnodes with at least one kernel reference (FUSE lookup count above 0).
+    var referencedVnodes = 0
 
     let handles = HandleTable<OpenFile>()
     private let notifierBox = NIOLockedValueBox<KernelNotifier?>(nil)
@@ -144,6 +146,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         } else {
             vnode = CachedVnode(status: status)
             vnodes[status.fid.vnode] = vnode
+            if vnodes.count - referencedVnodes > Self.unreferencedAllowance { dropUnreferencedVnodes() }
             statistics.update { $0.vnodes = vnodes.count }
         }
         if vnode.isDirectory, vnode.listingVersion != status.dataVersion { vnode.listing = nil }
@@ -262,8 +265,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     public func forget(_ inode: Inode, count: UInt64) {
         lock.withLock {
             guard inode != FID.root.vnode, let vnode = vnodes[inode] else { return }
+            guard vnode.kernelReferences > 0 else { return }
             vnode.kernelReferences -= min(count, vnode.kernelReferences)
-            guard vnode.kernelReferences == 0, vnode.openCount == 0, !vnode.dirty else { return }
+            guard vnode.kernelReferences == 0 else { return }
+            referencedVnodes -= 1
+            guard vnode.openCount == 0, !vnode.dirty else { return }
             vnodes[inode] = nil
             forgetBreakCount(inode)
             statistics.update { $0.vnodes = vnodes.count }
@@ -283,7 +289,22 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// An entry for `vnode` goes to the kernel: one more reference for it to forget. Caller holds `lock`.
     func handedToKernel(_ vnode: CachedVnode) {
+        if vnode.kernelReferences == 0 { referencedVnodes += 1 }
         vnode.kernelReferences += 1
+    }
+
+    /// Vnodes the kernel was never given (statuses prefetched for `ls -l`, objects of namespace
+    /// replies) are kept up to this many; past it they go, as forgotten ones do.
+    static let unreferencedAllowance = 4096
+
+    /// Removes every vnode the kernel holds no reference to and nothing here uses. Runs once per
+    /// `unreferencedAllowance` new vnodes at most. Caller holds `lock`.
+    func dropUnreferencedVnodes() {
+        for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !vnode.dirty
+            && inode != FID.root.vnode {
+            vnodes[inode] = nil
+            forgetBreakCount(inode)
+        }
     }
 
     public func volumeStatus() throws -> VolumeStatus {

@@ -175,6 +175,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     public func forget(_ inode: Inode, count: UInt64) {
         lock.withLock {
             guard inode != FID.root.vnode, let node = nodes[inode] else { return }
+            guard node.kernelReferences > 0 else { return }
             node.kernelReferences -= min(count, node.kernelReferences)
             guard node.kernelReferences == 0, node.openCount == 0, !node.isDirty else { return }
             for index in node.cachedBlocks { blocks.remove(BlockKey(inode: inode, index: index)) }
