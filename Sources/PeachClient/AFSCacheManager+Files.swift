@@ -164,8 +164,16 @@ extension AFSCacheManager {
         guard let file = handles.remove(handle) else { return }
         Glibc.close(file.fd)
         let removed = lock.withLock {
-            file.vnode.openCount -= 1
-            return file.vnode.removed && file.vnode.openCount == 0
+            let vnode = file.vnode
+            vnode.openCount -= 1
+            // Forgotten by the kernel while open: it goes now (forget left it for this close).
+            if vnode.openCount == 0, vnode.kernelReferences == 0, !vnode.dirty, vnode.inode != FID.root.vnode,
+               vnodes[vnode.inode] === vnode, vnode.forgotten {
+                vnodes[vnode.inode] = nil
+                forgetBreakCount(vnode.inode)
+                statistics.update { $0.vnodes = vnodes.count }
+            }
+            return vnode.removed && vnode.openCount == 0
         }
         if removed { disk.remove(file.vnode.fid) }
     }

@@ -3,6 +3,8 @@ import NIOConcurrencyHelpers
 import NIOCore
 import PeachProtocol
 
+extension AFSCacheManager: NamespaceClient {}
+
 /// Directories cached whole under callbacks; namespace changes synchronous at the server, the
 /// cached listing updated from the reply.
 extension AFSCacheManager {
@@ -184,7 +186,7 @@ extension AFSCacheManager {
         }
     }
 
-    private func createObject(_ request: Request, parent: Inode, name: String) throws -> Entry {
+    func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
         let change = try change(request, directories: [parent]) { _, listing, change in
             if let target = change.target { listing[name] = DirectoryEntry(name: name, fid: target.fid, type: target.type) }
@@ -192,22 +194,10 @@ extension AFSCacheManager {
         return try newEntry(change, parent: parent, name: name)
     }
 
-    private func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
-                               target: String = "", context: RequestContext) throws -> CreateRequest {
-        CreateRequest(in: try vnode(parent).fid, name: name, type: type, mode: mode, context: context, rdev: rdev, symlinkTarget: target)
-    }
+    func fid(of inode: Inode) throws -> FID { try vnode(inode).fid }
 
-    public func create(parent: Inode, name: String, mode: UInt32, flags: Int32, context: RequestContext) throws -> (Entry, OpenReply) {
-        let request = try createRequest(parent: parent, name: name, type: .regular, mode: mode, context: context)
-        let entry: Entry
-        do {
-            entry = try createObject(.createFile(request), parent: parent, name: name)
-        } catch let error as FileSystemError where error.errno == EEXIST && flags & O_EXCL == 0 {
-            // Another client created it first: open what is there, as open(2) without O_EXCL does.
-            let existing = try lookup(parent: parent, name: name)
-            return (existing, try open(existing.inode, flags: flags))
-        }
-        // The new file is empty on the server and here: no fetch, and its reads are hits.
+    /// The new file is empty on the server and here: no fetch, and its reads are hits.
+    func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let vnode = try vnode(entry.inode)
         let dataVersion = lock.withLock { vnode.status.dataVersion }
         let path = disk.path(vnode.fid, dataVersion)
@@ -218,14 +208,13 @@ extension AFSCacheManager {
             vnode.openCount += 1
             vnode.kernelVersion = dataVersion
         }
-        statistics.update { $0.opens += 1 }
         let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: true))
-        return (entry, OpenReply(handle: handle, keepCache: false, flags: flags))
+        return OpenReply(handle: handle, keepCache: false, flags: flags)
     }
 
     public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {
         let request = try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)
-        let entry = try createObject(.makeDir(request), parent: parent, name: name)
+        let entry = try createdEntry(.makeDir(request), parent: parent, name: name)
         // An empty directory: its listing is known without a fetch.
         lock.withLock {
             if let vnode = vnodes[entry.inode], vnode.listing == nil {
@@ -236,25 +225,11 @@ extension AFSCacheManager {
         return entry
     }
 
-    public func makeNode(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64, context: RequestContext) throws -> Entry {
-        let request = try createRequest(parent: parent, name: name, type: type, mode: mode, rdev: rdev, context: context)
-        return try createObject(.createFile(request), parent: parent, name: name)
-    }
-
     public func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry {
         let request = try createRequest(parent: parent, name: name, type: .symlink, mode: 0o777, target: target, context: context)
-        let entry = try createObject(.symlink(request), parent: parent, name: name)
+        let entry = try createdEntry(.symlink(request), parent: parent, name: name)
         lock.withLock { vnodes[entry.inode]?.symlinkTarget = target }
         return entry
-    }
-
-    public func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry {
-        try FileSystemError.checkName(newName)
-        let request = Request.link(directory: try vnode(newParent).fid, name: newName, target: try vnode(inode).fid)
-        let change = try change(request, directories: [newParent]) { _, listing, change in
-            if let target = change.target { listing[newName] = DirectoryEntry(name: newName, fid: target.fid, type: target.type) }
-        }
-        return try newEntry(change, parent: newParent, name: newName)
     }
 
     public func unlink(parent: Inode, name: String) throws {

@@ -24,7 +24,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     var referencedVnodes = 0
 
     let handles = HandleTable<OpenFile>()
-    private let notifierBox = NIOLockedValueBox<KernelNotifier?>(nil)
+    let kernel = KernelNotifierBox()
     /// Callback breaks are handled here, off the connection's event loop and off FUSE threads.
     let breakQueue = DispatchQueue(label: "peach.afs.callbacks")
     /// Kernel invalidations go out from here: they may block on kernel locks, so they never
@@ -63,12 +63,6 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
                 self?.dropAllPromises()
             })
     }
-
-    public func setKernelNotifier(_ notifier: KernelNotifier?) {
-        notifierBox.withLockedValue { $0 = notifier }
-    }
-
-    var notifier: KernelNotifier? { notifierBox.withLockedValue { $0 } }
 
     public func start() throws {
         try connection.connect()
@@ -269,6 +263,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
             vnode.kernelReferences -= min(count, vnode.kernelReferences)
             guard vnode.kernelReferences == 0 else { return }
             referencedVnodes -= 1
+            vnode.forgotten = true
             guard vnode.openCount == 0, !vnode.dirty else { return }
             vnodes[inode] = nil
             forgetBreakCount(inode)
@@ -289,6 +284,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// An entry for `vnode` goes to the kernel: one more reference for it to forget. Caller holds `lock`.
     func handedToKernel(_ vnode: CachedVnode) {
+        vnode.forgotten = false
         if vnode.kernelReferences == 0 { referencedVnodes += 1 }
         vnode.kernelReferences += 1
     }

@@ -36,6 +36,8 @@ final class CachedVnode: @unchecked Sendable {
     var ownerOnServer: Credential?
     /// Entries the kernel was given for this vnode and has not forgotten (FUSE's lookup count).
     var kernelReferences: UInt64 = 0
+    /// The kernel forgot it while it was open or dirty: it goes once it is neither.
+    var forgotten = false
 
     let io = NIOLock()
 

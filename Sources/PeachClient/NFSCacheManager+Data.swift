@@ -30,7 +30,10 @@ extension NFSCacheManager {
 
     public func release(handle: UInt64) {
         guard let file = handles.remove(handle) else { return }
-        lock.withLock { file.node.openCount -= 1 }
+        lock.withLock {
+            file.node.openCount -= 1
+            releaseIfForgotten(file.node)
+        }
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {

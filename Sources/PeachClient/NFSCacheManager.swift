@@ -8,7 +8,7 @@ import PeachSecurity
 /// timeouts, GETATTR on every open (close-to-open), READ of missing blocks and WRITE of dirty
 /// blocks on close and fsync, against the server's stateless procedures. No callbacks: what it
 /// caches may be stale until its timeouts run out, as with the real NFS client.
-public final class NFSCacheManager: CacheManager, @unchecked Sendable {
+public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     public let statistics = ClientStatistics(mode: "nfs")
     public let options: NFSOptions
     let connection: ServerConnection
@@ -19,7 +19,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
     var nodes: [Inode: NFSNode] = [:]
     var blocks: LRUCache<BlockKey, [UInt8]>
     let handles = HandleTable<NFSOpenFile>()
-    private let notifierBox = NIOLockedValueBox<KernelNotifier?>(nil)
+    let kernel = KernelNotifierBox()
     /// Kernel invalidations go out from here, never from a thread serving a request.
     let invalidationQueue = DispatchQueue(label: "peach.nfs.invalidations")
 
@@ -33,12 +33,6 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
                                       tls: tls)
         connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
-
-    public func setKernelNotifier(_ notifier: KernelNotifier?) {
-        notifierBox.withLockedValue { $0 = notifier }
-    }
-
-    var notifier: KernelNotifier? { notifierBox.withLockedValue { $0 } }
 
     public func start() throws {
         try connection.connect()
@@ -177,13 +171,21 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
             guard inode != FID.root.vnode, let node = nodes[inode] else { return }
             guard node.kernelReferences > 0 else { return }
             node.kernelReferences -= min(count, node.kernelReferences)
-            guard node.kernelReferences == 0, node.openCount == 0, !node.isDirty else { return }
-            for index in node.cachedBlocks { blocks.remove(BlockKey(inode: inode, index: index)) }
-            nodes[inode] = nil
-            statistics.update {
-                $0.vnodes = nodes.count
-                $0.cacheBytes = UInt64(blocks.totalCost)
-            }
+            guard node.kernelReferences == 0 else { return }
+            node.forgotten = true
+            releaseIfForgotten(node)
+        }
+    }
+
+    /// Drops a node the kernel forgot once it is neither open nor dirty. Caller holds `lock`.
+    func releaseIfForgotten(_ node: NFSNode) {
+        guard node.forgotten, node.kernelReferences == 0, node.openCount == 0, !node.isDirty,
+              node.inode != FID.root.vnode, nodes[node.inode] === node else { return }
+        for index in node.cachedBlocks { blocks.remove(BlockKey(inode: node.inode, index: index)) }
+        nodes[node.inode] = nil
+        statistics.update {
+            $0.vnodes = nodes.count
+            $0.cacheBytes = UInt64(blocks.totalCost)
         }
     }
 
@@ -245,6 +247,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
             child.parent = directory.inode
             child.name = name
             child.kernelReferences += 1
+            child.forgotten = false
             return Entry(attributes: Attributes(status: child.status, timeout: remainingTimeout(child)),
                          entryTimeout: remainingTimeout(directory))
         }
@@ -312,7 +315,7 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
         return change
     }
 
-    private func created(_ request: Request, parent: Inode, name: String) throws -> Entry {
+    func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
         let change = try change(request) { directory, change in
             if directory.inode == parent, let target = change.target { directory.names[name] = target.fid.vnode }
@@ -325,47 +328,26 @@ public final class NFSCacheManager: CacheManager, @unchecked Sendable {
         return entry(child, in: directory, name: name)
     }
 
-    private func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
-                               target: String = "", context: RequestContext) throws -> CreateRequest {
-        CreateRequest(in: try node(parent).fid, name: name, type: type, mode: mode, context: context, rdev: rdev, symlinkTarget: target)
-    }
+    func fid(of inode: Inode) throws -> FID { try node(inode).fid }
 
-    public func create(parent: Inode, name: String, mode: UInt32, flags: Int32, context: RequestContext) throws -> (Entry, OpenReply) {
-        let request = try createRequest(parent: parent, name: name, type: .regular, mode: mode, context: context)
-        let entry: Entry
-        do {
-            entry = try created(.createFile(request), parent: parent, name: name)
-        } catch let error as FileSystemError where error.errno == EEXIST && flags & O_EXCL == 0 {
-            let existing = try lookup(parent: parent, name: name)
-            return (existing, try open(existing.inode, flags: flags))
-        }
+    /// The new file is empty on the server and here: its blocks are written locally until close.
+    func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let node = try node(entry.inode)
-        statistics.update { $0.opens += 1 }
         lock.withLock {
             node.openCount += 1
             node.kernelVersion = node.status.dataVersion
         }
-        return (entry, OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: false, flags: flags))
+        return OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: false, flags: flags)
     }
 
     public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {
-        try created(.makeDir(try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)),
-                    parent: parent, name: name)
-    }
-
-    public func makeNode(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64, context: RequestContext) throws -> Entry {
-        try created(.createFile(try createRequest(parent: parent, name: name, type: type, mode: mode, rdev: rdev, context: context)),
+        try createdEntry(.makeDir(try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)),
                     parent: parent, name: name)
     }
 
     public func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry {
         let request = try createRequest(parent: parent, name: name, type: .symlink, mode: 0o777, target: target, context: context)
-        return try created(.symlink(request), parent: parent, name: name)
-    }
-
-    public func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry {
-        try created(.link(directory: try node(newParent).fid, name: newName, target: try node(inode).fid),
-                    parent: newParent, name: newName)
+        return try createdEntry(.symlink(request), parent: parent, name: name)
     }
 
     public func unlink(parent: Inode, name: String) throws {

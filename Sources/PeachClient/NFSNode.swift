@@ -29,6 +29,8 @@ final class NFSNode: @unchecked Sendable {
     var kernelVersion: UInt64?
     /// Entries the kernel was given for this node and has not forgotten (FUSE's lookup count).
     var kernelReferences: UInt64 = 0
+    /// The kernel forgot it while it was open or dirty: it goes once it is neither.
+    var forgotten = false
 
     init(status: FileStatus, timeout: Double) {
         fid = status.fid

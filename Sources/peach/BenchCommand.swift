@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import PeachBench
+import PeachServer
 import PeachTesting
 
 struct BenchCommand: ParsableCommand {
@@ -198,6 +199,9 @@ struct OpsCommand: ParsableCommand {
     @Option(help: "The tree `cp -a` copies into each file system.")
     var tree = "/usr/include"
 
+    @Option(help: "The server's --sync: always, onclose or delayed.")
+    var sync: SyncPolicy?
+
     func validate() throws {
         guard (1...100_000).contains(count) else { throw CommandFailure("--count must be between 1 and 100000") }
         var isDirectory: ObjCBool = false
@@ -209,7 +213,7 @@ struct OpsCommand: ParsableCommand {
     func run() throws {
         output.useThisBinaryForMounts()
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
-        let suite = OpsSuite(count: output.quick ? 100 : count, rounds: output.quick ? 1 : 3, compare: compare,
+        let suite = OpsSuite(count: output.quick ? 100 : count, rounds: output.quick ? 1 : 3, compare: compare, sync: sync?.rawValue,
                              postmarkFiles: output.quick ? 500 : 3000, postmarkTransactions: output.quick ? 2000 : 12000,
                              copyTree: output.quick && tree == "/usr/include" ? "/usr/include/linux" : tree)
         try output.emit(OpsReport(results: try suite.run()))
