@@ -51,7 +51,7 @@ extension AFSCacheManager {
         let (directory, listing) = try directoryWithListing(parent)
         guard let entry = listing[name] else { throw FileSystemError.notFound }
         var child = lock.withLock { vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid && hasValidCallBack($0) ? $0 : nil } }
-        if child == nil { child = try fetchStatus(entry.fid) }
+        if child == nil { child = try statusForLookup(entry, in: listing) }
         return lock.withLock {
             let child = child!
             child.parent = parent
@@ -103,9 +103,30 @@ extension AFSCacheManager {
     /// A directory being listed is usually followed by a lookup of every name (`ls -l`): fetch
     /// the statuses the cache lacks with BulkStatus, many per request, as OpenAFS's bulkstat does.
     func prefetchStatuses(of entries: [DirectoryEntry]) throws {
-        let missing = lock.withLock {
-            entries.map(\.fid).filter { fid in vnodes[fid.vnode].map { $0.fid != fid || !hasValidCallBack($0) } ?? true }
+        let missing = lock.withLock { entries.map(\.fid).filter(lacksValidStatus) }
+        try bulkStatus(missing)
+    }
+
+    /// Caller holds `lock`.
+    func lacksValidStatus(_ fid: FID) -> Bool {
+        vnodes[fid.vnode].map { $0.fid != fid || !hasValidCallBack($0) } ?? true
+    }
+
+    /// The status of a looked-up object with no valid promise, fetched in one BulkStatus with
+    /// those of up to 127 siblings that lack one, as OpenAFS's bulkstat does: a program that looks
+    /// up one name of a directory usually goes on with the next (cp -r, tar, make).
+    func statusForLookup(_ entry: DirectoryEntry, in listing: [String: DirectoryEntry]) throws -> CachedVnode {
+        // Materialized under the lock: a lazy filter would read `vnodes` after it is released.
+        let siblings = lock.withLock {
+            Array(listing.values.lazy.map(\.fid).filter { $0 != entry.fid && self.lacksValidStatus($0) }.prefix(Self.bulkStatusBatch - 1))
         }
+        try bulkStatus([entry.fid] + siblings)
+        if let vnode = lock.withLock({ vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid ? $0 : nil } }) { return vnode }
+        return try fetchStatus(entry.fid)  // refused in the batch: ask alone, for its error
+    }
+
+    /// BulkStatus of `fids`, in batches, each status installed with its promise.
+    func bulkStatus(_ missing: [FID]) throws {
         for start in stride(from: 0, to: missing.count, by: Self.bulkStatusBatch) {
             let batch = Array(missing[start..<min(missing.count, start + Self.bulkStatusBatch)])
             let stamps = lock.withLock { batch.map { breakStamp($0.vnode) } }

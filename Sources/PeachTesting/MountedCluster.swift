@@ -126,6 +126,11 @@ public final class MountedCluster: @unchecked Sendable {
             mount.process.wait()
             if Self.isMounted(mount.path) { _ = try? shell("fusermount3 -uz '\(mount.path)'") }
         }
+        if mount.process.wait() >= 128 {
+            // A cache manager that died of a signal (a crash): its log says why.
+            let log = (try? String(contentsOfFile: mount.log, encoding: .utf8)) ?? ""
+            print("peach mount at \(mount.path) died of a signal; the end of its log:\n\(log.suffix(3000))")
+        }
         mounts.removeAll { $0.path == mount.path }
     }
 

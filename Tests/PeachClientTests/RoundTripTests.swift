@@ -92,6 +92,25 @@ struct RoundTripTests {
         }
     }
 
+    @Test("looking up the names of a directory nobody listed costs one BulkStatus per 128 names, no FetchStatus")
+    func lookupsInBulk() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.makeDirectory("/d")
+            for i in 0..<100 { try writer.writeFile("/d/f\(i)", "\(i)") }
+            let client = try cluster.addClient()
+            let files = PathClient(client)
+            let sent = try requests(client) {
+                for i in 0..<100 {
+                    let size = try files.stat("/d/f\(i)").size
+                    #expect(size == UInt64("\(i)".utf8.count))
+                }
+            }
+            // The root's and d's listings, then d's status with its siblings', then the 100 files'.
+            #expect(sent == ["FetchData": 2, "BulkStatus": 2], "\(sent)")
+        }
+    }
+
     @Test("forget releases what the kernel no longer references, in both designs; open and dirty files stay",
           arguments: ClientDesign.allCases)
     func forgetReleases(design: ClientDesign) throws {
