@@ -2,9 +2,9 @@ import Foundation
 
 /// Group commit for SQLite's write-ahead log: commits run with `synchronous = NORMAL` (no fsync
 /// of their own), and a request whose reply must wait for the disk calls `sync()`, which returns
-/// once an fsync of the log (and of the data directory) that began after the call has finished. Concurrent callers share
-/// one fsync: while one runs, the next callers wait and the first of them runs the next one for
-/// all. Blocks the calling thread (a database pool thread, never an event loop).
+/// once an fsync of the log (and of the data directory) that began after the call has finished.
+/// Concurrent callers share one fsync: while one runs, the next callers wait and the first of them
+/// runs the next one for all. Blocks the calling thread (a database pool thread, never an event loop).
 final class GroupSync: @unchecked Sendable {
     private let fds: [Int32]
     private let condition = NSCondition()
