@@ -22,8 +22,8 @@ extension ConnectionHandler {
             return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
         }
         let requester = Requester.client(clientID, design: design, as: server.identityPolicy.identity(for: credential, from: principal))
-        if case .storeData(let fid, let size, _, _) = request {
-            return beginUpload(request, id: frame.id, fid: fid, size: size, requester: requester)
+        if case .storeData(_, let size, _, _) = request {
+            return beginUpload(request, id: frame.id, size: size, requester: requester)
         }
         dispatch(id: frame.id, opcode: frame.opcode) { processor in
             try processor.process(request, for: requester)

@@ -7,13 +7,13 @@ import PeachProtocol
 /// StoreData: the announcement, the data frames written on the file I/O pool in order, and the
 /// store once the last one is in. Event-loop only, like the rest of `ConnectionHandler`.
 extension ConnectionHandler {
-    func beginUpload(_ request: Request, id: UInt32, fid: FID, size: UInt64, requester: Requester) {
+    func beginUpload(_ request: Request, id: UInt32, size: UInt64, requester: Requester) {
         let path = server.store.newUploadPath()
         // On failure the data frames are still read (and dropped), then the failure is answered.
         // The file is created by the first data frame's step: a small store costs one trip to the
         // file I/O pool (create, write, fsync, close) and one to the database's.
         let failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
-        uploads[id] = Upload(request: request, fid: fid, size: size, path: path, requester: requester, failure: failure)
+        uploads[id] = Upload(request: request, size: size, path: path, requester: requester, failure: failure)
     }
 
     func receiveData(_ frame: Frame) throws {

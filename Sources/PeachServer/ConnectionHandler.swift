@@ -29,7 +29,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     struct Upload {
         /// The StoreData request, answered through the request processor once the data is in.
         var request: Request
-        var fid: FID
+        /// The size the StoreData announced.
         var size: UInt64
         var path: String
         /// -1 until the upload file is open, and when it could not be created.
