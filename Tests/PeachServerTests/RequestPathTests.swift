@@ -73,6 +73,25 @@ struct RequestPathTests {
         }
     }
 
+    @Test("an AFS FetchStatus on a file whose promise has most of its life left grants nothing new")
+    func fetchStatusKeepsHeldPromise() throws {
+        try withTemporaryStore { store in
+            _ = try store.introduce(client: "a", epoch: 1)
+            let fid = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                       client: "a").value.target!.fid
+            let (_, first) = try store.fetchStatus(fid, client: "a")
+            // Past a second boundary, a new grant would announce a later expiry; the held one is answered.
+            Thread.sleep(forTimeInterval: 1.1)
+            let (_, second) = try store.fetchStatus(fid, client: "a")
+            #expect(second == first)
+            // Once the promise is gone (a break), FetchStatus grants a fresh one.
+            _ = try store.giveUpCallBacks([fid], client: "a")
+            let (_, third) = try store.fetchStatus(fid, client: "a")
+            #expect(third > first)
+            #expect(try store.callBackCount(client: "a") >= 1)
+        }
+    }
+
     @Test("which replies wait for the disk under each --sync")
     func syncPolicies() {
         let store = Request.storeData(.root, size: 0, mtime: .now())
