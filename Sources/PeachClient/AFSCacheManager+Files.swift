@@ -167,8 +167,8 @@ extension AFSCacheManager {
             let vnode = file.vnode
             vnode.openCount -= 1
             // Forgotten by the kernel while open: it goes now (forget left it for this close).
-            if vnode.openCount == 0, vnode.kernelReferences == 0, !vnode.dirty, vnode.inode != FID.root.vnode,
-               vnodes[vnode.inode] === vnode, vnode.forgotten {
+            if vnode.forgotten, vnode.openCount == 0, !vnode.dirty, vnode.inode != FID.root.vnode,
+               vnodes[vnode.inode] === vnode {
                 vnodes[vnode.inode] = nil
                 forgetBreakCount(vnode.inode)
                 statistics.update { $0.vnodes = vnodes.count }

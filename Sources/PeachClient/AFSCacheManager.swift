@@ -258,12 +258,8 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     /// data version on the next lookup.
     public func forget(_ inode: Inode, count: UInt64) {
         lock.withLock {
-            guard inode != FID.root.vnode, let vnode = vnodes[inode] else { return }
-            guard vnode.kernelReferences > 0 else { return }
-            vnode.kernelReferences -= min(count, vnode.kernelReferences)
-            guard vnode.kernelReferences == 0 else { return }
+            guard inode != FID.root.vnode, let vnode = vnodes[inode], vnode.kernelDropped(count) else { return }
             referencedVnodes -= 1
-            vnode.forgotten = true
             guard vnode.openCount == 0, !vnode.dirty else { return }
             vnodes[inode] = nil
             forgetBreakCount(inode)
@@ -284,9 +280,8 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// An entry for `vnode` goes to the kernel: one more reference for it to forget. Caller holds `lock`.
     func handedToKernel(_ vnode: CachedVnode) {
-        vnode.forgotten = false
         if vnode.kernelReferences == 0 { referencedVnodes += 1 }
-        vnode.kernelReferences += 1
+        vnode.handedToKernel()
     }
 
     /// Vnodes the kernel was never given (statuses prefetched for `ls -l`, objects of namespace

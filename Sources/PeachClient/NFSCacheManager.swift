@@ -168,18 +168,14 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     /// dirty, goes with its cached blocks, so memory is bounded by the kernel's inodes.
     public func forget(_ inode: Inode, count: UInt64) {
         lock.withLock {
-            guard inode != FID.root.vnode, let node = nodes[inode] else { return }
-            guard node.kernelReferences > 0 else { return }
-            node.kernelReferences -= min(count, node.kernelReferences)
-            guard node.kernelReferences == 0 else { return }
-            node.forgotten = true
+            guard inode != FID.root.vnode, let node = nodes[inode], node.kernelDropped(count) else { return }
             releaseIfForgotten(node)
         }
     }
 
     /// Drops a node the kernel forgot once it is neither open nor dirty. Caller holds `lock`.
     func releaseIfForgotten(_ node: NFSNode) {
-        guard node.forgotten, node.kernelReferences == 0, node.openCount == 0, !node.isDirty,
+        guard node.forgotten, node.openCount == 0, !node.isDirty,
               node.inode != FID.root.vnode, nodes[node.inode] === node else { return }
         for index in node.cachedBlocks { blocks.remove(BlockKey(inode: node.inode, index: index)) }
         nodes[node.inode] = nil
@@ -246,8 +242,7 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
         lock.withLock {
             child.parent = directory.inode
             child.name = name
-            child.kernelReferences += 1
-            child.forgotten = false
+            child.handedToKernel()
             return Entry(attributes: Attributes(status: child.status, timeout: remainingTimeout(child)),
                          entryTimeout: remainingTimeout(directory))
         }
