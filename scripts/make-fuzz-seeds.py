@@ -27,7 +27,7 @@ OP = dict(hello=1, ping=2, fetchStatus=3, bulkStatus=4, fetchData=5, storeData=6
           giveUpCallBacks=15, getVolumeStatus=16, lookup=34, read=35, write=36, commit=37, readDir=38,
           readlink=46)
 REGULAR, DIRECTORY, SYMLINK, FIFO, SOCKET, CHAR_DEVICE, BLOCK_DEVICE = range(1, 8)
-PROTOCOL_VERSION = 3
+PROTOCOL_VERSION = 4
 AFS_DESIGN, NFS_DESIGN = 1, 2
 U64_MAX = (1 << 64) - 1
 
@@ -86,9 +86,9 @@ def set_attributes(f, mode=None, uid=None, gid=None, size=None, atime=b"\x00", m
     return f + optional(">I", mode) + optional(">I", uid) + optional(">I", gid) + optional(">Q", size) + atime + mtime
 
 
-def store_status(mode=None, uid=None, gid=None, atime=b"\x00"):
-    """The status a StoreData carries (no change by default)."""
-    return optional(">I", mode) + optional(">I", uid) + optional(">I", gid) + atime
+def store_status(mode=None, uid=None, gid=None, atime=b"\x00", base=None):
+    """The status a StoreData carries (no change by default), then its base version (none: unconditional)."""
+    return optional(">I", mode) + optional(">I", uid) + optional(">I", gid) + atime + optional(">Q", base)
 
 
 def with_victim(**kw):
@@ -146,6 +146,7 @@ def seeds():
            .request("fetchStatus", recent(1))
            .request("storeData", recent(1) + u64(3) + timespec()
                     + store_status(mode=0o640, atime=b"\x02" + timespec(7))).data(b"abc")
+           .request("storeData", recent(1) + u64(2) + timespec() + store_status(base=2)).data(b"de")
            .request("fetchData", recent(1))
            .request("fetchData", ROOT)
            .request("bulkStatus", u32(3) + ROOT + recent(1) + fid(999))

@@ -8,6 +8,13 @@ extension AFSCacheManager {
     public func open(_ inode: Inode, flags: Int32) throws -> OpenReply {
         statistics.update { $0.opens += 1 }
         let vnode = try vnode(inode)
+        if lock.withLock({ vnode.dirty && vnode.openCount == 0 && !hasValidCallBack(vnode) }) {
+            // A copy left dirty by a failed store: stored now if the server still has the version
+            // it was based on, else kept aside as a conflict and the server's version fetched.
+            do { try store(vnode, fd: nil) } catch {
+                logger.debug("a leftover dirty copy could not be stored yet", metadata: ["fid": "\(vnode.fid)", "error": "\(error)"])
+            }
+        }
         let truncate = flags & O_TRUNC != 0
         var askedServer = false
         var fetched = false
@@ -113,16 +120,20 @@ extension AFSCacheManager {
         if evicted > 0 { statistics.update { $0.evictions += evicted } }
     }
 
+    /// Records a local change of the cached copy. The first change of a clean copy must be
+    /// recorded before it reaches the file (see `DiskCache`).
     func markDirty(_ vnode: CachedVnode, size: UInt64) {
         let now = Timespec.now()
-        lock.withLock {
+        let path = lock.withLock { () -> String? in
+            let path = vnode.dirty ? nil : self.path(of: vnode)
             vnode.dirty = true
             vnode.dirtyGeneration += 1
             vnode.status.size = size
             vnode.status.mtime = now
             vnode.status.ctime = now
+            return path
         }
-        disk.markDirty(vnode.fid, size: size)
+        disk.markDirty(vnode.fid, size: size, path: path)
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -139,6 +150,9 @@ extension AFSCacheManager {
 
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
         let file = try handles.get(handle)
+        if let size = lock.withLock({ file.vnode.dirty ? nil : file.vnode.status.size }) {
+            markDirty(file.vnode, size: size)  // in the index before the data
+        }
         let n = pwrite(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
         guard n >= 0 else { throw FileSystemError(errno, "writing the cached copy") }
         let end = offset + UInt64(n)
@@ -179,25 +193,38 @@ extension AFSCacheManager {
     }
 
     /// StoreData of the whole local copy. On failure the copy stays dirty and the error goes to
-    /// the caller (close(2), fsync(2)). `baseVersion` names the cache file when the in-memory
-    /// status is newer (a leftover from an earlier run).
-    func store(_ vnode: CachedVnode, fd givenFD: Int32?, baseVersion: UInt64? = nil) throws {
+    /// the caller (close(2), fsync(2)).
+    ///
+    /// A store from an open descriptor (close, fsync) wins over any other version, as AFS's last
+    /// close does. A copy no descriptor holds open (left dirty by a failed store or a crash,
+    /// stored at unmount, at the next start or by `peach fs flush`) is stored only if the server
+    /// still has the version it was based on; otherwise it is kept aside as a conflict.
+    func store(_ vnode: CachedVnode, fd givenFD: Int32?) throws {
         try vnode.io.withLock {
-            let (dirty, generation, size, mtime, removed, pending) = lock.withLock {
-                (vnode.dirty, vnode.dirtyGeneration, vnode.status.size, vnode.status.mtime, vnode.removed, vnode.pendingStatus)
+            let (dirty, generation, size, mtime, removed, pending, leftover) = lock.withLock {
+                (vnode.dirty, vnode.dirtyGeneration, vnode.status.size, vnode.status.mtime, vnode.removed, vnode.pendingStatus,
+                 vnode.openCount == 0)
             }
             guard dirty, !removed, let entry = disk.entry(vnode.fid) else { return }
             var fd = givenFD ?? -1
             if givenFD == nil {
-                fd = Glibc.open(disk.path(vnode.fid, baseVersion ?? entry.dataVersion), O_RDONLY | O_CLOEXEC)
+                fd = Glibc.open(disk.path(vnode.fid, entry.dataVersion), O_RDONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
             }
             defer { if givenFD == nil { Glibc.close(fd) } }
             let stamp = lock.withLock { breakStamp(vnode.inode) }
             // A store at close is the closing process's; one at unmount or recovery, the owner's.
             let owner = lock.withLock { vnode.ownerOnServer ?? Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
-            let (status, expiry) = try Caller.unlessNamed(owner) {
-                try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending)
+            let status: FileStatus
+            let expiry: UInt64
+            do {
+                (status, expiry) = try Caller.unlessNamed(owner) {
+                    try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending,
+                                             baseVersion: leftover ? entry.dataVersion : nil)
+                }
+            } catch let error as FileSystemError where leftover && (error.serverCode == .versionConflict || error.serverCode == .stale) {
+                try keepAsConflict(vnode.fid, vnode: vnode, because: error.serverCode == .stale ? "the file was removed" : "the file changed")
+                return
             }
             let stillDirty = lock.withLock {
                 // What was sent is applied; changes made during the store wait for the next one.
@@ -223,5 +250,28 @@ extension AFSCacheManager {
                 $0.cacheBytes = disk.totalBytes
             }
         }
+    }
+
+    /// A leftover dirty copy the server refused: its bytes go to the conflicts folder, and the
+    /// vnode (if any) is clean and unpromised, so the next open fetches the server's version.
+    /// Caller holds `vnode.io`.
+    func keepAsConflict(_ fid: FID, vnode: CachedVnode?, because reason: String) throws {
+        guard let conflict = try disk.setAside(fid) else { return }
+        statistics.update {
+            $0.conflicts = disk.conflicts.list().count
+            $0.cacheBytes = disk.totalBytes
+        }
+        logger.warning("a dirty copy was not stored: \(reason) on the server since the copy was taken; it is kept as a conflict (peach fs conflicts)",
+                       metadata: ["fid": "\(fid)", "path": "\(conflict.path ?? "unknown")", "kept": "\(conflict.file)"])
+        guard let vnode else { return }
+        lock.withLock {
+            vnode.dirty = false
+            vnode.pendingStatus = StoreStatusChange()
+            vnode.ownerOnServer = nil
+            vnode.callBackExpiry = 0
+            vnode.kernelVersion = nil
+        }
+        let inode = vnode.inode
+        kernelQueue.async { self.notifier?.invalidateInode(inode) }
     }
 }

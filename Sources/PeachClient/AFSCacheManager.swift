@@ -68,6 +68,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         try connection.connect()
         let root = try fetchStatus(FID.root)
         lock.withLock { root.parent = root.inode }
+        statistics.update { $0.conflicts = disk.conflicts.list().count }
         storeLeftoverDirtyFiles()
     }
 
@@ -83,17 +84,23 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         disk.releaseDirectory()
     }
 
-    /// Files left dirty by an earlier run (a failed close, a crash): store them now, last
-    /// writer wins as for any store.
+    /// Files left dirty by an earlier run (a failed close, a crash): each is stored now if the
+    /// server still has the version it was based on, else kept as a conflict (`store`).
     private func storeLeftoverDirtyFiles() {
         for entry in disk.dirtyEntries {
             do {
-                let vnode = try fetchStatus(entry.fid)
+                let vnode: CachedVnode
+                do {
+                    vnode = try fetchStatus(entry.fid)
+                } catch let error as FileSystemError where error.serverCode == .stale {
+                    try keepAsConflict(entry.fid, vnode: nil, because: "the file was removed")
+                    continue
+                }
                 lock.withLock {
                     vnode.dirty = true
                     vnode.status.size = entry.size
                 }
-                try store(vnode, fd: nil, baseVersion: entry.dataVersion)
+                try store(vnode, fd: nil)
             } catch {
                 logger.warning("a dirty file from an earlier run could not be stored", metadata: ["fid": "\(entry.fid)", "error": "\(error)"])
             }
@@ -315,9 +322,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         }
     }
 
+    public func conflicts() -> [Conflict] { disk.conflicts.list() }
+
     /// The path of `vnode` inside the mount, where the names that reached it are known.
     /// Caller holds `lock`.
-    private func path(of vnode: CachedVnode) -> String? {
+    func path(of vnode: CachedVnode) -> String? {
         var components: [String] = []
         var current = vnode
         for _ in 0..<256 {

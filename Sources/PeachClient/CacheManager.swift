@@ -123,4 +123,6 @@ public protocol CacheManager: AnyObject, Sendable {
     func flushCachedCopy(_ inode: Inode) throws
     /// `peach fs callbacks`.
     func callBacks() -> [CallBackInfo]
+    /// `peach fs conflicts`: dirty copies kept aside because the server had a newer version.
+    func conflicts() -> [Conflict]
 }

@@ -28,6 +28,9 @@ public final class ClientStatistics: Sendable {
         /// Files and directories the cache manager keeps state for now (bounded by the kernel's
         /// inodes on a mount, where forgotten ones go).
         public var vnodes = 0
+        /// Dirty copies kept aside because the server had moved past the version they were based
+        /// on (`peach fs conflicts`), as now.
+        public var conflicts = 0
         public var serverRequests = 0
         /// Request type → count.
         public var rpcs: [String: Int] = [:]

@@ -7,6 +7,10 @@ import PeachProtocol
 /// `<vnode>.<unique>.<dataVersion>`, and an SQLite index of FID → data version, size, dirty
 /// flag. The index survives a restart; every entry is then suspect until the cache manager
 /// compares its data version with the server's.
+///
+/// Crash safety: a file is marked dirty in the index before its cache file is first changed,
+/// and at start the size of a dirty entry is the size of its file (the index's size may lag the
+/// last writes). A clean entry whose file has another size than indexed is dropped.
 final class DiskCache: Sendable {
     struct Entry: Sendable, Equatable {
         var fid: FID
@@ -14,10 +18,13 @@ final class DiskCache: Sendable {
         var size: UInt64
         var dirty: Bool
         var lastUse: UInt64
+        /// The path inside the mount when it became dirty, if known (for conflicts).
+        var path: String? = nil
     }
 
     let directory: String
     let sizeLimit: UInt64
+    let conflicts: ConflictStore
     private let index: DatabaseQueue
     /// The entries, and the sum of their sizes (kept, not recounted: stats read it at every fetch).
     private let entries = NIOLockedValueBox([FID: Entry]())
@@ -32,6 +39,7 @@ final class DiskCache: Sendable {
         self.sizeLimit = sizeLimit
         try FileManager.default.createDirectory(atPath: directory + "/files", withIntermediateDirectories: true)
         directoryLock = try ExclusiveDirectoryLock.acquire(directory, what: "cache directory")
+        conflicts = try ConflictStore(cacheDirectory: directory)
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             // A cache index: WAL without a sync per commit. After a crash the index may lag its
@@ -51,14 +59,25 @@ final class DiskCache: Sendable {
                 CREATE TABLE identity (key TEXT PRIMARY KEY NOT NULL, value TEXT NOT NULL);
                 """)
         }
+        migrator.registerMigration("v2: the path of a dirty file") { db in
+            try db.execute(sql: "ALTER TABLE cacheEntry ADD COLUMN path TEXT")
+        }
         try migrator.migrate(index)
         let rows = try index.read { db in try Row.fetchAll(db, sql: "SELECT * FROM cacheEntry") }
         var loaded: [FID: Entry] = [:]
         for row in rows {
             let fid = FID(vnode: UInt64(row["vnode"] as Int64), unique: UInt32(row["uniquifier"] as Int64))
-            let entry = Entry(fid: fid, dataVersion: UInt64(row["dataVersion"] as Int64), size: UInt64(row["size"] as Int64),
-                              dirty: (row["dirty"] as Int64) != 0, lastUse: 0)
-            if FileManager.default.fileExists(atPath: path(entry.fid, entry.dataVersion)) { loaded[fid] = entry }
+            var entry = Entry(fid: fid, dataVersion: UInt64(row["dataVersion"] as Int64), size: UInt64(row["size"] as Int64),
+                              dirty: (row["dirty"] as Int64) != 0, lastUse: 0, path: row["path"])
+            var st = stat()
+            guard stat(path(entry.fid, entry.dataVersion), &st) == 0 else { continue }
+            if entry.dirty {
+                // Writes after the index row was last written changed only the file.
+                entry.size = UInt64(st.st_size)
+            } else if entry.size != UInt64(st.st_size) {
+                continue  // changed by a crash mid-truncate or mid-write: not the version it names
+            }
+            loaded[fid] = entry
         }
         entries.withLockedValue { $0 = loaded }
         total.withLockedValue { $0 = loaded.values.reduce(0) { $0 + $1.size } }
@@ -125,14 +144,27 @@ final class DiskCache: Sendable {
         persist(installed)
     }
 
-    /// The cached copy changed locally: new size, and dirty until stored.
-    func markDirty(_ fid: FID, size: UInt64) {
+    /// The cached copy changes locally: new size, and dirty until stored. Called before the
+    /// first change of a clean copy reaches its file, so that a crash leaves it marked dirty;
+    /// `path` is kept with it, for a conflict.
+    func markDirty(_ fid: FID, size: UInt64, path: String? = nil) {
         guard var e = entry(fid) else { return }
         let changed = !e.dirty
         e.dirty = true
         e.size = size
+        if changed { e.path = path }
         replace(fid, with: e)
         if changed { persist(e) }
+    }
+
+    /// Moves a dirty copy the server refused (it changed meanwhile) to the conflicts folder,
+    /// and forgets it here.
+    func setAside(_ fid: FID) throws -> Conflict? {
+        guard let entry = entry(fid), entry.dirty else { return nil }
+        let conflict = try conflicts.keep(path(fid, entry.dataVersion), fid: fid, baseVersion: entry.dataVersion,
+                                          size: entry.size, path: entry.path)
+        remove(fid)
+        return conflict
     }
 
     /// After a store: the local file is now `newVersion` on the server.
@@ -145,6 +177,7 @@ final class DiskCache: Sendable {
         entry.dataVersion = newVersion
         entry.size = size
         entry.dirty = stillDirty
+        if !stillDirty { entry.path = nil }
         replace(fid, with: entry)
         persist(entry)
     }
@@ -183,9 +216,9 @@ final class DiskCache: Sendable {
         try? index.write { db in
             // From the statement cache: this runs several times per file written.
             try db.cachedStatement(sql: """
-                INSERT OR REPLACE INTO cacheEntry (vnode, uniquifier, dataVersion, size, dirty) VALUES (?, ?, ?, ?, ?)
+                INSERT OR REPLACE INTO cacheEntry (vnode, uniquifier, dataVersion, size, dirty, path) VALUES (?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [Int64(entry.fid.vnode), Int64(entry.fid.unique), Int64(entry.dataVersion),
-                                         Int64(entry.size), entry.dirty ? 1 : 0])
+                                         Int64(entry.size), entry.dirty ? 1 : 0, entry.path])
         }
     }
 }

@@ -6,6 +6,8 @@ import PeachProtocol
 public struct FileSystemError: Error, Equatable, CustomStringConvertible {
     public var errno: Int32
     public var reason: String
+    /// The server's status code, when the server refused the request.
+    public var serverCode: StatusCode?
 
     public init(_ errno: Int32, _ reason: String = "") {
         self.errno = errno
@@ -48,8 +50,10 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
         case .quotaExceeded: EDQUOT
         case .accessDenied: EACCES
         case .readOnly: EROFS
+        case .versionConflict: ESTALE
         }
         self.init(value, "server: \(code)")
+        serverCode = code
     }
 
     /// Transport failures: the server is unreachable or the connection broke.

@@ -192,6 +192,9 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
 
     public func callBacks() -> [CallBackInfo] { [] }
 
+    /// Dirty blocks live in memory only, as with NFS: nothing outlives the process to conflict.
+    public func conflicts() -> [Conflict] { [] }
+
     public func flushCachedCopy(_ inode: Inode) throws {
         let node = try node(inode)
         if lock.withLock({ node.isDirty }) { try writeBack(node, commit: true) }

@@ -216,10 +216,11 @@ public final class ServerConnection: Sendable {
     }
 
     /// StoreData: streams `size` bytes from `fd` (from offset 0) and returns the new status.
+    /// With `baseVersion`, only if the file is still at that data version (else versionConflict).
     public func storeData(_ fid: FID, fd: Int32, size: UInt64, mtime: Timespec,
-                          status: StoreStatusChange = StoreStatusChange()) throws -> (FileStatus, UInt64) {
+                          status: StoreStatusChange = StoreStatusChange(), baseVersion: UInt64? = nil) throws -> (FileStatus, UInt64) {
         let (channel, handler) = try channel()
-        let reply = try send(.storeData(fid, size: size, mtime: mtime, status: status), on: channel, handler: handler, upload: { channel, id in
+        let reply = try send(.storeData(fid, size: size, mtime: mtime, status: status, baseVersion: baseVersion), on: channel, handler: handler, upload: { channel, id in
             do {
                 try Self.upload(fd: fd, size: size, channel: channel, id: id)
             } catch {

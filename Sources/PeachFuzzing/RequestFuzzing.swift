@@ -115,7 +115,7 @@ public final class RequestFuzzTarget: @unchecked Sendable {
                     } catch {
                         trace?(request, .failure(error))
                     }
-                case .storeData(_, let size, _, _):
+                case .storeData(_, let size, _, _, _):
                     uploads[frame.id] = Upload(request: request, size: size, requester: requester)
                 default:
                     let outcome: Outcome
@@ -190,7 +190,8 @@ public final class RequestFuzzTarget: @unchecked Sendable {
         case .fetchStatus(let fid): return .fetchStatus(f(fid))
         case .bulkStatus(let fids): return .bulkStatus(fids.map(f))
         case .fetchData(let fid): return .fetchData(f(fid))
-        case .storeData(let fid, let size, let mtime, let status): return .storeData(f(fid), size: size, mtime: mtime, status: status)
+        case .storeData(let fid, let size, let mtime, let status, let base):
+            return .storeData(f(fid), size: size, mtime: mtime, status: status, baseVersion: base)
         case .storeStatus(let fid, let a): return .storeStatus(f(fid), a)
         case .createFile(let r): return .createFile(c(r))
         case .makeDir(let r): return .makeDir(c(r))

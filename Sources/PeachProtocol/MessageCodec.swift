@@ -16,7 +16,7 @@ public enum RequestCodec {
             b.writeFID(fid)
         case .bulkStatus(let fids), .giveUpCallBacks(let fids):
             b.writeFIDs(fids)
-        case .storeData(let fid, let size, let mtime, let status):
+        case .storeData(let fid, let size, let mtime, let status, let baseVersion):
             b.writeFID(fid)
             b.writeInteger(size)
             b.writeTimespec(mtime)
@@ -24,6 +24,7 @@ public enum RequestCodec {
             b.writeOptional(status.uid)
             b.writeOptional(status.gid)
             b.writeTimeToSet(status.atime.map { .at($0) })
+            b.writeOptional(baseVersion)
         case .storeStatus(let fid, let a):
             b.writeFID(fid)
             b.writeOptional(a.mode)
@@ -102,7 +103,7 @@ public enum RequestCodec {
             case .at(let atime): status.atime = atime
             case .now: throw ProtocolError.invalidValue("atime: a store carries the client's time")
             }
-            request = .storeData(fid, size: size, mtime: mtime, status: status)
+            request = .storeData(fid, size: size, mtime: mtime, status: status, baseVersion: try b.readOptional(UInt64.self, "base version"))
         case .storeStatus:
             let fid = try b.readFID()
             let attributes = SetAttributes(

@@ -1,5 +1,5 @@
 /// The protocol version this build speaks; Hello refuses any other.
-public let peachProtocolVersion: UInt16 = 3
+public let peachProtocolVersion: UInt16 = 4
 
 /// Request types, named as AFS-3's file server interface names them. One opcode per operation
 /// for both designs: the design a client declared in Hello decides whether it is granted
@@ -152,7 +152,11 @@ public enum Request: Hashable, Sendable {
     /// client's modification time of its copy (AFS's ClientModTime), so `cp -a` keeps times;
     /// `status` carries the mode and owner changes made while the file was open and dirty (AFS-3's
     /// StoreData InStatus), applied in the same transaction.
-    case storeData(FID, size: UInt64, mtime: Timespec, status: StoreStatusChange = StoreStatusChange())
+    ///
+    /// With `baseVersion`, the store is conditional: it is refused (versionConflict) unless the
+    /// file is still at that data version. A cache manager stores a copy left dirty by a failed
+    /// store or a crash this way, so that it never overwrites a newer version.
+    case storeData(FID, size: UInt64, mtime: Timespec, status: StoreStatusChange = StoreStatusChange(), baseVersion: UInt64? = nil)
     case storeStatus(FID, SetAttributes)
     /// Regular files, fifos, sockets and devices: `CreateRequest.type` says which.
     case createFile(CreateRequest)

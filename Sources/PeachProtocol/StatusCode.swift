@@ -30,6 +30,8 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
     case accessDenied = 20
     /// The connection's machine may only read (`--read-only-clients`).
     case readOnly = 21
+    /// A conditional StoreData: the file is no longer at the data version the copy was based on.
+    case versionConflict = 22
 
     public var description: String {
         switch self {
@@ -55,6 +57,7 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
         case .quotaExceeded: "volume quota exceeded"
         case .accessDenied: "permission denied"
         case .readOnly: "read-only for this client"
+        case .versionConflict: "changed since the copy was taken"
         }
     }
 }

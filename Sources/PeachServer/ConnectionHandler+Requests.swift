@@ -22,7 +22,7 @@ extension ConnectionHandler {
             return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
         }
         let requester = Requester.client(clientID, design: design, as: server.identityPolicy.identity(for: credential, from: principal))
-        if case .storeData(_, let size, _, _) = request {
+        if case .storeData(_, let size, _, _, _) = request {
             return beginUpload(request, id: frame.id, size: size, requester: requester)
         }
         dispatch(id: frame.id, opcode: frame.opcode) { processor in

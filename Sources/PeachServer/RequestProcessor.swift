@@ -48,9 +48,10 @@ package struct RequestProcessor: Sendable {
         case .fetchData(let fid):
             let (status, expiry, content) = try store.fetchData(fid, client: requester)
             return Outcome(reply: .fetchData(status, callBackExpiry: expiry), content: content)
-        case .storeData(let fid, let size, let mtime, let status):
+        case .storeData(let fid, let size, let mtime, let status, let baseVersion):
             guard let upload else { throw StatusCode.protocolError }
-            return statusOutcome(try store.store(fid, client: requester, uploadPath: upload, size: size, mtime: mtime, status: status))
+            return statusOutcome(try store.store(fid, client: requester, uploadPath: upload, size: size, mtime: mtime, status: status,
+                                                 baseVersion: baseVersion))
         case .storeStatus(let fid, let attributes):
             return statusOutcome(try store.setAttributes(fid, attributes, client: requester))
         case .createFile(let c):

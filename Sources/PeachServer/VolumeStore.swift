@@ -234,8 +234,10 @@ public final class VolumeStore: Sendable {
     /// Makes an uploaded file the new content of `fid`: one transaction points the vnode at the
     /// new version, applies the mode and owner changes that rode along (checked as a StoreStatus
     /// would check them), and breaks the other clients' promises; then the old version goes.
+    /// With `baseVersion` the store is conditional: versionConflict unless the file is still at
+    /// that data version.
     public func store(_ fid: FID, client: Requester, uploadPath: String, size: UInt64, mtime: Timespec,
-                      status change: StoreStatusChange = StoreStatusChange()) throws -> Mutation<FileStatus> {
+                      status change: StoreStatusChange = StoreStatusChange(), baseVersion: UInt64? = nil) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
         var oldVersion: UInt64 = 0
         do {
@@ -245,6 +247,7 @@ public final class VolumeStore: Sendable {
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
                 try AccessCheck.requireWritable(client.identity)
                 try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
+                if let baseVersion, baseVersion != status.dataVersion { throw StatusCode.versionConflict }
                 try checkQuota(db, growth: newSize - Int64(status.size))
                 try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
                 if !change.isEmpty {

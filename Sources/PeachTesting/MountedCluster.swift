@@ -29,9 +29,10 @@ public struct MountError: Error, CustomStringConvertible {
     public init(description: String) { self.description = description }
 }
 
-/// A file server in this process and real FUSE mounts, each a `peach mount --foreground`
-/// process of its own (so this process's file system calls never wait on its own threads).
-/// `shutdown()` unmounts and stops everything it started, in every outcome.
+/// A file server (in this process, or a `peach server` process that tests can kill) and real FUSE
+/// mounts, each a `peach mount --foreground` process of its own (so this process's file system
+/// calls never wait on its own threads). `shutdown()` unmounts and stops everything it started,
+/// in every outcome.
 public final class MountedCluster: @unchecked Sendable {
     public struct Mount: Sendable {
         public let path: String
@@ -42,15 +43,21 @@ public final class MountedCluster: @unchecked Sendable {
 
     public let directory: TemporaryDirectory
     public let serverRoot: String
-    public private(set) var server: FileServer
+    /// The in-process server (nil with `serverProcess`).
+    public private(set) var server: FileServer!
+    /// The `peach server` process, when asked for one.
+    public let serverProcess: ServerProcess?
     public private(set) var port: Int
     public private(set) var mounts: [Mount] = []
     private var stopped = false
     private let tls: ServerTLS?
     private let identityPolicy: IdentityPolicy
 
-    /// - Parameter tls: serve mutual TLS only (mounts then need `--tls-*` arguments).
-    public init(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy()) throws {
+    /// - Parameters:
+    ///   - tls: serve mutual TLS only (mounts then need `--tls-*` arguments).
+    ///   - serverArguments: run the server as a `peach server` process with these arguments,
+    ///     so that `killServer()` crashes it for real; nil runs it in this process.
+    public init(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(), serverArguments: [String]? = nil) throws {
         self.tls = tls
         self.identityPolicy = identityPolicy
         if !FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary) {
@@ -58,19 +65,33 @@ public final class MountedCluster: @unchecked Sendable {
         }
         directory = try TemporaryDirectory(prefix: "peach-mount")
         serverRoot = try directory.subdirectory("server")
-        server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls,
-                            identityPolicy: identityPolicy)
-        port = try server.start(host: "127.0.0.1", port: 0)
+        if let serverArguments {
+            let process = try ServerProcess(root: serverRoot, logDirectory: directory.path,
+                                            arguments: ["--callback-timeout", "5"] + serverArguments)
+            serverProcess = process
+            port = process.address.port
+        } else {
+            serverProcess = nil
+            server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls,
+                                identityPolicy: identityPolicy)
+            port = try server.start(host: "127.0.0.1", port: 0)
+        }
     }
 
     public var address: String { "127.0.0.1:\(port)" }
 
     /// Stops the server (clients see it as down) and starts it again on the same port and root.
     public func stopServer() {
-        server.stop()
+        if let serverProcess { serverProcess.stop() } else { server.stop() }
+    }
+
+    /// SIGKILL of the server process (a stop, for an in-process server).
+    public func killServer() {
+        if let serverProcess { serverProcess.kill() } else { server.stop() }
     }
 
     public func startServer() throws {
+        if let serverProcess { return try serverProcess.start() }
         server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls,
                             identityPolicy: identityPolicy)
         port = try server.start(host: "127.0.0.1", port: port)
@@ -134,11 +155,22 @@ public final class MountedCluster: @unchecked Sendable {
         mounts.removeAll { $0.path == mount.path }
     }
 
+    /// SIGKILL of a cache manager, as a crash: nothing is stored or written back. Its mount point
+    /// is then unmounted; its cache directory stays for a later mount of the same name.
+    public func killMount(_ mount: Mount) {
+        mount.process.signal(SIGKILL)
+        mount.process.wait()
+        if Self.isMounted(mount.path), (try? shell("fusermount3 -u '\(mount.path)'"))?.status != 0 {
+            _ = try? shell("fusermount3 -uz '\(mount.path)'")
+        }
+        mounts.removeAll { $0.path == mount.path }
+    }
+
     public func shutdown() {
         guard !stopped else { return }
         stopped = true
         for mount in mounts { unmount(mount) }
-        server.stop()
+        stopServer()
         directory.remove()
     }
 
@@ -146,9 +178,9 @@ public final class MountedCluster: @unchecked Sendable {
 }
 
 /// Runs `body` with a mounted cluster, cleaned up in every outcome.
-public func withMounts<T>(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(),
+public func withMounts<T>(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(), serverArguments: [String]? = nil,
                           _ body: (MountedCluster) throws -> T) throws -> T {
-    let cluster = try MountedCluster(tls: tls, identityPolicy: identityPolicy)
+    let cluster = try MountedCluster(tls: tls, identityPolicy: identityPolicy, serverArguments: serverArguments)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

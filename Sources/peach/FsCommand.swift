@@ -1,13 +1,14 @@
 import ArgumentParser
 import CPeachSystem
 import Foundation
+import PeachClient
 import PeachFUSE
 
 struct FsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fs",
         abstract: "Ask the cache manager serving a path (as OpenAFS's fs command does).",
-        subcommands: [Stats.self, Flush.self, CallBacks.self]
+        subcommands: [Stats.self, Flush.self, CallBacks.self, Conflicts.self]
     )
 
     struct Stats: ParsableCommand {
@@ -27,6 +28,28 @@ struct FsCommand: ParsableCommand {
             commandName: "callbacks", abstract: "List the callbacks the cache manager serving PATH holds (FID, path, expiry).")
         @Argument(help: "Any path inside a PeachFS mount.") var path: String
         func run() throws { print(try ControlClient.get(ControlAttributes.callbacks, path: path)) }
+    }
+}
+
+extension FsCommand {
+    struct Conflicts: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "List the dirty copies the cache manager serving PATH kept aside because the server had a newer version.",
+            discussion: "Each copy's bytes are in the file shown; copy what you need, then remove the file and its .json record (docs/recovery.md).")
+        @Argument(help: "Any path inside a PeachFS mount.") var path: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let text = try ControlClient.get(ControlAttributes.conflicts, path: path)
+            if json { return print(text) }
+            let conflicts = try JSONDecoder().decode([Conflict].self, from: Data(text.utf8))
+            if conflicts.isEmpty { return print("no conflicts") }
+            for conflict in conflicts {
+                let when = Date(timeIntervalSince1970: TimeInterval(conflict.keptAt)).formatted(.iso8601)
+                print("\(conflict.path ?? "(path unknown)")  fid \(conflict.fid), based on version \(conflict.baseVersion), "
+                      + "\(conflict.size) bytes, kept \(when)\n    \(conflict.file)")
+            }
+        }
     }
 }
 

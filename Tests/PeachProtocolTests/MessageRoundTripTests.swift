@@ -18,6 +18,7 @@ let everyRequest: [Request] = [
     .fetchData(sampleFID),
     .storeData(sampleFID, size: 1 << 40, mtime: Timespec(seconds: 1, nanoseconds: 2)),
     .storeData(sampleFID, size: 0, mtime: Timespec(seconds: 1), status: StoreStatusChange(mode: 0o600, uid: 7, gid: nil)),
+    .storeData(sampleFID, size: 5, mtime: Timespec(seconds: 1), baseVersion: 42),
     .storeStatus(sampleFID, SetAttributes(mode: 0o4755, uid: 1, gid: nil, size: 0, atime: .now, mtime: .at(Timespec(seconds: 3)))),
     .storeStatus(sampleFID, SetAttributes()),
     .createFile(CreateRequest(directory: .root, name: "häagen dazs.txt", type: .regular, mode: 0o600, uid: 5, gid: 6)),

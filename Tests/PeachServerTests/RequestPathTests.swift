@@ -73,6 +73,31 @@ struct RequestPathTests {
         }
     }
 
+    @Test("a StoreData with a base version is refused once the file has moved past it, and changes nothing")
+    func conditionalStore() throws {
+        try withTemporaryStore { store in
+            for client in ["a", "b"] { _ = try store.introduce(client: client, epoch: 1) }
+            let created = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                           client: "a").value.target!
+            func upload(_ text: String) -> String {
+                let path = store.newUploadPath()
+                FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+                return path
+            }
+            let base = created.dataVersion
+            let byB = try store.store(created.fid, client: "b", uploadPath: upload("from b"), size: 6, mtime: .now(),
+                                      baseVersion: base).value
+            #expect(byB.dataVersion == base + 1, "at its base version, a conditional store goes through")
+            let stale = upload("stale a")
+            #expect(throws: StatusCode.versionConflict) {
+                _ = try store.store(created.fid, client: "a", uploadPath: stale, size: 7, mtime: .now(), baseVersion: base)
+            }
+            #expect(!FileManager.default.fileExists(atPath: stale), "the refused upload is gone")
+            let now = try store.fetchStatus(created.fid, client: "a").0
+            #expect(now.dataVersion == byB.dataVersion && now.size == 6)
+        }
+    }
+
     @Test("an AFS FetchStatus on a file whose promise has most of its life left grants nothing new")
     func fetchStatusKeepsHeldPromise() throws {
         try withTemporaryStore { store in
@@ -134,32 +159,13 @@ func withTemporaryStore(_ body: (VolumeStore) throws -> Void) throws {
 @Suite("Durability of --sync", .serialized,
        .enabled(if: FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary), "peach is not built"))
 struct SyncCrashTests {
-    /// Starts `peach server --sync` on `root` and returns it with its address.
-    func startServer(root: String, sync: SyncPolicy, log: String) throws -> (ChildProcess, ServerAddress) {
-        let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
-        defer { close(fd) }
-        let process = try ChildProcess([MountSupport.peachBinary, "server", "--root", root, "--listen", "127.0.0.1:0",
-                                        "--sync", sync.rawValue, "--log-level", "info"], outputFD: fd)
-        for _ in 0..<200 {
-            let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            if let range = text.range(of: #"127\.0\.0\.1:(\d+)"#, options: .regularExpression),
-               let port = Int(text[range].split(separator: ":").last ?? "") {
-                return (process, ServerAddress(host: "127.0.0.1", port: port))
-            }
-            usleep(25_000)
-        }
-        process.signal(SIGKILL)
-        process.wait()
-        throw MountError(description: "the server did not start")
-    }
-
     @Test("a crash of the server process right after replies loses nothing, at every --sync", arguments: SyncPolicy.allCases)
     func processCrash(sync: SyncPolicy) throws {
         let directory = try TemporaryDirectory(prefix: "peach-sync")
         defer { directory.remove() }
         let root = directory.path + "/root"
-        let (server, address) = try startServer(root: root, sync: sync, log: directory.path + "/1.log")
-        let client = try AFSCacheManager(server: address, cacheDirectory: directory.path + "/cache", cacheSize: 1 << 30)
+        let server = try ServerProcess(root: root, logDirectory: directory.path, arguments: ["--sync", sync.rawValue])
+        let client = try AFSCacheManager(server: server.address, cacheDirectory: directory.path + "/cache", cacheSize: 1 << 30)
         try client.start()
         let files = PathClient(client)
         try files.makeDirectory("/d")
@@ -167,14 +173,10 @@ struct SyncCrashTests {
         try files.rename("/d/f0", "/d/renamed")
         // The client goes first: one whose server died waits out its call timeout (issue 9).
         client.shutdown()
-        server.signal(SIGKILL)
-        server.wait()
-        let (again, newAddress) = try startServer(root: root, sync: sync, log: directory.path + "/2.log")
-        defer {
-            again.signal(SIGTERM)
-            again.wait()
-        }
-        let reader = try AFSCacheManager(server: newAddress, cacheDirectory: directory.path + "/cache2", cacheSize: 1 << 30)
+        server.kill()
+        try server.start()
+        defer { server.stop() }
+        let reader = try AFSCacheManager(server: server.address, cacheDirectory: directory.path + "/cache2", cacheSize: 1 << 30)
         try reader.start()
         defer { reader.shutdown() }
         let check = PathClient(reader)

@@ -1,0 +1,104 @@
+import Foundation
+import PeachTesting
+import Testing
+
+/// Faults injected for real (SIGKILL of a `peach server` or `peach mount` process) and what they
+/// may not do: lose or tear a dirty file, or store an old copy over a newer version (issue 9).
+@Suite("Real FUSE mounts: faults", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
+struct FaultMountTests {
+    let peach = "'\(MountSupport.peachBinary)'"
+
+    /// Opens `path` with `flags`, writes `bytes`, and returns the open descriptor.
+    func openAndWrite(_ path: String, _ bytes: [UInt8], flags: Int32) throws -> Int32 {
+        let fd = open(path, flags | O_CLOEXEC, 0o644)
+        guard fd >= 0 else { throw MountError(description: "open \(path): \(String(cString: strerror(errno)))") }
+        guard Foundation.write(fd, bytes, bytes.count) == bytes.count else {
+            close(fd)
+            throw MountError(description: "write \(path): \(String(cString: strerror(errno)))")
+        }
+        return fd
+    }
+
+    /// The file's bytes in a form a failed expectation prints in one line: size and a checksum.
+    func contents(_ path: String) -> String {
+        guard let data = try? Data(contentsOf: URL(fileURLWithPath: path)) else { return "unreadable: \(String(cString: strerror(errno)))" }
+        return Self.summary(Array(data))
+    }
+
+    static func summary(_ bytes: [UInt8]) -> String {
+        "\(bytes.count) bytes, FNV-1a \(bytes.reduce(UInt64(0xcbf29ce484222325)) { ($0 ^ UInt64($1)) &* 0x100000001b3 })"
+    }
+
+    enum Rewrite: String, CaseIterable, CustomTestStringConvertible {
+        case truncate, append
+        var flags: Int32 { self == .truncate ? O_WRONLY | O_TRUNC : O_WRONLY | O_APPEND }
+        var testDescription: String { rawValue }
+    }
+
+    @Test("a close that failed because the server died is stored whole at the next mount", arguments: Rewrite.allCases)
+    func failedCloseStoredAtNextMount(rewrite: Rewrite) throws {
+        try withMounts(serverArguments: []) { cluster in
+            let a = try cluster.mount("a")
+            let old = [UInt8](repeating: 0x6f, count: 1200)
+            let new = (0..<2400).map { UInt8(truncatingIfNeeded: $0 % 251) }
+            let fd0 = try openAndWrite(a.path + "/f", old, flags: O_WRONLY | O_CREAT | O_TRUNC)
+            #expect(close(fd0) == 0)
+            let fd = try openAndWrite(a.path + "/f", new, flags: rewrite.flags)
+            cluster.killServer()
+            #expect(close(fd) != 0, "close(2) cannot succeed: the store had nowhere to go")
+            cluster.unmount(a)
+            try cluster.startServer()
+            let again = try cluster.mount("a")
+            let expected = Self.summary(rewrite == .truncate ? new : old + new)
+            #expect(contents(again.path + "/f") == expected)
+            let reader = try cluster.mount("reader", design: .nfs)
+            #expect(contents(reader.path + "/f") == expected, "the server holds the recovered bytes")
+        }
+    }
+
+    @Test("a cache manager killed between write() and close() stores what was written at its next mount")
+    func cacheManagerKilledBeforeClose() throws {
+        try withMounts(serverArguments: []) { cluster in
+            let a = try cluster.mount("a")
+            let fd0 = try openAndWrite(a.path + "/f", Array("the old content, 28 bytes...".utf8), flags: O_WRONLY | O_CREAT | O_TRUNC)
+            #expect(close(fd0) == 0)
+            let new = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 7) }
+            let fd = try openAndWrite(a.path + "/f", new, flags: O_WRONLY | O_TRUNC)
+            cluster.killMount(a)
+            close(fd)
+            let again = try cluster.mount("a")
+            #expect(contents(again.path + "/f") == Self.summary(new))
+        }
+    }
+
+    @Test("a dirty copy left by a failed close is never stored over a newer version: it is kept as a conflict")
+    func staleDirtyCopyKeptAsConflict() throws {
+        try withMounts(serverArguments: []) { cluster in
+            let a = try cluster.mount("a")
+            let b = try cluster.mount("b")
+            #expect(try Files.write(a.path + "/g", "original") == 0)
+            let fd = try openAndWrite(a.path + "/g", Array("stale copy from A".utf8), flags: O_WRONLY | O_TRUNC)
+            cluster.killServer()
+            #expect(close(fd) != 0)
+            try cluster.startServer()
+            #expect(try Files.write(b.path + "/g", "newer from B") == 0)
+            cluster.unmount(a)
+            let reader = try cluster.mount("reader", design: .nfs)
+            #expect(Files.read(reader.path + "/g") == "newer from B", "B's version stands")
+
+            let again = try cluster.mount("a")
+            #expect(Files.read(again.path + "/g") == "newer from B")
+            let listing = try shell("\(peach) fs conflicts --json '\(again.path)'")
+            #expect(listing.status == 0)
+            let conflicts = try JSONSerialization.jsonObject(with: Data(listing.output.utf8)) as? [[String: Any]] ?? []
+            #expect(conflicts.count == 1)
+            #expect(conflicts.first?["path"] as? String == "/g")
+            let kept = conflicts.first?["file"] as? String ?? ""
+            #expect(Files.read(kept) == "stale copy from A", "the kept copy holds A's bytes")
+            #expect(Files.counter(try Files.stats(again), "conflicts") == 1)
+            let text = try shell("\(peach) fs conflicts '\(again.path)'")
+            #expect(text.status == 0 && text.output.contains("/g") && text.output.contains(kept))
+        }
+    }
+}
