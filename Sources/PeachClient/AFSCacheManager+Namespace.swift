@@ -270,6 +270,7 @@ extension AFSCacheManager {
         let dropNow = lock.withLock { () -> Bool in
             guard let vnode = vnodes[fid.vnode], vnode.fid == fid else { return true }
             vnode.removed = true
+            vnode.status.linkCount = 0
             vnode.callBackExpiry = 0
             return vnode.openCount == 0
         }
@@ -317,6 +318,11 @@ extension AFSCacheManager {
             }
             markDirty(vnode, size: size)
             remote.size = nil
+        }
+        if lock.withLock({ vnode.removed }) {
+            // Unlinked while open: the server has nothing to change.
+            lock.withLock { vnode.status.applyLocally(remote) }
+            return attributes(vnode)
         }
         if lock.withLock({ vnode.dirty }), let mtime = changes.mtime {
             // The coming store carries the local mtime: set it here too.

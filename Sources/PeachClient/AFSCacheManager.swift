@@ -244,10 +244,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         return lock.withLock { install(status, expiry: expiry, stamp: stamp) }
     }
 
-    /// The vnode with a valid promise on its status, asking the server if needed.
+    /// The vnode with a valid promise on its status, asking the server if needed. A file
+    /// unlinked here while open is what this cache holds: the server no longer has it.
     func validated(_ inode: Inode) throws -> CachedVnode {
         let vnode = try vnode(inode)
-        if lock.withLock({ hasValidCallBack(vnode) }) { return vnode }
+        if lock.withLock({ hasValidCallBack(vnode) || vnode.removed }) { return vnode }
         return try fetchStatus(vnode.fid)
     }
 

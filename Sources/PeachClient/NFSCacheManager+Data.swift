@@ -31,8 +31,16 @@ extension NFSCacheManager {
     public func release(handle: UInt64) {
         guard let file = handles.remove(handle) else { return }
         lock.withLock {
-            file.node.openCount -= 1
-            releaseIfForgotten(file.node)
+            let node = file.node
+            node.openCount -= 1
+            if node.removed && node.openCount == 0 {
+                // The last descriptor of an unlinked file: its data goes with it.
+                node.dirtyBlocks = [:]
+                if nodes[node.inode] === node { nodes[node.inode] = nil }
+                statistics.update { $0.vnodes = nodes.count }
+                return
+            }
+            releaseIfForgotten(node)
         }
     }
 
@@ -50,13 +58,20 @@ extension NFSCacheManager {
         var hitBytes: UInt64 = 0
         while position < end {
             let index = position / UInt64(blockSize)
+            let blockStart = index * UInt64(blockSize)
             let (block, wasCached) = try blockForRead(node, index: index)
-            let inBlock = Int(position - index * UInt64(blockSize))
-            let count = min(Int(end - position), max(0, block.count - inBlock))
+            let inBlock = Int(position - blockStart)
+            // The block's bytes within the file. A block holds fewer when the file has a hole up
+            // to a later write (the server's READ stops at its end of file, or a write past the
+            // end made the block): the rest reads as zeros.
+            let count = min(Int(end - position), Int(min(UInt64(blockSize), size - blockStart)) - inBlock)
             guard count > 0 else { break }
+            let held = max(0, min(count, block.count - inBlock))
+            let target = buffer.baseAddress!.advanced(by: Int(position - offset))
             block.withUnsafeBytes { source in
-                buffer.baseAddress!.advanced(by: Int(position - offset)).copyMemory(from: source.baseAddress! + inBlock, byteCount: count)
+                if held > 0 { target.copyMemory(from: source.baseAddress! + inBlock, byteCount: held) }
             }
+            if held < count { target.advanced(by: held).initializeMemory(as: UInt8.self, repeating: 0, count: count - held) }
             if wasCached { hitBytes += UInt64(count) }
             position += UInt64(count)
         }
@@ -133,6 +148,28 @@ extension NFSCacheManager {
         return buffer.count
     }
 
+    /// Before an open file is unlinked: every block not held yet is READ and held with the dirty
+    /// ones (a clean range), so the open descriptors can read the whole file once the server has
+    /// removed it, as the Linux NFS client's silly rename allows. A file larger than the block
+    /// cache is not held: its unread blocks become unreadable (ESTALE).
+    func holdBlocks(of node: NFSNode) throws {
+        let size = lock.withLock { node.status.size }
+        guard size <= options.cacheSize else { return }
+        let count = (size + UInt64(blockSize) - 1) / UInt64(blockSize)
+        for index in 0..<count {
+            guard lock.withLock({ node.dirtyBlocks[index] == nil }) else { continue }
+            let (data, _) = try blockForRead(node, index: index)
+            lock.withLock {
+                if node.dirtyBlocks[index] == nil { node.dirtyBlocks[index] = DirtyBlock(data: data, dirtyStart: Int.max, dirtyEnd: 0) }
+            }
+        }
+    }
+
+    /// Undoes `holdBlocks` when the unlink did not happen. Caller holds `lock`.
+    func releaseHeldBlocks(of node: NFSNode) {
+        node.dirtyBlocks = node.dirtyBlocks.filter { $0.value.dirtyEnd > $0.value.dirtyStart }
+    }
+
     /// The dirty block to change, starting from the current content: a whole-block write needs
     /// none; beyond the end of the file it is zeros; otherwise the cached or READ block.
     private func dirtyBlock(_ node: NFSNode, index: UInt64, coversWholeBlock: Bool) throws -> DirtyBlock {
@@ -163,6 +200,8 @@ extension NFSCacheManager {
     /// WRITE of every dirty block (its dirty range), then COMMIT. A block is clean once its WRITE
     /// succeeded; on failure the rest stay dirty and the error goes to close(2) or fsync(2).
     func writeBack(_ node: NFSNode, commit: Bool) throws {
+        // An unlinked file's writes stay here: nobody can open it any more.
+        guard !lock.withLock({ node.removed }) else { return }
         // Written at close for the closing process; at unmount, for the file's owner.
         let owner = lock.withLock { Credential(uid: node.status.uid, gid: node.status.gid) }
         try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: commit) }

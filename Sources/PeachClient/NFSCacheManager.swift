@@ -41,7 +41,7 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     }
 
     public func shutdown() {
-        for node in lock.withLock({ nodes.values.filter(\.isDirty) }) {
+        for node in lock.withLock({ nodes.values.filter { $0.isDirty && !$0.removed } }) {
             do { try writeBack(node, commit: true) } catch {
                 logger.error("dirty blocks could not be written at unmount", metadata: ["fid": "\(node.fid)", "error": "\(error)"])
             }
@@ -149,7 +149,8 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     /// Returns whether the server was asked.
     @discardableResult
     func revalidate(_ node: NFSNode, force: Bool = false) throws -> Bool {
-        if !force && lock.withLock({ isFresh(node) }) { return false }
+        // Unlinked while open: what is known here is all there is.
+        if lock.withLock({ node.removed || (!force && isFresh(node)) }) { return false }
         try getAttr(node.fid)
         return true
     }
@@ -349,8 +350,20 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     }
 
     public func unlink(parent: Inode, name: String) throws {
-        _ = try change(.removeFile(directory: try node(parent).fid, name: name)) { directory, _ in
+        let directory = try node(parent)
+        let open = lock.withLock { directory.names[name]?.flatMap { nodes[$0] }.flatMap { $0.openCount > 0 ? $0 : nil } }
+        if let open { try holdBlocks(of: open) }
+        var removedOpenFile = false
+        defer { if let open, !removedOpenFile { lock.withLock { releaseHeldBlocks(of: open) } } }
+        let change = try change(.removeFile(directory: directory.fid, name: name)) { directory, _ in
             if directory.inode == parent { directory.names[name] = .some(nil) }
+        }
+        if let open, let target = change.target, target.fid == open.fid, target.linkCount == 0 {
+            removedOpenFile = true
+            lock.withLock {
+                open.removed = true
+                open.status.linkCount = 0
+            }
         }
     }
 
@@ -384,6 +397,7 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
 
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
         let node = try node(inode)
+        if lock.withLock({ node.removed }) { return setRemovedFileAttributes(node, changes) }
         if changes.size != nil, lock.withLock({ node.isDirty }) { try writeBack(node, commit: false) }
         guard case .status(let status, _) = try connection.call(.storeStatus(node.fid, changes)) else {
             throw FileSystemError(EIO, "unexpected reply")
@@ -391,6 +405,26 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
         lock.withLock {
             if changes.size != nil { dropCachedData(node) }
             apply(status, ownChangeFrom: node.status.dataVersion)
+        }
+        return attributes(node)
+    }
+
+    /// A file unlinked while open changes only here: its held blocks are its content.
+    private func setRemovedFileAttributes(_ node: NFSNode, _ changes: SetAttributes) -> Attributes {
+        lock.withLock {
+            if let size = changes.size {
+                let blockSize = UInt64(options.blockSize)
+                for (index, var block) in node.dirtyBlocks {
+                    let start = index * blockSize
+                    if start >= size {
+                        node.dirtyBlocks[index] = nil
+                    } else if start + UInt64(block.data.count) > size {
+                        block.data.removeLast(Int(start + UInt64(block.data.count) - size))
+                        node.dirtyBlocks[index] = block
+                    }
+                }
+            }
+            node.status.applyLocally(changes)
         }
         return attributes(node)
     }

@@ -31,6 +31,9 @@ final class NFSNode: @unchecked Sendable {
     var kernelReferences: UInt64 = 0
     /// The kernel forgot it while it was open or dirty: it goes once it is neither.
     var forgotten = false
+    /// Unlinked here while open: gone from the server, its blocks held in `dirtyBlocks` for the
+    /// open descriptors until the last close, and nothing is sent for it.
+    var removed = false
 
     init(status: FileStatus, timeout: Double) {
         fid = status.fid
