@@ -12,7 +12,9 @@ extension ConnectionHandler {
         // On failure the data frames are still read (and dropped), then the failure is answered.
         // The file is created by the first data frame's step: a small store costs one trip to the
         // file I/O pool (create, write, fsync, close) and one to the database's.
-        let failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
+        var failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
+        // The upload is written before the store's transaction: it may not take the disk's reserve.
+        if failure == nil, (try? server.store.reserve.check(growth: size)) == nil { failure = .noSpace }
         uploads[id] = Upload(request: request, size: size, path: path, requester: requester, failure: failure)
     }
 

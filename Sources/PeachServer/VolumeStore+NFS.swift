@@ -50,6 +50,7 @@ extension VolumeStore {
             try AccessCheck.requireWritable(client.identity)
             try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
             try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
+            try reserve.check(growth: range.end > status.size ? range.end - status.size : 0)
             try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
@@ -61,7 +62,8 @@ extension VolumeStore {
                 guard fd >= 0 else { throw StatusCode.ioError }
                 defer { close(fd) }
                 let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, range.offset) }
-                guard written == data.count else { throw SparseCopy.statusCode(errno) }
+                // A short write to a regular file means the disk filled.
+                guard written == data.count else { throw written >= 0 ? StatusCode.noSpace : SparseCopy.statusCode(errno) }
                 let size = max(status.size, range.end)
                 try db.execute(cached: """
                     UPDATE vnode SET size = ?, dataVersion = dataVersion + 1, mtimeSeconds = ?, mtimeNanoseconds = ?,

@@ -21,12 +21,15 @@ public final class VolumeStore: Sendable {
     public let syncPolicy: SyncPolicy
     /// Shared fsyncs of SQLite's write-ahead log.
     let groupSync: GroupSync
+    /// Disk space that file content may not take (metadata changes need it).
+    let reserve: DiskReserve
 
     public init(root: String, callBackLifetime: Int64 = 3600, limits: VolumeLimits = VolumeLimits(),
                 syncPolicy: SyncPolicy = .onclose) throws {
         let fm = FileManager.default
         dataDirectory = root + "/data"
         uploadDirectory = root + "/uploads"
+        reserve = DiskReserve(directory: root)
         var isDirectory: ObjCBool = false
         if fm.fileExists(atPath: root, isDirectory: &isDirectory), !isDirectory.boolValue {
             throw ExclusiveDirectoryLock.Busy(description: "\(root) is not a directory")

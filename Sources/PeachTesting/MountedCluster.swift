@@ -57,22 +57,24 @@ public final class MountedCluster: @unchecked Sendable {
     ///   - tls: serve mutual TLS only (mounts then need `--tls-*` arguments).
     ///   - serverArguments: run the server as a `peach server` process with these arguments,
     ///     so that `killServer()` crashes it for real; nil runs it in this process.
-    public init(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(), serverArguments: [String]? = nil) throws {
+    ///   - serverRoot: the server's root directory (default: one inside the cluster's directory).
+    public init(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(), serverArguments: [String]? = nil,
+                serverRoot: String? = nil) throws {
         self.tls = tls
         self.identityPolicy = identityPolicy
         if !FileManager.default.isExecutableFile(atPath: MountSupport.peachBinary) {
             throw MountError(description: "\(MountSupport.peachBinary) is not built: run `swift build` first (make test does)")
         }
         directory = try TemporaryDirectory(prefix: "peach-mount")
-        serverRoot = try directory.subdirectory("server")
+        self.serverRoot = try serverRoot ?? directory.subdirectory("server")
         if let serverArguments {
-            let process = try ServerProcess(root: serverRoot, logDirectory: directory.path,
+            let process = try ServerProcess(root: self.serverRoot, logDirectory: directory.path,
                                             arguments: ["--callback-timeout", "5"] + serverArguments)
             serverProcess = process
             port = process.address.port
         } else {
             serverProcess = nil
-            server = FileServer(store: try VolumeStore(root: serverRoot), callBackTimeout: .seconds(5), tls: tls,
+            server = FileServer(store: try VolumeStore(root: self.serverRoot), callBackTimeout: .seconds(5), tls: tls,
                                 identityPolicy: identityPolicy)
             port = try server.start(host: "127.0.0.1", port: 0)
         }
@@ -179,8 +181,8 @@ public final class MountedCluster: @unchecked Sendable {
 
 /// Runs `body` with a mounted cluster, cleaned up in every outcome.
 public func withMounts<T>(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(), serverArguments: [String]? = nil,
-                          _ body: (MountedCluster) throws -> T) throws -> T {
-    let cluster = try MountedCluster(tls: tls, identityPolicy: identityPolicy, serverArguments: serverArguments)
+                          serverRoot: String? = nil, _ body: (MountedCluster) throws -> T) throws -> T {
+    let cluster = try MountedCluster(tls: tls, identityPolicy: identityPolicy, serverArguments: serverArguments, serverRoot: serverRoot)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

@@ -1,4 +1,5 @@
 import Foundation
+import PeachProtocol
 import PeachTesting
 import Testing
 
@@ -99,6 +100,61 @@ struct FaultMountTests {
             #expect(Files.counter(try Files.stats(again), "conflicts") == 1)
             let text = try shell("\(peach) fs conflicts '\(again.path)'")
             #expect(text.status == 0 && text.output.contains("/g") && text.output.contains(kept))
+        }
+    }
+}
+
+/// A server whose disk is full: content fills it only up to a reserve, so files can still be
+/// removed; filled to the last byte from outside, every change fails with ENOSPC, not EIO.
+@Suite("Real FUSE mounts: a full server disk", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil && getuid() == 0, "needs FUSE and root (a tmpfs mount)"))
+struct FullDiskMountTests {
+    @Test("a full server disk: ENOSPC for every change, removals still work, nothing is lost", arguments: ClientDesign.allCases)
+    func fullDisk(design: ClientDesign) throws {
+        let small = try TemporaryDirectory(prefix: "peach-full")
+        defer { small.remove() }
+        let root = small.path + "/root"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        guard try shell("mount -t tmpfs -o size=4m tmpfs '\(root)'").status == 0 else {
+            Issue.record("cannot mount a tmpfs")
+            return
+        }
+        defer { _ = try? shell("umount -l '\(root)'") }
+        try withMounts(serverArguments: [], serverRoot: root) { cluster in
+            let mount = try cluster.mount("m", design: design)
+            #expect(mkdir(mount.path + "/d", 0o755) == 0)
+            #expect(try Files.write(mount.path + "/d/kept", "written before the disk filled") == 0)
+            // File content fills the disk up to the reserve: the close that does not fit gets ENOSPC.
+            let chunk = String(repeating: "x", count: 256 << 10)
+            var filled = 0
+            var failure: Int32 = 0
+            while filled < 64 {
+                failure = try Files.write(mount.path + "/fill\(filled)", chunk)
+                if failure != 0 { break }
+                filled += 1
+            }
+            #expect(filled < 64 && failure == ENOSPC, "content stopped at the reserve with ENOSPC (got \(failure))")
+            // The reserve keeps metadata changes working: a file can be removed to make room.
+            #expect(unlink(mount.path + "/fill0") == 0)
+            #expect(mkdir(mount.path + "/made-in-the-reserve", 0o755) == 0)
+
+            // Filled to the last byte from outside: every change fails with ENOSPC.
+            _ = try shell("dd if=/dev/zero of='\(root)/filler' bs=4k 2>/dev/null")
+            #expect(mkdir(mount.path + "/e", 0o755) == -1 && errno == ENOSPC)
+            let fd = open(mount.path + "/new", O_WRONLY | O_CREAT, 0o644)
+            #expect(fd == -1 && errno == ENOSPC)
+            if fd >= 0 { close(fd) }
+            #expect(rename(mount.path + "/d/kept", mount.path + "/moved") == -1 && errno == ENOSPC)
+            #expect(symlink("target", mount.path + "/s") == -1 && errno == ENOSPC)
+            #expect(link(mount.path + "/d/kept", mount.path + "/hard") == -1 && errno == ENOSPC)
+
+            // Room again: everything works, and nothing was lost.
+            unlink(root + "/filler")
+            for i in 1..<filled { #expect(unlink(mount.path + "/fill\(i)") == 0) }
+            #expect(Files.read(mount.path + "/d/kept") == "written before the disk filled")
+            #expect(mkdir(mount.path + "/e", 0o755) == 0)
+            #expect(rename(mount.path + "/d/kept", mount.path + "/moved") == 0)
+            #expect(Files.read(mount.path + "/moved") == "written before the disk filled")
         }
     }
 }
