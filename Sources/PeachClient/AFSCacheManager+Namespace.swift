@@ -47,6 +47,21 @@ extension AFSCacheManager {
 
     public func lookup(parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
+        do {
+            return try lookupOnce(parent: parent, name: name)
+        } catch let error as FileSystemError where error.errno == ESTALE {
+            // The listing named an object removed meanwhile (a rename over the name raced the
+            // fetch): fetch the listing again and look once more, as Linux's NFS client does.
+            let directory = try vnode(parent)
+            lock.withLock {
+                directory.listing = nil
+                directory.callBackExpiry = 0
+            }
+            return try lookupOnce(parent: parent, name: name)
+        }
+    }
+
+    private func lookupOnce(parent: Inode, name: String) throws -> Entry {
         try revalidateListing(parent, name: name)
         let (directory, listing) = try directoryWithListing(parent)
         guard let entry = listing[name] else { throw FileSystemError.notFound }

@@ -257,7 +257,21 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     }
 
     public func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes {
-        attributes(try validated(inode))
+        do {
+            return attributes(try validated(inode))
+        } catch let error as FileSystemError where error.errno == ESTALE {
+            // Removed on the server (another client renamed over it or unlinked it) while open
+            // here: like a file unlinked while open, its descriptors keep the cached copy.
+            let vnode = try vnode(inode)
+            let open = lock.withLock { () -> Bool in
+                guard vnode.openCount > 0 else { return false }
+                vnode.removed = true
+                vnode.status.linkCount = 0
+                return true
+            }
+            guard open else { throw error }
+            return attributes(vnode)
+        }
     }
 
     /// The kernel dropped `count` references: a vnode it no longer knows, with nothing open or

@@ -141,8 +141,31 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     /// GETATTR, always.
     @discardableResult
     func getAttr(_ fid: FID) throws -> NFSNode {
-        guard case .status(let status, _) = try connection.call(.fetchStatus(fid)) else { throw FileSystemError(EIO, "unexpected reply") }
+        let reply: Reply
+        do {
+            reply = try connection.call(.fetchStatus(fid))
+        } catch let error as FileSystemError where error.errno == ESTALE {
+            forgetName(of: fid)
+            throw error
+        }
+        guard case .status(let status, _) = reply else { throw FileSystemError(EIO, "unexpected reply") }
         return lock.withLock { apply(status) }
+    }
+
+    /// `fid` is gone from the server (replaced by a rename, or removed, by another client): the
+    /// name that led to it is forgotten here and in the kernel, so that the kernel's retry of
+    /// the call (with a fresh lookup, as after any ESTALE) asks the server for what the name is now.
+    func forgetName(of fid: FID) {
+        let entry = lock.withLock { () -> (Inode, String)? in
+            guard let node = nodes[fid.vnode], node.fid == fid else { return nil }
+            node.fetchedAt = 0
+            guard let parent = node.parent, let name = node.name, let directory = nodes[parent],
+                  directory.names[name] == .some(node.inode) else { return nil }
+            directory.names[name] = nil
+            return (parent, name)
+        }
+        guard let (parent, name) = entry else { return }
+        invalidationQueue.async { [weak self] in self?.notifier?.invalidateEntry(parent: parent, name: name) }
     }
 
     /// The node with attributes no older than its timeout, asking the server if they are.

@@ -22,6 +22,25 @@ struct AFSConsistencyTests {
         }
     }
 
+    @Test("a descriptor on a file another client renamed a new one over keeps its copy; its status says nlink 0")
+    func descriptorOnReplacedFile() throws {
+        try withCluster { cluster in
+            let a = PathClient(try cluster.addClient())
+            let b = PathClient(try cluster.addClient())
+            try a.writeFile("/name", "the old file")
+            let inode = try a.resolve("/name")
+            let held = try a.open("/name")
+            try b.writeFile("/next", "the new file")
+            try b.rename("/next", "/name")
+            // The server has no such file any more; the kernel asks for its attributes anyway.
+            let attributes = try a.cacheManager.getAttributes(inode, handle: held.handle)
+            #expect(attributes.status.linkCount == 0 && attributes.status.size == 12)
+            #expect(String(decoding: try held.readAll(), as: UTF8.self) == "the old file")
+            try held.close()
+            #expect(try a.readText("/name") == "the new file")
+        }
+    }
+
     @Test("two writers: the last close wins, whole")
     func lastCloseWins() throws {
         try withCluster { cluster in
