@@ -111,9 +111,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     static func now() -> UInt64 { UInt64(time(nil)) }
 
-    /// Caller holds `lock`.
+    /// A promise is trusted until its expiry, and only while the lease holds: this client heard
+    /// from the server recently enough that the server cannot have given the promise up unheard
+    /// (a paused or cut-off client revalidates first). Caller holds `lock`.
     func hasValidCallBack(_ vnode: CachedVnode) -> Bool {
-        vnode.callBackExpiry > Self.now() + Self.expiryMargin
+        vnode.callBackExpiry > Self.now() + Self.expiryMargin && connection.leaseIsValid()
     }
 
     /// Caller holds `lock`.

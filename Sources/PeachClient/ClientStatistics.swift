@@ -32,6 +32,8 @@ public final class ClientStatistics: Sendable {
         /// on (`peach fs conflicts`), as now.
         public var conflicts = 0
         public var serverRequests = 0
+        /// Pings sent to keep the lease of an idle connection (not in `serverRequests`).
+        public var pings = 0
         /// Request type → count.
         public var rpcs: [String: Int] = [:]
 
@@ -56,6 +58,7 @@ public final class ClientStatistics: Sendable {
             d.callbacksReceived -= earlier.callbacksReceived
             d.evictions -= earlier.evictions
             d.serverRequests -= earlier.serverRequests
+            d.pings -= earlier.pings
             d.rpcs = rpcs.merging(earlier.rpcs.mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value != 0 }
             return d
         }

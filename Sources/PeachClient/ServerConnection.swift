@@ -21,6 +21,18 @@ public final class ServerConnection: Sendable {
         var channel: Channel?
         var handler: NIOLoopBound<RPCHandler>?
         var connections = 0
+        var pinger: RepeatedTask?
+    }
+
+    /// What the client knows of the server's liveness, for its lease on callbacks.
+    private struct Liveness {
+        /// From HelloReply; nil before the first Hello.
+        var lease: TimeAmount?
+        /// When the latest request that got an answer was sent: the server was alive after it.
+        var lastHeard = NIODeadline.uptimeNanoseconds(0)
+        /// Pushes received and not yet handled: a reply that came after them proves nothing
+        /// until they are (a break may be among them).
+        var unhandledPushes = 0
     }
 
     public let address: ServerAddress
@@ -32,6 +44,7 @@ public final class ServerConnection: Sendable {
     private let group: EventLoopGroup
     private let ownsGroup: Bool
     private let state = NIOLockedValueBox(State())
+    private let liveness = NIOLockedValueBox(Liveness())
     /// Serializes connection set-up so concurrent callers share one connection.
     private let connectLock = NIOLock()
     private let nextID = NIOLockedValueBox<UInt32>(0)
@@ -66,6 +79,8 @@ public final class ServerConnection: Sendable {
     public func close() {
         let channel = state.withLockedValue { s -> Channel? in
             defer { s.channel = nil; s.handler = nil }
+            s.pinger?.cancel()
+            s.pinger = nil
             return s.channel
         }
         try? channel?.close().wait()
@@ -85,8 +100,14 @@ public final class ServerConnection: Sendable {
     }
 
     private func openConnection() throws -> (Channel, NIOLoopBound<RPCHandler>) {
-        let pushHandler: PushHandler = { [handlers] push, ack in
-            if let handle = handlers.withLockedValue({ $0.push }) { handle(push, ack) } else { ack() }
+        let pushHandler: PushHandler = { [handlers, liveness] push, ack in
+            liveness.withLockedValue { $0.unhandledPushes += 1 }
+            // Handled once acknowledged: the cache manager acknowledges after applying it.
+            let handled: @Sendable () -> Void = {
+                liveness.withLockedValue { $0.unhandledPushes -= 1 }
+                ack()
+            }
+            if let handle = handlers.withLockedValue({ $0.push }) { handle(push, handled) } else { handled() }
         }
         let closedHandler: ClosedHandler = { [handlers] in handlers.withLockedValue { $0.closed }?() }
         if let problem = tls?.problem() { throw FileSystemError(EACCES, problem) }
@@ -125,10 +146,15 @@ public final class ServerConnection: Sendable {
             throw FileSystemError(EIO, "the server closed the connection at Hello (it may require TLS: --tls-cert, --tls-key, --tls-ca)")
         }
         guard case .hello(let hello) = reply else { throw FileSystemError(EIO, "unexpected reply to Hello") }
+        let lease = TimeAmount.milliseconds(Int64(hello.leaseMilliseconds))
+        liveness.withLockedValue { $0.lease = lease }
         handlers.withLockedValue { $0.hello }?(hello, isReconnect)
+        let pinger = startPinging(channel, handler: handler, lease: lease)
         state.withLockedValue { s in
+            s.pinger?.cancel()
             s.channel = channel
             s.handler = handler
+            s.pinger = pinger
         }
         return (channel, handler)
     }
@@ -148,6 +174,50 @@ public final class ServerConnection: Sendable {
     }
 
     private func newID() -> UInt32 { nextID.withLockedValue { $0 &+= 1; return $0 } }
+
+    // MARK: Lease
+
+    /// Whether the client may trust its callbacks now: it heard from the server within the
+    /// lease (counted from when it sent the request answered), and has handled every push that
+    /// came before that answer.
+    public func leaseIsValid() -> Bool {
+        liveness.withLockedValue { l in
+            guard let lease = l.lease, l.unhandledPushes == 0 else { return false }
+            return NIODeadline.now() < l.lastHeard + lease
+        }
+    }
+
+    /// The server answered a request sent at `sentAt`.
+    private func heard(sentAt: NIODeadline) {
+        liveness.withLockedValue { $0.lastHeard = max($0.lastHeard, sentAt) }
+    }
+
+    /// Pings an idle connection every third of a lease, so that a client with nothing to ask
+    /// keeps its lease. On the connection's event loop; nothing blocks.
+    private func startPinging(_ channel: Channel, handler: NIOLoopBound<RPCHandler>, lease: TimeAmount) -> RepeatedTask? {
+        let interval = TimeAmount.nanoseconds(max(lease.nanoseconds / 3, 10_000_000))
+        guard lease > .zero else { return nil }
+        return channel.eventLoop.scheduleRepeatedTask(initialDelay: interval, delay: interval) { [weak self] task in
+            guard let self, channel.isActive else { return task.cancel() }
+            let idle = self.liveness.withLockedValue { NIODeadline.now() - $0.lastHeard >= interval }
+            guard idle else { return }
+            let id = self.newID()
+            let sentAt = NIODeadline.now()
+            let promise = channel.eventLoop.makePromise(of: Reply.self)
+            handler.value.register(id: id, .init(opcode: Opcode.ping.rawValue, promise: promise, sink: nil))
+            var body = channel.allocator.buffer(capacity: 16)
+            RequestCodec.encode(.ping, credential: Credential(uid: 0, gid: 0), into: &body)
+            channel.writeAndFlush(Frame(kind: .request, id: id, opcode: Opcode.ping.rawValue, body: body), promise: nil)
+            self.statistics.update { $0.pings += 1 }
+            let timeout = channel.eventLoop.scheduleTask(in: lease) {
+                handler.value.cancel(id: id, FileSystemError(ETIMEDOUT, "no answer to a ping"))
+            }
+            promise.futureResult.whenComplete { result in
+                timeout.cancel()
+                if case .success = result { self.heard(sentAt: sentAt) }
+            }
+        }
+    }
 
     /// Sends a request and waits for its reply; `sink` receives FetchData's data frames and
     /// `upload` writes StoreData's.
@@ -174,10 +244,14 @@ public final class ServerConnection: Sendable {
             channel.close(promise: nil)
         }
         defer { timeout.cancel() }
+        let sentAt = NIODeadline.now()
         try upload?(channel, id)
         do {
-            return try promise.futureResult.wait()
+            let reply = try promise.futureResult.wait()
+            heard(sentAt: sentAt)
+            return reply
         } catch let code as StatusCode {
+            heard(sentAt: sentAt)
             throw FileSystemError(code)
         } catch {
             throw FileSystemError.transport(error)

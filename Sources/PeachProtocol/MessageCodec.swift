@@ -162,6 +162,7 @@ public enum ReplyCodec {
             b.writeInteger(h.version)
             b.writeInteger(h.serverEpoch)
             b.writeBool(h.callBacksLost)
+            b.writeInteger(h.leaseMilliseconds)
         case .pong, .done:
             break
         case .status(let s, let expiry), .fetchData(let s, let expiry):
@@ -231,7 +232,8 @@ public enum ReplyCodec {
         case .hello:
             reply = .hello(HelloReply(version: try b.readOrThrow(UInt16.self, "version"),
                                       serverEpoch: try b.readOrThrow(UInt64.self, "epoch"),
-                                      callBacksLost: try b.readBool("callbacks lost")))
+                                      callBacksLost: try b.readBool("callbacks lost"),
+                                      leaseMilliseconds: try b.readOrThrow(UInt32.self, "lease")))
         case .ping: reply = .pong
         case .giveUpCallBacks: reply = .done
         case .fetchStatus, .storeStatus, .storeData, .commit:

@@ -109,11 +109,16 @@ public struct HelloReply: Hashable, Sendable {
     /// True when the server no longer holds this client's callbacks (it was declared unreachable,
     /// or came back with a new epoch): every cached entry must be revalidated.
     public var callBacksLost: Bool
+    /// How long a client may trust its callbacks after it last heard from the server (counted
+    /// from when it sent the request answered), in milliseconds. The server waits at least this
+    /// long after its last contact with a client before it gives the client's callbacks up.
+    public var leaseMilliseconds: UInt32
 
-    public init(version: UInt16 = peachProtocolVersion, serverEpoch: UInt64, callBacksLost: Bool) {
+    public init(version: UInt16 = peachProtocolVersion, serverEpoch: UInt64, callBacksLost: Bool, leaseMilliseconds: UInt32 = 5000) {
         self.version = version
         self.serverEpoch = serverEpoch
         self.callBacksLost = callBacksLost
+        self.leaseMilliseconds = leaseMilliseconds
     }
 }
 

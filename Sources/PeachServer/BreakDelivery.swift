@@ -4,14 +4,18 @@ import NIOPosix
 import PeachProtocol
 
 /// Sends callback breaks to the clients that held them, one batch per client, and completes when
-/// each acknowledged or was declared unreachable (not connected, or no ack within the timeout).
-/// An unreachable client loses all its promises and is told so (InitCallBackState now if it is
-/// still connected, `callBacksLost` in its next Hello otherwise).
+/// each acknowledged or was declared unreachable: no ack within the timeout, or silent for a
+/// lease (counted from the server's last contact, connected or not). A client trusts its
+/// callbacks only within a lease of hearing from the server, so once it has been silent that
+/// long it serves nothing from them (docs/consistency.md). An unreachable client loses all its
+/// promises and is told so (InitCallBackState now if it is still connected, `callBacksLost` in
+/// its next Hello otherwise).
 struct BreakDelivery: Sendable {
     let registry: ClientRegistry
     let store: VolumeStore
     let statistics: ServerStatistics
     let timeout: TimeAmount
+    let lease: TimeAmount
     let threadPool: NIOThreadPool
     let logger: Logger
 
@@ -24,11 +28,16 @@ struct BreakDelivery: Sendable {
     private func deliver(_ fids: [FID], to client: String, reason: CallBackReason, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         statistics.countBreaks(fids: fids.count)
         guard let connection = registry.connection(for: client) else {
-            return declareUnreachable(client, connection: nil, on: eventLoop)
+            // Not connected: it may still trust its callbacks until its lease runs out.
+            let remaining = registry.lastContact(of: client) + lease - .now()
+            guard remaining > .zero else { return declareUnreachable(client, connection: nil, on: eventLoop) }
+            return eventLoop.scheduleTask(in: remaining) {}.futureResult.flatMap {
+                declareUnreachable(client, connection: nil, on: eventLoop)
+            }
         }
-        let timeout = self.timeout
+        let (timeout, lease) = (self.timeout, self.lease)
         return connection.eventLoop.flatSubmit {
-            connection.value.push(.callBack(fids, reason: reason), timeout: timeout)
+            connection.value.push(.callBack(fids, reason: reason), timeout: timeout, lease: lease)
         }.hop(to: eventLoop).flatMapError { _ in
             declareUnreachable(client, connection: connection, on: eventLoop)
         }

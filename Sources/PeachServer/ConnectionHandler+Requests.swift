@@ -55,7 +55,9 @@ extension ConnectionHandler {
                 handler.clientID = hello.clientID
                 handler.design = hello.design
                 handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound))
-                handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost)), id: id, opcode: Opcode.hello.rawValue)
+                let lease = UInt32(clamping: handler.server.lease.nanoseconds / 1_000_000)
+                handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost, leaseMilliseconds: lease)),
+                                  id: id, opcode: Opcode.hello.rawValue)
             case .failure:
                 handler.sendError(.ioError, id: id, opcode: Opcode.hello.rawValue)
             }

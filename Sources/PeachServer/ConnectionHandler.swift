@@ -58,6 +58,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     var uploads: [UInt32: Upload] = [:]
     /// Pushes sent and not yet acknowledged, with the opcode the acknowledgement must carry.
     var pendingAcks: [UInt32: (opcode: UInt16, promise: EventLoopPromise<Void>)] = [:]
+    /// When the last frame arrived from the client: its lease runs from there.
+    var lastContact = NIODeadline.now()
     var nextPushID: UInt32 = 0
     var context: ChannelHandlerContext?
     var streamer: ContentStreamer?
@@ -92,7 +94,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let clientID { server.registry.unregister(clientID, connectionID: connectionID) }
+        if let clientID { server.registry.unregister(clientID, connectionID: connectionID, lastContact: lastContact) }
         isClosed = true
         streamer?.closeAll()
         // Uploads with work on the file I/O pool are cleaned up when it finishes (`uploadStepDone`).
@@ -213,6 +215,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
 
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
+        lastContact = .now()
         do {
             if frame.kind == .pushAck { return try acknowledge(frame) }
             backlog.append(frame)

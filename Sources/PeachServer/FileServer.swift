@@ -19,6 +19,9 @@ struct FileServerContext: Sendable {
     let identityPolicy: IdentityPolicy
     let eventLoopGroup: EventLoopGroup
     let logger: Logger
+    /// How long a client trusts its callbacks after last hearing from the server: half the
+    /// break timeout (sent in every HelloReply).
+    let lease: TimeAmount
 }
 
 /// The PeachFS file server: a TCP listener in front of a `VolumeStore`.
@@ -52,14 +55,15 @@ public final class FileServer: Sendable {
         fileIO = NIOThreadPool(numberOfThreads: 4)
         fileIO.start()
         frameBudget = InboundMemoryBudget(limit: limits.maximumLargeFrameBytes)
+        let lease = TimeAmount.nanoseconds(callBackTimeout.nanoseconds / 2)
         trimmer = MemoryTrimmer(pool: fileIO)
         let registry = ClientRegistry()
         context = FileServerContext(
             store: store, processor: RequestProcessor(store: store), registry: registry, statistics: statistics,
             breakDelivery: BreakDelivery(registry: registry, store: store, statistics: statistics, timeout: callBackTimeout,
-                                         threadPool: threadPool, logger: logger),
+                                         lease: lease, threadPool: threadPool, logger: logger),
             threadPool: threadPool, fileIO: fileIO, limits: limits, identityPolicy: identityPolicy, eventLoopGroup: group,
-            logger: logger)
+            logger: logger, lease: lease)
     }
 
     /// Starts listening; returns the bound port (useful with port 0).

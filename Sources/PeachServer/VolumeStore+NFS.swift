@@ -50,7 +50,8 @@ extension VolumeStore {
             try AccessCheck.requireWritable(client.identity)
             try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
             try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
-            try reserve.check(growth: range.end > status.size ? range.end - status.size : 0)
+            // At most the bytes written are allocated (a hole before them takes no space).
+            try reserve.check(growth: UInt64(data.count))
             try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)

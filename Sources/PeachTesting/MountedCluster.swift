@@ -101,13 +101,15 @@ public final class MountedCluster: @unchecked Sendable {
 
     /// Mounts a new cache manager of `design` and waits until the mount answers.
     @discardableResult
-    public func mount(_ name: String, design: ClientDesign, extraArguments: [String] = []) throws -> Mount {
-        try mount(name, extraArguments: ["--mode", design.rawValue] + extraArguments)
+    public func mount(_ name: String, design: ClientDesign, extraArguments: [String] = [], through proxy: TCPProxy? = nil) throws -> Mount {
+        try mount(name, extraArguments: ["--mode", design.rawValue] + extraArguments, through: proxy)
     }
 
     /// Mounts a new cache manager and waits until the mount answers.
     @discardableResult
-    public func mount(_ name: String, extraArguments: [String] = [], environment: [String: String] = [:]) throws -> Mount {
+    /// With `proxy`, the mount reaches the server through it (`TCPProxy(targetPort: port)`).
+    public func mount(_ name: String, extraArguments: [String] = [], environment: [String: String] = [:],
+                      through proxy: TCPProxy? = nil) throws -> Mount {
         let path = try directory.subdirectory(name)
         let cache = directory.path + "/cache-" + name
         let log = directory.path + "/\(name).log"
@@ -115,7 +117,7 @@ public final class MountedCluster: @unchecked Sendable {
         guard logFD >= 0 else { throw MountError(description: "cannot write \(log)") }
         defer { close(logFD) }
         let process = try ChildProcess(
-            [MountSupport.peachBinary, "mount", path, "--server", address, "--cache", cache, "--foreground", "--log-level", "info"]
+            [MountSupport.peachBinary, "mount", path, "--server", proxy.map { "127.0.0.1:\($0.port)" } ?? address, "--cache", cache, "--foreground", "--log-level", "info"]
                 + extraArguments, environment: environment, outputFD: logFD)
         let mount = Mount(path: path, cache: cache, log: log, process: process)
         mounts.append(mount)
@@ -155,6 +157,11 @@ public final class MountedCluster: @unchecked Sendable {
             print("peach mount at \(mount.path) died of a signal; the end of its log:\n\(log.suffix(3000))")
         }
         mounts.removeAll { $0.path == mount.path }
+    }
+
+    /// Sends `signal` to a cache manager's process (SIGSTOP and SIGCONT pause and resume it).
+    public func signal(_ mount: Mount, _ signal: Int32) {
+        mount.process.signal(signal)
     }
 
     /// SIGKILL of a cache manager, as a crash: nothing is stored or written back. Its mount point

@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import PeachProtocol
 import PeachTesting
 import Testing
@@ -184,6 +185,69 @@ struct RenameRaceMountTests {
                 #expect(n >= 0 && String(decoding: buffer[0..<max(0, n)], as: UTF8.self) == "new \(round)")
                 close(fd)
             }
+        }
+    }
+}
+
+/// Callbacks are leases: a cache manager trusts them only while it hears from the server.
+@Suite("Real FUSE mounts: leases", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
+struct LeaseMountTests {
+    @Test("a cache manager paused past its lease revalidates before serving an open: nothing stale after a close returned elsewhere")
+    func pausedCacheManager() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a")
+            let b = try cluster.mount("b")
+            for round in 1...2 {
+                #expect(try Files.write(a.path + "/f", "old \(round)") == 0)
+                #expect(Files.read(a.path + "/f") == "old \(round)")
+                cluster.signal(a, SIGSTOP)
+                var resumed = false
+                defer { if !resumed { cluster.signal(a, SIGCONT) } }
+                // B's close returns once A is declared unreachable.
+                #expect(try Files.write(b.path + "/f", "new \(round)") == 0)
+                // An open on A while it is stopped: it waits in the kernel until A resumes.
+                let seen = NIOLockedValueBox<String?>(nil)
+                let done = DispatchSemaphore(value: 0)
+                let path = a.path + "/f"
+                Thread.detachNewThread {
+                    seen.withLockedValue { $0 = Files.read(path) }
+                    done.signal()
+                }
+                usleep(200_000)
+                cluster.signal(a, SIGCONT)
+                resumed = true
+                #expect(done.wait(timeout: .now() + 30) == .success)
+                #expect(seen.withLockedValue { $0 } == "new \(round)")
+            }
+        }
+    }
+
+    @Test("a cache manager cut off from the server's replies stops trusting its callbacks after its lease")
+    func cutOffCacheManager() throws {
+        try withMounts { cluster in
+            let proxy = try TCPProxy(targetPort: cluster.port)
+            defer { proxy.stop() }
+            let a = try cluster.mount("a", through: proxy)
+            let b = try cluster.mount("b")
+            #expect(try Files.write(a.path + "/f", "old") == 0)
+            #expect(Files.read(a.path + "/f") == "old")
+            // A's requests and pings still reach the server; nothing comes back, no break either.
+            proxy.holdReplies()
+            #expect(try Files.write(b.path + "/f", "new") == 0)
+            // B's close has returned, so A may not serve "old" any more. It asks the server,
+            // whose answer comes once the replies flow again.
+            let seen = NIOLockedValueBox<String?>(nil)
+            let done = DispatchSemaphore(value: 0)
+            let path = a.path + "/f"
+            Thread.detachNewThread {
+                seen.withLockedValue { $0 = Files.read(path) }
+                done.signal()
+            }
+            usleep(300_000)
+            proxy.release()
+            #expect(done.wait(timeout: .now() + 30) == .success)
+            #expect(seen.withLockedValue { $0 } == "new")
         }
     }
 }
