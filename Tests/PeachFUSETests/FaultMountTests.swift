@@ -193,6 +193,21 @@ struct RenameRaceMountTests {
 @Suite("Real FUSE mounts: leases", .serialized,
        .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
 struct LeaseMountTests {
+    /// Reads `path` on another thread (the read may wait in the kernel), runs `unblock` a moment
+    /// later, and returns what the read returned.
+    func readWhile(_ path: String, unblock: () -> Void) -> String? {
+        let seen = NIOLockedValueBox<String?>(nil)
+        let done = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            seen.withLockedValue { $0 = Files.read(path) }
+            done.signal()
+        }
+        usleep(250_000)
+        unblock()
+        #expect(done.wait(timeout: .now() + 30) == .success)
+        return seen.withLockedValue { $0 }
+    }
+
     @Test("a cache manager paused past its lease revalidates before serving an open: nothing stale after a close returned elsewhere")
     func pausedCacheManager() throws {
         try withMounts { cluster in
@@ -207,18 +222,11 @@ struct LeaseMountTests {
                 // B's close returns once A is declared unreachable.
                 #expect(try Files.write(b.path + "/f", "new \(round)") == 0)
                 // An open on A while it is stopped: it waits in the kernel until A resumes.
-                let seen = NIOLockedValueBox<String?>(nil)
-                let done = DispatchSemaphore(value: 0)
-                let path = a.path + "/f"
-                Thread.detachNewThread {
-                    seen.withLockedValue { $0 = Files.read(path) }
-                    done.signal()
+                let seen = readWhile(a.path + "/f") {
+                    cluster.signal(a, SIGCONT)
+                    resumed = true
                 }
-                usleep(200_000)
-                cluster.signal(a, SIGCONT)
-                resumed = true
-                #expect(done.wait(timeout: .now() + 30) == .success)
-                #expect(seen.withLockedValue { $0 } == "new \(round)")
+                #expect(seen == "new \(round)")
             }
         }
     }
@@ -237,17 +245,7 @@ struct LeaseMountTests {
             #expect(try Files.write(b.path + "/f", "new") == 0)
             // B's close has returned, so A may not serve "old" any more. It asks the server,
             // whose answer comes once the replies flow again.
-            let seen = NIOLockedValueBox<String?>(nil)
-            let done = DispatchSemaphore(value: 0)
-            let path = a.path + "/f"
-            Thread.detachNewThread {
-                seen.withLockedValue { $0 = Files.read(path) }
-                done.signal()
-            }
-            usleep(300_000)
-            proxy.release()
-            #expect(done.wait(timeout: .now() + 30) == .success)
-            #expect(seen.withLockedValue { $0 } == "new")
+            #expect(readWhile(a.path + "/f") { proxy.release() } == "new")
         }
     }
 }
