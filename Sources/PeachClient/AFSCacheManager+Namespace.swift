@@ -21,10 +21,10 @@ extension AFSCacheManager {
             guard lock.withLock({ directory.isDirectory }) else { throw FileSystemError.notDirectory }
             let stamp = lock.withLock { breakStamp(inode) }
             let bytes = NIOLockedValueBox(ByteBuffer())
-            let (status, expiry) = try connection.fetchData(directory.fid) { chunk in
+            let (status, expiry) = try connection.fetchData(directory.fid, sink: { chunk in
                 var chunk = chunk
                 bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
-            }
+            }, reset: { bytes.withLockedValue { $0.clear() } })
             let entries: [DirectoryEntry]
             do {
                 entries = try DirectoryListingCodec.decode(bytes.withLockedValue { $0 })
@@ -163,10 +163,10 @@ extension AFSCacheManager {
         if let target = lock.withLock({ hasValidCallBack(link) ? link.symlinkTarget : nil }) { return target }
         let bytes = NIOLockedValueBox(ByteBuffer())
         let stamp = lock.withLock { breakStamp(inode) }
-        let (status, expiry) = try connection.fetchData(link.fid) { chunk in
+        let (status, expiry) = try connection.fetchData(link.fid, sink: { chunk in
             var chunk = chunk
             bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
-        }
+        }, reset: { bytes.withLockedValue { $0.clear() } })
         let target = String(buffer: bytes.withLockedValue { $0 })
         lock.withLock {
             install(status, expiry: expiry, stamp: stamp)

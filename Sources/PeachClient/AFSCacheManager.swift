@@ -1,6 +1,7 @@
 import Foundation
 import Logging
 import NIOConcurrencyHelpers
+import NIOCore
 import PeachProtocol
 import PeachSecurity
 
@@ -33,14 +34,17 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// Promises this close to expiry are not trusted.
     static let expiryMargin: UInt64 = 5
+    /// How long an unmount waits for the server.
+    static let shutdownGrace = TimeAmount.milliseconds(1500)
     /// The longest the kernel may cache attributes and names on our word.
     static let maximumKernelTimeout: Double = 3600
 
+    /// - Parameter retry: what a request does when the server is away (a mount: hard or soft).
     public init(server: ServerAddress, cacheDirectory: String, cacheSize: UInt64, tls: ClientTLS? = nil,
-                logger: Logger = Logger(label: "peach.afs")) throws {
+                retry: ServerConnection.RetryPolicy = .failFast, logger: Logger = Logger(label: "peach.afs")) throws {
         disk = try DiskCache(directory: cacheDirectory, sizeLimit: cacheSize)
         let (clientID, epoch) = try disk.identity()
-        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics, tls: tls)
+        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics, tls: tls, retry: retry)
         self.logger = logger
         statistics.update { $0.cacheBytes = disk.totalBytes }
         connection.setHandlers(
@@ -73,6 +77,9 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     }
 
     public func shutdown() {
+        // A server that is away may not hold the unmount up: what cannot be stored by then stays
+        // dirty in the cache, for the next start.
+        connection.beginShutdown(within: Self.shutdownGrace)
         for vnode in lock.withLock({ vnodes.values.filter { $0.dirty } }) {
             do { try store(vnode, fd: nil) } catch {
                 logger.error("could not store a dirty file at unmount; it stays in the cache", metadata: ["fid": "\(vnode.fid)", "error": "\(error)"])

@@ -16,6 +16,7 @@ public enum Caller {
     private final class Slot {
         var source: CredentialSource?
         var credential: Credential?
+        var interrupted: (() -> Bool)?
     }
 
     private static let key: pthread_key_t = {
@@ -33,15 +34,22 @@ public enum Caller {
         return slot
     }
 
-    /// Runs `body` on behalf of the caller that `source` describes.
-    public static func serving<T>(_ source: @escaping CredentialSource, _ body: () throws -> T) rethrows -> T {
+    /// Runs `body` on behalf of the caller that `source` describes; `interrupted` says whether
+    /// the caller gave up on the request (a signal: FUSE's INTERRUPT).
+    public static func serving<T>(_ source: @escaping CredentialSource, interrupted: (() -> Bool)? = nil,
+                                  _ body: () throws -> T) rethrows -> T {
         let slot = self.slot
-        let saved = (slot.source, slot.credential)
+        let saved = (slot.source, slot.credential, slot.interrupted)
         slot.source = source
         slot.credential = nil
-        defer { (slot.source, slot.credential) = saved }
+        slot.interrupted = interrupted
+        defer { (slot.source, slot.credential, slot.interrupted) = saved }
         return try body()
     }
+
+    /// Whether the caller served on this thread was interrupted (a request waiting for an
+    /// unreachable server then gives up with EINTR).
+    static var isInterrupted: Bool { slot.interrupted?() ?? false }
 
     /// Runs `body` for `credential` unless a caller is already named on this thread (a store
     /// made at close belongs to the closing process; one made at unmount, to the file's owner).

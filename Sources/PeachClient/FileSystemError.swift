@@ -8,6 +8,16 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
     public var reason: String
     /// The server's status code, when the server refused the request.
     public var serverCode: StatusCode?
+    /// The server could not be reached, or did not answer: the request may be retried
+    /// (`ServerConnection.RetryPolicy`).
+    public var serverUnreachable = false
+
+    /// The server could not be reached or did not answer in time.
+    public static func unreachable(_ errno: Int32, _ reason: String) -> FileSystemError {
+        var error = FileSystemError(errno, reason)
+        error.serverUnreachable = true
+        return error
+    }
 
     public init(_ errno: Int32, _ reason: String = "") {
         self.errno = errno
@@ -60,6 +70,6 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
     public static func transport(_ error: Error) -> FileSystemError {
         if let error = error as? FileSystemError { return error }
         if let code = error as? StatusCode { return FileSystemError(code) }
-        return FileSystemError(EIO, "server unreachable: \(error)")
+        return .unreachable(EIO, "server unreachable: \(error)")
     }
 }

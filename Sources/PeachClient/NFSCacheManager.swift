@@ -23,14 +23,16 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     /// Kernel invalidations go out from here, never from a thread serving a request.
     let invalidationQueue = DispatchQueue(label: "peach.nfs.invalidations")
 
-    public init(server: ServerAddress, options: NFSOptions, tls: ClientTLS? = nil, logger: Logger = Logger(label: "peach.nfs")) {
+    /// - Parameter retry: what a request does when the server is away (a mount: hard or soft).
+    public init(server: ServerAddress, options: NFSOptions, tls: ClientTLS? = nil, retry: ServerConnection.RetryPolicy = .failFast,
+                logger: Logger = Logger(label: "peach.nfs")) {
         self.options = options
         self.logger = logger
         blocks = LRUCache(capacity: Int(clamping: options.cacheSize))
         // No state on the server: a fresh identity each mount, only to introduce the connection.
         connection = ServerConnection(address: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, design: .nfs,
                                       statistics: statistics,
-                                      tls: tls)
+                                      tls: tls, retry: retry)
         connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
 
@@ -41,6 +43,8 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     }
 
     public func shutdown() {
+        // As in AFS mode: the unmount does not wait for a server that is away.
+        connection.beginShutdown(within: .milliseconds(1500))
         for node in lock.withLock({ nodes.values.filter { $0.isDirty && !$0.removed } }) {
             do { try writeBack(node, commit: true) } catch {
                 logger.error("dirty blocks could not be written at unmount", metadata: ["fid": "\(node.fid)", "error": "\(error)"])

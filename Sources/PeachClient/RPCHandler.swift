@@ -104,8 +104,10 @@ final class RPCHandler: ChannelInboundHandler {
     func channelInactive(context: ChannelHandlerContext) {
         let calls = pending
         pending = [:]
-        let reason = closingError.flatMap(TLSFailure.describe) ?? Self.closedReason
-        for (_, call) in calls { call.promise.fail(FileSystemError(EIO, reason)) }
+        // A TLS refusal is an answer (retrying will not help); anything else, a lost server.
+        let refusal = closingError.flatMap(TLSFailure.describe)
+        let error = refusal.map { FileSystemError(EIO, $0) } ?? .unreachable(EIO, Self.closedReason)
+        for (_, call) in calls { call.promise.fail(error) }
         onClose()
         context.fireChannelInactive()
     }

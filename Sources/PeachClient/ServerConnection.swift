@@ -7,9 +7,21 @@ import PeachProtocol
 import PeachSecurity
 
 /// The cache manager's one TCP connection to its file server. Calls block the calling thread
-/// (a FUSE worker or a test), never an event loop. A broken connection fails the calls in flight
-/// with EIO; the next call reconnects and says Hello again.
+/// (a FUSE worker or a test), never an event loop. A broken connection fails the calls in flight;
+/// the next attempt reconnects and says Hello again. `RetryPolicy` says whether a call that could
+/// not reach the server waits and retries (a hard mount) or fails.
 public final class ServerConnection: Sendable {
+    /// What a call does when the server cannot be reached or does not answer.
+    public enum RetryPolicy: Sendable, Equatable {
+        /// Fail at once with EIO (ETIMEDOUT after the call timeout): in-process clients, tests.
+        case failFast
+        /// Wait, reconnect and retry until the server answers, as an NFS hard mount does. The
+        /// caller can interrupt the wait (a signal), and unmounting ends it.
+        case hard
+        /// As hard, for at most this long; then ETIMEDOUT (`peach mount --soft --timeout N`).
+        case soft(TimeAmount)
+    }
+
     /// Called after each successful Hello, before any other request on that connection. On a
     /// reconnect the cache manager treats its promises as suspect.
     public typealias HelloHandler = @Sendable (_ reply: HelloReply, _ isReconnect: Bool) -> Void
@@ -50,12 +62,19 @@ public final class ServerConnection: Sendable {
     private let nextID = NIOLockedValueBox<UInt32>(0)
     private let handlers = NIOLockedValueBox<(hello: HelloHandler?, push: PushHandler?, closed: ClosedHandler?)>((nil, nil, nil))
     private let callTimeout: TimeAmount
+    private let retry: RetryPolicy
+    /// Numbers for requests that must not be carried out twice, and those not settled yet.
+    private let numbering = NIOLockedValueBox<(next: UInt64, outstanding: Set<UInt64>)>((1, []))
+    /// Set by `beginShutdown`: no call waits past it, and none retries.
+    private let shutdownDeadline = NIOLockedValueBox<NIODeadline?>(nil)
     private let helloTimeout: TimeAmount = .seconds(10)
     /// Mutual TLS with the client machine's certificate, or nil for plain TCP.
     private let tls: ClientTLS?
 
     public init(address: ServerAddress, clientID: String, epoch: UInt64, design: ClientDesign = .afs, statistics: ClientStatistics,
-                group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120), tls: ClientTLS? = nil) {
+                group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120), tls: ClientTLS? = nil,
+                retry: RetryPolicy = .failFast) {
+        self.retry = retry
         self.address = address
         self.tls = tls
         self.clientID = clientID
@@ -130,7 +149,8 @@ public final class ServerConnection: Sendable {
                 }
                 .connect(host: address.host, port: address.port).wait()
         } catch {
-            throw FileSystemError(EIO, "cannot reach the file server at \(address): \(Self.explain(error))")
+            if TLSFailure.describe(error) != nil { throw FileSystemError(EIO, "cannot reach the file server at \(address): \(Self.explain(error))") }
+            throw FileSystemError.unreachable(EIO, "cannot reach the file server at \(address): \(Self.explain(error))")
         }
         let handler = try channel.eventLoop.submit {
             NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RPCHandler.self), eventLoop: channel.eventLoop)
@@ -219,28 +239,97 @@ public final class ServerConnection: Sendable {
         }
     }
 
-    /// Sends a request and waits for its reply; `sink` receives FetchData's data frames and
-    /// `upload` writes StoreData's.
-    private func send(_ request: Request, on channel: Channel, handler: NIOLoopBound<RPCHandler>,
-                      sink: (@Sendable (ByteBuffer) throws -> Void)? = nil,
+    // MARK: Retries
+
+    /// From now on, no call waits longer than `grace` and none is retried: unmounting must not
+    /// wait for a server that is away.
+    public func beginShutdown(within grace: TimeAmount) {
+        shutdownDeadline.withLockedValue { $0 = .now() + grace }
+    }
+
+    /// Requests whose repetition could do something twice: they are numbered, so that the server
+    /// answers a repeat from its record (`RequestNumber`).
+    private static func isIdempotent(_ request: Request) -> Bool {
+        switch request {
+        case .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename: false
+        case .storeData(_, _, _, _, let baseVersion): baseVersion == nil
+        default: true
+        }
+    }
+
+    /// Runs `attempt` (connect, send, wait), again after each failure to reach the server, as
+    /// the retry policy allows.
+    private func withRetries<T>(_ request: Request,
+                                _ attempt: (Channel, NIOLoopBound<RPCHandler>, NIODeadline, RequestNumber?) throws -> T) throws -> T {
+        let started = NIODeadline.now()
+        var pause = TimeAmount.milliseconds(50)
+        let sequence = Self.isIdempotent(request) ? nil : numbering.withLockedValue { n -> UInt64 in
+            defer { n.next += 1 }
+            n.outstanding.insert(n.next)
+            return n.next
+        }
+        defer { if let sequence { _ = numbering.withLockedValue { $0.outstanding.remove(sequence) } } }
+        while true {
+            let deadline = attemptDeadline(started: started)
+            let number = sequence.map { sequence in
+                RequestNumber(sequence: sequence, settledBelow: numbering.withLockedValue { $0.outstanding.min() ?? sequence })
+            }
+            do {
+                let (channel, handler) = try channel()
+                return try attempt(channel, handler, deadline, number)
+            } catch let error as FileSystemError where error.serverUnreachable {
+                if retry == .failFast || shutdownDeadline.withLockedValue({ $0 }) != nil { throw error }
+                if case .soft(let limit) = retry, NIODeadline.now() - started >= limit {
+                    throw FileSystemError(ETIMEDOUT, "the file server did not answer for \(limit.nanoseconds / 1_000_000_000) s (--soft)")
+                }
+                try waitBeforeRetry(pause, started: started)
+                pause = min(pause * 2, .seconds(1))
+            }
+        }
+    }
+
+    /// The latest an attempt may wait for its reply.
+    private func attemptDeadline(started: NIODeadline) -> NIODeadline {
+        var deadline = NIODeadline.now() + callTimeout
+        if case .soft(let limit) = retry { deadline = min(deadline, max(started + limit, .now() + .milliseconds(100))) }
+        if let shutdown = shutdownDeadline.withLockedValue({ $0 }) { deadline = min(deadline, max(shutdown, .now() + .milliseconds(10))) }
+        return deadline
+    }
+
+    /// Sleeps `pause` in short steps, giving up at once if the caller was interrupted or the
+    /// mount is going away.
+    private func waitBeforeRetry(_ pause: TimeAmount, started: NIODeadline) throws {
+        let end = NIODeadline.now() + pause
+        repeat {
+            if Caller.isInterrupted { throw FileSystemError(EINTR, "interrupted while the file server was away") }
+            if shutdownDeadline.withLockedValue({ $0 }) != nil { throw FileSystemError.unreachable(EIO, "unmounting") }
+            usleep(20_000)
+        } while NIODeadline.now() < end
+    }
+
+    /// Sends a request and waits for its reply until `deadline`; `sink` receives FetchData's
+    /// data frames and `upload` writes StoreData's.
+    private func send(_ request: Request, on channel: Channel, handler: NIOLoopBound<RPCHandler>, until deadline: NIODeadline? = nil,
+                      number: RequestNumber? = nil, sink: (@Sendable (ByteBuffer) throws -> Void)? = nil,
                       upload: ((Channel, UInt32) throws -> Void)? = nil) throws -> Reply {
         statistics.countRequest(request.opcode)
         let id = newID()
         let promise = channel.eventLoop.makePromise(of: Reply.self)
         var body = channel.allocator.buffer(capacity: 64)
+        number?.write(into: &body)
         RequestCodec.encode(request, credential: Caller.credential, into: &body)
-        let frame = Frame(kind: .request, id: id, opcode: request.opcode.rawValue, body: body)
+        let frame = Frame(kind: .request, flags: number == nil ? 0 : Frame.flagNumbered, id: id, opcode: request.opcode.rawValue, body: body)
         let opcode = request.opcode.rawValue
         channel.eventLoop.execute {
             handler.value.register(id: id, .init(opcode: opcode, promise: promise, sink: sink))
             channel.writeAndFlush(frame, promise: nil)
         }
         // Hello gets a short timeout: a server that accepts but never answers fails a mount fast.
-        let limit = request.opcode == .hello ? helloTimeout : callTimeout
-        let timeout = channel.eventLoop.scheduleTask(in: limit) {
+        let limit = request.opcode == .hello ? .now() + helloTimeout : deadline ?? .now() + callTimeout
+        let timeout = channel.eventLoop.scheduleTask(deadline: limit) {
             // Forget the call, so late data frames for it are not written anywhere, and drop a
             // connection whose server does not answer (an upload blocked on it then fails too).
-            handler.value.cancel(id: id, FileSystemError(ETIMEDOUT, "the file server did not answer"))
+            handler.value.cancel(id: id, FileSystemError.unreachable(ETIMEDOUT, "the file server did not answer"))
             channel.close(promise: nil)
         }
         defer { timeout.cancel() }
@@ -259,15 +348,18 @@ public final class ServerConnection: Sendable {
     }
 
     public func call(_ request: Request) throws -> Reply {
-        let (channel, handler) = try channel()
-        return try send(request, on: channel, handler: handler)
+        try withRetries(request) { channel, handler, deadline, number in
+            try send(request, on: channel, handler: handler, until: deadline, number: number)
+        }
     }
 
     /// FetchData: the reply's status, then the content, each chunk handed to `sink` in order
     /// (on the connection's event loop).
-    public func fetchData(_ fid: FID, sink: @escaping @Sendable (ByteBuffer) throws -> Void) throws -> (FileStatus, UInt64) {
-        let (channel, handler) = try channel()
-        let reply = try send(.fetchData(fid), on: channel, handler: handler, sink: sink)
+    public func fetchData(_ fid: FID, sink: @escaping @Sendable (ByteBuffer) throws -> Void, reset: @Sendable () -> Void = {}) throws -> (FileStatus, UInt64) {
+        let reply = try withRetries(.fetchData(fid)) { channel, handler, deadline, _ in
+            reset()
+            return try send(.fetchData(fid), on: channel, handler: handler, until: deadline, sink: sink)
+        }
         guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
         return (status, expiry)
     }
@@ -275,16 +367,20 @@ public final class ServerConnection: Sendable {
     /// FetchData of a file's content into `fd` (from offset 0), written off the event loop
     /// (`FetchWriter`). Returns the status, the promise's expiry and the bytes written.
     public func fetchData(_ fid: FID, into fd: Int32) throws -> (FileStatus, UInt64, UInt64) {
-        let (channel, handler) = try channel()
-        let writer = FetchWriter(fd: fd, channel: channel)
-        let reply: Reply
-        do {
-            reply = try send(.fetchData(fid), on: channel, handler: handler, sink: { writer.accept($0) })
-        } catch {
-            _ = try? writer.finish()
-            throw error
+        let (reply, written) = try withRetries(.fetchData(fid)) { channel, handler, deadline, _ -> (Reply, UInt64) in
+            // Each attempt writes the file from its start.
+            let writer = FetchWriter(fd: fd, channel: channel)
+            let reply: Reply
+            do {
+                reply = try send(.fetchData(fid), on: channel, handler: handler, until: deadline, sink: { writer.accept($0) })
+            } catch {
+                _ = try? writer.finish()
+                throw error
+            }
+            return (reply, try writer.finish())
         }
-        let written = try writer.finish()
+        // An earlier attempt may have written past the end of this one.
+        guard ftruncate(fd, off_t(written)) == 0 else { throw FileSystemError(errno, "trimming the fetched copy") }
         guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
         return (status, expiry, written)
     }
@@ -293,17 +389,19 @@ public final class ServerConnection: Sendable {
     /// With `baseVersion`, only if the file is still at that data version (else versionConflict).
     public func storeData(_ fid: FID, fd: Int32, size: UInt64, mtime: Timespec,
                           status: StoreStatusChange = StoreStatusChange(), baseVersion: UInt64? = nil) throws -> (FileStatus, UInt64) {
-        let (channel, handler) = try channel()
-        let reply = try send(.storeData(fid, size: size, mtime: mtime, status: status, baseVersion: baseVersion), on: channel, handler: handler, upload: { channel, id in
-            do {
-                try Self.upload(fd: fd, size: size, channel: channel, id: id)
-            } catch {
-                // The server cannot tell a half-sent file from a slow one: drop the connection,
-                // which discards the upload there and fails this call here.
-                channel.close(promise: nil)
-                throw error
-            }
-        })
+        let request = Request.storeData(fid, size: size, mtime: mtime, status: status, baseVersion: baseVersion)
+        let reply = try withRetries(request) { channel, handler, deadline, number in
+            try send(request, on: channel, handler: handler, until: deadline, number: number, upload: { channel, id in
+                do {
+                    try Self.upload(fd: fd, size: size, channel: channel, id: id)
+                } catch {
+                    // The server cannot tell a half-sent file from a slow one: drop the connection,
+                    // which discards the upload there and fails this call here.
+                    channel.close(promise: nil)
+                    throw error
+                }
+            })
+        }
         guard case .status(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
         return (status, expiry)
     }

@@ -10,7 +10,7 @@ import PeachProtocol
 func serve(_ request: fuse_req_t?, _ body: (FUSEFileSystem) throws -> Void) {
     let fs = FUSEFileSystem.from(request)
     do {
-        try Caller.serving({ credential(request) }) { try body(fs) }
+        try Caller.serving({ credential(request) }, interrupted: { fuse_req_interrupted(request) != 0 }) { try body(fs) }
     } catch let error as FileSystemError {
         fuse_reply_err(request, error.errno)
     } catch {

@@ -50,4 +50,13 @@ extension RequestCodec {
         let credential = try Credential.read(from: &body)
         return (credential, try decode(opcode: opcode, body: body))
     }
+
+    /// A request frame's body: its number if `flags` has `Frame.flagNumbered`, the credential,
+    /// then the message.
+    public static func decode(_ frame: Frame) throws -> (RequestNumber?, Credential, Request) {
+        var body = frame.body
+        let number = frame.flags & Frame.flagNumbered != 0 ? try RequestNumber.read(from: &body) : nil
+        let (credential, request) = try decodeWithCredential(opcode: frame.opcode, body: body)
+        return (number, credential, request)
+    }
 }

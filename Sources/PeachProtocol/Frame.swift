@@ -26,6 +26,8 @@ public struct Frame: Sendable, Equatable {
 
     /// Flag on a `data` frame: the last chunk of its stream.
     public static let flagLastChunk: UInt8 = 1
+    /// Flag on a `request` frame: its body starts with a `RequestNumber`.
+    public static let flagNumbered: UInt8 = 2
 
     public var kind: FrameKind
     public var flags: UInt8

@@ -8,7 +8,7 @@ import PeachProtocol
 /// FetchData's content streamed after it.
 extension ConnectionHandler {
     func receiveRequest(_ frame: Frame, context: ChannelHandlerContext) throws {
-        let (credential, request) = try RequestCodec.decodeWithCredential(opcode: frame.opcode, body: frame.body)
+        let (number, credential, request) = try RequestCodec.decode(frame)
         guard weights[frame.id] == nil else { throw ProtocolError.invalidValue("request id \(frame.id) already in use") }
         let weight = Self.replyWeight(of: frame)
         weights[frame.id] = weight
@@ -21,7 +21,8 @@ extension ConnectionHandler {
         guard let clientID, let principal else {
             return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
         }
-        let requester = Requester.client(clientID, design: design, as: server.identityPolicy.identity(for: credential, from: principal))
+        let requester = Requester.client(clientID, design: design, as: server.identityPolicy.identity(for: credential, from: principal),
+                                         number: number)
         if case .storeData(_, let size, _, _, _) = request {
             return beginUpload(request, id: frame.id, size: size, requester: requester)
         }

@@ -11,3 +11,13 @@ public struct Mutation<Value: Sendable>: Sendable {
     public var reason: CallBackReason
     public var callBackExpiry: UInt64
 }
+
+extension Mutation where Value == FileStatus {
+    /// StatusReply.
+    var reply: Reply { .status(value, callBackExpiry: callBackExpiry) }
+}
+
+extension Mutation where Value == NamespaceChange {
+    /// NamespaceReply.
+    var reply: Reply { .namespace(value, callBackExpiry: callBackExpiry) }
+}

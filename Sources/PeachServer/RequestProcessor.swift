@@ -23,7 +23,13 @@ package struct RequestProcessor: Sendable {
     ///     request acts as.
     ///   - upload: StoreData only: the file its data frames were written to, fsynced.
     package func process(_ request: Request, for requester: Requester, upload: String? = nil) throws -> Outcome {
-        let outcome = try answer(request, for: requester, upload: upload)
+        let outcome: Outcome
+        do {
+            outcome = try answer(request, for: requester, upload: upload)
+        } catch let replayed as ReplayTable.Replayed {
+            // Carried out before, its reply lost with a connection: the same reply, nothing redone.
+            return Outcome(reply: replayed.reply)
+        }
         if store.syncPolicy.syncsBeforeReply(request) {
             try store.makeDurable()
         } else if request.isChange {
@@ -97,10 +103,10 @@ package struct RequestProcessor: Sendable {
     }
 
     func statusOutcome(_ m: Mutation<FileStatus>) -> Outcome {
-        Outcome(reply: .status(m.value, callBackExpiry: m.callBackExpiry), breaks: m.breaks, reason: m.reason)
+        Outcome(reply: m.reply, breaks: m.breaks, reason: m.reason)
     }
 
     func namespaceOutcome(_ m: Mutation<NamespaceChange>) -> Outcome {
-        Outcome(reply: .namespace(m.value, callBackExpiry: m.callBackExpiry), breaks: m.breaks, reason: m.reason)
+        Outcome(reply: m.reply, breaks: m.breaks, reason: m.reason)
     }
 }

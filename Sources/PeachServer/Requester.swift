@@ -7,6 +7,8 @@ public struct Requester: Sendable, Hashable, ExpressibleByStringLiteral {
     public var clientID: String
     public var grantsCallBacks: Bool
     public var identity: Identity?
+    /// A numbered request is carried out once: a repeat gets the recorded reply (`ReplayTable`).
+    public var number: RequestNumber?
 
     public static func afs(_ clientID: String, as identity: Identity? = nil) -> Requester {
         Requester(clientID: clientID, grantsCallBacks: true, identity: identity)
@@ -17,8 +19,11 @@ public struct Requester: Sendable, Hashable, ExpressibleByStringLiteral {
     }
 
     /// A client of `design`, acting as `identity`.
-    public static func client(_ clientID: String, design: ClientDesign, as identity: Identity? = nil) -> Requester {
-        Requester(clientID: clientID, grantsCallBacks: design == .afs, identity: identity)
+    public static func client(_ clientID: String, design: ClientDesign, as identity: Identity? = nil,
+                              number: RequestNumber? = nil) -> Requester {
+        var requester = Requester(clientID: clientID, grantsCallBacks: design == .afs, identity: identity)
+        requester.number = number
+        return requester
     }
 
     public init(clientID: String, grantsCallBacks: Bool, identity: Identity? = nil) {

@@ -72,6 +72,14 @@ enum Schema {
                 END;
                 """)
         }
+        migrator.registerMigration("v3: replies of numbered requests") { db in
+            try db.execute(sql: """
+                CREATE TABLE replay (
+                    client TEXT NOT NULL, sequence INTEGER NOT NULL, reply BLOB NOT NULL,
+                    PRIMARY KEY (client, sequence)
+                ) WITHOUT ROWID;
+                """)
+        }
         return migrator
     }
 }

@@ -129,14 +129,29 @@ public final class VolumeStore: Sendable {
             let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
             let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
             if !sameEpoch {
-                // A restarted cache manager dropped its promises; drop ours to match.
+                // A restarted cache manager dropped its promises, and numbers its requests anew.
                 try CallBackTable.dropAll(db, client: client)
+                try ReplayTable.forget(db, client: client)
             }
             try db.execute(cached: """
                 INSERT INTO client (id, epoch, callBacksLost, lastSeen) VALUES (?, ?, 0, ?)
                 ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, callBacksLost = 0, lastSeen = excluded.lastSeen
                 """, arguments: [client, storedEpoch, now])
             return lost
+        }
+    }
+
+    /// The write transaction of a change: for a numbered request, a repeat gets the reply recorded
+    /// the first time (`ReplayTable.Replayed`, nothing is changed), and the first time's reply is
+    /// recorded in the same transaction as the change.
+    func writeOnce<Value>(_ client: Requester, _ opcode: Opcode, reply: (Mutation<Value>) -> Reply,
+                          _ body: (Database) throws -> Mutation<Value>) throws -> Mutation<Value> {
+        try database.write { db in
+            guard let number = client.number else { return try body(db) }
+            try ReplayTable.check(db, client: client.clientID, number: number, opcode: opcode)
+            let mutation = try body(db)
+            try ReplayTable.record(db, client: client.clientID, number: number, reply: reply(mutation))
+            return mutation
         }
     }
 
@@ -245,7 +260,7 @@ public final class VolumeStore: Sendable {
         var oldVersion: UInt64 = 0
         do {
             let newSize = try WireValues.fileSize(size, maximumFileSize: limits.maximumFileSize)
-            let mutation = try database.write { db -> Mutation<FileStatus> in
+            let mutation = try writeOnce(client, .storeData, reply: \.reply) { db -> Mutation<FileStatus> in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
                 try AccessCheck.requireWritable(client.identity)
@@ -420,7 +435,7 @@ public final class VolumeStore: Sendable {
         let rdev = isDevice ? try WireValues.deviceNumber(request.rdev) : 0
         if request.type == .symlink { try Self.validate(symlinkTarget: request.symlinkTarget) }
         let now = Timespec.now()
-        return try database.write { db in
+        return try writeOnce(client, .createFile, reply: \.reply) { db in
             let (dir, dirStatus) = try VnodeTable.directory(db, request.directory)
             try AccessCheck.requireChange(in: dirStatus, for: client.identity)
             if isDevice, let identity = client.identity, !identity.isSuperUser { throw StatusCode.permissionDenied }
@@ -444,7 +459,7 @@ public final class VolumeStore: Sendable {
     public func link(directory: FID, name: String, target: FID, client: Requester) throws -> Mutation<NamespaceChange> {
         try Self.validate(name: name)
         let now = Timespec.now()
-        return try database.write { db in
+        return try writeOnce(client, .link, reply: \.reply) { db in
             let (dir, dirStatus) = try VnodeTable.directory(db, directory)
             try AccessCheck.requireChange(in: dirStatus, for: client.identity)
             let (vnode, status) = try VnodeTable.resolve(db, target)
@@ -463,7 +478,7 @@ public final class VolumeStore: Sendable {
     public func remove(directory: FID, name: String, isDirectory: Bool, client: Requester) throws -> Mutation<NamespaceChange> {
         let now = Timespec.now()
         var deletedData: String?
-        let mutation = try database.write { db -> Mutation<NamespaceChange> in
+        let mutation = try writeOnce(client, .removeFile, reply: \.reply) { db -> Mutation<NamespaceChange> in
             let (dir, dirStatus) = try VnodeTable.directory(db, directory)
             try AccessCheck.requireChange(in: dirStatus, for: client.identity)
             guard let vnode = try VnodeTable.lookup(db, directory: dir, name: name) else { throw StatusCode.notFound }
@@ -514,7 +529,7 @@ public final class VolumeStore: Sendable {
         try Self.validate(name: toName)
         let now = Timespec.now()
         var deletedData: String?
-        let mutation = try database.write { db -> Mutation<NamespaceChange> in
+        let mutation = try writeOnce(client, .rename, reply: \.reply) { db -> Mutation<NamespaceChange> in
             let (from, fromStatus) = try VnodeTable.directory(db, fromDirectory)
             let (to, toStatus) = try VnodeTable.directory(db, toDirectory)
             try AccessCheck.requireChange(in: fromStatus, for: client.identity)

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOCore
 import PeachClient
 import PeachSecurity
 import PeachFUSE
@@ -37,6 +38,12 @@ struct MountCommand: ParsableCommand {
     @OptionGroup(title: "Mutual TLS (docs/security.md)")
     var tls: TLSOptions
 
+    @Flag(help: "Fail a request the server does not answer within --timeout with ETIMEDOUT, instead of waiting and retrying until it does (the default, as an NFS hard mount).")
+    var soft = false
+
+    @Option(help: "Seconds a request waits for an unreachable server with --soft.")
+    var timeout = 30
+
     @Flag(help: "Let other users use the mount (the kernel checks permissions).")
     var allowOther = false
 
@@ -53,6 +60,12 @@ struct MountCommand: ParsableCommand {
         if mode == .afs && cache == nil { throw CommandFailure("--cache DIR is required with --mode afs") }
         if mode == .afs && nfs.isUsed { throw CommandFailure("NFS options (--block-size, --ac*, --noac, --nocto) need --mode nfs") }
         try nfs.validate()
+        guard timeout > 0 else { throw CommandFailure("--timeout must be positive") }
+    }
+
+    /// Hard by default; soft with --soft.
+    private var retry: ServerConnection.RetryPolicy {
+        soft ? .soft(.seconds(Int64(timeout))) : .hard
     }
 
     /// Where a background mount logs: the cache directory, or /tmp for an NFS-mode mount without one.
@@ -119,10 +132,10 @@ struct MountCommand: ParsableCommand {
             switch mode {
             case .afs:
                 cacheManager = try AFSCacheManager(server: address, cacheDirectory: cache!,
-                                                   cacheSize: cacheSize?.bytes ?? (2 << 30), tls: clientTLS, logger: logger)
+                                                   cacheSize: cacheSize?.bytes ?? (2 << 30), tls: clientTLS, retry: retry, logger: logger)
             case .nfs:
                 cacheManager = NFSCacheManager(server: address, options: nfs.options(cacheSize: cacheSize?.bytes), tls: clientTLS,
-                                               logger: logger)
+                                               retry: retry, logger: logger)
             }
             try cacheManager.start()
         } catch {

@@ -38,10 +38,13 @@ struct FaultMountTests {
         var testDescription: String { rawValue }
     }
 
+    /// A soft mount, so that a close fails instead of waiting for the server.
+    static let soft = ["--soft", "--timeout", "1"]
+
     @Test("a close that failed because the server died is stored whole at the next mount", arguments: Rewrite.allCases)
     func failedCloseStoredAtNextMount(rewrite: Rewrite) throws {
         try withMounts(serverArguments: []) { cluster in
-            let a = try cluster.mount("a")
+            let a = try cluster.mount("a", extraArguments: Self.soft)
             let old = [UInt8](repeating: 0x6f, count: 1200)
             let new = (0..<2400).map { UInt8(truncatingIfNeeded: $0 % 251) }
             let fd0 = try openAndWrite(a.path + "/f", old, flags: O_WRONLY | O_CREAT | O_TRUNC)
@@ -77,7 +80,7 @@ struct FaultMountTests {
     @Test("a dirty copy left by a failed close is never stored over a newer version: it is kept as a conflict")
     func staleDirtyCopyKeptAsConflict() throws {
         try withMounts(serverArguments: []) { cluster in
-            let a = try cluster.mount("a")
+            let a = try cluster.mount("a", extraArguments: Self.soft)
             let b = try cluster.mount("b")
             #expect(try Files.write(a.path + "/g", "original") == 0)
             let fd = try openAndWrite(a.path + "/g", Array("stale copy from A".utf8), flags: O_WRONLY | O_TRUNC)
@@ -246,6 +249,95 @@ struct LeaseMountTests {
             // B's close has returned, so A may not serve "old" any more. It asks the server,
             // whose answer comes once the replies flow again.
             #expect(readWhile(a.path + "/f") { proxy.release() } == "new")
+        }
+    }
+}
+
+/// Hard and soft mounts: what a server that goes away, or hangs, does to applications (issue 9).
+@Suite("Real FUSE mounts: a server that goes away", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
+struct ServerAwayMountTests {
+    /// A tree of files of many sizes, the same every run.
+    func makeTree(_ root: String) throws {
+        var random = SplitMix64(seed: 7)
+        for d in 0..<10 {
+            let directory = root + "/dir\(d)/sub"
+            try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
+            for f in 0..<40 {
+                let size = Int(random.next() % 40_000)
+                let bytes = (0..<size).map { UInt8(truncatingIfNeeded: $0 &* 31 &+ f &+ d) }
+                let path = (f % 2 == 0 ? root + "/dir\(d)" : directory) + "/file\(f).h"
+                #expect(FileManager.default.createFile(atPath: path, contents: Data(bytes)))
+            }
+        }
+    }
+
+    @Test("a hard mount rides out a server killed and restarted during cp -a: cp succeeds, every file identical",
+          arguments: ClientDesign.allCases)
+    func serverRestartDuringCopy(design: ClientDesign) throws {
+        try withMounts(serverArguments: []) { cluster in
+            let source = try cluster.directory.subdirectory("source")
+            try makeTree(source)
+            let mount = try cluster.mount("m", design: design)
+            let log = cluster.directory.path + "/cp.log"
+            let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+            let copy = try ChildProcess(["cp", "-a", source, mount.path + "/copy"], outputFD: fd)
+            close(fd)
+            usleep(300_000)
+            #expect(copy.isRunning, "the server must die during the copy")
+            cluster.killServer()
+            usleep(1_000_000)
+            try cluster.startServer()
+            let status = copy.wait()
+            #expect(status == 0, "cp: \((try? String(contentsOfFile: log, encoding: .utf8)) ?? "")")
+            let reader = try cluster.mount("reader", design: .nfs)
+            let diff = try shell("diff -r '\(source)' '\(reader.path)/copy'")
+            #expect(diff.status == 0, "\(diff.output.prefix(2000))")
+        }
+    }
+
+    @Test("a soft mount fails a request the hung server does not answer with ETIMEDOUT; unmounting does not wait for it")
+    func hungServer() throws {
+        try withMounts(serverArguments: []) { cluster in
+            let mount = try cluster.mount("m", design: .afs, extraArguments: ["--soft", "--timeout", "1"])
+            #expect(try Files.write(mount.path + "/f", "cached") == 0)
+            cluster.serverProcess!.signal(SIGSTOP)
+            defer { cluster.serverProcess!.signal(SIGCONT) }
+            // Past the lease, the file must be revalidated, and the server does not answer.
+            usleep(3_000_000)
+            let fd = open(mount.path + "/f", O_RDONLY)
+            #expect(fd == -1 && errno == ETIMEDOUT)
+            if fd >= 0 { close(fd) }
+            // Unmounting: fusermount3 returns, and the cache manager exits, without the server.
+            let started = Date()
+            cluster.unmount(mount)
+            #expect(Date().timeIntervalSince(started) < 10, "unmounting took \(Date().timeIntervalSince(started)) s")
+        }
+    }
+
+    @Test("on a hard mount, a program waiting for a server that is down waits, and Ctrl-C still ends it")
+    func interruptibleWait() throws {
+        try withMounts(serverArguments: []) { cluster in
+            let mount = try cluster.mount("m", design: .afs)
+            #expect(try Files.write(mount.path + "/f", "cached") == 0)
+            cluster.killServer()
+            // Past the lease, the open must ask the server, which is not there.
+            usleep(3_000_000)
+            let reader = try ChildProcess(["cat", mount.path + "/f"], outputFD: 2)
+            usleep(1_000_000)
+            #expect(reader.isRunning, "a hard mount waits for the server")
+            reader.signal(SIGINT)
+            var waited = 0
+            while reader.isRunning && waited < 100 {
+                usleep(100_000)
+                waited += 1
+            }
+            #expect(!reader.isRunning, "Ctrl-C ended the wait")
+            if reader.isRunning { reader.signal(SIGKILL) }
+            reader.wait()
+            // And once the server is back, the mount carries on.
+            try cluster.startServer()
+            #expect(Files.read(mount.path + "/f") == "cached")
         }
     }
 }

@@ -1,0 +1,54 @@
+import Foundation
+import PeachProtocol
+@testable import PeachServer
+import PeachTesting
+import Testing
+
+/// Numbered requests are carried out once: a repeat, after a lost reply or a server restart,
+/// gets the reply recorded with the change (issue 9).
+@Suite("Exactly-once requests")
+struct ReplayTests {
+    func numbered(_ sequence: UInt64, settledBelow: UInt64 = 1) -> Requester {
+        .client("a", design: .afs, number: RequestNumber(sequence: sequence, settledBelow: settledBelow))
+    }
+
+    @Test("a repeated create, rename or remove gets the first reply and changes nothing more, even after a restart")
+    func repeatsAreAnswered() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-replay")
+        defer { directory.remove() }
+        let root = directory.path + "/root"
+        var store = try VolumeStore(root: root)
+        _ = try store.introduce(client: "a", epoch: 1)
+        let processor = { RequestProcessor(store: store) }
+        let create = Request.createFile(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0))
+        let first = try processor().process(create, for: numbered(1)).reply
+        #expect(try processor().process(create, for: numbered(1)).reply == first, "not EEXIST: the recorded reply")
+        let rename = Request.rename(fromDirectory: .root, fromName: "f", toDirectory: .root, toName: "g")
+        let renamed = try processor().process(rename, for: numbered(2)).reply
+        // The server crashes and comes back; the client repeats what it got no answer to.
+        store.releaseRoot()
+        store = try VolumeStore(root: root)
+        _ = try store.introduce(client: "a", epoch: 1)
+        #expect(try processor().process(rename, for: numbered(2)).reply == renamed, "not ENOENT: the recorded reply")
+        let remove = Request.removeFile(directory: .root, name: "g")
+        let removed = try processor().process(remove, for: numbered(3)).reply
+        #expect(try processor().process(remove, for: numbered(3)).reply == removed)
+        // Settled requests are forgotten: the same number later is a new request.
+        #expect(throws: StatusCode.notFound) { try processor().process(remove, for: numbered(3, settledBelow: 4)) }
+        // Unnumbered requests are never answered from the record.
+        #expect(throws: StatusCode.notFound) { try processor().process(remove, for: .afs("a")) }
+        store.releaseRoot()
+    }
+
+    @Test("a restarted client (new epoch) numbers from 1 again: its old records are gone")
+    func newEpochForgets() throws {
+        try withTemporaryStore { store in
+            _ = try store.introduce(client: "a", epoch: 1)
+            let processor = RequestProcessor(store: store)
+            let create = Request.makeDir(CreateRequest(directory: .root, name: "d", type: .directory, mode: 0o755, uid: 0, gid: 0))
+            _ = try processor.process(create, for: numbered(1))
+            _ = try store.introduce(client: "a", epoch: 2)
+            #expect(throws: StatusCode.exists) { try processor.process(create, for: numbered(1)) }
+        }
+    }
+}
