@@ -340,4 +340,23 @@ struct ServerAwayMountTests {
             #expect(Files.read(mount.path + "/f") == "cached")
         }
     }
+
+    @Test("after a server restart, unchanged cached files are revalidated with status requests, not fetched again")
+    func restartRevalidatesWithoutRefetch() throws {
+        try withMounts(serverArguments: []) { cluster in
+            let mount = try cluster.mount("m", design: .afs)
+            for i in 0..<5 { #expect(try Files.write(mount.path + "/f\(i)", "content \(i)") == 0) }
+            let before = try Files.stats(mount)
+            cluster.killServer()
+            try cluster.startServer()
+            for i in 0..<5 { #expect(Files.read(mount.path + "/f\(i)") == "content \(i)") }
+            let after = try Files.stats(mount)
+            #expect(Files.counter(after, "fetches") == Files.counter(before, "fetches"), "nothing fetched again")
+            let rpcs = after["rpcs"] as? [String: Int] ?? [:]
+            let earlier = before["rpcs"] as? [String: Int] ?? [:]
+            let statuses = (rpcs["FetchStatus", default: 0] - earlier["FetchStatus", default: 0])
+                + (rpcs["BulkStatus", default: 0] - earlier["BulkStatus", default: 0])
+            #expect(statuses >= 1 && statuses <= 6, "one status request per file at most (and the directory): \(statuses)")
+        }
+    }
 }
