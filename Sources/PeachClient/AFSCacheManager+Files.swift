@@ -7,6 +7,15 @@ import PeachProtocol
 extension AFSCacheManager {
     public func open(_ inode: Inode, flags: Int32) throws -> OpenReply {
         statistics.update { $0.opens += 1 }
+        if servingOffline, flags & O_ACCMODE != O_RDONLY || flags & O_TRUNC != 0 {
+            throw FileSystemError(EROFS, "the file server is away: cached files are read-only (--offline-reads)")
+        }
+        let reply = try orOffline { try openOnce(inode, flags: flags) }
+        if servingOffline { statistics.update { $0.offlineOpens += 1 } }
+        return reply
+    }
+
+    private func openOnce(_ inode: Inode, flags: Int32) throws -> OpenReply {
         let vnode = try vnode(inode)
         if lock.withLock({ vnode.dirty && vnode.openCount == 0 && !hasValidCallBack(vnode) }) {
             // A copy left dirty by a failed store: stored now if the server still has the version

@@ -48,7 +48,7 @@ extension AFSCacheManager {
     public func lookup(parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
         do {
-            return try lookupOnce(parent: parent, name: name)
+            return try orOffline { try lookupOnce(parent: parent, name: name) }
         } catch let error as FileSystemError where error.errno == ESTALE {
             // The listing named an object removed meanwhile (a rename over the name raced the
             // fetch): fetch the listing again and look once more, as Linux's NFS client does.
@@ -103,8 +103,13 @@ extension AFSCacheManager {
     }
 
     public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
-        let (directory, listing) = try directoryWithListing(inode)
-        try prefetchStatuses(of: Array(listing.values))
+        let (directory, listing) = try orOffline { try directoryWithListing(inode) }
+        do {
+            try prefetchStatuses(of: Array(listing.values))
+        } catch {
+            // Only a prefetch: each lookup asks for what is missing.
+            logger.debug("statuses not prefetched", metadata: ["error": "\(error)"])
+        }
         let parent = lock.withLock { directory.parent ?? inode }
         var result = [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
                       DirectoryListingEntry(name: "..", inode: parent, type: .directory)]

@@ -12,6 +12,8 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     public let statistics = ClientStatistics(mode: "afs")
     let connection: ServerConnection
     let disk: DiskCache
+    /// `--offline-reads`.
+    let offlineReads: Bool
     let logger: Logger
 
     /// Guards `vnodes`, `referencedVnodes`, `breakCounts`, `breakGeneration` and every CachedVnode's fields.
@@ -39,12 +41,17 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     /// The longest the kernel may cache attributes and names on our word.
     static let maximumKernelTimeout: Double = 3600
 
-    /// - Parameter retry: what a request does when the server is away (a mount: hard or soft).
+    /// - Parameters:
+    ///   - retry: what a request does when the server is away (a mount: hard or soft).
+    ///   - offlineReads: serve cached files read-only while the server is away (Coda-like).
     public init(server: ServerAddress, cacheDirectory: String, cacheSize: UInt64, tls: ClientTLS? = nil,
-                retry: ServerConnection.RetryPolicy = .failFast, logger: Logger = Logger(label: "peach.afs")) throws {
+                retry: ServerConnection.RetryPolicy = .failFast, offlineReads: Bool = false,
+                logger: Logger = Logger(label: "peach.afs")) throws {
+        self.offlineReads = offlineReads
         disk = try DiskCache(directory: cacheDirectory, sizeLimit: cacheSize)
         let (clientID, epoch) = try disk.identity()
-        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics, tls: tls, retry: retry)
+        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics, tls: tls, retry: retry,
+                                      readsGiveUpWhenAway: offlineReads)
         self.logger = logger
         statistics.update { $0.cacheBytes = disk.totalBytes }
         connection.setHandlers(
@@ -120,9 +127,28 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// A promise is trusted until its expiry, and only while the lease holds: this client heard
     /// from the server recently enough that the server cannot have given the promise up unheard
-    /// (a paused or cut-off client revalidates first). Caller holds `lock`.
+    /// (a paused or cut-off client revalidates first). With `--offline-reads`, what is cached
+    /// stands in for a promise while the server is away. Caller holds `lock`.
     func hasValidCallBack(_ vnode: CachedVnode) -> Bool {
+        hasLivePromise(vnode) || servingOffline
+    }
+
+    /// A promise from the server that holds now. Caller holds `lock`.
+    func hasLivePromise(_ vnode: CachedVnode) -> Bool {
         vnode.callBackExpiry > Self.now() + Self.expiryMargin && connection.leaseIsValid()
+    }
+
+    /// `--offline-reads`, and the server is away: cached files are served read-only, possibly stale.
+    var servingOffline: Bool { offlineReads && connection.serverIsAway }
+
+    /// Runs `body`; if it failed for want of the server and the mount now serves offline, runs
+    /// it again, from the cache.
+    func orOffline<T>(_ body: () throws -> T) throws -> T {
+        do {
+            return try body()
+        } catch let error as FileSystemError where error.serverUnreachable && servingOffline {
+            return try body()
+        }
     }
 
     /// Caller holds `lock`.
@@ -132,7 +158,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// Caller holds `lock`. Seconds the kernel may cache what it learns of `vnode`.
     func kernelTimeout(_ vnode: CachedVnode) -> Double {
-        guard hasValidCallBack(vnode) else { return 0 }
+        guard hasLivePromise(vnode) else { return 0 }
         return min(Double(vnode.callBackExpiry - Self.now() - Self.expiryMargin), Self.maximumKernelTimeout)
     }
 
@@ -267,7 +293,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     public func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes {
         do {
-            return attributes(try validated(inode))
+            return attributes(try orOffline { try validated(inode) })
         } catch let error as FileSystemError where error.errno == ESTALE {
             // Removed on the server (another client renamed over it or unlinked it) while open
             // here: like a file unlinked while open, its descriptors keep the cached copy.
@@ -291,7 +317,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         lock.withLock {
             guard inode != FID.root.vnode, let vnode = vnodes[inode], vnode.kernelDropped(count) else { return }
             referencedVnodes -= 1
-            guard vnode.openCount == 0, !vnode.dirty else { return }
+            guard vnode.openCount == 0, !vnode.dirty, !keptForOffline(vnode) else { return }
             vnodes[inode] = nil
             forgetBreakCount(inode)
             statistics.update { $0.vnodes = vnodes.count }
@@ -319,10 +345,24 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     /// replies) are kept up to this many; past it they go, as forgotten ones do.
     static let unreferencedAllowance = 4096
 
+    /// With `--offline-reads`, a vnode whose data is cached (a file's copy, a directory's listing,
+    /// a link's target) stays when the kernel forgets it: its status is what an offline lookup
+    /// answers with. Memory then grows with what the cache holds, not with the kernel's inodes.
+    /// Caller holds `lock`.
+    func keptForOffline(_ vnode: CachedVnode) -> Bool {
+        guard offlineReads else { return false }
+        switch vnode.status.type {
+        case .directory: return vnode.listing != nil
+        case .symlink: return vnode.symlinkTarget != nil
+        default: return disk.entry(vnode.fid) != nil
+        }
+    }
+
     /// Removes every vnode the kernel holds no reference to and nothing here uses. Runs once per
     /// `unreferencedAllowance` new vnodes at most. Caller holds `lock`.
     func dropUnreferencedVnodes() {
         for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !vnode.dirty
+            && !keptForOffline(vnode)
             && inode != FID.root.vnode {
             vnodes[inode] = nil
             forgetBreakCount(inode)
@@ -340,7 +380,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     public func callBacks() -> [CallBackInfo] {
         lock.withLock {
-            vnodes.values.filter { hasValidCallBack($0) }.map {
+            vnodes.values.filter { hasLivePromise($0) }.map {
                 CallBackInfo(fid: $0.fid.description, path: path(of: $0), expiresAt: $0.callBackExpiry)
             }.sorted { ($0.path ?? "~") < ($1.path ?? "~") }
         }

@@ -34,6 +34,10 @@ public final class ClientStatistics: Sendable {
         public var serverRequests = 0
         /// Pings sent to keep the lease of an idle connection (not in `serverRequests`).
         public var pings = 0
+        /// False from a failed attempt to reach the server until it answers again.
+        public var serverReachable = true
+        /// Opens served from the cache while the server was away (`--offline-reads`): possibly stale.
+        public var offlineOpens = 0
         /// Request type → count.
         public var rpcs: [String: Int] = [:]
 
@@ -59,6 +63,7 @@ public final class ClientStatistics: Sendable {
             d.evictions -= earlier.evictions
             d.serverRequests -= earlier.serverRequests
             d.pings -= earlier.pings
+            d.offlineOpens -= earlier.offlineOpens
             d.rpcs = rpcs.merging(earlier.rpcs.mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value != 0 }
             return d
         }

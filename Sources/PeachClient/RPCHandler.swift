@@ -32,8 +32,14 @@ final class RPCHandler: ChannelInboundHandler {
     }
 
     func register(id: UInt32, _ call: Pending) {
+        // Registered after the connection closed (the caller raced the close): it fails now,
+        // rather than wait for its timeout with a promise no one will complete.
+        guard !isClosed else { return call.promise.fail(FileSystemError.unreachable(EIO, Self.closedReason)) }
         pending[id] = call
     }
+
+    /// Set once the connection has closed: nothing more will arrive.
+    private var isClosed = false
 
     /// Fails and forgets a call (timed out); frames that still arrive for it are dropped.
     func cancel(id: UInt32, _ error: Error) {
@@ -102,6 +108,7 @@ final class RPCHandler: ChannelInboundHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
+        isClosed = true
         let calls = pending
         pending = [:]
         // A TLS refusal is an answer (retrying will not help); anything else, a lost server.

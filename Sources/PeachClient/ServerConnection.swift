@@ -45,6 +45,9 @@ public final class ServerConnection: Sendable {
         /// Pushes received and not yet handled: a reply that came after them proves nothing
         /// until they are (a break may be among them).
         var unhandledPushes = 0
+        /// Since when the server could not be reached (a refused connect, a dropped connection,
+        /// no answer); nil once it answers again.
+        var awaySince: NIODeadline?
     }
 
     public let address: ServerAddress
@@ -63,6 +66,9 @@ public final class ServerConnection: Sendable {
     private let handlers = NIOLockedValueBox<(hello: HelloHandler?, push: PushHandler?, closed: ClosedHandler?)>((nil, nil, nil))
     private let callTimeout: TimeAmount
     private let retry: RetryPolicy
+    /// Requests that only read stop waiting once the server is away (`serverIsAway`): the cache
+    /// manager then serves them from its cache (`--offline-reads`).
+    private let readsGiveUpWhenAway: Bool
     /// Numbers for requests that must not be carried out twice, and those not settled yet.
     private let numbering = NIOLockedValueBox<(next: UInt64, outstanding: Set<UInt64>)>((1, []))
     /// Set by `beginShutdown`: no call waits past it, and none retries.
@@ -73,8 +79,9 @@ public final class ServerConnection: Sendable {
 
     public init(address: ServerAddress, clientID: String, epoch: UInt64, design: ClientDesign = .afs, statistics: ClientStatistics,
                 group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120), tls: ClientTLS? = nil,
-                retry: RetryPolicy = .failFast) {
+                retry: RetryPolicy = .failFast, readsGiveUpWhenAway: Bool = false) {
         self.retry = retry
+        self.readsGiveUpWhenAway = readsGiveUpWhenAway
         self.address = address
         self.tls = tls
         self.clientID = clientID
@@ -128,7 +135,10 @@ public final class ServerConnection: Sendable {
             }
             if let handle = handlers.withLockedValue({ $0.push }) { handle(push, handled) } else { handled() }
         }
-        let closedHandler: ClosedHandler = { [handlers] in handlers.withLockedValue { $0.closed }?() }
+        let closedHandler: ClosedHandler = { [handlers, weak self] in
+            self?.lostServer()
+            handlers.withLockedValue { $0.closed }?()
+        }
         if let problem = tls?.problem() { throw FileSystemError(EACCES, problem) }
         let tls = self.tls
         let serverName = ClientTLS.serverName(for: address.host)
@@ -209,7 +219,42 @@ public final class ServerConnection: Sendable {
 
     /// The server answered a request sent at `sentAt`.
     private func heard(sentAt: NIODeadline) {
-        liveness.withLockedValue { $0.lastHeard = max($0.lastHeard, sentAt) }
+        let wasAway = liveness.withLockedValue { l -> Bool in
+            l.lastHeard = max(l.lastHeard, sentAt)
+            defer { l.awaySince = nil }
+            return l.awaySince != nil
+        }
+        if wasAway { statistics.update { $0.serverReachable = true } }
+    }
+
+    /// The server could not be reached or dropped the connection. While it is away, a probe
+    /// reconnects every second, so that a mount that only reads (`--offline-reads`) learns when
+    /// it is back.
+    private func lostServer() {
+        let first = liveness.withLockedValue { l -> Bool in
+            guard l.awaySince == nil else { return false }
+            l.awaySince = .now()
+            return true
+        }
+        guard first else { return }
+        statistics.update { $0.serverReachable = false }
+        probeUntilBack()
+    }
+
+    private func probeUntilBack() {
+        DispatchQueue.global().asyncAfter(deadline: .now() + 1) { [weak self] in
+            guard let self, self.shutdownDeadline.withLockedValue({ $0 }) == nil,
+                  self.liveness.withLockedValue({ $0.awaySince }) != nil else { return }
+            if (try? self.channel()) == nil { self.probeUntilBack() }
+        }
+    }
+
+    /// The server is away: it could not be reached, and the lease has run out since.
+    public var serverIsAway: Bool {
+        liveness.withLockedValue { l in
+            guard let since = l.awaySince else { return false }
+            return NIODeadline.now() >= max(since, l.lastHeard + (l.lease ?? .zero))
+        }
     }
 
     /// Pings an idle connection every third of a lease, so that a client with nothing to ask
@@ -278,7 +323,9 @@ public final class ServerConnection: Sendable {
                 let (channel, handler) = try channel()
                 return try attempt(channel, handler, deadline, number)
             } catch let error as FileSystemError where error.serverUnreachable {
+                lostServer()
                 if retry == .failFast || shutdownDeadline.withLockedValue({ $0 }) != nil { throw error }
+                if readsGiveUpWhenAway && !request.isChange && serverIsAway { throw error }
                 if case .soft(let limit) = retry, NIODeadline.now() - started >= limit {
                     throw FileSystemError(ETIMEDOUT, "the file server did not answer for \(limit.nanoseconds / 1_000_000_000) s (--soft)")
                 }

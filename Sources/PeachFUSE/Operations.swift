@@ -12,6 +12,7 @@ func serve(_ request: fuse_req_t?, _ body: (FUSEFileSystem) throws -> Void) {
     do {
         try Caller.serving({ credential(request) }, interrupted: { fuse_req_interrupted(request) != 0 }) { try body(fs) }
     } catch let error as FileSystemError {
+        if error.errno == EIO { fs.logger.debug("request failed", metadata: ["error": "\(error)"]) }
         fuse_reply_err(request, error.errno)
     } catch {
         fs.logger.warning("request failed", metadata: ["error": "\(error)"])

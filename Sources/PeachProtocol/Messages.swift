@@ -324,3 +324,16 @@ public enum Push: Hashable, Sendable {
         }
     }
 }
+
+extension Request {
+    /// Requests that change the volume.
+    public var isChange: Bool {
+        switch self {
+        case .storeData, .storeStatus, .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename, .write, .commit:
+            true
+        case .hello, .ping, .fetchStatus, .bulkStatus, .fetchData, .giveUpCallBacks, .getVolumeStatus, .lookup, .read, .readDir,
+             .readlink:
+            false
+        }
+    }
+}

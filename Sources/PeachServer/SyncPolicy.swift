@@ -25,16 +25,3 @@ public enum SyncPolicy: String, Sendable, CaseIterable {
     /// Whether an upload's data is fsynced before it becomes the file's content.
     var syncsUploads: Bool { self != .delayed }
 }
-
-extension Request {
-    /// Requests that change the volume.
-    var isChange: Bool {
-        switch self {
-        case .storeData, .storeStatus, .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename, .write, .commit:
-            true
-        case .hello, .ping, .fetchStatus, .bulkStatus, .fetchData, .giveUpCallBacks, .getVolumeStatus, .lookup, .read, .readDir,
-             .readlink:
-            false
-        }
-    }
-}

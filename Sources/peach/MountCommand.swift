@@ -44,6 +44,9 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Seconds a request waits for an unreachable server with --soft.")
     var timeout = 30
 
+    @Flag(help: "afs: while the server is away, serve cached files read-only (possibly stale; docs/recovery.md).")
+    var offlineReads = false
+
     @Flag(help: "Let other users use the mount (the kernel checks permissions).")
     var allowOther = false
 
@@ -61,6 +64,7 @@ struct MountCommand: ParsableCommand {
         if mode == .afs && nfs.isUsed { throw CommandFailure("NFS options (--block-size, --ac*, --noac, --nocto) need --mode nfs") }
         try nfs.validate()
         guard timeout > 0 else { throw CommandFailure("--timeout must be positive") }
+        if offlineReads && mode != .afs { throw CommandFailure("--offline-reads needs --mode afs (an NFS-mode mount caches no whole files)") }
     }
 
     /// Hard by default; soft with --soft.
@@ -132,7 +136,8 @@ struct MountCommand: ParsableCommand {
             switch mode {
             case .afs:
                 cacheManager = try AFSCacheManager(server: address, cacheDirectory: cache!,
-                                                   cacheSize: cacheSize?.bytes ?? (2 << 30), tls: clientTLS, retry: retry, logger: logger)
+                                                   cacheSize: cacheSize?.bytes ?? (2 << 30), tls: clientTLS, retry: retry,
+                                                   offlineReads: offlineReads, logger: logger)
             case .nfs:
                 cacheManager = NFSCacheManager(server: address, options: nfs.options(cacheSize: cacheSize?.bytes), tls: clientTLS,
                                                retry: retry, logger: logger)

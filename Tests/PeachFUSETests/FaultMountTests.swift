@@ -359,4 +359,35 @@ struct ServerAwayMountTests {
             #expect(statuses >= 1 && statuses <= 6, "one status request per file at most (and the directory): \(statuses)")
         }
     }
+
+    @Test("--offline-reads: while the server is away, cached files are read, read-only, and fs stats says so")
+    func offlineReads() throws {
+        try withMounts(serverArguments: []) { cluster in
+            let mount = try cluster.mount("m", design: .afs, extraArguments: ["--offline-reads"])
+            try FileManager.default.createDirectory(atPath: mount.path + "/d", withIntermediateDirectories: true)
+            for i in 0..<3 { #expect(try Files.write(mount.path + "/d/f\(i)", "cached \(i)") == 0) }
+            // What is used before the server goes: the directories' listings come into the cache.
+            _ = try FileManager.default.contentsOfDirectory(atPath: mount.path)
+            _ = try FileManager.default.contentsOfDirectory(atPath: mount.path + "/d")
+            cluster.killServer()
+            usleep(3_500_000)  // past the lease
+            for i in 0..<3 { #expect(Files.read(mount.path + "/d/f\(i)") == "cached \(i)") }
+            #expect(try FileManager.default.contentsOfDirectory(atPath: mount.path + "/d").sorted() == ["f0", "f1", "f2"])
+            let write = open(mount.path + "/d/f0", O_WRONLY)
+            #expect(write == -1 && errno == EROFS)
+            if write >= 0 { close(write) }
+            let stats = try Files.stats(mount)
+            #expect(stats["serverReachable"] as? Bool == false)
+            #expect(Files.counter(stats, "offlineOpens") >= 3)
+            // Back: writes work again, and the mount says the server is reachable.
+            try cluster.startServer()
+            var written: Int32 = -1
+            for _ in 0..<50 where written != 0 {
+                written = try Files.write(mount.path + "/d/f0", "after")
+                if written != 0 { usleep(200_000) }
+            }
+            #expect(written == 0)
+            #expect(try Files.stats(mount)["serverReachable"] as? Bool == true)
+        }
+    }
 }
