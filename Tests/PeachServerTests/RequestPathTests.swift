@@ -51,9 +51,7 @@ struct RequestPathTests {
     @Test("StoreData applies the mode, owner and atime it carries in the store's transaction, checked like a StoreStatus")
     func storeCarriesStatus() throws {
         try withTemporaryStore { store in
-            for client in ["a", "b"] { _ = try store.introduce(client: client, epoch: 1) }
-            let created = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
-                                           client: "a").value.target!
+            let created = try introduceTwoClientsAndCreateFile(in: store)
             let atime = Timespec(seconds: 1_600_000_000, nanoseconds: 5)
             let upload = store.newUploadPath()
             FileManager.default.createFile(atPath: upload, contents: Data("abc".utf8))
@@ -76,9 +74,7 @@ struct RequestPathTests {
     @Test("a StoreData with a base version is refused once the file has moved past it, and changes nothing")
     func conditionalStore() throws {
         try withTemporaryStore { store in
-            for client in ["a", "b"] { _ = try store.introduce(client: client, epoch: 1) }
-            let created = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
-                                           client: "a").value.target!
+            let created = try introduceTwoClientsAndCreateFile(in: store)
             func upload(_ text: String) -> String {
                 let path = store.newUploadPath()
                 FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
@@ -144,6 +140,13 @@ struct RequestPathTests {
         #expect(sync.fsyncsStarted >= 1 && sync.fsyncsStarted <= callers)
         print("group commit: \(callers) concurrent callers, \(sync.fsyncsStarted) fsyncs")
     }
+}
+
+/// Clients "a" and "b" introduced, and a file "f" in the root created by "a".
+func introduceTwoClientsAndCreateFile(in store: VolumeStore) throws -> FileStatus {
+    for client in ["a", "b"] { _ = try store.introduce(client: client, epoch: 1) }
+    return try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                            client: "a").value.target!
 }
 
 /// A volume store in a temporary directory, removed afterwards.
