@@ -61,10 +61,15 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
             push: { [weak self] push, ack in
                 guard let self else { return ack() }
                 self.breakQueue.async {
-                    // Forget the promises, acknowledge, and only then tell the kernel: an entry
-                    // invalidation waits for the directory's lock, which a create of our own may
-                    // hold while it waits for another client's acknowledgement.
+                    // Forget the promises, drop the kernel's cached attributes (attribute-only: it
+                    // takes no lock a request holds), acknowledge, and only then tell the kernel
+                    // the rest: an entry invalidation waits for the directory's lock, which a
+                    // create of our own may hold while it waits for another client's
+                    // acknowledgement. So a stat after the writer's close returned sees the change.
                     let invalidations = self.receive(push)
+                    if let notifier = self.notifier {
+                        for case .inode(let inode, _) in invalidations { notifier.invalidateAttributes(inode) }
+                    }
                     ack()
                     self.kernelQueue.async { self.tellKernel(invalidations) }
                 }

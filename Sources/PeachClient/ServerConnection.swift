@@ -173,7 +173,8 @@ public final class ServerConnection: Sendable {
         do {
             reply = try send(.hello(Hello(clientID: clientID, epoch: epoch, design: design)), on: channel, handler: handler)
         } catch let error as FileSystemError where tls == nil && error.reason == RPCHandler.closedReason {
-            throw FileSystemError(EIO, "the server closed the connection at Hello (it may require TLS: --tls-cert, --tls-key, --tls-ca)")
+            // Also what a server that is going down does: worth a retry under a hard mount.
+            throw FileSystemError.unreachable(EIO, "the server closed the connection at Hello (it may require TLS: --tls-cert, --tls-key, --tls-ca)")
         }
         guard case .hello(let hello) = reply else { throw FileSystemError(EIO, "unexpected reply to Hello") }
         let lease = TimeAmount.milliseconds(Int64(hello.leaseMilliseconds))
@@ -372,7 +373,9 @@ public final class ServerConnection: Sendable {
             channel.writeAndFlush(frame, promise: nil)
         }
         // Hello gets a short timeout: a server that accepts but never answers fails a mount fast.
-        let limit = request.opcode == .hello ? .now() + helloTimeout : deadline ?? .now() + callTimeout
+        var helloLimit = helloTimeout
+        if case .soft(let soft) = retry { helloLimit = min(helloLimit, soft) }
+        let limit = request.opcode == .hello ? .now() + helloLimit : deadline ?? .now() + callTimeout
         let timeout = channel.eventLoop.scheduleTask(deadline: limit) {
             // Forget the call, so late data frames for it are not written anywhere, and drop a
             // connection whose server does not answer (an upload blocked on it then fails too).
