@@ -174,7 +174,7 @@ struct SyncCrashTests {
         try files.makeDirectory("/d")
         for i in 0..<20 { try files.writeFile("/d/f\(i)", "content \(i)") }
         try files.rename("/d/f0", "/d/renamed")
-        // The client goes first: one whose server died waits out its call timeout (issue 9).
+        // The client goes first, so that its unmount-time work reaches the server before the kill.
         client.shutdown()
         server.kill()
         try server.start()
