@@ -12,10 +12,13 @@ final class ClientRegistry: Sendable {
 
     private let connections = NIOLockedValueBox([String: Entry]())
     private let nextID = NIOLockedValueBox<UInt64>(0)
-    private let lastContacts = NIOLockedValueBox([String: NIODeadline]())
+    /// Last contacts of clients no longer connected, and the latest contact among those evicted
+    /// to keep the table bounded (a peer can make up client ids).
+    private let lastContacts = NIOLockedValueBox<(table: [String: NIODeadline], evictedUpTo: NIODeadline)>(([:], .uptimeNanoseconds(0)))
     /// A client the server has not heard from since it started may have heard from the server's
     /// previous run just before: its lease is counted from this start.
     private let startedAt = NIODeadline.now()
+    static let maximumRemembered = 4096
 
     func newConnectionID() -> UInt64 {
         nextID.withLockedValue { $0 += 1; return $0 }
@@ -31,19 +34,24 @@ final class ClientRegistry: Sendable {
         connections.withLockedValue { table in
             if table[client]?.connectionID == connectionID { table[client] = nil }
         }
-        lastContacts.withLockedValue { table in
-            table[client] = max(table[client] ?? lastContact, lastContact)
-            // Bounded: entries older than any lease are of no use.
-            if table.count > 4096 {
-                let horizon = NIODeadline.now() - .hours(1)
-                table = table.filter { $0.value > horizon }
-            }
+        lastContacts.withLockedValue { contacts in
+            contacts.table[client] = max(contacts.table[client] ?? lastContact, lastContact)
+            guard contacts.table.count > Self.maximumRemembered else { return }
+            // Forget the older half. A forgotten client counts as last heard at the latest of
+            // them: later than the truth, so its lease is never cut short.
+            let sorted = contacts.table.sorted { $0.value < $1.value }
+            let evicted = sorted.prefix(sorted.count / 2)
+            contacts.evictedUpTo = max(contacts.evictedUpTo, evicted.last!.value)
+            for (id, _) in evicted { contacts.table[id] = nil }
         }
     }
 
-    /// When the server last heard from a client that is not connected.
+    /// Departed clients remembered now (tests).
+    var rememberedCount: Int { lastContacts.withLockedValue { $0.table.count } }
+
+    /// When the server last heard from a client that is not connected (at worst, later).
     func lastContact(of client: String) -> NIODeadline {
-        lastContacts.withLockedValue { $0[client] } ?? startedAt
+        lastContacts.withLockedValue { $0.table[client] ?? max(startedAt, $0.evictedUpTo) }
     }
 
     func connection(for client: String) -> NIOLoopBound<ConnectionHandler>? {

@@ -1,4 +1,5 @@
 import Foundation
+import NIOCore
 import PeachProtocol
 @testable import PeachServer
 import PeachTesting
@@ -50,5 +51,21 @@ struct ReplayTests {
             _ = try store.introduce(client: "a", epoch: 2)
             #expect(throws: StatusCode.exists) { try processor.process(create, for: numbered(1)) }
         }
+    }
+}
+
+@Suite("Last contacts of departed clients")
+struct LastContactTests {
+    @Test("the table stays bounded when clients keep coming, and a forgotten client's lease is never cut short")
+    func boundedAndConservative() {
+        let registry = ClientRegistry()
+        let start = NIODeadline.now()
+        for i in 0..<10_000 {
+            registry.unregister("client-\(i)", connectionID: 0, lastContact: start + .milliseconds(Int64(i)))
+        }
+        #expect(registry.rememberedCount <= ClientRegistry.maximumRemembered)
+        // client-0 was forgotten: it counts as heard from no earlier than it really was.
+        #expect(registry.lastContact(of: "client-0") >= start)
+        #expect(registry.lastContact(of: "client-9999") == start + .milliseconds(9999))
     }
 }
