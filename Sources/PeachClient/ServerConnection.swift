@@ -159,8 +159,10 @@ public final class ServerConnection: Sendable {
                 }
                 .connect(host: address.host, port: address.port).wait()
         } catch {
-            if TLSFailure.describe(error) != nil { throw FileSystemError(EIO, "cannot reach the file server at \(address): \(Self.explain(error))") }
-            throw FileSystemError.unreachable(EIO, "cannot reach the file server at \(address): \(Self.explain(error))")
+            var failure = FileSystemError(EIO, "cannot reach the file server at \(address): \(Self.explain(error))")
+            // A refused certificate is an answer; anything else may pass (a retry can help).
+            failure.serverUnreachable = TLSFailure.describe(error) == nil
+            throw failure
         }
         let handler = try channel.eventLoop.submit {
             NIOLoopBound(try channel.pipeline.syncOperations.handler(type: RPCHandler.self), eventLoop: channel.eventLoop)

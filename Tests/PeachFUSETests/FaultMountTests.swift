@@ -283,6 +283,11 @@ struct ServerAwayMountTests {
             let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
             let copy = try ChildProcess(["cp", "-a", source, mount.path + "/copy"], outputFD: fd)
             close(fd)
+            // Whatever fails below, cp does not outlive the test.
+            defer {
+                copy.signal(SIGKILL)
+                copy.wait()
+            }
             usleep(300_000)
             #expect(copy.isRunning, "the server must die during the copy")
             cluster.killServer()
