@@ -21,7 +21,7 @@ extension AFSCacheManager {
             // A copy left dirty by a failed store: stored now if the server still has the version
             // it was based on, else kept aside as a conflict and the server's version fetched.
             do { try store(vnode, fd: nil) } catch {
-                logger.debug("a leftover dirty copy could not be stored yet", metadata: ["fid": "\(vnode.fid)", "error": "\(error)"])
+                core.logger.debug("a leftover dirty copy could not be stored yet", metadata: ["fid": "\(vnode.fid)", "error": "\(error)"])
             }
         }
         let truncate = flags & O_TRUNC != 0
@@ -69,7 +69,7 @@ extension AFSCacheManager {
             return (fd, keep)
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
-        let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: !fetched))
+        let handle = core.handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: !fetched))
         return OpenReply(handle: handle, keepCache: keepCache, flags: flags)
     }
 
@@ -102,7 +102,7 @@ extension AFSCacheManager {
         let received: UInt64
         do {
             defer { Glibc.close(fd) }
-            (status, expiry, received) = try connection.fetchData(vnode.fid, into: fd)
+            (status, expiry, received) = try core.connection.fetchData(vnode.fid, into: fd)
         } catch {
             Glibc.unlink(temporary)
             throw error
@@ -146,7 +146,7 @@ extension AFSCacheManager {
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let file = try handles.get(handle)
+        let file = try core.handles.get(handle)
         let n = pread(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
         guard n >= 0 else { throw FileSystemError(errno, "reading the cached copy") }
         statistics.update {
@@ -158,7 +158,7 @@ extension AFSCacheManager {
     }
 
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
-        let file = try handles.get(handle)
+        let file = try core.handles.get(handle)
         if let size = lock.withLock({ file.vnode.dirty ? nil : file.vnode.status.size }) {
             markDirty(file.vnode, size: size)  // in the index before the data
         }
@@ -175,7 +175,7 @@ extension AFSCacheManager {
     }
 
     public func flush(handle: UInt64) throws {
-        let file = try handles.get(handle)
+        let file = try core.handles.get(handle)
         if lock.withLock({ file.vnode.dirty && !file.vnode.removed }) { try store(file.vnode, fd: file.fd) }
     }
 
@@ -184,7 +184,7 @@ extension AFSCacheManager {
     }
 
     public func release(handle: UInt64) {
-        guard let file = handles.remove(handle) else { return }
+        guard let file = core.handles.remove(handle) else { return }
         Glibc.close(file.fd)
         let removed = lock.withLock {
             let vnode = file.vnode
@@ -228,7 +228,7 @@ extension AFSCacheManager {
             let expiry: UInt64
             do {
                 (status, expiry) = try Caller.unlessNamed(owner) {
-                    try connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending,
+                    try core.connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending,
                                              baseVersion: leftover ? entry.dataVersion : nil)
                 }
             } catch let error as FileSystemError where leftover && (error.serverCode == .versionConflict || error.serverCode == .stale) {
@@ -249,10 +249,9 @@ extension AFSCacheManager {
                 return stillDirty
             }
             disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, stillDirty: stillDirty)
-            // The server set a new ctime: the kernel's cached attributes are stale. Not from this
-            // thread, which may be serving a request on the same inode.
+            // The server set a new ctime: the kernel's cached attributes are stale.
             let inode = vnode.inode
-            kernelQueue.async { self.notifier?.invalidateAttributes(inode) }
+            core.tellKernelLater { $0.invalidateAttributes(inode) }
             statistics.update {
                 $0.stores += 1
                 $0.storedBytes += size
@@ -270,7 +269,7 @@ extension AFSCacheManager {
             $0.conflicts = disk.conflicts.list().count
             $0.cacheBytes = disk.totalBytes
         }
-        logger.warning("a dirty copy was not stored: \(reason) on the server since the copy was taken; it is kept as a conflict (peach fs conflicts)",
+        core.logger.warning("a dirty copy was not stored: \(reason) on the server since the copy was taken; it is kept as a conflict (peach fs conflicts)",
                        metadata: ["fid": "\(fid)", "path": "\(conflict.path ?? "unknown")", "kept": "\(conflict.file)"])
         guard let vnode else { return }
         lock.withLock {
@@ -281,6 +280,6 @@ extension AFSCacheManager {
             vnode.kernelVersion = nil
         }
         let inode = vnode.inode
-        kernelQueue.async { self.notifier?.invalidateInode(inode) }
+        core.tellKernelLater { $0.invalidateInode(inode) }
     }
 }

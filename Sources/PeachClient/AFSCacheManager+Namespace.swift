@@ -3,8 +3,6 @@ import NIOConcurrencyHelpers
 import NIOCore
 import PeachProtocol
 
-extension AFSCacheManager: NamespaceClient {}
-
 /// Directories cached whole under callbacks; namespace changes synchronous at the server, the
 /// cached listing updated from the reply.
 extension AFSCacheManager {
@@ -21,7 +19,7 @@ extension AFSCacheManager {
             guard lock.withLock({ directory.isDirectory }) else { throw FileSystemError.notDirectory }
             let stamp = lock.withLock { breakStamp(inode) }
             let bytes = NIOLockedValueBox(ByteBuffer())
-            let (status, expiry) = try connection.fetchData(directory.fid, sink: { chunk in
+            let (status, expiry) = try core.connection.fetchData(directory.fid, sink: { chunk in
                 var chunk = chunk
                 bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
             }, reset: { bytes.withLockedValue { $0.clear() } })
@@ -92,14 +90,7 @@ extension AFSCacheManager {
             return (fids, fids.map { breakStamp($0.vnode) })
         }
         guard let request else { return }
-        guard case .bulkStatus(let results, let expiry) = try connection.call(.bulkStatus(request.fids)) else {
-            throw FileSystemError(EIO, "unexpected reply")
-        }
-        lock.withLock {
-            for (index, result) in results.enumerated() where index < request.stamps.count {
-                if case .status(let status) = result { install(status, expiry: expiry, stamp: request.stamps[index]) }
-            }
-        }
+        try bulkStatus(request.fids, stamps: request.stamps)
     }
 
     public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
@@ -108,7 +99,7 @@ extension AFSCacheManager {
             try prefetchStatuses(of: Array(listing.values))
         } catch {
             // Only a prefetch: each lookup asks for what is missing.
-            logger.debug("statuses not prefetched", metadata: ["error": "\(error)"])
+            core.logger.debug("statuses not prefetched", metadata: ["error": "\(error)"])
         }
         let parent = lock.withLock { directory.parent ?? inode }
         var result = [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
@@ -149,14 +140,19 @@ extension AFSCacheManager {
     func bulkStatus(_ missing: [FID]) throws {
         for start in stride(from: 0, to: missing.count, by: Self.bulkStatusBatch) {
             let batch = Array(missing[start..<min(missing.count, start + Self.bulkStatusBatch)])
-            let stamps = lock.withLock { batch.map { breakStamp($0.vnode) } }
-            guard case .bulkStatus(let results, let expiry) = try connection.call(.bulkStatus(batch)) else {
-                throw FileSystemError(EIO, "unexpected reply")
-            }
-            lock.withLock {
-                for (index, result) in results.enumerated() where index < stamps.count {
-                    if case .status(let status) = result { install(status, expiry: expiry, stamp: stamps[index]) }
-                }
+            try bulkStatus(batch, stamps: lock.withLock { batch.map { breakStamp($0.vnode) } })
+        }
+    }
+
+    /// One BulkStatus: each status is installed with its promise, unless a break for its FID came
+    /// after its stamp was taken.
+    private func bulkStatus(_ fids: [FID], stamps: [UInt64]) throws {
+        guard case .bulkStatus(let results, let expiry) = try core.connection.call(.bulkStatus(fids)) else {
+            throw FileSystemError.unexpectedReply
+        }
+        lock.withLock {
+            for (index, result) in results.enumerated() where index < stamps.count {
+                if case .status(let status) = result { install(status, expiry: expiry, stamp: stamps[index]) }
             }
         }
     }
@@ -168,7 +164,7 @@ extension AFSCacheManager {
         if let target = lock.withLock({ hasValidCallBack(link) ? link.symlinkTarget : nil }) { return target }
         let bytes = NIOLockedValueBox(ByteBuffer())
         let stamp = lock.withLock { breakStamp(inode) }
-        let (status, expiry) = try connection.fetchData(link.fid, sink: { chunk in
+        let (status, expiry) = try core.connection.fetchData(link.fid, sink: { chunk in
             var chunk = chunk
             bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
         }, reset: { bytes.withLockedValue { $0.clear() } })
@@ -183,35 +179,30 @@ extension AFSCacheManager {
 
     // MARK: Changes
 
-    /// Sends a namespace request and applies its reply: the directory's cached listing is updated
-    /// in place when the reply shows ours was the only change since it was fetched, and dropped
-    /// otherwise. Returns the reply.
+    /// A namespace change through the core's pipeline, stamped with the break counters of
+    /// `directories`. The commit updates each directory's cached listing in place (`edit`) when
+    /// the reply shows ours was the only change since it was fetched, and drops it otherwise.
     private func change(_ request: Request, directories: [Inode],
                         edit: (_ directory: Inode, _ listing: inout [String: DirectoryEntry], _ change: NamespaceChange) -> Void) throws -> NamespaceChange {
-        let stamps = lock.withLock { directories.map { breakStamp($0) } }
-        guard case .namespace(let change, let expiry) = try connection.call(request) else {
-            throw FileSystemError(EIO, "unexpected reply")
-        }
-        lock.withLock {
-            var statuses = [change.directory]
-            if let other = change.otherDirectory, other.fid != change.directory.fid { statuses.append(other) }
-            for (index, status) in statuses.enumerated() {
-                let inode = status.fid.vnode
-                let stamp = stamps[min(index, stamps.count - 1)]
-                if let directory = vnodes[inode], var listing = directory.listing,
-                   hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
-                    edit(inode, &listing, change)
-                    directory.listing = listing
-                    directory.listingVersion = status.dataVersion
+        try core.change(request, stamp: { lock.withLock { directories.map { breakStamp($0) } } }) { change, expiry, stamps in
+            lock.withLock {
+                for (index, status) in change.changedDirectories.enumerated() {
+                    let inode = status.fid.vnode
+                    let stamp = stamps[min(index, stamps.count - 1)]
+                    if let directory = vnodes[inode], var listing = directory.listing,
+                       hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
+                        edit(inode, &listing, change)
+                        directory.listing = listing
+                        directory.listingVersion = status.dataVersion
+                    }
+                    install(status, expiry: expiry, stamp: stamp)
                 }
-                install(status, expiry: expiry, stamp: stamp)
-            }
-            // A link count of 0: the object was removed; nothing to cache.
-            if let target = change.target, target.linkCount > 0 {
-                install(target, expiry: expiry, stamp: breakStamp(target.fid.vnode))
+                // A link count of 0: the object was removed; nothing to cache.
+                if let target = change.target, target.linkCount > 0 {
+                    install(target, expiry: expiry, stamp: breakStamp(target.fid.vnode))
+                }
             }
         }
-        return change
     }
 
     private func newEntry(_ change: NamespaceChange, parent: Inode, name: String) throws -> Entry {
@@ -249,7 +240,7 @@ extension AFSCacheManager {
             vnode.openCount += 1
             vnode.kernelVersion = dataVersion
         }
-        let handle = handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: true))
+        let handle = core.handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: true))
         return OpenReply(handle: handle, keepCache: false, flags: flags)
     }
 
@@ -373,9 +364,7 @@ extension AFSCacheManager {
             return attributes(vnode)
         }
         let stamp = lock.withLock { breakStamp(inode) }
-        guard case .status(let status, let expiry) = try connection.call(.storeStatus(vnode.fid, remote)) else {
-            throw FileSystemError(EIO, "unexpected reply")
-        }
+        let (status, expiry) = try core.storeStatus(vnode.fid, remote)
         lock.withLock { _ = install(status, expiry: expiry, stamp: stamp) }
         return attributes(vnode)
     }

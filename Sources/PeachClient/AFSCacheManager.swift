@@ -8,13 +8,11 @@ import PeachSecurity
 /// The AFS-style cache manager: whole files fetched on open and cached on local disk under
 /// callbacks, stored whole on close; directories cached whole under callbacks; namespace
 /// changes synchronous at the server. See docs/architecture.md.
-public final class AFSCacheManager: CacheManager, @unchecked Sendable {
-    public let statistics = ClientStatistics(mode: "afs")
-    let connection: ServerConnection
+public final class AFSCacheManager: CacheDesign, @unchecked Sendable {
+    let core: ClientCore<OpenFile>
     let disk: DiskCache
     /// `--offline-reads`.
     let offlineReads: Bool
-    let logger: Logger
 
     /// Guards `vnodes`, `referencedVnodes`, `breakCounts`, `breakGeneration` and every CachedVnode's fields.
     let lock = NIOLock()
@@ -26,18 +24,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     /// Vnodes with at least one kernel reference (FUSE lookup count above 0).
     var referencedVnodes = 0
 
-    let handles = HandleTable<OpenFile>()
-    let kernel = KernelNotifierBox()
     /// Callback breaks are handled here, off the connection's event loop and off FUSE threads.
     let breakQueue = DispatchQueue(label: "peach.afs.callbacks")
-    /// Kernel invalidations go out from here: they may block on kernel locks, so they never
-    /// delay an acknowledgement.
-    let kernelQueue = DispatchQueue(label: "peach.afs.kernel")
 
     /// Promises this close to expiry are not trusted.
     static let expiryMargin: UInt64 = 5
-    /// How long an unmount waits for the server.
-    static let shutdownGrace = TimeAmount.milliseconds(1500)
     /// The longest the kernel may cache attributes and names on our word.
     static let maximumKernelTimeout: Double = 3600
 
@@ -50,11 +41,10 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         self.offlineReads = offlineReads
         disk = try DiskCache(directory: cacheDirectory, sizeLimit: cacheSize)
         let (clientID, epoch) = try disk.identity()
-        connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, statistics: statistics, tls: tls, retry: retry,
-                                      readsGiveUpWhenAway: offlineReads)
-        self.logger = logger
+        core = ClientCore(design: .afs, server: server, clientID: clientID, epoch: epoch, tls: tls, retry: retry,
+                          readsGiveUpWhenAway: offlineReads, logger: logger)
         statistics.update { $0.cacheBytes = disk.totalBytes }
-        connection.setHandlers(
+        core.connection.setHandlers(
             hello: { [weak self] reply, isReconnect in
                 if isReconnect || reply.callBacksLost { self?.dropAllPromises() }
             },
@@ -71,7 +61,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
                         for case .inode(let inode, _) in invalidations { notifier.invalidateAttributes(inode) }
                     }
                     ack()
-                    self.kernelQueue.async { self.tellKernel(invalidations) }
+                    self.tellKernelLater(invalidations)
                 }
             },
             closed: { [weak self] in
@@ -81,25 +71,21 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     }
 
     public func start() throws {
-        try connection.connect()
-        let root = try fetchStatus(FID.root)
-        lock.withLock { root.parent = root.inode }
+        try core.start {
+            let root = try fetchStatus(FID.root)
+            lock.withLock { root.parent = root.inode }
+        }
         statistics.update { $0.conflicts = disk.conflicts.list().count }
         storeLeftoverDirtyFiles()
     }
 
+    /// What cannot be stored within the grace stays dirty in the cache, for the next start.
     public func shutdown() {
-        // A server that is away may not hold the unmount up: what cannot be stored by then stays
-        // dirty in the cache, for the next start.
-        connection.beginShutdown(within: Self.shutdownGrace)
-        for vnode in lock.withLock({ vnodes.values.filter { $0.dirty } }) {
-            do { try store(vnode, fd: nil) } catch {
-                logger.error("could not store a dirty file at unmount; it stays in the cache", metadata: ["fid": "\(vnode.fid)", "error": "\(error)"])
-            }
+        core.shutdown(storing: lock.withLock { vnodes.values.filter { $0.dirty } }, fid: \.fid,
+                      store: { try store($0, fd: nil) }, unsaved: "it stays in the cache for the next start") {
+            let promised = lock.withLock { vnodes.values.filter { $0.callBackExpiry > 0 }.map(\.fid) }
+            if !promised.isEmpty { _ = try? core.connection.call(.giveUpCallBacks(promised)) }
         }
-        let promised = lock.withLock { vnodes.values.filter { $0.callBackExpiry > 0 }.map(\.fid) }
-        if !promised.isEmpty { _ = try? connection.call(.giveUpCallBacks(promised)) }
-        connection.close()
         disk.releaseDirectory()
     }
 
@@ -121,7 +107,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
                 }
                 try store(vnode, fd: nil)
             } catch {
-                logger.warning("a dirty file from an earlier run could not be stored", metadata: ["fid": "\(entry.fid)", "error": "\(error)"])
+                core.logger.warning("a dirty file from an earlier run could not be stored", metadata: ["fid": "\(entry.fid)", "error": "\(error)"])
             }
         }
     }
@@ -140,11 +126,11 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
 
     /// A promise from the server that holds now. Caller holds `lock`.
     func hasLivePromise(_ vnode: CachedVnode) -> Bool {
-        vnode.callBackExpiry > Self.now() + Self.expiryMargin && connection.leaseIsValid()
+        vnode.callBackExpiry > Self.now() + Self.expiryMargin && core.connection.leaseIsValid()
     }
 
     /// `--offline-reads`, and the server is away: cached files are served read-only, possibly stale.
-    var servingOffline: Bool { offlineReads && connection.serverIsAway }
+    var servingOffline: Bool { offlineReads && core.connection.serverIsAway }
 
     /// Runs `body`; if it failed for want of the server and the mount now serves offline, runs
     /// it again, from the cache.
@@ -233,7 +219,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
                 return kernelInvalidation(for: vnode)
             }
         }
-        kernelQueue.async { self.tellKernel(invalidations) }
+        tellKernelLater(invalidations)
     }
 
     /// What the kernel must forget when a promise on `vnode` is broken.
@@ -254,15 +240,18 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         return .inode(vnode.inode, names: vnode.listing.map { Array($0.keys) } ?? [])
     }
 
-    func tellKernel(_ invalidations: [KernelInvalidation]) {
-        guard let notifier else { return }
-        for invalidation in invalidations {
-            switch invalidation {
-            case .inode(let inode, let names):
-                notifier.invalidateInode(inode)
-                for name in names { notifier.invalidateEntry(parent: inode, name: name) }
-            case .entry(let parent, let name):
-                notifier.invalidateEntry(parent: parent, name: name)
+    /// Sends `invalidations` to the kernel from the core's kernel queue.
+    func tellKernelLater(_ invalidations: [KernelInvalidation]) {
+        guard !invalidations.isEmpty else { return }
+        core.tellKernelLater { notifier in
+            for invalidation in invalidations {
+                switch invalidation {
+                case .inode(let inode, let names):
+                    notifier.invalidateInode(inode)
+                    for name in names { notifier.invalidateEntry(parent: inode, name: name) }
+                case .entry(let parent, let name):
+                    notifier.invalidateEntry(parent: parent, name: name)
+                }
             }
         }
     }
@@ -278,9 +267,7 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
     @discardableResult
     func fetchStatus(_ fid: FID) throws -> CachedVnode {
         let stamp = lock.withLock { breakStamp(fid.vnode) }
-        guard case .status(let status, let expiry) = try connection.call(.fetchStatus(fid)) else {
-            throw FileSystemError(EIO, "unexpected reply")
-        }
+        let (status, expiry) = try core.fetchStatus(fid)
         return lock.withLock { install(status, expiry: expiry, stamp: stamp) }
     }
 
@@ -374,13 +361,6 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
         }
     }
 
-    public func volumeStatus() throws -> VolumeStatus {
-        guard case .volumeStatus(let status) = try connection.call(.getVolumeStatus) else {
-            throw FileSystemError(EIO, "unexpected reply")
-        }
-        return status
-    }
-
     // MARK: Control
 
     public func callBacks() -> [CallBackInfo] {
@@ -421,7 +401,6 @@ public final class AFSCacheManager: CacheManager, @unchecked Sendable {
             disk.remove(vnode.fid)
         }
         statistics.update { $0.cacheBytes = disk.totalBytes }
-        // Not from this thread: it is serving a request on the same inode.
-        kernelQueue.async { self.notifier?.invalidateInode(inode) }
+        core.tellKernelLater { $0.invalidateInode(inode) }
     }
 }

@@ -1,6 +1,6 @@
 import Foundation
-import NIOConcurrencyHelpers
 import PeachProtocol
+import Synchronization
 
 /// A cache manager's counters. The keys of `Snapshot` are a contract (docs/architecture.md):
 /// both client designs fill them with the same meaning.
@@ -69,24 +69,24 @@ public final class ClientStatistics: Sendable {
         }
     }
 
-    private let state: NIOLockedValueBox<Snapshot>
+    private let state: Mutex<Snapshot>
 
     public init(mode: String) {
-        state = NIOLockedValueBox(Snapshot(mode: mode))
+        state = Mutex(Snapshot(mode: mode))
     }
 
     public func update(_ body: (inout Snapshot) -> Void) {
-        state.withLockedValue { body(&$0) }
+        state.withLock { body(&$0) }
     }
 
     func countRequest(_ opcode: Opcode) {
-        state.withLockedValue {
+        state.withLock {
             $0.serverRequests += 1
             $0.rpcs[opcode.name, default: 0] += 1
         }
     }
 
-    public func snapshot() -> Snapshot { state.withLockedValue { $0 } }
+    public func snapshot() -> Snapshot { state.withLock { $0 } }
 
     public func json() -> String {
         let encoder = JSONEncoder()

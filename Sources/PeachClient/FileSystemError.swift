@@ -37,6 +37,8 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
     public static let badHandle = FileSystemError(EBADF)
     public static let stale = FileSystemError(ESTALE)
     public static let nameTooLong = FileSystemError(ENAMETOOLONG)
+    /// The server answered a request with a reply of another kind.
+    static let unexpectedReply = FileSystemError(EIO, "unexpected reply")
 
     /// The one place protocol status codes become errno values.
     public init(_ code: StatusCode) {

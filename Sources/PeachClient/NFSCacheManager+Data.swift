@@ -25,11 +25,11 @@ extension NFSCacheManager {
             return keep
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
-        return OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: keepCache, flags: flags)
+        return OpenReply(handle: core.handles.insert(NFSOpenFile(node: node)), keepCache: keepCache, flags: flags)
     }
 
     public func release(handle: UInt64) {
-        guard let file = handles.remove(handle) else { return }
+        guard let file = core.handles.remove(handle) else { return }
         lock.withLock {
             let node = file.node
             node.openCount -= 1
@@ -45,7 +45,7 @@ extension NFSCacheManager {
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let node = try handles.get(handle).node
+        let node = try core.handles.get(handle).node
         // An expired attribute cache is revalidated before cached blocks are trusted again.
         try revalidate(node)
         let size = lock.withLock { node.status.size }
@@ -94,8 +94,8 @@ extension NFSCacheManager {
 
     /// READ of one block, cached as clean.
     private func readBlock(_ node: NFSNode, index: UInt64) throws -> [UInt8] {
-        let reply = try connection.call(.read(node.fid, offset: index * UInt64(blockSize), count: UInt32(blockSize)))
-        guard case .read(let status, let data) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        let reply = try core.connection.call(.read(node.fid, offset: index * UInt64(blockSize), count: UInt32(blockSize)))
+        guard case .read(let status, let data) = reply else { throw FileSystemError.unexpectedReply }
         statistics.update {
             $0.fetches += 1
             $0.fetchedBytes += UInt64(data.count)
@@ -115,7 +115,7 @@ extension NFSCacheManager {
     }
 
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
-        let node = try handles.get(handle).node
+        let node = try core.handles.get(handle).node
         var position = offset
         let end = offset + UInt64(buffer.count)
         while position < end {
@@ -189,7 +189,7 @@ extension NFSCacheManager {
     }
 
     public func flush(handle: UInt64) throws {
-        let node = try handles.get(handle).node
+        let node = try core.handles.get(handle).node
         if lock.withLock({ node.isDirty }) { try writeBack(node, commit: true) }
     }
 
@@ -212,8 +212,8 @@ extension NFSCacheManager {
         for (index, block) in dirty where block.dirtyEnd > block.dirtyStart {
             let slice = Array(block.data[block.dirtyStart..<block.dirtyEnd])
             let offset = index * UInt64(blockSize) + UInt64(block.dirtyStart)
-            let reply = try connection.call(.write(node.fid, offset: offset, data: slice))
-            guard case .write(let before, let status) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+            let reply = try core.connection.call(.write(node.fid, offset: offset, data: slice))
+            guard case .write(let before, let status) = reply else { throw FileSystemError.unexpectedReply }
             statistics.update {
                 $0.stores += 1
                 $0.storedBytes += UInt64(slice.count)
@@ -234,7 +234,7 @@ extension NFSCacheManager {
             }
         }
         if commit {
-            guard case .status(let status, _) = try connection.call(.commit(node.fid)) else { throw FileSystemError(EIO, "unexpected reply") }
+            guard case .status(let status, _) = try core.connection.call(.commit(node.fid)) else { throw FileSystemError.unexpectedReply }
             lock.withLock { _ = apply(status) }
         }
     }

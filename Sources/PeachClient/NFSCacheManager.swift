@@ -8,49 +8,37 @@ import PeachSecurity
 /// timeouts, GETATTR on every open (close-to-open), READ of missing blocks and WRITE of dirty
 /// blocks on close and fsync, against the server's stateless procedures. No callbacks: what it
 /// caches may be stale until its timeouts run out, as with the real NFS client.
-public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
-    public let statistics = ClientStatistics(mode: "nfs")
+public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
+    let core: ClientCore<NFSOpenFile>
     public let options: NFSOptions
-    let connection: ServerConnection
-    let logger: Logger
 
     /// Guards `nodes`, `blocks` and every NFSNode's fields.
     let lock = NIOLock()
     var nodes: [Inode: NFSNode] = [:]
     var blocks: LRUCache<BlockKey, [UInt8]>
-    let handles = HandleTable<NFSOpenFile>()
-    let kernel = KernelNotifierBox()
-    /// Kernel invalidations go out from here, never from a thread serving a request.
-    let invalidationQueue = DispatchQueue(label: "peach.nfs.invalidations")
 
     /// - Parameter retry: what a request does when the server is away (a mount: hard or soft).
     public init(server: ServerAddress, options: NFSOptions, tls: ClientTLS? = nil, retry: ServerConnection.RetryPolicy = .failFast,
                 logger: Logger = Logger(label: "peach.nfs")) {
         self.options = options
-        self.logger = logger
         blocks = LRUCache(capacity: Int(clamping: options.cacheSize))
         // No state on the server: a fresh identity each mount, only to introduce the connection.
-        connection = ServerConnection(address: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, design: .nfs,
-                                      statistics: statistics,
-                                      tls: tls, retry: retry)
-        connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
+        core = ClientCore(design: .nfs, server: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, tls: tls, retry: retry,
+                          logger: logger)
+        core.connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
 
     public func start() throws {
-        try connection.connect()
-        let root = try getAttr(FID.root)
-        lock.withLock { root.parent = root.inode }
+        try core.start {
+            let root = try getAttr(FID.root)
+            lock.withLock { root.parent = root.inode }
+        }
     }
 
+    /// Dirty blocks that cannot be written within the grace are lost, as with an NFS soft mount.
     public func shutdown() {
-        // As in AFS mode: the unmount does not wait for a server that is away.
-        connection.beginShutdown(within: .milliseconds(1500))
-        for node in lock.withLock({ nodes.values.filter { $0.isDirty && !$0.removed } }) {
-            do { try writeBack(node, commit: true) } catch {
-                logger.error("dirty blocks could not be written at unmount", metadata: ["fid": "\(node.fid)", "error": "\(error)"])
-            }
-        }
-        connection.close()
+        core.shutdown(storing: lock.withLock { nodes.values.filter { $0.isDirty && !$0.removed } }, fid: \.fid,
+                      store: { try writeBack($0, commit: true) }, unsaved: "its unwritten blocks are lost")
     }
 
     // MARK: Attribute cache
@@ -135,8 +123,7 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
         let inode = node.inode
         notifier?.invalidateAttributes(inode)
         guard hadKernelPages else { return }
-        invalidationQueue.async { [weak self] in
-            guard let notifier = self?.notifier else { return }
+        core.tellKernelLater { notifier in
             notifier.invalidateInode(inode)
             for name in names { notifier.invalidateEntry(parent: inode, name: name) }
         }
@@ -145,15 +132,13 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
     /// GETATTR, always.
     @discardableResult
     func getAttr(_ fid: FID) throws -> NFSNode {
-        let reply: Reply
         do {
-            reply = try connection.call(.fetchStatus(fid))
+            let (status, _) = try core.fetchStatus(fid)
+            return lock.withLock { apply(status) }
         } catch let error as FileSystemError where error.errno == ESTALE {
             forgetName(of: fid)
             throw error
         }
-        guard case .status(let status, _) = reply else { throw FileSystemError(EIO, "unexpected reply") }
-        return lock.withLock { apply(status) }
     }
 
     /// `fid` is gone from the server (replaced by a rename, or removed, by another client): the
@@ -169,7 +154,7 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
             return (parent, name)
         }
         guard let (parent, name) = entry else { return }
-        invalidationQueue.async { [weak self] in self?.notifier?.invalidateEntry(parent: parent, name: name) }
+        core.tellKernelLater { $0.invalidateEntry(parent: parent, name: name) }
     }
 
     /// The node with attributes no older than its timeout, asking the server if they are.
@@ -213,11 +198,6 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
         }
     }
 
-    public func volumeStatus() throws -> VolumeStatus {
-        guard case .volumeStatus(let status) = try connection.call(.getVolumeStatus) else { throw FileSystemError(EIO, "unexpected reply") }
-        return status
-    }
-
     public func callBacks() -> [CallBackInfo] { [] }
 
     /// Dirty blocks live in memory only, as with NFS: nothing outlives the process to conflict.
@@ -254,12 +234,12 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
         }
         let reply: Reply
         do {
-            reply = try connection.call(.lookup(directory: directory.fid, name: name))
+            reply = try core.connection.call(.lookup(directory: directory.fid, name: name))
         } catch let error as FileSystemError where error.errno == ENOENT {
             lock.withLock { directory.names[name] = .some(nil) }
             throw error
         }
-        guard case .lookup(let dirStatus, let object) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        guard case .lookup(let dirStatus, let object) = reply else { throw FileSystemError.unexpectedReply }
         let child = lock.withLock { () -> NFSNode in
             apply(dirStatus)
             let child = apply(object)
@@ -287,8 +267,8 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
             var entries: [DirectoryEntry] = []
             var status: FileStatus?
             while true {
-                let reply = try connection.call(.readDir(directory.fid, cookie: UInt32(entries.count), count: 512))
-                guard case .readDir(let dirStatus, let page, let end) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+                let reply = try core.connection.call(.readDir(directory.fid, cookie: UInt32(entries.count), count: 512))
+                guard case .readDir(let dirStatus, let page, let end) = reply else { throw FileSystemError.unexpectedReply }
                 entries += page
                 status = dirStatus
                 if end || page.isEmpty { break }
@@ -310,8 +290,8 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
         let link = try node(inode)
         try revalidate(link)
         if let target = lock.withLock({ link.symlinkTarget }) { return target }
-        guard case .readlink(let status, let target) = try connection.call(.readlink(link.fid)) else {
-            throw FileSystemError(EIO, "unexpected reply")
+        guard case .readlink(let status, let target) = try core.connection.call(.readlink(link.fid)) else {
+            throw FileSystemError.unexpectedReply
         }
         lock.withLock {
             apply(status)
@@ -322,23 +302,22 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
 
     // MARK: Namespace changes
 
-    /// Sends a namespace procedure and applies its reply: our own change to the directory keeps
-    /// its cached names (updated by `edit`), any other change drops them.
+    /// A namespace procedure through the core's pipeline (no stamp: no promise to guard). The
+    /// commit keeps a directory's cached names (updated by `edit`) when ours was its only change,
+    /// and drops them on any other.
     func change(_ request: Request, edit: (_ directory: NFSNode, _ change: NamespaceChange) -> Void = { _, _ in }) throws -> NamespaceChange {
-        guard case .namespace(let change, _) = try connection.call(request) else { throw FileSystemError(EIO, "unexpected reply") }
-        lock.withLock {
-            var directories = [change.directory]
-            if let other = change.otherDirectory, other.fid != change.directory.fid { directories.append(other) }
-            for status in directories {
-                let known = nodes[status.fid.vnode]
-                let ownChange = known.map { $0.status.dataVersion + 1 == status.dataVersion ? $0.status.dataVersion : nil } ?? nil
-                let directory = apply(status, ownChangeFrom: ownChange)
-                directory.listing = nil
-                edit(directory, change)
+        try core.change(request, stamp: {}) { change, _, _ in
+            lock.withLock {
+                for status in change.changedDirectories {
+                    let known = nodes[status.fid.vnode]
+                    let ownChange = known.map { $0.status.dataVersion + 1 == status.dataVersion ? $0.status.dataVersion : nil } ?? nil
+                    let directory = apply(status, ownChangeFrom: ownChange)
+                    directory.listing = nil
+                    edit(directory, change)
+                }
+                if let target = change.target, target.linkCount > 0 { apply(target) }
             }
-            if let target = change.target, target.linkCount > 0 { apply(target) }
         }
-        return change
     }
 
     func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry {
@@ -363,7 +342,7 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
             node.openCount += 1
             node.kernelVersion = node.status.dataVersion
         }
-        return OpenReply(handle: handles.insert(NFSOpenFile(node: node)), keepCache: false, flags: flags)
+        return OpenReply(handle: core.handles.insert(NFSOpenFile(node: node)), keepCache: false, flags: flags)
     }
 
     public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {
@@ -426,9 +405,7 @@ public final class NFSCacheManager: NamespaceClient, @unchecked Sendable {
         let node = try node(inode)
         if lock.withLock({ node.removed }) { return setRemovedFileAttributes(node, changes) }
         if changes.size != nil, lock.withLock({ node.isDirty }) { try writeBack(node, commit: false) }
-        guard case .status(let status, _) = try connection.call(.storeStatus(node.fid, changes)) else {
-            throw FileSystemError(EIO, "unexpected reply")
-        }
+        let (status, _) = try core.storeStatus(node.fid, changes)
         lock.withLock {
             if changes.size != nil { dropCachedData(node) }
             apply(status, ownChangeFrom: node.status.dataVersion)

@@ -1,25 +1,31 @@
 import Glibc
-import NIOConcurrencyHelpers
 import PeachProtocol
 
-/// What both client designs do the same way: hold the kernel notifier, build a create request for
-/// the calling process, send it, and for a create without O_EXCL that lost a race, open what is
-/// there, as open(2) does. Each design supplies how it sends a change and records the reply
-/// (`createdEntry`), and how it opens a file it has just created, empty (`openCreated`).
-protocol NamespaceClient: CacheManager {
-    var kernel: KernelNotifierBox { get }
+/// A client design as the core (`ClientCore`) sees it: the design holds what it caches and how
+/// it trusts it; the core, everything else. The operations both designs do the same way live here,
+/// once: kernel notifier and statistics, volume status, and the create path (build the request
+/// for the calling process, send it, and for a create without O_EXCL that lost a race, open what
+/// is there, as open(2) does).
+protocol CacheDesign: CacheManager {
+    associatedtype OpenHandle: AnyObject & Sendable
+    var core: ClientCore<OpenHandle> { get }
     /// The FID the design knows `inode` by (ESTALE if it knows none).
     func fid(of inode: Inode) throws -> FID
-    /// Sends a CreateFile, MakeDir, Symlink or Link, records the reply, and returns the entry.
+    /// Sends a CreateFile, MakeDir, Symlink or Link through the core's change pipeline, records
+    /// the reply, and returns the entry.
     func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry
     /// Opens the file `entry` names, created empty by this client a moment ago: nothing to fetch.
     func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply
 }
 
-extension NamespaceClient {
-    public func setKernelNotifier(_ notifier: KernelNotifier?) { kernel.set(notifier) }
+extension CacheDesign {
+    public var statistics: ClientStatistics { core.statistics }
 
-    var notifier: KernelNotifier? { kernel.notifier }
+    public func setKernelNotifier(_ notifier: KernelNotifier?) { core.setNotifier(notifier) }
+
+    var notifier: KernelNotifier? { core.notifier }
+
+    public func volumeStatus() throws -> VolumeStatus { try core.volumeStatus() }
 
     func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
                        target: String = "", context: RequestContext) throws -> CreateRequest {
@@ -49,13 +55,4 @@ extension NamespaceClient {
     public func link(_ inode: Inode, newParent: Inode, newName: String) throws -> Entry {
         try createdEntry(.link(directory: try fid(of: newParent), name: newName, target: try fid(of: inode)), parent: newParent, name: newName)
     }
-}
-
-/// The kernel notifier a FUSE adapter installs (nil for in-process clients), for either design.
-final class KernelNotifierBox: Sendable {
-    private let box = NIOLockedValueBox<KernelNotifier?>(nil)
-
-    var notifier: KernelNotifier? { box.withLockedValue { $0 } }
-
-    func set(_ notifier: KernelNotifier?) { box.withLockedValue { $0 = notifier } }
 }
