@@ -27,7 +27,7 @@ OP = dict(hello=1, ping=2, fetchStatus=3, bulkStatus=4, fetchData=5, storeData=6
           giveUpCallBacks=15, getVolumeStatus=16, lookup=34, read=35, write=36, commit=37, readDir=38,
           readlink=46)
 REGULAR, DIRECTORY, SYMLINK, FIFO, SOCKET, CHAR_DEVICE, BLOCK_DEVICE = range(1, 8)
-PROTOCOL_VERSION = 4
+PROTOCOL_VERSION = 5
 AFS_DESIGN, NFS_DESIGN = 1, 2
 U64_MAX = (1 << 64) - 1
 
@@ -38,6 +38,9 @@ def u32(v): return struct.pack(">I", v)
 def u64(v): return struct.pack(">Q", v)
 def i64(v): return struct.pack(">q", v)
 def string(s): b = s.encode(); return u16(len(b)) + b
+WHOLE = (1 << 64) - 1  # a FetchData length: to the end
+
+
 def fid(vnode, volume=1, unique=1): return u32(volume) + u64(vnode) + u32(unique)
 def recent(n): return fid(n, volume=0xFFFFFFFF)
 def timespec(seconds=1_700_000_000, nanoseconds=0): return i64(seconds) + u32(nanoseconds)
@@ -147,8 +150,10 @@ def seeds():
            .request("storeData", recent(1) + u64(3) + timespec()
                     + store_status(mode=0o640, atime=b"\x02" + timespec(7))).data(b"abc")
            .request("storeData", recent(1) + u64(2) + timespec() + store_status(base=2)).data(b"de")
-           .request("fetchData", recent(1))
-           .request("fetchData", ROOT)
+           .request("fetchData", recent(1) + u64(0) + u64(WHOLE))
+           .request("fetchData", recent(1) + u64(1) + u64(1))
+           .request("fetchData", recent(1) + u64(1 << 63) + u64(WHOLE))
+           .request("fetchData", ROOT + u64(0) + u64(WHOLE))
            .request("bulkStatus", u32(3) + ROOT + recent(1) + fid(999))
            .request("storeStatus", set_attributes(recent(1), mode=0o600, uid=1000, gid=1000))
            .request("makeDir", create_message(HOME, "d", type=DIRECTORY, mode=0o755))

@@ -1,54 +1,73 @@
 import Dispatch
 import Glibc
-import NIOConcurrencyHelpers
 import NIOCore
+import Synchronization
 
-/// Writes a FetchData's chunks into the cache file on a queue of its own, never on the
-/// connection's event loop, which must stay free to acknowledge callback breaks whatever the
-/// disk does. Reading from the connection pauses while more than `maximumQueuedBytes` wait for
-/// the disk, and resumes once they drain to a quarter of that.
+/// Writes a fetch's chunks into the cache file on a queue of its own, never on the connection's
+/// event loop, which must stay free to acknowledge callback breaks whatever the disk does.
+///
+/// The connection is never paused for the disk either: a paused connection would leave a break
+/// unread behind the data. What waits for a slow disk is bounded instead by asking the server for
+/// no more than the disk has room for (`ServerConnection.fetchData(_:into:)` asks in windows and
+/// calls `waitUntilQueued` before each).
 final class FetchWriter: Sendable {
-    static let maximumQueuedBytes = 32 << 20
-
     private struct State {
         var nextOffset: UInt64 = 0
         var queuedBytes = 0
-        var paused = false
         var error: FileSystemError?
+        /// The fetching thread waits until `queuedBytes` falls to this.
+        var waitingFor: Int?
     }
 
     private let fd: Int32
-    private let channel: Channel
     private let queue = DispatchQueue(label: "peach.fetch-writer")
-    private let state = NIOLockedValueBox(State())
+    private let state = Mutex(State())
+    private let drained = DispatchSemaphore(value: 0)
 
-    init(fd: Int32, channel: Channel) {
+    init(fd: Int32) {
         self.fd = fd
-        self.channel = channel
     }
 
     /// Called on the event loop with each data frame's body, in order.
     func accept(_ chunk: ByteBuffer) {
         let count = chunk.readableBytes
-        let (offset, pause) = state.withLockedValue { s -> (UInt64, Bool) in
+        let offset = state.withLock { s -> UInt64 in
             let offset = s.nextOffset
             s.nextOffset += UInt64(count)
             s.queuedBytes += count
-            let pause = !s.paused && s.queuedBytes > Self.maximumQueuedBytes
-            if pause { s.paused = true }
-            return (offset, pause)
+            return offset
         }
-        if pause { channel.setOption(ChannelOptions.autoRead, value: false).whenFailure { _ in } }
         queue.async { [self] in
-            let failure = state.withLockedValue { $0.error } == nil ? write(chunk, at: offset) : nil
-            let resume = state.withLockedValue { s -> Bool in
+            let failure = state.withLock { $0.error } == nil ? write(chunk, at: offset) : nil
+            let wake = state.withLock { s -> Bool in
                 s.queuedBytes -= count
                 if let failure, s.error == nil { s.error = failure }
-                guard s.paused, s.queuedBytes <= Self.maximumQueuedBytes / 4 else { return false }
-                s.paused = false
+                guard let limit = s.waitingFor, s.queuedBytes <= limit || s.error != nil else { return false }
+                s.waitingFor = nil
                 return true
             }
-            if resume { channel.setOption(ChannelOptions.autoRead, value: true).whenFailure { _ in } }
+            if wake { drained.signal() }
+        }
+    }
+
+    /// The next chunk goes to `offset` (a window asked for again after a retry, or a file fetched
+    /// again from its start). Chunks queued before are still written first, so the later ones win.
+    func rewind(to offset: UInt64) {
+        state.withLock { $0.nextOffset = offset }
+    }
+
+    /// Where the next chunk goes: the bytes received so far, from the start of the file.
+    var receivedUpTo: UInt64 { state.withLock { $0.nextOffset } }
+
+    /// Blocks the calling thread (a fetch's, never an event loop) until at most `limit` bytes
+    /// wait for the disk, or a write failed.
+    func waitUntilQueued(atMost limit: Int) {
+        while state.withLock({ s -> Bool in
+            guard s.queuedBytes > limit, s.error == nil else { return false }
+            s.waitingFor = limit
+            return true
+        }) {
+            drained.wait()
         }
     }
 
@@ -66,11 +85,9 @@ final class FetchWriter: Sendable {
     }
 
     /// Waits until every accepted chunk is written (call it before closing `fd`, whatever the
-    /// fetch's outcome); returns the bytes written, or throws the first write failure.
-    func finish() throws -> UInt64 {
+    /// fetch's outcome); throws the first write failure.
+    func finish() throws {
         queue.sync {}
-        let (written, error) = state.withLockedValue { ($0.nextOffset, $0.error) }
-        if let error { throw error }
-        return written
+        if let error = state.withLock({ $0.error }) { throw error }
     }
 }

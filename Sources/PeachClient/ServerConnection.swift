@@ -416,25 +416,57 @@ public final class ServerConnection: Sendable {
         return (status, expiry)
     }
 
-    /// FetchData of a file's content into `fd` (from offset 0), written off the event loop
+    /// How much of a file one FetchData asks for, and how much may wait for the disk.
+    static let fetchWindow = 16 << 20
+    static let maximumQueuedFetchBytes = 32 << 20
+
+    /// FetchData of a file's whole content into `fd` (from offset 0), written off the event loop
     /// (`FetchWriter`). Returns the status, the promise's expiry and the bytes written.
+    ///
+    /// The file comes in windows of `fetchWindow` bytes, each asked for once no more than
+    /// `maximumQueuedFetchBytes` minus a window wait for the disk: a slow disk then slows the
+    /// fetch, but the connection is always read, so callback breaks behind the data are
+    /// acknowledged at once. A file whose data version moves between windows is fetched again
+    /// from its start.
     public func fetchData(_ fid: FID, into fd: Int32) throws -> (FileStatus, UInt64, UInt64) {
-        let (reply, written) = try withRetries(.fetchData(fid)) { channel, handler, deadline, _ -> (Reply, UInt64) in
-            // Each attempt writes the file from its start.
-            let writer = FetchWriter(fd: fd, channel: channel)
-            let reply: Reply
-            do {
-                reply = try send(.fetchData(fid), on: channel, handler: handler, until: deadline, sink: { writer.accept($0) })
-            } catch {
-                _ = try? writer.finish()
-                throw error
+        let writer = FetchWriter(fd: fd)
+        var offset: UInt64 = 0
+        var version: UInt64?
+        var restarts = 0
+        var last: (status: FileStatus, expiry: UInt64)?
+        do {
+            while true {
+                writer.waitUntilQueued(atMost: Self.maximumQueuedFetchBytes - Self.fetchWindow)
+                let request = Request.fetchData(fid, range: ByteRange(offset: offset, length: UInt64(Self.fetchWindow)))
+                let reply = try withRetries(request) { channel, handler, deadline, _ -> Reply in
+                    // Each attempt writes the window from its start.
+                    writer.rewind(to: offset)
+                    return try send(request, on: channel, handler: handler, until: deadline, sink: { writer.accept($0) })
+                }
+                guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+                if let version, version != status.dataVersion {
+                    // Stored anew between two windows: the parts would not match.
+                    restarts += 1
+                    guard restarts < 8 else { throw FileSystemError(EAGAIN, "the file kept changing during its fetch") }
+                    offset = 0
+                    writer.rewind(to: 0)
+                    continue
+                }
+                version = status.dataVersion
+                last = (status, expiry)
+                let received = writer.receivedUpTo - offset
+                offset += received
+                if received < UInt64(Self.fetchWindow) || offset >= status.size { break }
             }
-            return (reply, try writer.finish())
+            try writer.finish()
+        } catch {
+            _ = try? writer.finish()
+            throw error
         }
-        // An earlier attempt may have written past the end of this one.
-        guard ftruncate(fd, off_t(written)) == 0 else { throw FileSystemError(errno, "trimming the fetched copy") }
-        guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
-        return (status, expiry, written)
+        // An earlier attempt may have written past the end of the file.
+        guard ftruncate(fd, off_t(offset)) == 0 else { throw FileSystemError(errno, "trimming the fetched copy") }
+        guard let last else { throw FileSystemError.unexpectedReply }
+        return (last.status, last.expiry, offset)
     }
 
     /// StoreData: streams `size` bytes from `fd` (from offset 0) and returns the new status.

@@ -130,7 +130,7 @@ public final class RequestFuzzTarget: @unchecked Sendable {
                     // What the connection would send: the reply, then the content.
                     var encoded = ByteBuffer()
                     ReplyCodec.encode(outcome.reply, into: &encoded)
-                    if case .file(let handle) = outcome.content { try? handle.close() }
+                    if case .file(let handle, _) = outcome.content { try? handle.close() }
                 }
             case .data:
                 guard var upload = uploads[frame.id] else { continue }
@@ -189,7 +189,7 @@ public final class RequestFuzzTarget: @unchecked Sendable {
         case .hello, .ping, .getVolumeStatus: return request
         case .fetchStatus(let fid): return .fetchStatus(f(fid))
         case .bulkStatus(let fids): return .bulkStatus(fids.map(f))
-        case .fetchData(let fid): return .fetchData(f(fid))
+        case .fetchData(let fid, let range): return .fetchData(f(fid), range: range)
         case .storeData(let fid, let size, let mtime, let status, let base):
             return .storeData(f(fid), size: size, mtime: mtime, status: status, baseVersion: base)
         case .storeStatus(let fid, let a): return .storeStatus(f(fid), a)

@@ -12,8 +12,12 @@ public enum RequestCodec {
             b.writeInteger(h.design.wireValue)
         case .ping, .getVolumeStatus:
             break
-        case .fetchStatus(let fid), .fetchData(let fid), .commit(let fid), .readlink(let fid):
+        case .fetchStatus(let fid), .commit(let fid), .readlink(let fid):
             b.writeFID(fid)
+        case .fetchData(let fid, let range):
+            b.writeFID(fid)
+            b.writeInteger(range.offset)
+            b.writeInteger(range.length)
         case .bulkStatus(let fids), .giveUpCallBacks(let fids):
             b.writeFIDs(fids)
         case .storeData(let fid, let size, let mtime, let status, let baseVersion):
@@ -91,7 +95,9 @@ public enum RequestCodec {
         case .fetchStatus: request = .fetchStatus(try b.readFID())
         case .commit: request = .commit(try b.readFID())
         case .readlink: request = .readlink(try b.readFID())
-        case .fetchData: request = .fetchData(try b.readFID())
+        case .fetchData:
+            request = .fetchData(try b.readFID(), range: ByteRange(offset: try b.readOrThrow(UInt64.self, "offset"),
+                                                                   length: try b.readOrThrow(UInt64.self, "length")))
         case .bulkStatus: request = .bulkStatus(try b.readFIDs())
         case .giveUpCallBacks: request = .giveUpCallBacks(try b.readFIDs())
         case .storeData:

@@ -1,5 +1,5 @@
 /// The protocol version this build speaks; Hello refuses any other.
-public let peachProtocolVersion: UInt16 = 4
+public let peachProtocolVersion: UInt16 = 5
 
 /// Request types, named as AFS-3's file server interface names them. One opcode per operation
 /// for both designs: the design a client declared in Hello decides whether it is granted
@@ -146,13 +146,35 @@ public struct CreateRequest: Hashable, Sendable {
     }
 }
 
+/// A part of a file: `length` bytes from `offset` (fewer at the end of the file).
+public struct ByteRange: Hashable, Sendable {
+    public var offset: UInt64
+    public var length: UInt64
+
+    public init(offset: UInt64, length: UInt64) {
+        self.offset = offset
+        self.length = length
+    }
+
+    /// From the start to the end, however long.
+    public static let whole = ByteRange(offset: 0, length: .max)
+
+    /// The part of `size` bytes this range covers, as offsets clamped to `size`.
+    public func clamped(to size: UInt64) -> Range<UInt64> {
+        let start = min(offset, size)
+        return start..<start + min(length, size - start)
+    }
+}
+
 public enum Request: Hashable, Sendable {
     case hello(Hello)
     case ping
     case fetchStatus(FID)
     case bulkStatus([FID])
-    /// Whole file or directory; the reply is followed by data frames.
-    case fetchData(FID)
+    /// The bytes of a file, directory listing or symlink target in `range` (all of it by
+    /// default), as AFS-3's FetchData takes a position and a length; the reply is followed by
+    /// data frames.
+    case fetchData(FID, range: ByteRange = .whole)
     /// Whole file of `size` bytes; the request is followed by data frames. `mtime` is the
     /// client's modification time of its copy (AFS's ClientModTime), so `cp -a` keeps times;
     /// `status` carries the mode and owner changes made while the file was open and dirty (AFS-3's

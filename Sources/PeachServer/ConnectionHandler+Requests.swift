@@ -116,9 +116,9 @@ extension ConnectionHandler {
             channel.flush()
             let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
             lastWrite?.whenComplete { _ in loopBound.value.finishRequest(id) }
-        case .file(let handle):
+        case .file(let handle, let length):
             let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
-            streamer?.add(handle, id: id, opcode: opcode) { loopBound.value.finishRequest(id) }
+            streamer?.add(handle, length: length, id: id, opcode: opcode) { loopBound.value.finishRequest(id) }
         }
     }
 

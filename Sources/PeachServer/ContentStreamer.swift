@@ -17,6 +17,8 @@ final class ContentStreamer {
         var id: UInt32
         var opcode: UInt16
         var fd: Int32
+        /// Bytes still to send.
+        var remaining: UInt64
         var finished: () -> Void
     }
 
@@ -34,15 +36,16 @@ final class ContentStreamer {
         self.stallTimeout = stallTimeout
     }
 
-    /// Streams `handle`'s content (taking ownership of it); `finished` runs once the last chunk is written.
-    func add(_ handle: FileHandle, id: UInt32, opcode: UInt16, finished: @escaping () -> Void) {
+    /// Streams `length` bytes of `handle`'s content from its position (taking ownership of it);
+    /// `finished` runs once the last chunk is written.
+    func add(_ handle: FileHandle, length: UInt64, id: UInt32, opcode: UInt16, finished: @escaping () -> Void) {
         let fd = dup(handle.fileDescriptor)
         try? handle.close()
         guard fd >= 0, !closed else {
             if fd >= 0 { close(fd) }
             return channel.close(promise: nil)
         }
-        waiting.append(Stream(id: id, opcode: opcode, fd: fd, finished: finished))
+        waiting.append(Stream(id: id, opcode: opcode, fd: fd, remaining: length, finished: finished))
         pump()
     }
 
@@ -66,13 +69,14 @@ final class ContentStreamer {
         let stream = waiting.removeFirst()
         reading = stream
         let fd = stream.fd
+        let want = Int(min(UInt64(Self.chunkSize), stream.remaining))
         let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
         fileIO.runIfActive(eventLoop: channel.eventLoop) { () throws -> ByteBuffer in
-            var buffer = ByteBufferAllocator().buffer(capacity: Self.chunkSize)
-            _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: Self.chunkSize) { raw in
+            var buffer = ByteBufferAllocator().buffer(capacity: want)
+            _ = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: want) { raw in
                 var total = 0
-                while total < Self.chunkSize {
-                    let n = read(fd, raw.baseAddress! + total, Self.chunkSize - total)
+                while total < want {
+                    let n = read(fd, raw.baseAddress! + total, want - total)
                     if n < 0 && errno == EINTR { continue }
                     if n < 0 { throw StatusCode.ioError }
                     if n == 0 { break }
@@ -87,16 +91,17 @@ final class ContentStreamer {
     }
 
     private func chunkRead(_ result: Result<ByteBuffer, Error>) {
-        guard let stream = reading else { return }
+        guard var stream = reading else { return }
         reading = nil
         guard !closed, case .success(let buffer) = result else {
             close(stream.fd)
             if !closed { channel.close(promise: nil) }
             return
         }
-        // A short chunk is the end of an immutable version file; a full one may be followed by
-        // an empty last chunk.
-        let last = buffer.readableBytes < Self.chunkSize
+        // The range is sent, or a short chunk met the end of the immutable version file; a
+        // full chunk may be followed by an empty last one.
+        stream.remaining -= UInt64(buffer.readableBytes)
+        let last = stream.remaining == 0 || buffer.readableBytes < Self.chunkSize
         channel.writeAndFlush(Frame(kind: .data, flags: last ? Frame.flagLastChunk : 0, id: stream.id, opcode: stream.opcode,
                                     body: buffer), promise: nil)
         if last {

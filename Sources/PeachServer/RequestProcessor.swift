@@ -51,8 +51,8 @@ package struct RequestProcessor: Sendable {
         case .bulkStatus(let fids):
             let (entries, expiry) = try store.bulkStatus(fids, client: requester)
             return Outcome(reply: .bulkStatus(entries, callBackExpiry: expiry))
-        case .fetchData(let fid):
-            let (status, expiry, content) = try store.fetchData(fid, client: requester)
+        case .fetchData(let fid, let range):
+            let (status, expiry, content) = try store.fetchData(fid, range: range, client: requester)
             return Outcome(reply: .fetchData(status, callBackExpiry: expiry), content: content)
         case .storeData(let fid, let size, let mtime, let status, let baseVersion):
             guard let upload else { throw StatusCode.protocolError }

@@ -203,14 +203,15 @@ public final class VolumeStore: Sendable {
 
     /// What FetchData sends after its reply.
     public enum Content: Sendable {
-        /// A regular file's data: an open descriptor of an immutable version file, owned by the caller.
-        case file(FileHandle)
+        /// A regular file's data: an open descriptor of an immutable version file, positioned at
+        /// the range's start and owned by the caller, and how many bytes to send from there.
+        case file(FileHandle, length: UInt64)
         /// A directory listing or a symlink target.
         case bytes([UInt8])
     }
 
-    /// The status and content of a file or directory, with a fresh promise.
-    public func fetchData(_ fid: FID, client: Requester) throws -> (FileStatus, UInt64, Content) {
+    /// The status and the content in `range` of a file, directory or symlink, with a fresh promise.
+    public func fetchData(_ fid: FID, range: ByteRange = .whole, client: Requester) throws -> (FileStatus, UInt64, Content) {
         for _ in 0..<8 {
             let now = Timespec.now()
             let (status, content): (FileStatus, Content?) = try database.write { db in
@@ -228,12 +229,12 @@ public final class VolumeStore: Sendable {
                 try grant(db, client, vnodes: [vnode], now: now)
                 switch status.type {
                 case .directory:
-                    return (status, .bytes(Array(buffer: DirectoryListingCodec.encode(try VnodeTable.entries(db, directory: vnode)))))
+                    return (status, .bytes(Self.part(Array(buffer: DirectoryListingCodec.encode(try VnodeTable.entries(db, directory: vnode))), range)))
                 case .symlink:
                     let target = try String.fetchOne(db, cached: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? ""
-                    return (status, .bytes(Array(target.utf8)))
+                    return (status, .bytes(Self.part(Array(target.utf8), range)))
                 case .regular:
-                    if status.size == 0 { return (status, .bytes([])) }
+                    if range.clamped(to: status.size).isEmpty { return (status, .bytes([])) }
                     // Opened outside the transaction: a store that replaces this version between
                     // here and the open makes the open fail, and the loop tries again.
                     return (status, nil)
@@ -243,10 +244,17 @@ public final class VolumeStore: Sendable {
             }
             if let content { return (status, expiry(for: client, now: now), content) }
             if let handle = FileHandle(forReadingAtPath: dataPath(vnode: Int64(fid.vnode), version: status.dataVersion)) {
-                return (status, expiry(for: client, now: now), .file(handle))
+                let part = range.clamped(to: status.size)
+                do { try handle.seek(toOffset: part.lowerBound) } catch { throw StatusCode.ioError }
+                return (status, expiry(for: client, now: now), .file(handle, length: UInt64(part.count)))
             }
         }
         throw StatusCode.ioError
+    }
+
+    private static func part(_ bytes: [UInt8], _ range: ByteRange) -> [UInt8] {
+        let part = range.clamped(to: UInt64(bytes.count))
+        return Array(bytes[Int(part.lowerBound)..<Int(part.upperBound)])
     }
 
     /// Makes an uploaded file the new content of `fid`: one transaction points the vnode at the

@@ -101,17 +101,19 @@ public final class MountedCluster: @unchecked Sendable {
 
     /// Mounts a new cache manager of `design` and waits until the mount answers.
     @discardableResult
-    public func mount(_ name: String, design: ClientDesign, extraArguments: [String] = [], through proxy: TCPProxy? = nil) throws -> Mount {
-        try mount(name, extraArguments: ["--mode", design.rawValue] + extraArguments, through: proxy)
+    public func mount(_ name: String, design: ClientDesign, extraArguments: [String] = [], through proxy: TCPProxy? = nil,
+                      cache: String? = nil) throws -> Mount {
+        try mount(name, extraArguments: ["--mode", design.rawValue] + extraArguments, through: proxy, cache: cache)
     }
 
-    /// Mounts a new cache manager and waits until the mount answers.
+    /// Mounts a new cache manager and waits until the mount answers. With `proxy`, the mount
+    /// reaches the server through it (`TCPProxy(targetPort: port)`); with `cache`, its cache
+    /// directory is there (default: one in the cluster's directory).
     @discardableResult
-    /// With `proxy`, the mount reaches the server through it (`TCPProxy(targetPort: port)`).
     public func mount(_ name: String, extraArguments: [String] = [], environment: [String: String] = [:],
-                      through proxy: TCPProxy? = nil) throws -> Mount {
+                      through proxy: TCPProxy? = nil, cache: String? = nil) throws -> Mount {
         let path = try directory.subdirectory(name)
-        let cache = directory.path + "/cache-" + name
+        let cache = cache ?? directory.path + "/cache-" + name
         let log = directory.path + "/\(name).log"
         let logFD = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         guard logFD >= 0 else { throw MountError(description: "cannot write \(log)") }

@@ -34,12 +34,28 @@ struct VolumeStoreTests {
         return path
     }
 
-    func content(_ store: VolumeStore, _ fid: FID) throws -> [UInt8] {
-        switch try store.fetchData(fid, client: "reader").2 {
+    func content(_ store: VolumeStore, _ fid: FID, range: ByteRange = .whole) throws -> [UInt8] {
+        switch try store.fetchData(fid, range: range, client: "reader").2 {
         case .bytes(let bytes): return bytes
-        case .file(let handle):
+        case .file(let handle, let length):
             defer { try? handle.close() }
-            return Array(try handle.readToEnd() ?? Data())
+            return Array(try handle.read(upToCount: Int(length)) ?? Data())
+        }
+    }
+
+    @Test("FetchData sends the part of a file asked for, as AFS-3's position and length", arguments: [
+        (ByteRange.whole, 0..<5000), (ByteRange(offset: 1000, length: 2000), 1000..<3000),
+        (ByteRange(offset: 4000, length: 5000), 4000..<5000), (ByteRange(offset: 7000, length: 10), 5000..<5000),
+    ])
+    func fetchRange(range: ByteRange, expected: Range<Int>) throws {
+        try withStore { store, _ in
+            let bytes = (0..<5000).map { UInt8(truncatingIfNeeded: $0 &* 13) }
+            let file = try create(store, "f", client: "writer")
+            _ = try store.store(file.fid, client: "writer", uploadPath: upload(store, bytes), size: 5000, mtime: Timespec.now())
+            #expect(try content(store, file.fid, range: range) == Array(bytes[expected]))
+            // A listing is cut the same way.
+            let listing = try content(store, .root)
+            #expect(try content(store, .root, range: ByteRange(offset: 2, length: 3)) == Array(listing[2..<5]))
         }
     }
 
