@@ -17,7 +17,7 @@ extension AFSCacheManager {
 
     private func openOnce(_ inode: Inode, flags: Int32) throws -> OpenReply {
         let vnode = try vnode(inode)
-        if lock.withLock({ vnode.dirty && vnode.openCount == 0 && !hasValidCallBack(vnode) }) {
+        if table.withLock({ t in vnode.dirty && vnode.openCount == 0 && !t.hasValidCallBack(vnode) }) {
             // A copy left dirty by a failed store: stored now if the server still has the version
             // it was based on, else kept aside as a conflict and the server's version fetched.
             do { try store(vnode, fd: nil) } catch {
@@ -28,8 +28,8 @@ extension AFSCacheManager {
         var askedServer = false
         var fetched = false
         let (fd, keepCache): (Int32, Bool) = try vnode.io.withLock {
-            if !lock.withLock({ hasValidCallBack(vnode) }) {
-                if !truncate, disk.entry(vnode.fid) == nil, lock.withLock({ vnode.status.type == .regular }) {
+            if !table.withLock({ t in t.hasValidCallBack(vnode) }) {
+                if !truncate, disk.entry(vnode.fid) == nil, table.withLock({ t in vnode.status.type == .regular }) {
                     // Nothing cached to revalidate: FetchData brings the status with the content.
                     try fetchWholeFile(vnode)
                     fetched = true
@@ -38,7 +38,7 @@ extension AFSCacheManager {
                 }
                 askedServer = true
             }
-            let (type, dataVersion) = lock.withLock { (vnode.status.type, vnode.status.dataVersion) }
+            let (type, dataVersion) = table.withLock { t in (vnode.status.type, vnode.status.dataVersion) }
             guard type == .regular else { throw type == .directory ? FileSystemError.isDirectory : FileSystemError.invalid }
             let cached = disk.entry(vnode.fid)
             // A dirty copy is newer than anything on the server: keep it (the last close wins).
@@ -54,7 +54,7 @@ extension AFSCacheManager {
             let fd = Glibc.open(disk.path(vnode.fid, entry.dataVersion), O_RDWR | O_CLOEXEC)
             guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
             disk.touch(vnode.fid)
-            let keep = lock.withLock {
+            let keep = table.withLock { t in
                 vnode.openCount += 1
                 let keep = !truncate && vnode.kernelVersion == entry.dataVersion
                 vnode.kernelVersion = entry.dataVersion
@@ -89,10 +89,10 @@ extension AFSCacheManager {
         markDirty(vnode, size: 0)
     }
 
-    /// FetchData into a new cache file, then install it. Caller holds `vnode.io`.
+    /// FetchData into a new cache file, then t.install it. Caller holds `vnode.io`.
     func fetchWholeFile(_ vnode: CachedVnode) throws {
-        let stamp = lock.withLock { breakStamp(vnode.inode) }
-        let expected = lock.withLock { vnode.status.size }
+        let stamp = table.withLock { t in t.breakStamp(vnode.inode) }
+        let expected = table.withLock { t in vnode.status.size }
         makeRoom(for: expected)
         let temporary = disk.directory + "/files/fetch-" + UUID().uuidString
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
@@ -113,7 +113,7 @@ extension AFSCacheManager {
         }
         Glibc.rename(temporary, disk.path(vnode.fid, status.dataVersion))
         disk.install(.init(fid: vnode.fid, dataVersion: status.dataVersion, size: status.size, dirty: false, lastUse: 0))
-        lock.withLock { _ = install(status, expiry: expiry, stamp: stamp) }
+        table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
         statistics.update {
             $0.fetches += 1
             $0.fetchedBytes += status.size
@@ -124,7 +124,7 @@ extension AFSCacheManager {
     /// Evicts clean, closed files until `bytes` more fit under the cache size.
     func makeRoom(for bytes: UInt64) {
         let evicted = disk.evict(reserving: bytes) { fid in
-            lock.withLock { vnodes[fid.vnode].map { $0.openCount > 0 || $0.dirty } ?? false }
+            table.withLock { t in t.vnodes[fid.vnode].map { $0.openCount > 0 || $0.dirty } ?? false }
         }
         if evicted > 0 { statistics.update { $0.evictions += evicted } }
     }
@@ -133,8 +133,8 @@ extension AFSCacheManager {
     /// recorded before it reaches the file (see `DiskCache`).
     func markDirty(_ vnode: CachedVnode, size: UInt64) {
         let now = Timespec.now()
-        let path = lock.withLock { () -> String? in
-            let path = vnode.dirty ? nil : self.path(of: vnode)
+        let path = table.withLock { t -> String? in
+            let path = vnode.dirty ? nil : t.path(of: vnode)
             vnode.dirty = true
             vnode.dirtyGeneration += 1
             vnode.status.size = size
@@ -159,13 +159,13 @@ extension AFSCacheManager {
 
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
         let file = try core.handles.get(handle)
-        if let size = lock.withLock({ file.vnode.dirty ? nil : file.vnode.status.size }) {
+        if let size = table.withLock({ t in file.vnode.dirty ? nil : file.vnode.status.size }) {
             markDirty(file.vnode, size: size)  // in the index before the data
         }
         let n = pwrite(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
         guard n >= 0 else { throw FileSystemError(errno, "writing the cached copy") }
         let end = offset + UInt64(n)
-        let size = lock.withLock { max(file.vnode.status.size, end) }
+        let size = table.withLock { t in max(file.vnode.status.size, end) }
         markDirty(file.vnode, size: size)
         statistics.update {
             $0.writes += 1
@@ -176,7 +176,7 @@ extension AFSCacheManager {
 
     public func flush(handle: UInt64) throws {
         let file = try core.handles.get(handle)
-        if lock.withLock({ file.vnode.dirty && !file.vnode.removed }) { try store(file.vnode, fd: file.fd) }
+        if table.withLock({ t in file.vnode.dirty && !file.vnode.removed }) { try store(file.vnode, fd: file.fd) }
     }
 
     public func fsync(handle: UInt64) throws {
@@ -186,15 +186,15 @@ extension AFSCacheManager {
     public func release(handle: UInt64) {
         guard let file = core.handles.remove(handle) else { return }
         Glibc.close(file.fd)
-        let removed = lock.withLock {
+        let removed = table.withLock { t in
             let vnode = file.vnode
             vnode.openCount -= 1
             // Forgotten by the kernel while open: it goes now (forget left it for this close).
             if vnode.forgotten, vnode.openCount == 0, !vnode.dirty, vnode.inode != FID.root.vnode,
-               vnodes[vnode.inode] === vnode {
-                vnodes[vnode.inode] = nil
-                forgetBreakCount(vnode.inode)
-                statistics.update { $0.vnodes = vnodes.count }
+               t.vnodes[vnode.inode] === vnode {
+                t.vnodes[vnode.inode] = nil
+                t.forgetBreakCount(vnode.inode)
+                statistics.update { $0.vnodes = t.vnodes.count }
             }
             return vnode.removed && vnode.openCount == 0
         }
@@ -210,7 +210,7 @@ extension AFSCacheManager {
     /// still has the version it was based on; otherwise it is kept aside as a conflict.
     func store(_ vnode: CachedVnode, fd givenFD: Int32?) throws {
         try vnode.io.withLock {
-            let (dirty, generation, size, mtime, removed, pending, leftover) = lock.withLock {
+            let (dirty, generation, size, mtime, removed, pending, leftover) = table.withLock { t in
                 (vnode.dirty, vnode.dirtyGeneration, vnode.status.size, vnode.status.mtime, vnode.removed, vnode.pendingStatus,
                  vnode.openCount == 0)
             }
@@ -221,9 +221,9 @@ extension AFSCacheManager {
                 guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
             }
             defer { if givenFD == nil { Glibc.close(fd) } }
-            let stamp = lock.withLock { breakStamp(vnode.inode) }
+            let stamp = table.withLock { t in t.breakStamp(vnode.inode) }
             // A store at close is the closing process's; one at unmount or recovery, the owner's.
-            let owner = lock.withLock { vnode.ownerOnServer ?? Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
+            let owner = table.withLock { t in vnode.ownerOnServer ?? Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
             let status: FileStatus
             let expiry: UInt64
             do {
@@ -235,7 +235,7 @@ extension AFSCacheManager {
                 try keepAsConflict(vnode.fid, vnode: vnode, because: error.serverCode == .stale ? "the file was removed" : "the file changed")
                 return
             }
-            let stillDirty = lock.withLock {
+            let stillDirty = table.withLock { t in
                 // What was sent is applied; changes made during the store wait for the next one.
                 if vnode.pendingStatus == pending {
                     vnode.pendingStatus = StoreStatusChange()
@@ -243,7 +243,7 @@ extension AFSCacheManager {
                 }
                 let stillDirty = vnode.dirtyGeneration != generation
                 vnode.dirty = stillDirty
-                install(status, expiry: expiry, stamp: stamp)
+                t.install(status, expiry: expiry, stamp: stamp)
                 // The kernel's pages hold what we just stored.
                 if vnode.kernelVersion != nil { vnode.kernelVersion = status.dataVersion }
                 return stillDirty
@@ -272,7 +272,7 @@ extension AFSCacheManager {
         core.logger.warning("a dirty copy was not stored: \(reason) on the server since the copy was taken; it is kept as a conflict (peach fs conflicts)",
                        metadata: ["fid": "\(fid)", "path": "\(conflict.path ?? "unknown")", "kept": "\(conflict.file)"])
         guard let vnode else { return }
-        lock.withLock {
+        table.withLock { t in
             vnode.dirty = false
             vnode.pendingStatus = StoreStatusChange()
             vnode.ownerOnServer = nil

@@ -9,15 +9,15 @@ extension AFSCacheManager {
     /// The directory with a valid promise and its listing cached, fetching it whole if needed.
     func directoryWithListing(_ inode: Inode) throws -> (CachedVnode, [String: DirectoryEntry]) {
         let directory = try vnode(inode)
-        if let listing = lock.withLock({ hasValidCallBack(directory) ? directory.listing : nil }) {
+        if let listing = table.withLock({ t in t.hasValidCallBack(directory) ? directory.listing : nil }) {
             return (directory, listing)
         }
         return try directory.io.withLock {
-            if let listing = lock.withLock({ hasValidCallBack(directory) ? directory.listing : nil }) {
+            if let listing = table.withLock({ t in t.hasValidCallBack(directory) ? directory.listing : nil }) {
                 return (directory, listing)
             }
-            guard lock.withLock({ directory.isDirectory }) else { throw FileSystemError.notDirectory }
-            let stamp = lock.withLock { breakStamp(inode) }
+            guard table.withLock({ t in directory.isDirectory }) else { throw FileSystemError.notDirectory }
+            let stamp = table.withLock { t in t.breakStamp(inode) }
             let bytes = NIOLockedValueBox(ByteBuffer())
             let (status, expiry) = try core.connection.fetchData(directory.fid, sink: { chunk in
                 var chunk = chunk
@@ -34,8 +34,8 @@ extension AFSCacheManager {
                 $0.fetches += 1
                 $0.fetchedBytes += UInt64(bytes.withLockedValue { $0.readableBytes })
             }
-            lock.withLock {
-                install(status, expiry: expiry, stamp: stamp)
+            table.withLock { t in
+                t.install(status, expiry: expiry, stamp: stamp)
                 directory.listing = listing
                 directory.listingVersion = status.dataVersion
             }
@@ -51,7 +51,7 @@ extension AFSCacheManager {
             // The listing named an object removed meanwhile (a rename over the name raced the
             // fetch): fetch the listing again and look once more, as Linux's NFS client does.
             let directory = try vnode(parent)
-            lock.withLock {
+            table.withLock { t in
                 directory.listing = nil
                 directory.callBackExpiry = 0
             }
@@ -63,31 +63,31 @@ extension AFSCacheManager {
         try revalidateListing(parent, name: name)
         let (directory, listing) = try directoryWithListing(parent)
         guard let entry = listing[name] else { throw FileSystemError.notFound }
-        var child = lock.withLock { vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid && hasValidCallBack($0) ? $0 : nil } }
+        var child = table.withLock { t in t.vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid && t.hasValidCallBack($0) ? $0 : nil } }
         if child == nil { child = try statusForLookup(entry, in: listing) }
-        return lock.withLock {
+        return table.withLock { t in
             let child = child!
             child.parent = parent
             child.name = name
-            handedToKernel(child)
-            return Entry(attributes: Attributes(status: child.status, timeout: kernelTimeout(child)),
-                         entryTimeout: kernelTimeout(directory))
+            t.handedToKernel(child)
+            return Entry(attributes: Attributes(status: child.status, timeout: t.kernelTimeout(child)),
+                         entryTimeout: t.kernelTimeout(directory))
         }
     }
 
     /// A directory whose listing is held but whose promise lapsed (expiry, a reconnect, a break
     /// for a status change) is revalidated with one BulkStatus of it and of the object `name`
-    /// names in it: unchanged, the listing stays (`install` drops it otherwise), and the object's
+    /// names in it: unchanged, the listing stays (`t.install` drops it otherwise), and the object's
     /// status comes in the same request.
     func revalidateListing(_ inode: Inode, name: String) throws {
         let directory = try vnode(inode)
-        let request = lock.withLock { () -> (fids: [FID], stamps: [UInt64])? in
-            guard let listing = directory.listing, !hasValidCallBack(directory) else { return nil }
+        let request = table.withLock { t -> (fids: [FID], stamps: [UInt64])? in
+            guard let listing = directory.listing, !t.hasValidCallBack(directory) else { return nil }
             var fids = [directory.fid]
-            if let child = listing[name], !(vnodes[child.fid.vnode].map { $0.fid == child.fid && hasValidCallBack($0) } ?? false) {
+            if let child = listing[name], !(t.vnodes[child.fid.vnode].map { $0.fid == child.fid && t.hasValidCallBack($0) } ?? false) {
                 fids.append(child.fid)
             }
-            return (fids, fids.map { breakStamp($0.vnode) })
+            return (fids, fids.map { t.breakStamp($0.vnode) })
         }
         guard let request else { return }
         try bulkStatus(request.fids, stamps: request.stamps)
@@ -101,7 +101,7 @@ extension AFSCacheManager {
             // Only a prefetch: each lookup asks for what is missing.
             core.logger.debug("statuses not prefetched", metadata: ["error": "\(error)"])
         }
-        let parent = lock.withLock { directory.parent ?? inode }
+        let parent = table.withLock { t in directory.parent ?? inode }
         var result = [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
                       DirectoryListingEntry(name: "..", inode: parent, type: .directory)]
         for name in listing.keys.sorted() {
@@ -114,25 +114,23 @@ extension AFSCacheManager {
     /// A directory being listed is usually followed by a lookup of every name (`ls -l`): fetch
     /// the statuses the cache lacks with BulkStatus, many per request, as OpenAFS's bulkstat does.
     func prefetchStatuses(of entries: [DirectoryEntry]) throws {
-        let missing = lock.withLock { entries.map(\.fid).filter(lacksValidStatus) }
+        let missing = table.withLock { t in entries.map(\.fid).filter(t.lacksValidStatus) }
         try bulkStatus(missing)
-    }
-
-    /// Caller holds `lock`.
-    func lacksValidStatus(_ fid: FID) -> Bool {
-        vnodes[fid.vnode].map { $0.fid != fid || !hasValidCallBack($0) } ?? true
     }
 
     /// The status of a looked-up object with no valid promise, fetched in one BulkStatus with
     /// those of up to 127 siblings that lack one, as OpenAFS's bulkstat does: a program that looks
     /// up one name of a directory usually goes on with the next (cp -r, tar, make).
     func statusForLookup(_ entry: DirectoryEntry, in listing: [String: DirectoryEntry]) throws -> CachedVnode {
-        // Materialized under the lock: a lazy filter would read `vnodes` after it is released.
-        let siblings = lock.withLock {
-            Array(listing.values.lazy.map(\.fid).filter { $0 != entry.fid && self.lacksValidStatus($0) }.prefix(Self.bulkStatusBatch - 1))
+        let siblings = table.withLock { t in
+            var siblings: [FID] = []
+            for sibling in listing.values where siblings.count < Self.bulkStatusBatch - 1 {
+                if sibling.fid != entry.fid && t.lacksValidStatus(sibling.fid) { siblings.append(sibling.fid) }
+            }
+            return siblings
         }
         try bulkStatus([entry.fid] + siblings)
-        if let vnode = lock.withLock({ vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid ? $0 : nil } }) { return vnode }
+        if let vnode = table.withLock({ t in t.vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid ? $0 : nil } }) { return vnode }
         return try fetchStatus(entry.fid)  // refused in the batch: ask alone, for its error
     }
 
@@ -140,7 +138,7 @@ extension AFSCacheManager {
     func bulkStatus(_ missing: [FID]) throws {
         for start in stride(from: 0, to: missing.count, by: Self.bulkStatusBatch) {
             let batch = Array(missing[start..<min(missing.count, start + Self.bulkStatusBatch)])
-            try bulkStatus(batch, stamps: lock.withLock { batch.map { breakStamp($0.vnode) } })
+            try bulkStatus(batch, stamps: table.withLock { t in batch.map { t.breakStamp($0.vnode) } })
         }
     }
 
@@ -150,9 +148,9 @@ extension AFSCacheManager {
         guard case .bulkStatus(let results, let expiry) = try core.connection.call(.bulkStatus(fids)) else {
             throw FileSystemError.unexpectedReply
         }
-        lock.withLock {
+        table.withLock { t in
             for (index, result) in results.enumerated() where index < stamps.count {
-                if case .status(let status) = result { install(status, expiry: expiry, stamp: stamps[index]) }
+                if case .status(let status) = result { t.install(status, expiry: expiry, stamp: stamps[index]) }
             }
         }
     }
@@ -161,16 +159,16 @@ extension AFSCacheManager {
 
     public func readlink(_ inode: Inode) throws -> String {
         let link = try validated(inode)
-        if let target = lock.withLock({ hasValidCallBack(link) ? link.symlinkTarget : nil }) { return target }
+        if let target = table.withLock({ t in t.hasValidCallBack(link) ? link.symlinkTarget : nil }) { return target }
         let bytes = NIOLockedValueBox(ByteBuffer())
-        let stamp = lock.withLock { breakStamp(inode) }
+        let stamp = table.withLock { t in t.breakStamp(inode) }
         let (status, expiry) = try core.connection.fetchData(link.fid, sink: { chunk in
             var chunk = chunk
             bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
         }, reset: { bytes.withLockedValue { $0.clear() } })
         let target = String(buffer: bytes.withLockedValue { $0 })
-        lock.withLock {
-            install(status, expiry: expiry, stamp: stamp)
+        table.withLock { t in
+            t.install(status, expiry: expiry, stamp: stamp)
             link.symlinkTarget = target
         }
         statistics.update { $0.fetches += 1; $0.fetchedBytes += UInt64(target.utf8.count) }
@@ -184,22 +182,22 @@ extension AFSCacheManager {
     /// the reply shows ours was the only change since it was fetched, and drops it otherwise.
     private func change(_ request: Request, directories: [Inode],
                         edit: (_ directory: Inode, _ listing: inout [String: DirectoryEntry], _ change: NamespaceChange) -> Void) throws -> NamespaceChange {
-        try core.change(request, stamp: { lock.withLock { directories.map { breakStamp($0) } } }) { change, expiry, stamps in
-            lock.withLock {
+        try core.change(request, stamp: { table.withLock { t in directories.map { t.breakStamp($0) } } }) { change, expiry, stamps in
+            table.withLock { t in
                 for (index, status) in change.changedDirectories.enumerated() {
                     let inode = status.fid.vnode
                     let stamp = stamps[min(index, stamps.count - 1)]
-                    if let directory = vnodes[inode], var listing = directory.listing,
-                       hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
+                    if let directory = t.vnodes[inode], var listing = directory.listing,
+                       t.hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
                         edit(inode, &listing, change)
                         directory.listing = listing
                         directory.listingVersion = status.dataVersion
                     }
-                    install(status, expiry: expiry, stamp: stamp)
+                    t.install(status, expiry: expiry, stamp: stamp)
                 }
                 // A link count of 0: the object was removed; nothing to cache.
                 if let target = change.target, target.linkCount > 0 {
-                    install(target, expiry: expiry, stamp: breakStamp(target.fid.vnode))
+                    t.install(target, expiry: expiry, stamp: t.breakStamp(target.fid.vnode))
                 }
             }
         }
@@ -207,14 +205,14 @@ extension AFSCacheManager {
 
     private func newEntry(_ change: NamespaceChange, parent: Inode, name: String) throws -> Entry {
         guard let target = change.target else { throw FileSystemError(EIO, "reply without the new object") }
-        return lock.withLock {
-            let vnode = vnodes[target.fid.vnode]!
+        return table.withLock { t in
+            let vnode = t.vnodes[target.fid.vnode]!
             vnode.parent = parent
             vnode.name = name
-            handedToKernel(vnode)
-            let directory = vnodes[parent]
-            return Entry(attributes: Attributes(status: vnode.status, timeout: kernelTimeout(vnode)),
-                         entryTimeout: directory.map { kernelTimeout($0) } ?? 0)
+            t.handedToKernel(vnode)
+            let directory = t.vnodes[parent]
+            return Entry(attributes: Attributes(status: vnode.status, timeout: t.kernelTimeout(vnode)),
+                         entryTimeout: directory.map { t.kernelTimeout($0) } ?? 0)
         }
     }
 
@@ -231,12 +229,12 @@ extension AFSCacheManager {
     /// The new file is empty on the server and here: no fetch, and its reads are hits.
     func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let vnode = try vnode(entry.inode)
-        let dataVersion = lock.withLock { vnode.status.dataVersion }
+        let dataVersion = table.withLock { t in vnode.status.dataVersion }
         let path = disk.path(vnode.fid, dataVersion)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
         disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
-        lock.withLock {
+        table.withLock { t in
             vnode.openCount += 1
             vnode.kernelVersion = dataVersion
         }
@@ -248,8 +246,8 @@ extension AFSCacheManager {
         let request = try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)
         let entry = try createdEntry(.makeDir(request), parent: parent, name: name)
         // An empty directory: its listing is known without a fetch.
-        lock.withLock {
-            if let vnode = vnodes[entry.inode], vnode.listing == nil {
+        table.withLock { t in
+            if let vnode = t.vnodes[entry.inode], vnode.listing == nil {
                 vnode.listing = [:]
                 vnode.listingVersion = vnode.status.dataVersion
             }
@@ -260,7 +258,7 @@ extension AFSCacheManager {
     public func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry {
         let request = try createRequest(parent: parent, name: name, type: .symlink, mode: 0o777, target: target, context: context)
         let entry = try createdEntry(.symlink(request), parent: parent, name: name)
-        lock.withLock { vnodes[entry.inode]?.symlinkTarget = target }
+        table.withLock { t in t.vnodes[entry.inode]?.symlinkTarget = target }
         return entry
     }
 
@@ -278,8 +276,8 @@ extension AFSCacheManager {
         guard let target = change.target, target.linkCount == 0 else { return }
         let fid = target.fid
         // The last name is gone: so is the object. An open descriptor keeps its cached copy.
-        let dropNow = lock.withLock { () -> Bool in
-            guard let vnode = vnodes[fid.vnode], vnode.fid == fid else { return true }
+        let dropNow = table.withLock { t -> Bool in
+            guard let vnode = t.vnodes[fid.vnode], vnode.fid == fid else { return true }
             vnode.removed = true
             vnode.status.linkCount = 0
             vnode.callBackExpiry = 0
@@ -298,28 +296,28 @@ extension AFSCacheManager {
         }
         let request = Request.rename(fromDirectory: try vnode(parent).fid, fromName: name,
                                      toDirectory: try vnode(newParent).fid, toName: newName)
-        let moved = lock.withLock { vnodes[parent]?.listing?[name] }
-        let replaced = lock.withLock { vnodes[newParent]?.listing?[newName] }
+        let moved = table.withLock { t in t.vnodes[parent]?.listing?[name] }
+        let replaced = table.withLock { t in t.vnodes[newParent]?.listing?[newName] }
         _ = try change(request, directories: [parent, newParent]) { directory, listing, change in
             if directory == parent { listing[name] = nil }
             if directory == newParent, let target = change.target {
                 listing[newName] = DirectoryEntry(name: newName, fid: target.fid, type: target.type)
             }
         }
-        lock.withLock {
-            if let moved, let vnode = vnodes[moved.fid.vnode] {
+        table.withLock { t in
+            if let moved, let vnode = t.vnodes[moved.fid.vnode] {
                 vnode.parent = newParent
                 vnode.name = newName
             }
             // The replaced object lost a name and may be gone: ask the server before trusting it again.
-            if let replaced, replaced.fid != moved?.fid, let vnode = vnodes[replaced.fid.vnode] { vnode.callBackExpiry = 0 }
+            if let replaced, replaced.fid != moved?.fid, let vnode = t.vnodes[replaced.fid.vnode] { vnode.callBackExpiry = 0 }
         }
     }
 
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
         let vnode = try vnode(inode)
         var remote = changes
-        if let size = changes.size, lock.withLock({ vnode.openCount > 0 && vnode.status.type == .regular }) {
+        if let size = changes.size, table.withLock({ t in vnode.openCount > 0 && vnode.status.type == .regular }) {
             // An open file is truncated in its cached copy and stored whole on close.
             try vnode.io.withLock {
                 guard let entry = disk.entry(vnode.fid) else { throw FileSystemError(EIO, "no cached copy") }
@@ -330,14 +328,14 @@ extension AFSCacheManager {
             markDirty(vnode, size: size)
             remote.size = nil
         }
-        if lock.withLock({ vnode.removed }) {
+        if table.withLock({ t in vnode.removed }) {
             // Unlinked while open: the server has nothing to change.
-            lock.withLock { vnode.status.applyLocally(remote) }
+            table.withLock { t in vnode.status.applyLocally(remote) }
             return attributes(vnode)
         }
-        if lock.withLock({ vnode.dirty }), let mtime = changes.mtime {
+        if table.withLock({ t in vnode.dirty }), let mtime = changes.mtime {
             // The coming store carries the local mtime: set it here too.
-            lock.withLock {
+            table.withLock { t in
                 switch mtime {
                 case .now: vnode.status.mtime = Timespec.now()
                 case .at(let t): vnode.status.mtime = t
@@ -350,7 +348,7 @@ extension AFSCacheManager {
             // Open and dirty: the change goes with the coming store, as AFS-3's StoreData carries
             // a status (`cp -a`'s fchown, fchmod and futimens cost no request of their own).
             let now = Timespec.now()
-            lock.withLock {
+            table.withLock { t in
                 if vnode.ownerOnServer == nil, pending.uid != nil || pending.gid != nil {
                     vnode.ownerOnServer = Credential(uid: vnode.status.uid, gid: vnode.status.gid)
                 }
@@ -363,9 +361,9 @@ extension AFSCacheManager {
             }
             return attributes(vnode)
         }
-        let stamp = lock.withLock { breakStamp(inode) }
+        let stamp = table.withLock { t in t.breakStamp(inode) }
         let (status, expiry) = try core.storeStatus(vnode.fid, remote)
-        lock.withLock { _ = install(status, expiry: expiry, stamp: stamp) }
+        table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
         return attributes(vnode)
     }
 }
@@ -376,7 +374,7 @@ extension AFSCacheManager {
     /// mode and times), so that a refusal at the store cannot surprise anyone.
     func rideAlong(_ changes: SetAttributes, on vnode: CachedVnode) -> StoreStatusChange? {
         guard changes.size == nil, changes.mtime == nil else { return nil }
-        let (eligible, owner) = lock.withLock { (vnode.openCount > 0 && vnode.dirty && !vnode.removed && vnode.status.type == .regular, vnode.status.uid) }
+        let (eligible, owner) = table.withLock { t in (vnode.openCount > 0 && vnode.dirty && !vnode.removed && vnode.status.type == .regular, vnode.status.uid) }
         guard eligible else { return nil }
         let caller = Caller.credential.uid
         guard caller == 0 || (caller == owner && changes.uid == nil && changes.gid == nil) else { return nil }

@@ -1,9 +1,9 @@
 import NIOConcurrencyHelpers
 import PeachProtocol
 
-/// What the AFS-mode cache manager knows of one vnode. Fields are guarded by the manager's lock;
-/// `io` serializes fetches and stores of this one vnode and is never taken while holding the
-/// manager's lock.
+/// What the AFS-mode cache manager knows of one vnode. Fields are guarded by the lock of the
+/// manager's `VnodeTable`; `io` serializes fetches and stores of this one vnode and is never
+/// taken while holding the table's lock.
 final class CachedVnode: @unchecked Sendable {
     let fid: FID
     /// The latest status from the server (for a dirty file, size and mtime are the local copy's).

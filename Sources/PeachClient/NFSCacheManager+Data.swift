@@ -1,16 +1,16 @@
 import Foundation
 import PeachProtocol
 
-/// File data in the NFS-style client: blocks READ on demand and cached in memory; writes kept
-/// as dirty blocks and sent with WRITE on close and fsync, then COMMIT.
+/// File data in the NFS-style client: t.blocks READ on demand and cached in memory; writes kept
+/// as dirty t.blocks and sent with WRITE on close and fsync, then COMMIT.
 extension NFSCacheManager {
     var blockSize: Int { options.blockSize }
 
     public func open(_ inode: Inode, flags: Int32) throws -> OpenReply {
         statistics.update { $0.opens += 1 }
         let node = try node(inode)
-        guard lock.withLock({ node.status.type }) == .regular else {
-            throw lock.withLock({ node.isDirectory }) ? FileSystemError.isDirectory : FileSystemError.invalid
+        guard table.withLock({ t in node.status.type }) == .regular else {
+            throw table.withLock({ t in node.isDirectory }) ? FileSystemError.isDirectory : FileSystemError.invalid
         }
         // Close-to-open: fresh attributes at every open; nocto trusts the attribute cache.
         var askedServer = try revalidate(node, force: options.cto)
@@ -18,7 +18,7 @@ extension NFSCacheManager {
             _ = try setAttributes(inode, SetAttributes(size: 0), handle: nil)
             askedServer = true
         }
-        let keepCache = lock.withLock { () -> Bool in
+        let keepCache = table.withLock { t -> Bool in
             node.openCount += 1
             let keep = node.kernelVersion == node.status.dataVersion
             node.kernelVersion = node.status.dataVersion
@@ -30,25 +30,25 @@ extension NFSCacheManager {
 
     public func release(handle: UInt64) {
         guard let file = core.handles.remove(handle) else { return }
-        lock.withLock {
+        table.withLock { t in
             let node = file.node
             node.openCount -= 1
             if node.removed && node.openCount == 0 {
                 // The last descriptor of an unlinked file: its data goes with it.
                 node.dirtyBlocks = [:]
-                if nodes[node.inode] === node { nodes[node.inode] = nil }
-                statistics.update { $0.vnodes = nodes.count }
+                if t.nodes[node.inode] === node { t.nodes[node.inode] = nil }
+                statistics.update { $0.vnodes = t.nodes.count }
                 return
             }
-            releaseIfForgotten(node)
+            t.releaseIfForgotten(node)
         }
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         let node = try core.handles.get(handle).node
-        // An expired attribute cache is revalidated before cached blocks are trusted again.
+        // An expired attribute cache is revalidated before cached t.blocks are trusted again.
         try revalidate(node)
-        let size = lock.withLock { node.status.size }
+        let size = table.withLock { t in node.status.size }
         guard offset < size else {
             statistics.update { $0.reads += 1 }
             return 0
@@ -86,7 +86,7 @@ extension NFSCacheManager {
 
     /// A block's content: dirty, cached, or READ now. `cached` is false when it took a READ.
     private func blockForRead(_ node: NFSNode, index: UInt64) throws -> (data: [UInt8], cached: Bool) {
-        if let local = lock.withLock({ node.dirtyBlocks[index]?.data ?? blocks.get(BlockKey(inode: node.inode, index: index)) }) {
+        if let local = table.withLock({ t in node.dirtyBlocks[index]?.data ?? t.blocks.get(BlockKey(inode: node.inode, index: index)) }) {
             return (local, true)
         }
         return (try readBlock(node, index: index), false)
@@ -100,12 +100,12 @@ extension NFSCacheManager {
             $0.fetches += 1
             $0.fetchedBytes += UInt64(data.count)
         }
-        lock.withLock {
-            apply(status)
-            let evicted = blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
+        table.withLock { t in
+            t.apply(status)
+            let evicted = t.blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
             node.cachedBlocks.insert(index)
-            for key in evicted { nodes[key.inode]?.cachedBlocks.remove(key.index) }
-            let total = UInt64(blocks.totalCost)
+            for key in evicted { t.nodes[key.inode]?.cachedBlocks.remove(key.index) }
+            let total = UInt64(t.blocks.totalCost)
             statistics.update {
                 $0.evictions += evicted.count
                 $0.cacheBytes = total
@@ -130,9 +130,9 @@ extension NFSCacheManager {
             }
             block.dirtyStart = min(block.dirtyStart, inBlock)
             block.dirtyEnd = max(block.dirtyEnd, inBlock + count)
-            lock.withLock {
+            table.withLock { t in
                 node.dirtyBlocks[index] = block
-                blocks.remove(BlockKey(inode: node.inode, index: index))
+                t.blocks.remove(BlockKey(inode: node.inode, index: index))
                 node.cachedBlocks.remove(index)
                 node.status.size = max(node.status.size, position + UInt64(count))
                 node.status.mtime = Timespec.now()
@@ -151,37 +151,32 @@ extension NFSCacheManager {
     /// Before an open file is unlinked: every block not held yet is READ and held with the dirty
     /// ones (a clean range), so the open descriptors can read the whole file once the server has
     /// removed it, as the Linux NFS client's silly rename allows. A file larger than the block
-    /// cache is not held: its unread blocks become unreadable (ESTALE).
+    /// cache is not held: its unread t.blocks become unreadable (ESTALE).
     func holdBlocks(of node: NFSNode) throws {
-        let size = lock.withLock { node.status.size }
+        let size = table.withLock { t in node.status.size }
         guard size <= options.cacheSize else { return }
         let count = (size + UInt64(blockSize) - 1) / UInt64(blockSize)
         for index in 0..<count {
-            guard lock.withLock({ node.dirtyBlocks[index] == nil }) else { continue }
+            guard table.withLock({ t in node.dirtyBlocks[index] == nil }) else { continue }
             let (data, _) = try blockForRead(node, index: index)
-            lock.withLock {
+            table.withLock { t in
                 if node.dirtyBlocks[index] == nil { node.dirtyBlocks[index] = DirtyBlock(data: data, dirtyStart: Int.max, dirtyEnd: 0) }
             }
         }
     }
 
-    /// Undoes `holdBlocks` when the unlink did not happen. Caller holds `lock`.
-    func releaseHeldBlocks(of node: NFSNode) {
-        node.dirtyBlocks = node.dirtyBlocks.filter { $0.value.dirtyEnd > $0.value.dirtyStart }
-    }
-
     /// The dirty block to change, starting from the current content: a whole-block write needs
     /// none; beyond the end of the file it is zeros; otherwise the cached or READ block.
     private func dirtyBlock(_ node: NFSNode, index: UInt64, coversWholeBlock: Bool) throws -> DirtyBlock {
-        let existing = lock.withLock { () -> DirtyBlock? in
+        let existing = table.withLock { t -> DirtyBlock? in
             if let dirty = node.dirtyBlocks[index] { return dirty }
-            if let clean = blocks.get(BlockKey(inode: node.inode, index: index)) {
+            if let clean = t.blocks.get(BlockKey(inode: node.inode, index: index)) {
                 return DirtyBlock(data: clean, dirtyStart: Int.max, dirtyEnd: 0)
             }
             return nil
         }
         if let existing { return existing }
-        let size = lock.withLock { node.status.size }
+        let size = table.withLock { t in node.status.size }
         if coversWholeBlock || index * UInt64(blockSize) >= size {
             return DirtyBlock(data: [], dirtyStart: Int.max, dirtyEnd: 0)
         }
@@ -190,7 +185,7 @@ extension NFSCacheManager {
 
     public func flush(handle: UInt64) throws {
         let node = try core.handles.get(handle).node
-        if lock.withLock({ node.isDirty }) { try writeBack(node, commit: true) }
+        if table.withLock({ t in node.isDirty }) { try writeBack(node, commit: true) }
     }
 
     public func fsync(handle: UInt64) throws {
@@ -201,14 +196,14 @@ extension NFSCacheManager {
     /// succeeded; on failure the rest stay dirty and the error goes to close(2) or fsync(2).
     func writeBack(_ node: NFSNode, commit: Bool) throws {
         // An unlinked file's writes stay here: nobody can open it any more.
-        guard !lock.withLock({ node.removed }) else { return }
+        guard !table.withLock({ t in node.removed }) else { return }
         // Written at close for the closing process; at unmount, for the file's owner.
-        let owner = lock.withLock { Credential(uid: node.status.uid, gid: node.status.gid) }
+        let owner = table.withLock { t in Credential(uid: node.status.uid, gid: node.status.gid) }
         try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: commit) }
     }
 
     private func writeDirtyBlocks(_ node: NFSNode, commit: Bool) throws {
-        let dirty = lock.withLock { node.dirtyBlocks.sorted { $0.key < $1.key } }
+        let dirty = table.withLock { t in node.dirtyBlocks.sorted { $0.key < $1.key } }
         for (index, block) in dirty where block.dirtyEnd > block.dirtyStart {
             let slice = Array(block.data[block.dirtyStart..<block.dirtyEnd])
             let offset = index * UInt64(blockSize) + UInt64(block.dirtyStart)
@@ -218,24 +213,24 @@ extension NFSCacheManager {
                 $0.stores += 1
                 $0.storedBytes += UInt64(slice.count)
             }
-            lock.withLock {
+            table.withLock { t in
                 if node.dirtyBlocks[index]?.dirtyEnd == block.dirtyEnd, node.dirtyBlocks[index]?.data == block.data {
                     node.dirtyBlocks[index] = nil
                     if block.data.count == blockSize || offset + UInt64(slice.count) >= status.size {
                         // Now a clean block of the new version.
-                        blocks.set(BlockKey(inode: node.inode, index: index), block.data, cost: block.data.count)
+                        t.blocks.set(BlockKey(inode: node.inode, index: index), block.data, cost: block.data.count)
                         node.cachedBlocks.insert(index)
                     }
                 }
                 let ours = node.kernelVersion == before
-                apply(status, ownChangeFrom: before)
+                t.apply(status, ownChangeFrom: before)
                 // The kernel's pages hold what we wrote.
                 if ours { node.kernelVersion = status.dataVersion }
             }
         }
         if commit {
             guard case .status(let status, _) = try core.connection.call(.commit(node.fid)) else { throw FileSystemError.unexpectedReply }
-            lock.withLock { _ = apply(status) }
+            table.withLock { t in _ = t.apply(status) }
         }
     }
 }

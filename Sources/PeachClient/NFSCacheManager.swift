@@ -1,132 +1,49 @@
 import Foundation
 import Logging
-import NIOConcurrencyHelpers
 import PeachProtocol
 import PeachSecurity
+import Synchronization
 
 /// The NFS-style client: a block cache in memory, an attribute cache with the Linux client's
-/// timeouts, GETATTR on every open (close-to-open), READ of missing blocks and WRITE of dirty
-/// blocks on close and fsync, against the server's stateless procedures. No callbacks: what it
+/// timeouts, GETATTR on every open (close-to-open), READ of missing t.blocks and WRITE of dirty
+/// t.blocks on close and fsync, against the server's stateless procedures. No callbacks: what it
 /// caches may be stale until its timeouts run out, as with the real NFS client.
-public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
+public final class NFSCacheManager: CacheDesign, Sendable {
     let core: ClientCore<NFSOpenFile>
     public let options: NFSOptions
 
-    /// Guards `nodes`, `blocks` and every NFSNode's fields.
-    let lock = NIOLock()
-    var nodes: [Inode: NFSNode] = [:]
-    var blocks: LRUCache<BlockKey, [UInt8]>
+    /// Every node and the block cache, behind one lock.
+    let table: Mutex<NFSNodeTable>
 
     /// - Parameter retry: what a request does when the server is away (a mount: hard or soft).
     public init(server: ServerAddress, options: NFSOptions, tls: ClientTLS? = nil, retry: ServerConnection.RetryPolicy = .failFast,
                 logger: Logger = Logger(label: "peach.nfs")) {
         self.options = options
-        blocks = LRUCache(capacity: Int(clamping: options.cacheSize))
         // No state on the server: a fresh identity each mount, only to introduce the connection.
         core = ClientCore(design: .nfs, server: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, tls: tls, retry: retry,
                           logger: logger)
+        table = Mutex(NFSNodeTable(core: core, options: options))
         core.connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
 
     public func start() throws {
         try core.start {
             let root = try getAttr(FID.root)
-            lock.withLock { root.parent = root.inode }
+            table.withLock { t in root.parent = root.inode }
         }
     }
 
-    /// Dirty blocks that cannot be written within the grace are lost, as with an NFS soft mount.
+    /// Dirty t.blocks that cannot be written within the grace are lost, as with an NFS soft mount.
     public func shutdown() {
-        core.shutdown(storing: lock.withLock { nodes.values.filter { $0.isDirty && !$0.removed } }, fid: \.fid,
-                      store: { try writeBack($0, commit: true) }, unsaved: "its unwritten blocks are lost")
+        core.shutdown(storing: table.withLock { t in t.nodes.values.filter { $0.isDirty && !$0.removed } }, fid: \.fid,
+                      store: { try writeBack($0, commit: true) }, unsaved: "its unwritten t.blocks are lost")
     }
 
     // MARK: Attribute cache
 
-    static func now() -> Double {
-        var ts = timespec()
-        clock_gettime(CLOCK_MONOTONIC, &ts)
-        return Double(ts.tv_sec) + Double(ts.tv_nsec) / 1e9
-    }
-
     func node(_ inode: Inode) throws -> NFSNode {
-        guard let node = lock.withLock({ nodes[inode] }) else { throw FileSystemError.stale }
+        guard let node = table.withLock({ t in t.nodes[inode] }) else { throw FileSystemError.stale }
         return node
-    }
-
-    /// Caller holds `lock`.
-    func isFresh(_ node: NFSNode) -> Bool {
-        Self.now() - node.fetchedAt < node.timeout
-    }
-
-    /// Caller holds `lock`. Seconds the kernel may keep what it learns of `node`.
-    func remainingTimeout(_ node: NFSNode) -> Double {
-        max(0, node.timeout - (Self.now() - node.fetchedAt))
-    }
-
-    /// Records attributes from the server. When the data changed behind our back the node's
-    /// cached blocks, listing and names go, the timeout restarts at min, and the kernel is told;
-    /// when unchanged, the timeout doubles up to max. `ownChange` is the data version our own
-    /// request moved the file from (WRITE, or a namespace change): that is no one else's change.
-    /// Caller holds `lock`.
-    @discardableResult
-    func apply(_ status: FileStatus, ownChangeFrom: UInt64? = nil) -> NFSNode {
-        let (minimum, maximum) = options.timeouts(forDirectory: status.type == .directory)
-        guard let node = nodes[status.fid.vnode], node.fid == status.fid else {
-            let node = NFSNode(status: status, timeout: minimum)
-            node.fetchedAt = Self.now()
-            node.namesVersion = status.dataVersion
-            nodes[status.fid.vnode] = node
-            statistics.update { $0.vnodes = nodes.count }
-            return node
-        }
-        let old = node.status
-        let changed = old.dataVersion != status.dataVersion || old.mtime != status.mtime || old.size != status.size
-        let byUs = ownChangeFrom == old.dataVersion
-        if changed && !byUs {
-            dropCachedData(node)
-            node.timeout = minimum
-        } else if !changed {
-            node.timeout = min(max(node.timeout * 2, minimum), maximum)
-        } else {
-            node.timeout = minimum
-        }
-        if node.isDirectory && node.namesVersion != status.dataVersion && !byUs { node.names = [:] }
-        if node.isDirectory { node.namesVersion = status.dataVersion }
-        var updated = status
-        if node.isDirty {
-            // Unsent writes: the local size and mtime are newer than the server's.
-            updated.size = max(status.size, old.size)
-            updated.mtime = old.mtime
-        }
-        node.status = updated
-        node.fetchedAt = Self.now()
-        return node
-    }
-
-    /// Forgets a node's clean data (blocks, listing, names, link target) and the kernel's copy.
-    /// Caller holds `lock`.
-    func dropCachedData(_ node: NFSNode) {
-        for index in node.cachedBlocks { blocks.remove(BlockKey(inode: node.inode, index: index)) }
-        node.cachedBlocks = []
-        let names = node.listing.map { $0.map(\.name) } ?? []
-        node.listing = nil
-        node.names = [:]
-        node.symlinkTarget = nil
-        let hadKernelPages = node.kernelVersion != nil || node.isDirectory
-        node.kernelVersion = nil
-        statistics.update { $0.cacheBytes = UInt64(blocks.totalCost) }
-        // The kernel may hold the old attributes from any lookup or getattr: drop them now, even
-        // from inside a request on this inode (an attribute-only invalidation takes no lock a
-        // request holds), so the next read asks for the new size. Pages and names go later, from
-        // another thread.
-        let inode = node.inode
-        notifier?.invalidateAttributes(inode)
-        guard hadKernelPages else { return }
-        core.tellKernelLater { notifier in
-            notifier.invalidateInode(inode)
-            for name in names { notifier.invalidateEntry(parent: inode, name: name) }
-        }
     }
 
     /// GETATTR, always.
@@ -134,7 +51,7 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     func getAttr(_ fid: FID) throws -> NFSNode {
         do {
             let (status, _) = try core.fetchStatus(fid)
-            return lock.withLock { apply(status) }
+            return table.withLock { t in t.apply(status) }
         } catch let error as FileSystemError where error.errno == ESTALE {
             forgetName(of: fid)
             throw error
@@ -145,10 +62,10 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     /// name that led to it is forgotten here and in the kernel, so that the kernel's retry of
     /// the call (with a fresh lookup, as after any ESTALE) asks the server for what the name is now.
     func forgetName(of fid: FID) {
-        let entry = lock.withLock { () -> (Inode, String)? in
-            guard let node = nodes[fid.vnode], node.fid == fid else { return nil }
+        let entry = table.withLock { t -> (Inode, String)? in
+            guard let node = t.nodes[fid.vnode], node.fid == fid else { return nil }
             node.fetchedAt = 0
-            guard let parent = node.parent, let name = node.name, let directory = nodes[parent],
+            guard let parent = node.parent, let name = node.name, let directory = t.nodes[parent],
                   directory.names[name] == .some(node.inode) else { return nil }
             directory.names[name] = nil
             return (parent, name)
@@ -162,13 +79,13 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     @discardableResult
     func revalidate(_ node: NFSNode, force: Bool = false) throws -> Bool {
         // Unlinked while open: what is known here is all there is.
-        if lock.withLock({ node.removed || (!force && isFresh(node)) }) { return false }
+        if table.withLock({ t in node.removed || (!force && t.isFresh(node)) }) { return false }
         try getAttr(node.fid)
         return true
     }
 
     func attributes(_ node: NFSNode) -> Attributes {
-        lock.withLock { Attributes(status: node.status, timeout: remainingTimeout(node)) }
+        table.withLock { t in Attributes(status: node.status, timeout: t.remainingTimeout(node)) }
     }
 
     public func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes {
@@ -178,36 +95,24 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     }
 
     /// The kernel dropped `count` references: a node it no longer knows, with nothing open or
-    /// dirty, goes with its cached blocks, so memory is bounded by the kernel's inodes.
+    /// dirty, goes with its cached t.blocks, so memory is bounded by the kernel's inodes.
     public func forget(_ inode: Inode, count: UInt64) {
-        lock.withLock {
-            guard inode != FID.root.vnode, let node = nodes[inode], node.kernelDropped(count) else { return }
-            releaseIfForgotten(node)
-        }
-    }
-
-    /// Drops a node the kernel forgot once it is neither open nor dirty. Caller holds `lock`.
-    func releaseIfForgotten(_ node: NFSNode) {
-        guard node.forgotten, node.openCount == 0, !node.isDirty,
-              node.inode != FID.root.vnode, nodes[node.inode] === node else { return }
-        for index in node.cachedBlocks { blocks.remove(BlockKey(inode: node.inode, index: index)) }
-        nodes[node.inode] = nil
-        statistics.update {
-            $0.vnodes = nodes.count
-            $0.cacheBytes = UInt64(blocks.totalCost)
+        table.withLock { t in
+            guard inode != FID.root.vnode, let node = t.nodes[inode], node.kernelDropped(count) else { return }
+            t.releaseIfForgotten(node)
         }
     }
 
     public func callBacks() -> [CallBackInfo] { [] }
 
-    /// Dirty blocks live in memory only, as with NFS: nothing outlives the process to conflict.
+    /// Dirty t.blocks live in memory only, as with NFS: nothing outlives the process to conflict.
     public func conflicts() -> [Conflict] { [] }
 
     public func flushCachedCopy(_ inode: Inode) throws {
         let node = try node(inode)
-        if lock.withLock({ node.isDirty }) { try writeBack(node, commit: true) }
-        lock.withLock {
-            dropCachedData(node)
+        if table.withLock({ t in node.isDirty }) { try writeBack(node, commit: true) }
+        table.withLock { t in
+            t.dropCachedData(node)
             node.fetchedAt = 0
         }
     }
@@ -219,16 +124,16 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
         let directory = try node(parent)
         try revalidate(directory)
         // A name looked up before is trusted while the directory is unchanged (a dentry).
-        if let cached = lock.withLock({ directory.names[name] }) {
+        if let cached = table.withLock({ t in directory.names[name] }) {
             guard let inode = cached else { throw FileSystemError.notFound }
-            if let child = lock.withLock({ nodes[inode] }) {
+            if let child = table.withLock({ t in t.nodes[inode] }) {
                 do {
                     try revalidate(child)
                     return entry(child, in: directory, name: name)
                 } catch let error as FileSystemError where error.errno == ESTALE {
                     // Removed behind our back: forget the name and ask the server (as the
                     // kernel's ESTALE retry with LOOKUP_REVAL does).
-                    _ = lock.withLock { directory.names.removeValue(forKey: name) }
+                    _ = table.withLock { t in directory.names.removeValue(forKey: name) }
                 }
             }
         }
@@ -236,13 +141,13 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
         do {
             reply = try core.connection.call(.lookup(directory: directory.fid, name: name))
         } catch let error as FileSystemError where error.errno == ENOENT {
-            lock.withLock { directory.names[name] = .some(nil) }
+            table.withLock { t in directory.names[name] = .some(nil) }
             throw error
         }
         guard case .lookup(let dirStatus, let object) = reply else { throw FileSystemError.unexpectedReply }
-        let child = lock.withLock { () -> NFSNode in
-            apply(dirStatus)
-            let child = apply(object)
+        let child = table.withLock { t -> NFSNode in
+            t.apply(dirStatus)
+            let child = t.apply(object)
             directory.names[name] = child.inode
             return child
         }
@@ -250,19 +155,19 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     }
 
     func entry(_ child: NFSNode, in directory: NFSNode, name: String) -> Entry {
-        lock.withLock {
+        table.withLock { t in
             child.parent = directory.inode
             child.name = name
             child.handedToKernel()
-            return Entry(attributes: Attributes(status: child.status, timeout: remainingTimeout(child)),
-                         entryTimeout: remainingTimeout(directory))
+            return Entry(attributes: Attributes(status: child.status, timeout: t.remainingTimeout(child)),
+                         entryTimeout: t.remainingTimeout(directory))
         }
     }
 
     public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
         let directory = try node(inode)
         try revalidate(directory)
-        var listing = lock.withLock { directory.listing }
+        var listing = table.withLock { t in directory.listing }
         if listing == nil {
             var entries: [DirectoryEntry] = []
             var status: FileStatus?
@@ -275,12 +180,12 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
             }
             statistics.update { $0.fetches += 1 }
             listing = entries
-            lock.withLock {
-                if let status { apply(status) }
+            table.withLock { t in
+                if let status { t.apply(status) }
                 directory.listing = entries
             }
         }
-        let parent = lock.withLock { directory.parent ?? inode }
+        let parent = table.withLock { t in directory.parent ?? inode }
         return [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
                 DirectoryListingEntry(name: "..", inode: parent, type: .directory)]
             + listing!.map { DirectoryListingEntry(name: $0.name, inode: $0.fid.vnode, type: $0.type) }
@@ -289,12 +194,12 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     public func readlink(_ inode: Inode) throws -> String {
         let link = try node(inode)
         try revalidate(link)
-        if let target = lock.withLock({ link.symlinkTarget }) { return target }
+        if let target = table.withLock({ t in link.symlinkTarget }) { return target }
         guard case .readlink(let status, let target) = try core.connection.call(.readlink(link.fid)) else {
             throw FileSystemError.unexpectedReply
         }
-        lock.withLock {
-            apply(status)
+        table.withLock { t in
+            t.apply(status)
             link.symlinkTarget = target
         }
         return target
@@ -305,29 +210,30 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     /// A namespace procedure through the core's pipeline (no stamp: no promise to guard). The
     /// commit keeps a directory's cached names (updated by `edit`) when ours was its only change,
     /// and drops them on any other.
-    func change(_ request: Request, edit: (_ directory: NFSNode, _ change: NamespaceChange) -> Void = { _, _ in }) throws -> NamespaceChange {
+    func change(_ request: Request,
+                edit: (_ table: inout NFSNodeTable, _ directory: NFSNode, _ change: NamespaceChange) -> Void = { _, _, _ in }) throws -> NamespaceChange {
         try core.change(request, stamp: {}) { change, _, _ in
-            lock.withLock {
+            table.withLock { t in
                 for status in change.changedDirectories {
-                    let known = nodes[status.fid.vnode]
+                    let known = t.nodes[status.fid.vnode]
                     let ownChange = known.map { $0.status.dataVersion + 1 == status.dataVersion ? $0.status.dataVersion : nil } ?? nil
-                    let directory = apply(status, ownChangeFrom: ownChange)
+                    let directory = t.apply(status, ownChangeFrom: ownChange)
                     directory.listing = nil
-                    edit(directory, change)
+                    edit(&t, directory, change)
                 }
-                if let target = change.target, target.linkCount > 0 { apply(target) }
+                if let target = change.target, target.linkCount > 0 { t.apply(target) }
             }
         }
     }
 
     func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
-        let change = try change(request) { directory, change in
+        let change = try change(request) { t, directory, change in
             if directory.inode == parent, let target = change.target { directory.names[name] = target.fid.vnode }
         }
         guard let target = change.target else { throw FileSystemError(EIO, "reply without the new object") }
-        let (child, directory) = try lock.withLock { () throws -> (NFSNode, NFSNode) in
-            guard let child = nodes[target.fid.vnode], let directory = nodes[parent] else { throw FileSystemError.stale }
+        let (child, directory) = try table.withLock { t throws -> (NFSNode, NFSNode) in
+            guard let child = t.nodes[target.fid.vnode], let directory = t.nodes[parent] else { throw FileSystemError.stale }
             return (child, directory)
         }
         return entry(child, in: directory, name: name)
@@ -335,10 +241,10 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
 
     func fid(of inode: Inode) throws -> FID { try node(inode).fid }
 
-    /// The new file is empty on the server and here: its blocks are written locally until close.
+    /// The new file is empty on the server and here: its t.blocks are written locally until close.
     func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let node = try node(entry.inode)
-        lock.withLock {
+        table.withLock { t in
             node.openCount += 1
             node.kernelVersion = node.status.dataVersion
         }
@@ -357,16 +263,16 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
 
     public func unlink(parent: Inode, name: String) throws {
         let directory = try node(parent)
-        let open = lock.withLock { directory.names[name]?.flatMap { nodes[$0] }.flatMap { $0.openCount > 0 ? $0 : nil } }
+        let open = table.withLock { t in directory.names[name]?.flatMap { t.nodes[$0] }.flatMap { $0.openCount > 0 ? $0 : nil } }
         if let open { try holdBlocks(of: open) }
         var removedOpenFile = false
-        defer { if let open, !removedOpenFile { lock.withLock { releaseHeldBlocks(of: open) } } }
-        let change = try change(.removeFile(directory: directory.fid, name: name)) { directory, _ in
+        defer { if let open, !removedOpenFile { table.withLock { t in t.releaseHeldBlocks(of: open) } } }
+        let change = try change(.removeFile(directory: directory.fid, name: name)) { t, directory, _ in
             if directory.inode == parent { directory.names[name] = .some(nil) }
         }
         if let open, let target = change.target, target.fid == open.fid, target.linkCount == 0 {
             removedOpenFile = true
-            lock.withLock {
+            table.withLock { t in
                 open.removed = true
                 open.status.linkCount = 0
             }
@@ -374,7 +280,7 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
     }
 
     public func removeDirectory(parent: Inode, name: String) throws {
-        _ = try change(.removeDir(directory: try node(parent).fid, name: name)) { directory, _ in
+        _ = try change(.removeDir(directory: try node(parent).fid, name: name)) { t, directory, _ in
             if directory.inode == parent { directory.names[name] = .some(nil) }
         }
     }
@@ -389,11 +295,11 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
         }
         let request = Request.rename(fromDirectory: try node(parent).fid, fromName: name,
                                         toDirectory: try node(newParent).fid, toName: newName)
-        _ = try change(request) { directory, change in
+        _ = try change(request) { t, directory, change in
             if directory.inode == parent { directory.names[name] = .some(nil) }
             if directory.inode == newParent, let target = change.target {
                 directory.names[newName] = target.fid.vnode
-                if let moved = nodes[target.fid.vnode] {
+                if let moved = t.nodes[target.fid.vnode] {
                     moved.parent = newParent
                     moved.name = newName
                 }
@@ -403,19 +309,19 @@ public final class NFSCacheManager: CacheDesign, @unchecked Sendable {
 
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
         let node = try node(inode)
-        if lock.withLock({ node.removed }) { return setRemovedFileAttributes(node, changes) }
-        if changes.size != nil, lock.withLock({ node.isDirty }) { try writeBack(node, commit: false) }
+        if table.withLock({ t in node.removed }) { return setRemovedFileAttributes(node, changes) }
+        if changes.size != nil, table.withLock({ t in node.isDirty }) { try writeBack(node, commit: false) }
         let (status, _) = try core.storeStatus(node.fid, changes)
-        lock.withLock {
-            if changes.size != nil { dropCachedData(node) }
-            apply(status, ownChangeFrom: node.status.dataVersion)
+        table.withLock { t in
+            if changes.size != nil { t.dropCachedData(node) }
+            t.apply(status, ownChangeFrom: node.status.dataVersion)
         }
         return attributes(node)
     }
 
-    /// A file unlinked while open changes only here: its held blocks are its content.
+    /// A file unlinked while open changes only here: its held t.blocks are its content.
     private func setRemovedFileAttributes(_ node: NFSNode, _ changes: SetAttributes) -> Attributes {
-        lock.withLock {
+        table.withLock { t in
             if let size = changes.size {
                 let blockSize = UInt64(options.blockSize)
                 for (index, var block) in node.dirtyBlocks {

@@ -1,7 +1,8 @@
 import PeachProtocol
 
 /// What the NFS-style client knows of one file or directory: attributes with their cache
-/// timeout, a directory's listing and names, a file's dirty blocks. Guarded by the manager's lock.
+/// timeout, a directory's listing and names, a file's dirty blocks. Guarded by the lock of the
+/// manager's `NFSNodeTable`.
 final class NFSNode: @unchecked Sendable {
     let fid: FID
     var status: FileStatus
