@@ -2,7 +2,7 @@
 # Installs the system packages PeachFS builds and mounts with, when any is missing:
 # with apt-get when run as root, otherwise prints the one command to run.
 set -euo pipefail
-packages=(libfuse3-dev fuse3 libsqlite3-dev pkg-config)
+packages=(libfuse3-dev fuse3 libsqlite3-dev pkg-config curl)
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

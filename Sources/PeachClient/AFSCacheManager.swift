@@ -34,6 +34,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
                           readsGiveUpWhenAway: offlineReads, logger: logger)
         table = Mutex(VnodeTable(connection: core.connection, disk: disk, statistics: core.statistics, offlineReads: offlineReads))
         statistics.update { $0.cacheBytes = disk.totalBytes }
+        statistics.metrics.limitBytes.record(Int64(clamping: cacheSize))
         core.connection.setHandlers(
             hello: { [weak self] reply, isReconnect in
                 if isReconnect || reply.callBacksLost { self?.dropAllPromises() }

@@ -70,13 +70,20 @@ public final class ClientStatistics: Sendable {
     }
 
     private let state: Mutex<Snapshot>
+    /// The same counters as metrics, for `peach mount --metrics`.
+    let metrics = ClientMetrics()
 
     public init(mode: String) {
         state = Mutex(Snapshot(mode: mode))
     }
 
     public func update(_ body: (inout Snapshot) -> Void) {
-        state.withLock { body(&$0) }
+        let (old, new) = state.withLock { snapshot in
+            let old = snapshot
+            body(&snapshot)
+            return (old, snapshot)
+        }
+        metrics.moved(from: old, to: new)
     }
 
     func countRequest(_ opcode: Opcode) {
@@ -84,6 +91,7 @@ public final class ClientStatistics: Sendable {
             $0.serverRequests += 1
             $0.rpcs[opcode.name, default: 0] += 1
         }
+        metrics.countRequest(opcode)
     }
 
     public func snapshot() -> Snapshot { state.withLock { $0 } }

@@ -23,6 +23,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         core = ClientCore(design: .nfs, server: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, tls: tls, retry: retry,
                           logger: logger)
         table = Mutex(NFSNodeTable(core: core, options: options))
+        core.statistics.metrics.limitBytes.record(Int64(clamping: options.cacheSize))
         core.connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
 

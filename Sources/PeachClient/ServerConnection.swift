@@ -390,6 +390,7 @@ public final class ServerConnection: Sendable {
         do {
             let reply = try promise.futureResult.wait()
             heard(sentAt: sentAt)
+            statistics.metrics.requestAnswered(request.opcode, after: (NIODeadline.now() - sentAt).nanoseconds)
             return reply
         } catch let code as StatusCode {
             heard(sentAt: sentAt)

@@ -21,8 +21,12 @@ struct BreakDelivery: Sendable {
 
     func deliver(_ breaks: [String: [FID]], reason: CallBackReason, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         guard !breaks.isEmpty else { return eventLoop.makeSucceededVoidFuture() }
+        let started = NIODeadline.now()
         let deliveries = breaks.map { client, fids in deliver(fids, to: client, reason: reason, on: eventLoop) }
-        return EventLoopFuture.andAllComplete(deliveries, on: eventLoop)
+        let duration = statistics.metrics.breakDuration
+        return EventLoopFuture.andAllComplete(deliveries, on: eventLoop).always { _ in
+            duration.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
+        }
     }
 
     private func deliver(_ fids: [FID], to client: String, reason: CallBackReason, on eventLoop: EventLoop) -> EventLoopFuture<Void> {

@@ -14,6 +14,7 @@ extension ConnectionHandler {
         weights[frame.id] = weight
         replyBytesInFlight += weight
         requestsInFlight += 1
+        arrivals[frame.id] = (request.opcode, .now())
         server.statistics.countRequest(request.opcode)
         if case .hello(let hello) = request {
             return handshake(hello, id: frame.id, context: context)
@@ -123,6 +124,9 @@ extension ConnectionHandler {
     }
 
     func finishRequest(_ id: UInt32) {
+        if let arrival = arrivals.removeValue(forKey: id) {
+            server.statistics.metrics.requestAnswered(arrival.opcode, after: (NIODeadline.now() - arrival.at).nanoseconds)
+        }
         requestsInFlight -= 1
         replyBytesInFlight -= weights.removeValue(forKey: id) ?? 0
         handleBacklog()

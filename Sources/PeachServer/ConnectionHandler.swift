@@ -73,6 +73,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     var replyBytesInFlight = 0
     /// Each request's weight, by request id, given back when its reply is written.
     var weights: [UInt32: Int] = [:]
+    /// Each request's operation and arrival, by request id, for its duration metric.
+    var arrivals: [UInt32: (opcode: Opcode, at: NIODeadline)] = [:]
     /// The channel asked for a read while reading was held back.
     var readPending = false
     /// The shared frame budget is spent: no read until it frees up.

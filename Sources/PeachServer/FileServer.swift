@@ -27,7 +27,7 @@ struct FileServerContext: Sendable {
 /// The PeachFS file server: a TCP listener in front of a `VolumeStore`.
 public final class FileServer: Sendable {
     public let store: VolumeStore
-    public let statistics = ServerStatistics()
+    public let statistics: ServerStatistics
     private let group: MultiThreadedEventLoopGroup
     private let threadPool: NIOThreadPool
     private let fileIO: NIOThreadPool
@@ -49,6 +49,7 @@ public final class FileServer: Sendable {
                 logger: Logger = Logger(label: "peach.server")) {
         self.store = store
         self.tls = tls
+        statistics = ServerStatistics(metrics: store.metrics)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         threadPool = NIOThreadPool(numberOfThreads: 8)
         threadPool.start()
@@ -101,6 +102,8 @@ public final class FileServer: Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
+                    try sync.addHandler(ByteCounter(received: context.statistics.metrics.receivedBytes,
+                                                    sent: context.statistics.metrics.sentBytes))
                     if let tls {
                         let peer = channel.remoteAddress.map { "\($0)" } ?? "-"
                         let logger = context.logger
@@ -143,6 +146,11 @@ public final class FileServer: Sendable {
 
     /// Connections open now.
     public var connectedClients: Int { connectionCount.withLockedValue { $0 } }
+
+    /// Sets the metrics read from state (`peach server --metrics` runs it before each scrape).
+    public func refreshMetrics() {
+        store.metrics.refresh(store: store, connectedClients: connectedClients)
+    }
 }
 
 import NIOConcurrencyHelpers

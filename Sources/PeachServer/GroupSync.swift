@@ -1,4 +1,5 @@
 import Foundation
+import Metrics
 
 /// Group commit for SQLite's write-ahead log: commits run with `synchronous = NORMAL` (no fsync
 /// of their own), and a request whose reply must wait for the disk calls `sync()`, which returns
@@ -7,6 +8,8 @@ import Foundation
 /// runs the next one for all. Blocks the calling thread (a database pool thread, never an event loop).
 final class GroupSync: @unchecked Sendable {
     private let fds: [Int32]
+    /// Each group fsync's duration (`peach_server_fsync_duration_seconds`).
+    private let duration: Timer
     private let condition = NSCondition()
     // Guarded by `condition`.
     private var requested: UInt64 = 0
@@ -23,7 +26,8 @@ final class GroupSync: @unchecked Sendable {
 
     /// - Parameter paths: what to fsync, in order: the data directory (stores rename files into
     ///   it), then the database's -wal file.
-    init(paths: [String]) throws {
+    init(paths: [String], duration: Timer) throws {
+        self.duration = duration
         var opened: [Int32] = []
         for path in paths {
             let fd = open(path, O_RDONLY | O_CLOEXEC)
@@ -71,7 +75,7 @@ final class GroupSync: @unchecked Sendable {
             unsyncedCommits = false
             let (from, covers) = (completed + 1, requested)
             condition.unlock()
-            let failed = fds.contains { fsync($0) != 0 }
+            let failed = ServerMetrics.time(duration) { fds.contains { fsync($0) != 0 } }
             condition.lock()
             syncing = false
             completed = covers

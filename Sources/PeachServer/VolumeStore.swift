@@ -21,6 +21,8 @@ public final class VolumeStore: Sendable {
     public let syncPolicy: SyncPolicy
     /// Shared fsyncs of SQLite's write-ahead log.
     let groupSync: GroupSync
+    /// The server's metrics (`peach server --metrics`).
+    public let metrics = ServerMetrics()
     /// Disk space that file content may not take (metadata changes need it).
     let reserve: DiskReserve
 
@@ -60,7 +62,7 @@ public final class VolumeStore: Sendable {
             return UInt64(previous + 1)
         }
         // The log exists from the first write on, and stays while the database is open.
-        groupSync = try GroupSync(paths: [dataDirectory, root + "/volume.sqlite-wal"])
+        groupSync = try GroupSync(paths: [dataDirectory, root + "/volume.sqlite-wal"], duration: metrics.fsyncDuration)
         try groupSync.sync()
         try removeOrphans()
     }
@@ -113,6 +115,7 @@ public final class VolumeStore: Sendable {
     func grant(_ db: Database, _ requester: Requester, vnodes: [Int64], now: Timespec) throws {
         guard requester.grantsCallBacks else { return }
         try CallBackTable.grant(db, client: requester.clientID, vnodes: vnodes, expiresAt: expiry(now: now))
+        metrics.callBacksGranted.increment(by: vnodes.count)
     }
 
     // MARK: Clients
@@ -124,7 +127,7 @@ public final class VolumeStore: Sendable {
         // An opaque counter: any 64 bits are stored as they are (Int64(epoch) trapped at 2^63,
         // found by the request fuzzer).
         let storedEpoch = Int64(bitPattern: epoch)
-        return try database.write { db in
+        return try write { db in
             let row = try Row.fetchOne(db, cached: "SELECT epoch, callBacksLost FROM client WHERE id = ?", arguments: [client])
             let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
             let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
@@ -146,7 +149,7 @@ public final class VolumeStore: Sendable {
     /// recorded in the same transaction as the change.
     func writeOnce<Value>(_ client: Requester, _ opcode: Opcode, reply: (Mutation<Value>) -> Reply,
                           _ body: (Database) throws -> Mutation<Value>) throws -> Mutation<Value> {
-        try database.write { db in
+        try write { db in
             guard let number = client.number else { return try body(db) }
             try ReplayTable.check(db, client: client.clientID, number: number, opcode: opcode)
             let mutation = try body(db)
@@ -157,7 +160,7 @@ public final class VolumeStore: Sendable {
 
     /// A client that missed a break loses every promise, and is told so on its next Hello.
     public func declareUnreachable(client: String) throws {
-        try database.write { db in
+        try write { db in
             try CallBackTable.dropAll(db, client: client)
             try db.execute(cached: "UPDATE client SET callBacksLost = 1 WHERE id = ?", arguments: [client])
         }
@@ -177,7 +180,7 @@ public final class VolumeStore: Sendable {
         }
         guard client.grantsCallBacks else { return (status, 0) }
         if let held, held - now.seconds > callBackLifetime / 2 { return (status, UInt64(held)) }
-        return try database.write { db in
+        return try write { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             try grant(db, client, vnodes: [vnode], now: now)
             return (status, expiry(for: client, now: now))
@@ -186,7 +189,7 @@ public final class VolumeStore: Sendable {
 
     public func bulkStatus(_ fids: [FID], client: Requester) throws -> ([BulkStatusEntry], UInt64) {
         let now = Timespec.now()
-        return try database.write { db in
+        return try write { db in
             var entries: [BulkStatusEntry] = []
             for fid in fids {
                 do {
@@ -214,7 +217,7 @@ public final class VolumeStore: Sendable {
     public func fetchData(_ fid: FID, range: ByteRange = .whole, client: Requester) throws -> (FileStatus, UInt64, Content) {
         for _ in 0..<8 {
             let now = Timespec.now()
-            let (status, content): (FileStatus, Content?) = try database.write { db in
+            let (status, content): (FileStatus, Content?) = try write { db in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
                 switch status.type {
                 case .directory:
@@ -353,7 +356,7 @@ public final class VolumeStore: Sendable {
                                client: Requester) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
         var removeAfterCommit: String?
-        let mutation = try database.write { db -> Mutation<FileStatus> in
+        let mutation = try write { db -> Mutation<FileStatus> in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             let mode = try SetAttributeRules.check(attributes, on: status, for: client.identity)
             if let newSize, UInt64(newSize) != status.size {
@@ -603,7 +606,7 @@ public final class VolumeStore: Sendable {
     }
 
     public func giveUpCallBacks(_ fids: [FID], client: String) throws {
-        try database.write { db in
+        try write { db in
             try CallBackTable.giveUp(db, client: client, vnodes: fids.map { Int64(clamping: $0.vnode) })
         }
     }
@@ -633,5 +636,15 @@ public final class VolumeStore: Sendable {
     /// Live promises, for statistics and tests.
     public func callBackCount() throws -> Int {
         try database.read { db in try CallBackTable.count(db) }
+    }
+
+    /// Regular files in the volume.
+    public func fileCount() throws -> Int {
+        try database.read { db in try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM vnode WHERE type = ?", arguments: [Int64(FileType.regular.rawValue)]) ?? 0 }
+    }
+
+    /// A write transaction, timed (`peach_server_transaction_duration_seconds`).
+    func write<T>(_ updates: (Database) throws -> T) throws -> T {
+        try ServerMetrics.time(metrics.transactionDuration) { try database.write(updates) }
     }
 }

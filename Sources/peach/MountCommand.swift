@@ -5,6 +5,7 @@ import NIOCore
 import PeachClient
 import PeachSecurity
 import PeachFUSE
+import PeachMetrics
 
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -56,7 +57,11 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md). Unauthenticated: keep it on loopback.")
+    var metrics: String?
+
     func validate() throws {
+        if let metrics { try MetricsEndpoint.validate(metrics) }
         guard let address = ServerAddress(server), address.port != 0 else {
             throw CommandFailure("--server must be HOST:PORT, got '\(server)'")
         }
@@ -130,6 +135,15 @@ struct MountCommand: ParsableCommand {
         logger.logLevel = logLevel
         let cacheManager: CacheManager
         let fileSystem: FUSEFileSystem
+        // Before the cache manager: metrics made before the backend is bootstrapped go nowhere.
+        let endpoint: MetricsEndpoint?
+        do {
+            endpoint = try metrics.map { try MetricsEndpoint.start(address: $0, refresh: {}) }
+        } catch {
+            Daemon.report("\(error)", on: readyFD)
+            throw CommandFailure("\(error)")
+        }
+        defer { endpoint?.stop() }
         do {
             let address = ServerAddress(server)!
             let clientTLS = try tls.files.map { try ClientTLS(files: $0) }

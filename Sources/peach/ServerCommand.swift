@@ -7,6 +7,8 @@ import PeachProtocol
 import PeachClient
 import PeachSecurity
 import PeachServer
+import PeachMetrics
+import NIOConcurrencyHelpers
 
 struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -68,7 +70,11 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Log level: trace, debug, info, notice, warning, error, critical.")
     var logLevel: Logger.Level = .notice
 
+    @Option(help: "Serve Prometheus metrics at http://HOST:PORT/metrics (docs/operations.md). Unauthenticated: keep it on loopback.")
+    var metrics: String?
+
     func validate() throws {
+        if let metrics { try MetricsEndpoint.validate(metrics) }
         guard ServerAddress(listen) != nil else { throw CommandFailure("--listen must be HOST:PORT, got '\(listen)'") }
         guard callbackTimeout > 0 else { throw CommandFailure("--callback-timeout must be positive") }
         guard callbackLifetime >= 60 else { throw CommandFailure("--callback-lifetime must be at least 60 seconds") }
@@ -99,6 +105,12 @@ struct ServerCommand: ParsableCommand {
                 throw CommandFailure("cannot set up TLS: \(error)")
             }
         }
+        // Before the store: metrics made before the backend is bootstrapped go nowhere.
+        let started = NIOLockedValueBox<FileServer?>(nil)
+        let endpoint = try metrics.map { address in
+            try MetricsEndpoint.start(address: address) { started.withLockedValue { $0 }?.refreshMetrics() }
+        }
+        defer { endpoint?.stop() }
         let store: VolumeStore
         do {
             store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime),
@@ -122,8 +134,12 @@ struct ServerCommand: ParsableCommand {
                 else if error is SocketAddressError.UnknownHost { "cannot resolve \(address.host)" } else { "\(error)" }
             throw CommandFailure("cannot listen on \(address): \(reason)")
         }
+        started.withLockedValue { $0 = server }
         let transport = serverTLS == nil ? "plain TCP" : "mutual TLS 1.3"
         FileHandle.standardOutput.write(Data("peach server: serving \(root) on \(address.host):\(port), \(transport) (epoch \(store.epoch))\n".utf8))
+        if let endpoint {
+            FileHandle.standardOutput.write(Data("peach server: metrics at http://\(ServerAddress(metrics!)!.host):\(endpoint.port)/metrics\n".utf8))
+        }
         var received: Int32 = 0
         sigwait(&signals, &received)
         print("peach server: stopping on signal \(received)")

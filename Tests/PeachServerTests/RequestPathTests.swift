@@ -129,7 +129,7 @@ struct RequestPathTests {
         defer { directory.remove() }
         let path = directory.path + "/log"
         FileManager.default.createFile(atPath: path, contents: Data())
-        let sync = try GroupSync(paths: [path])
+        let sync = try GroupSync(paths: [path], duration: ServerMetrics().fsyncDuration)
         let callers = 32
         DispatchQueue.concurrentPerform(iterations: callers) { _ in
             let before = sync.fsyncsStarted
