@@ -33,9 +33,11 @@ public struct OpsReport: BenchReport {
         var text = "server --sync \(results.sync)\n\n" + latency.render() + "\n" + cpu.render()
         if !results.workloads.isEmpty {
             var workloads = TextTable(["workload", "target", "seconds", "postmark tx/s", "time vs local"])
+            var failures: [String] = []
             for w in results.workloads {
                 if let failure = w.failure {
-                    workloads.add([w.workload, w.target, "failed", "—", failure.split(separator: "\n").first.map(String.init) ?? ""])
+                    workloads.add([w.workload, w.target, "failed", "—", "—"])
+                    failures.append(failure.split(separator: "\n").first.map(String.init) ?? "")
                     continue
                 }
                 let local = results.workloads.first { $0.workload == w.workload && $0.target == "local" }?.seconds ?? 0
@@ -43,9 +45,54 @@ public struct OpsReport: BenchReport {
                                w.transactionsPerSecond.map { String(format: "%.0f", $0) } ?? "—",
                                local > 0 ? String(format: "%.1f×", w.seconds / local) : "—"])
             }
-            text += "\n" + workloads.render()
+            text += "\n" + workloads.render() + failures.map { "failed: \($0)\n" }.joined()
         }
-        return text
+        return text + "\n" + targetTable().render()
+    }
+
+    /// Issue 8's targets against this run: AFS mode, the first `--compare` directory standing
+    /// for sshfs.
+    func targetTable() -> TextTable {
+        var table = TextTable(["target (issue 8)", "measured", "met"])
+        func add(_ target: String, _ measured: String, _ met: Bool?) {
+            table.add([target, measured, met.map { $0 ? "yes" : "no" } ?? "—"])
+        }
+        let afs = { (operation: String) in row(operation, "afs") }
+        let create = OpsSuite.operations[0]
+        if let r = afs(create) {
+            add("AFS \(create) ≤ 600 µs", String(format: "%.0f µs", r.medianMicroseconds), r.medianMicroseconds <= 600)
+        }
+        let other = targets.first { !["local", "afs", "nfs"].contains($0) }
+        let metadata = ["chmod", "utime", "rename", "unlink", "mkdir"]
+        if let other {
+            for operation in metadata {
+                guard let mine = afs(operation), let theirs = row(operation, other) else { continue }
+                add("AFS \(operation) ≤ \(other)", String(format: "%.0f against %.0f µs", mine.medianMicroseconds, theirs.medianMicroseconds),
+                    mine.medianMicroseconds <= theirs.medianMicroseconds)
+            }
+        }
+        let serverMetadata = metadata.compactMap { op in afs(op)?.serverCPUMicroseconds.map { (op, $0) } }.max { $0.1 < $1.1 }
+        if let (operation, cpu) = serverMetadata {
+            add("server CPU per metadata operation ≤ 150 µs", String(format: "%.0f µs at most", cpu) + " (\(operation))", cpu <= 150)
+        }
+        if let store = afs(OpsSuite.operations[1])?.serverCPUMicroseconds {
+            add("server CPU per small store ≤ 250 µs", String(format: "%.0f µs (fsync's CPU included)", store), store <= 250)
+        }
+        let manager = OpsSuite.operations.compactMap { op in afs(op)?.cacheManagerCPUMicroseconds.map { (op, $0) } }.max { $0.1 < $1.1 }
+        if let (operation, cpu) = manager {
+            add("cache manager CPU per operation ≤ 100 µs", String(format: "%.0f µs at most", cpu) + " (\(operation))", cpu <= 100)
+        }
+        func workload(_ name: String, _ target: String) -> OpsSuite.WorkloadRow? {
+            results.workloads.first { $0.workload == name && $0.target == target && $0.failure == nil }
+        }
+        if let other, let mine = workload("postmark", "afs")?.transactionsPerSecond, let theirs = workload("postmark", other)?.transactionsPerSecond {
+            add("AFS postmark ≥ 3× \(other)", String(format: "%.0f against %.0f tx/s (%.2f×)", mine, theirs, mine / theirs), mine >= 3 * theirs)
+        }
+        if let copy = results.workloads.first(where: { $0.workload.hasPrefix("cp -a") }),
+           let mine = workload(copy.workload, "afs")?.seconds, let local = workload(copy.workload, "local")?.seconds, local > 0 {
+            add("AFS \(copy.workload) ≤ 10× local", String(format: "%.1f×", mine / local), mine <= 10 * local)
+        }
+        return table
     }
 
     public func json() throws -> Data { try benchJSON(results) }

@@ -187,10 +187,10 @@ extension AFSCacheManager {
                 for (index, status) in change.changedDirectories.enumerated() {
                     let inode = status.fid.vnode
                     let stamp = stamps[min(index, stamps.count - 1)]
-                    if let directory = t.vnodes[inode], var listing = directory.listing,
+                    if let directory = t.vnodes[inode], directory.listing != nil,
                        t.hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
-                        edit(inode, &listing, change)
-                        directory.listing = listing
+                        // Edited in place: a copy would cost the whole listing on every create.
+                        edit(inode, &directory.listing!, change)
                         directory.listingVersion = status.dataVersion
                     }
                     t.install(status, expiry: expiry, stamp: stamp)

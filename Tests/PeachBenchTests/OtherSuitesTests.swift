@@ -54,3 +54,50 @@ struct OtherSuitesTests {
         #expect(TLSReport(rows: rows).table().contains("TLS/plain"))
     }
 }
+
+@Suite("bench ops: issue 8's targets in the report")
+struct OpsTargetTableTests {
+    /// Results as `peach bench ops --json` writes them.
+    func results() throws -> OpsSuite.Results {
+        func op(_ operation: String, _ target: String, _ us: Double, server: Double? = nil, manager: Double? = nil) -> String {
+            let cpu = server.map { ", \"serverCPUMicroseconds\": \($0), \"cacheManagerCPUMicroseconds\": \(manager ?? 0)" } ?? ""
+            return "{\"operation\": \"\(operation)\", \"target\": \"\(target)\", \"medianMicroseconds\": \(us)\(cpu)}"
+        }
+        let operations = [
+            op("create + write 4 KiB + close", "afs", 5000, server: 2500, manager: 2200),
+            op("create + write 4 KiB + close", "/mnt/sshfs", 2500),
+            op("open O_APPEND + write 4 KiB + close", "afs", 3000, server: 1900, manager: 700),
+            op("chmod", "afs", 500, server: 320, manager: 240), op("chmod", "/mnt/sshfs", 600),
+            op("unlink", "afs", 1000, server: 520, manager: 380), op("unlink", "/mnt/sshfs", 680),
+        ]
+        let workloads = """
+            {"workload": "postmark", "target": "afs", "seconds": 70, "transactionsPerSecond": 200},
+            {"workload": "postmark", "target": "/mnt/sshfs", "seconds": 40, "transactionsPerSecond": 400},
+            {"workload": "cp -a /usr/include", "target": "local", "seconds": 2.5},
+            {"workload": "cp -a /usr/include", "target": "afs", "seconds": 20},
+            {"workload": "cp -a /usr/include", "target": "/mnt/sshfs", "seconds": 0, "failure": "cp -a into /mnt/sshfs failed: chown"}
+            """
+        let json = "{\"sync\": \"onclose\", \"operations\": [\(operations.joined(separator: ","))], \"workloads\": [\(workloads)]}"
+        return try JSONDecoder().decode(OpsSuite.Results.self, from: Data(json.utf8))
+    }
+
+    @Test("each target is judged against the same run: sshfs's figures for sshfs's targets, local's for cp -a")
+    func targetsJudged() throws {
+        let table = OpsReport(results: try results()).table()
+        let lines = table.split(separator: "\n").map(String.init)
+        func verdict(_ target: String) -> String? {
+            lines.first { $0.hasPrefix(target) }.map { $0.trimmingCharacters(in: .whitespaces).split(separator: " ").last.map(String.init) ?? "" }
+        }
+        #expect(verdict("AFS create + write 4 KiB + close ≤ 600 µs") == "no")
+        #expect(verdict("AFS chmod ≤ /mnt/sshfs") == "yes")
+        #expect(verdict("AFS unlink ≤ /mnt/sshfs") == "no")
+        #expect(verdict("server CPU per metadata operation ≤ 150 µs") == "no")
+        #expect(lines.contains { $0.contains("520 µs at most (unlink)") })
+        #expect(verdict("server CPU per small store ≤ 250 µs") == "no")
+        #expect(lines.contains { $0.contains("2200 µs at most (create + write 4 KiB + close)") })
+        #expect(verdict("AFS postmark ≥ 3× /mnt/sshfs") == "no")
+        #expect(verdict("AFS cp -a /usr/include ≤ 10× local") == "yes")
+        // A failed workload's reason is a line of its own, not a table column.
+        #expect(lines.contains("failed: cp -a into /mnt/sshfs failed: chown"))
+    }
+}
