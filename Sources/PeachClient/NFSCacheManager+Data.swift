@@ -101,6 +101,9 @@ extension NFSCacheManager {
             $0.fetchedBytes += UInt64(data.count)
         }
         table.withLock { t in
+            // Older than what is known (a READ that raced a truncate or write): its data is
+            // returned to this read, not cached.
+            guard status.dataVersion >= node.status.dataVersion else { return }
             t.apply(status)
             let evicted = t.blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
             node.cachedBlocks.insert(index)

@@ -52,6 +52,9 @@ struct NFSNodeTable {
             return node
         }
         let old = node.status
+        // A reply that left the server before one already applied (a readahead READ racing a
+        // truncate on another FUSE thread) may not undo it: data versions only grow.
+        if status.dataVersion < old.dataVersion { return node }
         let changed = old.dataVersion != status.dataVersion || old.mtime != status.mtime || old.size != status.size
         let byUs = ownChangeFrom == old.dataVersion
         if changed && !byUs {
