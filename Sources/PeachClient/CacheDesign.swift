@@ -27,6 +27,11 @@ extension CacheDesign {
 
     public func volumeStatus() throws -> VolumeStatus { try core.volumeStatus() }
 
+    public func location(of inode: Inode) throws -> FileLocation {
+        let address = core.connection.address
+        return FileLocation(server: "\(address.host):\(address.port)", fid: try fid(of: inode).description)
+    }
+
     func createRequest(parent: Inode, name: String, type: FileType, mode: UInt32, rdev: UInt64 = 0,
                        target: String = "", context: RequestContext) throws -> CreateRequest {
         CreateRequest(in: try fid(of: parent), name: name, type: type, mode: mode, context: context, rdev: rdev,

@@ -71,6 +71,43 @@ public struct CallBackInfo: Sendable, Codable, Equatable {
     public var expiresAt: UInt64
 }
 
+/// `peach fs getcacheparms`: the cache's use and limit.
+public struct CacheParameters: Sendable, Codable, Equatable {
+    public var usedBytes: UInt64
+    public var limitBytes: UInt64
+    /// Files with cached data (AFS mode: cached copies on disk; NFS mode: files with cached blocks).
+    public var files: Int
+}
+
+/// `peach fs whereis`: the server holding a file, and the file's FID there.
+public struct FileLocation: Sendable, Codable, Equatable {
+    public var server: String
+    public var fid: String
+}
+
+/// A dirty file that could not be stored, and why.
+public struct UnsavedFile: Sendable, Codable, Equatable {
+    public var fid: String
+    public var path: String?
+    public var error: String
+}
+
+/// `peach fs sync`: what a store of every dirty file did.
+public struct SyncReport: Sendable, Codable, Equatable {
+    public var stored: Int
+    public var failed: [UnsavedFile]
+}
+
+/// `peach fs flushall`: what dropping every cached copy did.
+public struct FlushReport: Sendable, Codable, Equatable {
+    /// Files and directories whose cached data went.
+    public var dropped: Int
+    /// Open files, which keep their copies (their descriptors use them).
+    public var keptOpen: Int
+    /// Dirty files whose store failed: their copies stay.
+    public var failed: [UnsavedFile]
+}
+
 /// Lets the core tell the kernel that cached attributes, pages or names went stale. The FUSE
 /// adapter implements it; in-process clients have no kernel cache and pass nil.
 public protocol KernelNotifier: Sendable {
@@ -125,4 +162,13 @@ public protocol CacheManager: AnyObject, Sendable {
     func callBacks() -> [CallBackInfo]
     /// `peach fs conflicts`: dirty copies kept aside because the server had a newer version.
     func conflicts() -> [Conflict]
+    /// `peach fs getcacheparms`.
+    func cacheParameters() -> CacheParameters
+    /// `peach fs whereis`.
+    func location(of inode: Inode) throws -> FileLocation
+    /// `peach fs sync`: a barrier that returns once every dirty file is stored, or says which
+    /// could not be.
+    func storeAllDirty() -> SyncReport
+    /// `peach fs flushall`: drops every cached copy nothing holds open, storing dirty ones first.
+    func flushAll() -> FlushReport
 }

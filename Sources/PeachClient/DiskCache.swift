@@ -121,6 +121,12 @@ final class DiskCache: Sendable {
 
     var totalBytes: UInt64 { total.withLockedValue { $0 } }
 
+    /// Cached copies on disk now.
+    var count: Int { entries.withLockedValue { $0.count } }
+
+    /// The FIDs with a cached copy that is not dirty.
+    var cleanFIDs: [FID] { entries.withLockedValue { $0.values.filter { !$0.dirty }.map(\.fid) } }
+
     /// Replaces the entry for `fid` (nil removes it) and keeps the total; returns the old one.
     @discardableResult
     private func replace(_ fid: FID, with entry: Entry?) -> Entry? {

@@ -8,11 +8,23 @@ import PeachClient
 /// - `user.peach.stats` (get): the statistics JSON.
 /// - `user.peach.callbacks` (get): the callbacks held, JSON.
 /// - `user.peach.conflicts` (get): dirty copies kept aside (`Conflict`), JSON.
+/// - `user.peach.cacheparms` (get): the cache's use and limit (`CacheParameters`), JSON.
+/// - `user.peach.whereis` (get): the server and the FID of the path (`FileLocation`), JSON.
+/// - `user.peach.sync` (get): stores every dirty file of the mount first (`SyncReport`), JSON.
+/// - `user.peach.flushall` (get): drops every cached copy nothing holds open, storing dirty ones
+///   first (`FlushReport`), JSON.
 /// - `user.peach.flush` (set): store the file if dirty and drop its cached copy.
+///
+/// `sync` and `flushall` act when read, as a pioctl does; reading them again is harmless (nothing
+/// is left to do), and the control names are never listed, so `getfattr -d` does not read them.
 public enum ControlAttributes {
     public static let stats = "user.peach.stats"
     public static let callbacks = "user.peach.callbacks"
     public static let conflicts = "user.peach.conflicts"
+    public static let cacheParameters = "user.peach.cacheparms"
+    public static let whereIs = "user.peach.whereis"
+    public static let sync = "user.peach.sync"
+    public static let flushAll = "user.peach.flushall"
     public static let flush = "user.peach.flush"
     /// The kernel's limit on one extended attribute value.
     static let maximumValueSize = 65536
@@ -26,6 +38,14 @@ public enum ControlAttributes {
             json = callBacksJSON(cacheManager.callBacks())
         case conflicts:
             json = listJSON(cacheManager.conflicts())
+        case cacheParameters:
+            json = encode(cacheManager.cacheParameters())
+        case whereIs:
+            json = encode(try cacheManager.location(of: inode))
+        case sync:
+            json = encode(cacheManager.storeAllDirty())
+        case flushAll:
+            json = encode(cacheManager.flushAll())
         default:
             throw FileSystemError(ENODATA)
         }
@@ -35,6 +55,12 @@ public enum ControlAttributes {
     static func set(_ name: String, inode: Inode, cacheManager: CacheManager) throws {
         guard name == flush else { throw FileSystemError(EOPNOTSUPP) }
         try cacheManager.flushCachedCopy(inode)
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> String {
+        let encoder = JSONEncoder()
+        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
     }
 
     /// A list as JSON, as much of it as fits in one attribute value (the oldest first).

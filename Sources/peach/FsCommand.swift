@@ -1,6 +1,7 @@
 import ArgumentParser
 import CPeachSystem
 import Foundation
+import PeachBench
 import PeachClient
 import PeachFUSE
 
@@ -8,13 +9,21 @@ struct FsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fs",
         abstract: "Ask the cache manager serving a path (as OpenAFS's fs command does).",
-        subcommands: [Stats.self, Flush.self, CallBacks.self, Conflicts.self]
+        discussion: "Each subcommand prints text, or JSON with --json.",
+        subcommands: [Stats.self, Flush.self, FlushAll.self, Sync.self, CallBacks.self, Conflicts.self, GetCacheParms.self,
+                      WhereIs.self, Warmup.self]
     )
 
     struct Stats: ParsableCommand {
-        static let configuration = CommandConfiguration(abstract: "Print the statistics of the cache manager serving PATH, as JSON.")
+        static let configuration = CommandConfiguration(abstract: "The statistics of the cache manager serving PATH: counters and hit rates.")
         @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        func run() throws { print(try ControlClient.get(ControlAttributes.stats, path: path)) }
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let text = try ControlClient.get(ControlAttributes.stats, path: path)
+            if json { return print(text) }
+            print(StatsTable(try JSONDecoder().decode(ClientStatistics.Snapshot.self, from: Data(text.utf8))).render(), terminator: "")
+        }
     }
 
     struct Flush: ParsableCommand {
@@ -25,9 +34,176 @@ struct FsCommand: ParsableCommand {
 
     struct CallBacks: ParsableCommand {
         static let configuration = CommandConfiguration(
-            commandName: "callbacks", abstract: "List the callbacks the cache manager serving PATH holds (FID, path, expiry).")
+            commandName: "callbacks", abstract: "List the callbacks the cache manager serving PATH holds (path, FID, expiry).")
         @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        func run() throws { print(try ControlClient.get(ControlAttributes.callbacks, path: path)) }
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            struct Listing: Decodable {
+                var count: Int
+                var truncated: Bool
+                var callbacks: [CallBackInfo]
+            }
+            let text = try ControlClient.get(ControlAttributes.callbacks, path: path)
+            if json { return print(text) }
+            let listing = try JSONDecoder().decode(Listing.self, from: Data(text.utf8))
+            var table = TextTable(["path", "FID", "expires in"])
+            let now = Date().timeIntervalSince1970
+            for callBack in listing.callbacks {
+                table.add([callBack.path ?? "(path unknown)", callBack.fid, String(format: "%.0f s", max(0, Double(callBack.expiresAt) - now))])
+            }
+            print("\(listing.count) callbacks" + (listing.truncated ? " (the first \(listing.callbacks.count) shown)" : ""))
+            if !listing.callbacks.isEmpty { print(table.render(), terminator: "") }
+        }
+    }
+
+    struct GetCacheParms: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "getcacheparms", abstract: "How much of its cache the cache manager serving PATH uses, and its limit.")
+        @Argument(help: "Any path inside a PeachFS mount.") var path: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let text = try ControlClient.get(ControlAttributes.cacheParameters, path: path)
+            if json { return print(text) }
+            let p = try JSONDecoder().decode(CacheParameters.self, from: Data(text.utf8))
+            let percent = p.limitBytes > 0 ? Double(p.usedBytes) / Double(p.limitBytes) * 100 : 0
+            print("using \(formatBytes(p.usedBytes)) of the cache's \(formatBytes(p.limitBytes)) (\(String(format: "%.1f", percent))%) "
+                  + "in \(p.files) files")
+        }
+    }
+
+    struct WhereIs: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "whereis", abstract: "The file server holding PATH, and PATH's FID there.")
+        @Argument(help: "A file or directory inside a PeachFS mount.") var path: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let text = try ControlClient.get(ControlAttributes.whereIs, path: path)
+            if json { return print(text) }
+            let location = try JSONDecoder().decode(FileLocation.self, from: Data(text.utf8))
+            print("\(path) is on server \(location.server), FID \(location.fid)")
+        }
+    }
+
+    struct Sync: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Store every dirty file of the mount serving PATH; returns once all are stored.",
+            discussion: "Files still open stay open; their content as of now is stored. Exits 1, listing them, if any could not be.")
+        @Argument(help: "Any path inside a PeachFS mount.") var path: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let text = try ControlClient.get(ControlAttributes.sync, path: path)
+            let report = try JSONDecoder().decode(SyncReport.self, from: Data(text.utf8))
+            if json { print(text) } else { print("stored \(report.stored) dirty files") }
+            guard report.failed.isEmpty else {
+                throw CommandFailure("\(report.failed.count) dirty files could not be stored:\n"
+                                     + report.failed.map { "  \($0.path ?? "fid " + $0.fid): \($0.error)" }.joined(separator: "\n"))
+            }
+        }
+    }
+
+    struct FlushAll: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "flushall", abstract: "Drop every cached copy of the mount serving PATH (dirty files are stored first; open files keep theirs).")
+        @Argument(help: "Any path inside a PeachFS mount.") var path: String
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            let text = try ControlClient.get(ControlAttributes.flushAll, path: path)
+            let report = try JSONDecoder().decode(FlushReport.self, from: Data(text.utf8))
+            if json { print(text) } else { print("dropped \(report.dropped) cached copies; \(report.keptOpen) open files kept theirs") }
+            guard report.failed.isEmpty else {
+                throw CommandFailure("\(report.failed.count) dirty files could not be stored, and keep their copies:\n"
+                                     + report.failed.map { "  \($0.path ?? "fid " + $0.fid): \($0.error)" }.joined(separator: "\n"))
+            }
+        }
+    }
+}
+
+/// `peach fs stats` as text: each counter, and the hit rates as percentages.
+struct StatsTable {
+    var stats: ClientStatistics.Snapshot
+
+    init(_ stats: ClientStatistics.Snapshot) { self.stats = stats }
+
+    static func percent(_ part: some BinaryInteger, of whole: some BinaryInteger) -> String {
+        whole == 0 ? "—" : String(format: "%.1f%%", Double(part) / Double(whole) * 100)
+    }
+
+    func render() -> String {
+        var table = TextTable(["\(stats.mode) mode", "value"])
+        table.add(["opens", "\(stats.opens)"])
+        table.add(["open hit rate", "\(Self.percent(stats.openHits, of: stats.opens)) (no request: \(stats.openHits))"])
+        table.add(["reads", "\(stats.reads) (\(formatBytes(stats.readBytes)))"])
+        table.add(["read hit rate (bytes)", Self.percent(stats.readHitBytes, of: stats.readBytes)])
+        table.add(["writes", "\(stats.writes) (\(formatBytes(stats.writeBytes)))"])
+        table.add(["fetches", "\(stats.fetches) (\(formatBytes(stats.fetchedBytes)))"])
+        table.add(["stores", "\(stats.stores) (\(formatBytes(stats.storedBytes)))"])
+        table.add(["callback breaks received", "\(stats.callbacksReceived)"])
+        table.add(["evictions", "\(stats.evictions)"])
+        table.add(["cache used", formatBytes(stats.cacheBytes)])
+        table.add(["vnodes", "\(stats.vnodes)"])
+        table.add(["conflicts kept", "\(stats.conflicts)"])
+        table.add(["server", stats.serverReachable ? "reachable" : "unreachable"])
+        table.add(["offline opens", "\(stats.offlineOpens)"])
+        table.add(["server requests", "\(stats.serverRequests) (and \(stats.pings) pings)"])
+        for (name, count) in stats.rpcs.sorted(by: { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }) {
+            table.add(["  \(name)", "\(count)"])
+        }
+        return table.render()
+    }
+}
+
+extension FsCommand {
+    struct Warmup: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            abstract: "Fetch whole trees into the cache ahead of use, as JuiceFS's warmup does.",
+            discussion: "Reads every file under each PATH once through the mount (AFS mode: each becomes a cached copy), with a progress line, then a summary.")
+        @Argument(help: "Files or directories inside a PeachFS mount.") var paths: [String]
+
+        func run() throws {
+            for path in paths { _ = try ControlClient.get(ControlAttributes.stats, path: path) }  // in a mount, or a clear error
+            let started = Date()
+            var (files, bytes, failed) = (0, UInt64(0), [String]())
+            var buffer = [UInt8](repeating: 0, count: 1 << 20)
+            let progress = isatty(STDERR_FILENO) != 0
+            func warm(_ file: String) {
+                let fd = open(file, O_RDONLY | O_CLOEXEC)
+                guard fd >= 0 else { return failed.append("\(file): \(String(cString: strerror(errno)))") }
+                defer { close(fd) }
+                while true {
+                    let n = read(fd, &buffer, buffer.count)
+                    if n < 0 && errno == EINTR { continue }
+                    if n < 0 { return failed.append("\(file): \(String(cString: strerror(errno)))") }
+                    if n == 0 { break }
+                    bytes += UInt64(n)
+                }
+                files += 1
+                if progress { FileHandle.standardError.write(Data("\rwarming: \(files) files, \(formatBytes(bytes))".utf8)) }
+            }
+            for path in paths {
+                var isDirectory: ObjCBool = false
+                guard FileManager.default.fileExists(atPath: path, isDirectory: &isDirectory) else {
+                    failed.append("\(path): no such file or directory")
+                    continue
+                }
+                guard isDirectory.boolValue else {
+                    warm(path)
+                    continue
+                }
+                let walker = FileManager.default.enumerator(at: URL(fileURLWithPath: path), includingPropertiesForKeys: [.isRegularFileKey])
+                while let url = walker?.nextObject() as? URL {
+                    if (try? url.resourceValues(forKeys: [.isRegularFileKey]))?.isRegularFile == true { warm(url.path) }
+                }
+            }
+            if progress { FileHandle.standardError.write(Data("\n".utf8)) }
+            let seconds = Date().timeIntervalSince(started)
+            print("warmed \(files) files (\(formatBytes(bytes))) in \(formatSeconds(seconds))" + (failed.isEmpty ? "" : "; \(failed.count) failed"))
+            guard failed.isEmpty else { throw CommandFailure(failed.joined(separator: "\n")) }
+        }
     }
 }
 

@@ -22,7 +22,7 @@ enum Files {
     }
 
     static func stats(_ mount: MountedCluster.Mount) throws -> [String: Any] {
-        let result = try shell("'\(MountSupport.peachBinary)' fs stats '\(mount.path)'")
+        let result = try shell("'\(MountSupport.peachBinary)' fs stats --json '\(mount.path)'")
         guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
             throw MountError(description: "fs stats failed: \(result.output)")
         }

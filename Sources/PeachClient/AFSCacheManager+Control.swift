@@ -1,0 +1,47 @@
+import Glibc
+import PeachProtocol
+
+/// What `peach fs` asks of the AFS-mode cache manager besides its statistics.
+extension AFSCacheManager {
+    public func cacheParameters() -> CacheParameters {
+        CacheParameters(usedBytes: disk.totalBytes, limitBytes: disk.sizeLimit, files: disk.count)
+    }
+
+    public func storeAllDirty() -> SyncReport {
+        let dirty = table.withLock { t in t.vnodes.values.filter { $0.dirty && !$0.removed }.map { ($0, t.path(of: $0)) } }
+        var failed: [UnsavedFile] = []
+        for (vnode, path) in dirty {
+            do { try store(vnode, fd: nil) } catch {
+                failed.append(UnsavedFile(fid: vnode.fid.description, path: path, error: "\(error)"))
+            }
+        }
+        return SyncReport(stored: dirty.count - failed.count, failed: failed)
+    }
+
+    /// Every vnode with cached data goes through `flushCachedCopy`; then the copies on disk of
+    /// files the kernel already forgot.
+    public func flushAll() -> FlushReport {
+        let cached = table.withLock { t in
+            t.vnodes.values.filter { $0.listing != nil || $0.symlinkTarget != nil || $0.dirty || t.disk.entry($0.fid) != nil }
+                .map { ($0, t.path(of: $0)) }
+        }
+        var report = FlushReport(dropped: 0, keptOpen: 0, failed: [])
+        for (vnode, path) in cached {
+            do {
+                try flushCachedCopy(vnode.inode)
+                report.dropped += 1
+            } catch let error as FileSystemError where error.errno == EBUSY {
+                report.keptOpen += 1
+            } catch {
+                report.failed.append(UnsavedFile(fid: vnode.fid.description, path: path, error: "\(error)"))
+            }
+        }
+        let known = table.withLock { t in Set(t.vnodes.values.map(\.fid)) }
+        for fid in disk.cleanFIDs where !known.contains(fid) {
+            disk.remove(fid)
+            report.dropped += 1
+        }
+        statistics.update { $0.cacheBytes = disk.totalBytes }
+        return report
+    }
+}

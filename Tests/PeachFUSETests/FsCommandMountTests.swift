@@ -1,0 +1,127 @@
+import Foundation
+import PeachTesting
+import Testing
+
+/// The `peach fs` suite against real mounts: each subcommand's text and JSON (issue 10).
+@Suite("Real FUSE mounts: the peach fs suite", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
+struct FsCommandMountTests {
+    let peach = "'\(MountSupport.peachBinary)'"
+
+    /// A process of its own that opens `path` with O_TRUNC, writes `text`, and keeps it open (and
+    /// dirty) until killed. Not a descriptor of this process: a child spawned from here would
+    /// close its copy at exec, and the kernel turns every close into a FLUSH, which stores.
+    func holdDirty(_ path: String, _ text: String, log: String) throws -> ChildProcess {
+        let script = "import os, time; fd = os.open('\(path)', os.O_WRONLY | os.O_TRUNC); os.write(fd, b'\(text)'); "
+            + "open('\(log).ready', 'w').close(); time.sleep(120)"
+        let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
+        defer { close(fd) }
+        let child = try ChildProcess(["python3", "-c", script], outputFD: fd)
+        for _ in 0..<200 where !FileManager.default.fileExists(atPath: log + ".ready") { usleep(25_000) }
+        return child
+    }
+
+    /// `peach fs ARGUMENTS --json` decoded.
+    func json(_ arguments: String) throws -> [String: Any] {
+        let result = try shell("\(peach) fs \(arguments) --json")
+        guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
+            throw MountError(description: "fs \(arguments): \(result.output)")
+        }
+        return object
+    }
+
+    @Test("stats prints hit rates as percentages, and JSON with --json; getcacheparms and whereis say where things are")
+    func statsCacheParmsWhereIs() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs)
+            for (name, size) in [("x", 1000), ("y", 2000), ("z", 3000)] {
+                #expect(FileManager.default.createFile(atPath: a.path + "/" + name, contents: Data(count: size)))
+            }
+            _ = Files.read(a.path + "/x")  // an open under the callback: a hit
+            let text = try shell("\(peach) fs stats '\(a.path)'")
+            #expect(text.status == 0)
+            #expect(text.output.contains("open hit rate"))
+            #expect(text.output.contains("%"))
+            #expect(Files.counter(try json("stats '\(a.path)'"), "openHits") == 1)
+
+            let parameters = try json("getcacheparms '\(a.path)'")
+            #expect(parameters["usedBytes"] as? Int == 6000)
+            #expect(parameters["files"] as? Int == 3)
+            #expect(parameters["limitBytes"] as? Int == 2 << 30)
+            #expect(try shell("\(peach) fs getcacheparms '\(a.path)'").output.contains("in 3 files"))
+
+            #expect(try json("whereis '\(a.path)'")["fid"] as? String == "1.1.1")
+            let location = try json("whereis '\(a.path)/y'")
+            #expect(location["server"] as? String == cluster.address)
+            let callbacks = try json("callbacks '\(a.path)'")["callbacks"] as? [[String: Any]] ?? []
+            #expect(callbacks.contains { $0["path"] as? String == "/y" && $0["fid"] as? String == location["fid"] as? String })
+            #expect(try shell("\(peach) fs whereis /tmp").status != 0)
+        }
+    }
+
+    @Test("sync stores a file another process holds open and written, so another mount reads it before the close")
+    func syncStoresOpenDirtyFiles() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs)
+            let b = try cluster.mount("b", design: .afs)
+            #expect(try Files.write(a.path + "/f", "old") == 0)
+            let writer = try holdDirty(a.path + "/f", "synced", log: cluster.directory.path + "/writer.log")
+            defer {
+                writer.signal(SIGKILL)
+                writer.wait()
+            }
+            #expect(Files.read(b.path + "/f") == "old")  // not stored yet
+            let result = try shell("\(peach) fs sync '\(a.path)'")
+            #expect(result.status == 0)
+            #expect(result.output.contains("stored 1 dirty files"))
+            #expect(Files.read(b.path + "/f") == "synced")
+        }
+    }
+
+    @Test("sync fails, naming the files, when the server cannot take them")
+    func syncFailureListsFiles() throws {
+        // A 4 KiB quota: the 10 KB the writer holds cannot be stored.
+        try withMounts(serverArguments: ["--quota", "4K"]) { cluster in
+            let a = try cluster.mount("a", design: .afs)
+            #expect(try Files.write(a.path + "/kept", "v1") == 0)
+            let writer = try holdDirty(a.path + "/kept", String(repeating: "v2", count: 5000), log: cluster.directory.path + "/writer.log")
+            defer {
+                writer.signal(SIGKILL)
+                writer.wait()
+            }
+            let result = try shell("\(peach) fs sync '\(a.path)' 2>&1")
+            #expect(result.status != 0)
+            #expect(result.output.contains("1 dirty files could not be stored"))
+            #expect(result.output.contains("/kept"))
+        }
+    }
+
+    @Test("flushall drops every cached copy but those of open files; warmup fetches a tree so its opens are hits")
+    func flushAllAndWarmup() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs)
+            let b = try cluster.mount("b", design: .afs)
+            try FileManager.default.createDirectory(atPath: b.path + "/tree/sub", withIntermediateDirectories: true)
+            for name in ["one", "two", "sub/three", "sub/four"] { #expect(try Files.write(b.path + "/tree/" + name, name) == 0) }
+
+            let warmup = try shell("\(peach) fs warmup '\(a.path)/tree'")
+            #expect(warmup.status == 0)
+            #expect(warmup.output.contains("warmed 4 files"))
+            #expect(try json("getcacheparms '\(a.path)'")["files"] as? Int == 4)
+            let before = try Files.stats(a)
+            for name in ["one", "two", "sub/three", "sub/four"] { #expect(Files.read(a.path + "/tree/" + name) == name) }
+            let after = try Files.stats(a)
+            #expect(Files.counter(after, "openHits") - Files.counter(before, "openHits") == 4)
+            #expect(Files.counter(after, "fetches") == Files.counter(before, "fetches"))
+
+            let fd = open(a.path + "/tree/one", O_RDONLY | O_CLOEXEC)
+            #expect(fd >= 0)
+            defer { close(fd) }
+            let report = try json("flushall '\(a.path)'")
+            #expect(report["keptOpen"] as? Int == 1)
+            #expect((report["dropped"] as? Int ?? 0) >= 3)
+            #expect(try json("getcacheparms '\(a.path)'")["files"] as? Int == 1)
+            #expect(Files.read(a.path + "/tree/two") == "two")  // fetched again
+        }
+    }
+}
