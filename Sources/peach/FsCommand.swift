@@ -16,13 +16,12 @@ struct FsCommand: ParsableCommand {
 
     struct Stats: ParsableCommand {
         static let configuration = CommandConfiguration(abstract: "The statistics of the cache manager serving PATH: counters and hit rates.")
-        @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var query: Query
 
         func run() throws {
-            let text = try ControlClient.get(ControlAttributes.stats, path: path)
-            if json { return print(text) }
-            print(StatsTable(try JSONDecoder().decode(ClientStatistics.Snapshot.self, from: Data(text.utf8))).render(), terminator: "")
+            try ControlClient.show(ControlAttributes.stats, path: query.path, json: query.json) { (stats: ClientStatistics.Snapshot) in
+                print(StatsTable(stats).render(), terminator: "")
+            }
         }
     }
 
@@ -35,8 +34,7 @@ struct FsCommand: ParsableCommand {
     struct CallBacks: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "callbacks", abstract: "List the callbacks the cache manager serving PATH holds (path, FID, expiry).")
-        @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var query: Query
 
         func run() throws {
             struct Listing: Decodable {
@@ -44,46 +42,41 @@ struct FsCommand: ParsableCommand {
                 var truncated: Bool
                 var callbacks: [CallBackInfo]
             }
-            let text = try ControlClient.get(ControlAttributes.callbacks, path: path)
-            if json { return print(text) }
-            let listing = try JSONDecoder().decode(Listing.self, from: Data(text.utf8))
-            var table = TextTable(["path", "FID", "expires in"])
-            let now = Date().timeIntervalSince1970
-            for callBack in listing.callbacks {
-                table.add([callBack.path ?? "(path unknown)", callBack.fid, String(format: "%.0f s", max(0, Double(callBack.expiresAt) - now))])
+            try ControlClient.show(ControlAttributes.callbacks, path: query.path, json: query.json) { (listing: Listing) in
+                var table = TextTable(["path", "FID", "expires in"])
+                let now = Date().timeIntervalSince1970
+                for callBack in listing.callbacks {
+                    table.add([callBack.path ?? "(path unknown)", callBack.fid, String(format: "%.0f s", max(0, Double(callBack.expiresAt) - now))])
+                }
+                print("\(listing.count) callbacks" + (listing.truncated ? " (the first \(listing.callbacks.count) shown)" : ""))
+                if !listing.callbacks.isEmpty { print(table.render(), terminator: "") }
             }
-            print("\(listing.count) callbacks" + (listing.truncated ? " (the first \(listing.callbacks.count) shown)" : ""))
-            if !listing.callbacks.isEmpty { print(table.render(), terminator: "") }
         }
     }
 
     struct GetCacheParms: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "getcacheparms", abstract: "How much of its cache the cache manager serving PATH uses, and its limit.")
-        @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var query: Query
 
         func run() throws {
-            let text = try ControlClient.get(ControlAttributes.cacheParameters, path: path)
-            if json { return print(text) }
-            let p = try JSONDecoder().decode(CacheParameters.self, from: Data(text.utf8))
-            let percent = p.limitBytes > 0 ? Double(p.usedBytes) / Double(p.limitBytes) * 100 : 0
-            print("using \(formatBytes(p.usedBytes)) of the cache's \(formatBytes(p.limitBytes)) (\(String(format: "%.1f", percent))%) "
-                  + "in \(p.files) files")
+            try ControlClient.show(ControlAttributes.cacheParameters, path: query.path, json: query.json) { (p: CacheParameters) in
+                let percent = p.limitBytes > 0 ? Double(p.usedBytes) / Double(p.limitBytes) * 100 : 0
+                print("using \(formatBytes(p.usedBytes)) of the cache's \(formatBytes(p.limitBytes)) (\(String(format: "%.1f", percent))%) "
+                      + "in \(p.files) files")
+            }
         }
     }
 
     struct WhereIs: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "whereis", abstract: "The file server holding PATH, and PATH's FID there.")
-        @Argument(help: "A file or directory inside a PeachFS mount.") var path: String
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var query: Query
 
         func run() throws {
-            let text = try ControlClient.get(ControlAttributes.whereIs, path: path)
-            if json { return print(text) }
-            let location = try JSONDecoder().decode(FileLocation.self, from: Data(text.utf8))
-            print("\(path) is on server \(location.server), FID \(location.fid)")
+            try ControlClient.show(ControlAttributes.whereIs, path: query.path, json: query.json) { (location: FileLocation) in
+                print("\(query.path) is on server \(location.server), FID \(location.fid)")
+            }
         }
     }
 
@@ -91,35 +84,35 @@ struct FsCommand: ParsableCommand {
         static let configuration = CommandConfiguration(
             abstract: "Store every dirty file of the mount serving PATH; returns once all are stored.",
             discussion: "Files still open stay open; their content as of now is stored. Exits 1, listing them, if any could not be.")
-        @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var query: Query
 
         func run() throws {
-            let text = try ControlClient.get(ControlAttributes.sync, path: path)
-            let report = try JSONDecoder().decode(SyncReport.self, from: Data(text.utf8))
-            if json { print(text) } else { print("stored \(report.stored) dirty files") }
-            guard report.failed.isEmpty else {
-                throw CommandFailure("\(report.failed.count) dirty files could not be stored:\n"
-                                     + report.failed.map { "  \($0.path ?? "fid " + $0.fid): \($0.error)" }.joined(separator: "\n"))
+            let report = try ControlClient.show(ControlAttributes.sync, path: query.path, json: query.json) { (report: SyncReport) in
+                print("stored \(report.stored) dirty files")
             }
+            try UnsavedFile.fail(report.failed, "dirty files could not be stored")
         }
     }
 
     struct FlushAll: ParsableCommand {
         static let configuration = CommandConfiguration(
             commandName: "flushall", abstract: "Drop every cached copy of the mount serving PATH (dirty files are stored first; open files keep theirs).")
-        @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var query: Query
 
         func run() throws {
-            let text = try ControlClient.get(ControlAttributes.flushAll, path: path)
-            let report = try JSONDecoder().decode(FlushReport.self, from: Data(text.utf8))
-            if json { print(text) } else { print("dropped \(report.dropped) cached copies; \(report.keptOpen) open files kept theirs") }
-            guard report.failed.isEmpty else {
-                throw CommandFailure("\(report.failed.count) dirty files could not be stored, and keep their copies:\n"
-                                     + report.failed.map { "  \($0.path ?? "fid " + $0.fid): \($0.error)" }.joined(separator: "\n"))
+            let report = try ControlClient.show(ControlAttributes.flushAll, path: query.path, json: query.json) { (report: FlushReport) in
+                print("dropped \(report.dropped) cached copies; \(report.keptOpen) open files kept theirs")
             }
+            try UnsavedFile.fail(report.failed, "dirty files could not be stored, and keep their copies")
         }
+    }
+}
+
+extension UnsavedFile {
+    /// Exits 1 naming each file, if any.
+    static func fail(_ files: [UnsavedFile], _ what: String) throws {
+        guard !files.isEmpty else { return }
+        throw CommandFailure("\(files.count) \(what):\n" + files.map { "  \($0.path ?? "fid " + $0.fid): \($0.error)" }.joined(separator: "\n"))
     }
 }
 
@@ -212,25 +205,39 @@ extension FsCommand {
         static let configuration = CommandConfiguration(
             abstract: "List the dirty copies the cache manager serving PATH kept aside because the server had a newer version.",
             discussion: "Each copy's bytes are in the file shown; copy what you need, then remove the file and its .json record (docs/recovery.md).")
-        @Argument(help: "Any path inside a PeachFS mount.") var path: String
-        @Flag(help: "Print JSON.") var json = false
+        @OptionGroup var query: Query
 
         func run() throws {
-            let text = try ControlClient.get(ControlAttributes.conflicts, path: path)
-            if json { return print(text) }
-            let conflicts = try JSONDecoder().decode([Conflict].self, from: Data(text.utf8))
-            if conflicts.isEmpty { return print("no conflicts") }
-            for conflict in conflicts {
-                let when = Date(timeIntervalSince1970: TimeInterval(conflict.keptAt)).formatted(.iso8601)
-                print("\(conflict.path ?? "(path unknown)")  fid \(conflict.fid), based on version \(conflict.baseVersion), "
-                      + "\(conflict.size) bytes, kept \(when)\n    \(conflict.file)")
+            try ControlClient.show(ControlAttributes.conflicts, path: query.path, json: query.json) { (conflicts: [Conflict]) in
+                if conflicts.isEmpty { return print("no conflicts") }
+                for conflict in conflicts {
+                    let when = Date(timeIntervalSince1970: TimeInterval(conflict.keptAt)).formatted(.iso8601)
+                    print("\(conflict.path ?? "(path unknown)")  fid \(conflict.fid), based on version \(conflict.baseVersion), "
+                          + "\(conflict.size) bytes, kept \(when)\n    \(conflict.file)")
+                }
             }
         }
     }
 }
 
+/// What every `peach fs` query takes: the path whose mount to ask, and --json.
+struct Query: ParsableArguments {
+    @Argument(help: "A path inside a PeachFS mount.") var path: String
+    @Flag(help: "Print JSON.") var json = false
+}
+
 /// The client side of the control attributes (see `ControlAttributes`).
 enum ControlClient {
+    /// Reads the JSON attribute `name` of `path`: printed as it is with `--json`, else decoded and
+    /// handed to `text`. Returns the decoded value either way (for an exit status).
+    @discardableResult
+    static func show<Value: Decodable>(_ name: String, path: String, json: Bool, _ text: (Value) throws -> Void) throws -> Value {
+        let raw = try get(name, path: path)
+        let value = try JSONDecoder().decode(Value.self, from: Data(raw.utf8))
+        if json { print(raw) } else { try text(value) }
+        return value
+    }
+
     static func get(_ name: String, path: String) throws -> String {
         var buffer = [UInt8](repeating: 0, count: 65536)
         let n = getxattr(path, name, &buffer, buffer.count)
