@@ -9,7 +9,7 @@ struct FsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "fs",
         abstract: "Ask the cache manager serving a path (as OpenAFS's fs command does).",
-        discussion: "Each subcommand prints text, or JSON with --json.",
+        discussion: "The subcommands that report print text, or JSON with --json.",
         subcommands: [Stats.self, Flush.self, FlushAll.self, Sync.self, CallBacks.self, Conflicts.self, GetCacheParms.self,
                       WhereIs.self, Warmup.self]
     )
