@@ -89,7 +89,7 @@ extension AFSCacheManager {
         markDirty(vnode, size: 0)
     }
 
-    /// FetchData into a new cache file, then t.install it. Caller holds `vnode.io`.
+    /// FetchData into a new cache file, then install it. Caller holds `vnode.io`.
     func fetchWholeFile(_ vnode: CachedVnode) throws {
         let stamp = table.withLock { t in t.breakStamp(vnode.inode) }
         let expected = table.withLock { t in vnode.status.size }

@@ -77,7 +77,7 @@ extension AFSCacheManager {
 
     /// A directory whose listing is held but whose promise lapsed (expiry, a reconnect, a break
     /// for a status change) is revalidated with one BulkStatus of it and of the object `name`
-    /// names in it: unchanged, the listing stays (`t.install` drops it otherwise), and the object's
+    /// names in it: unchanged, the listing stays (`install` drops it otherwise), and the object's
     /// status comes in the same request.
     func revalidateListing(_ inode: Inode, name: String) throws {
         let directory = try vnode(inode)

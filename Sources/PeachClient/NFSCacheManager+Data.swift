@@ -1,8 +1,8 @@
 import Foundation
 import PeachProtocol
 
-/// File data in the NFS-style client: t.blocks READ on demand and cached in memory; writes kept
-/// as dirty t.blocks and sent with WRITE on close and fsync, then COMMIT.
+/// File data in the NFS-style client: blocks READ on demand and cached in memory; writes kept
+/// as dirty blocks and sent with WRITE on close and fsync, then COMMIT.
 extension NFSCacheManager {
     var blockSize: Int { options.blockSize }
 
@@ -46,7 +46,7 @@ extension NFSCacheManager {
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         let node = try core.handles.get(handle).node
-        // An expired attribute cache is revalidated before cached t.blocks are trusted again.
+        // An expired attribute cache is revalidated before cached blocks are trusted again.
         try revalidate(node)
         let size = table.withLock { t in node.status.size }
         guard offset < size else {
@@ -154,7 +154,7 @@ extension NFSCacheManager {
     /// Before an open file is unlinked: every block not held yet is READ and held with the dirty
     /// ones (a clean range), so the open descriptors can read the whole file once the server has
     /// removed it, as the Linux NFS client's silly rename allows. A file larger than the block
-    /// cache is not held: its unread t.blocks become unreadable (ESTALE).
+    /// cache is not held: its unread blocks become unreadable (ESTALE).
     func holdBlocks(of node: NFSNode) throws {
         let size = table.withLock { t in node.status.size }
         guard size <= options.cacheSize else { return }

@@ -5,8 +5,8 @@ import PeachSecurity
 import Synchronization
 
 /// The NFS-style client: a block cache in memory, an attribute cache with the Linux client's
-/// timeouts, GETATTR on every open (close-to-open), READ of missing t.blocks and WRITE of dirty
-/// t.blocks on close and fsync, against the server's stateless procedures. No callbacks: what it
+/// timeouts, GETATTR on every open (close-to-open), READ of missing blocks and WRITE of dirty
+/// blocks on close and fsync, against the server's stateless procedures. No callbacks: what it
 /// caches may be stale until its timeouts run out, as with the real NFS client.
 public final class NFSCacheManager: CacheDesign, Sendable {
     let core: ClientCore<NFSOpenFile>
@@ -34,10 +34,10 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         }
     }
 
-    /// Dirty t.blocks that cannot be written within the grace are lost, as with an NFS soft mount.
+    /// Dirty blocks that cannot be written within the grace are lost, as with an NFS soft mount.
     public func shutdown() {
         core.shutdown(storing: table.withLock { t in t.nodes.values.filter { $0.isDirty && !$0.removed } }, fid: \.fid,
-                      store: { try writeBack($0, commit: true) }, unsaved: "its unwritten t.blocks are lost")
+                      store: { try writeBack($0, commit: true) }, unsaved: "its unwritten blocks are lost")
     }
 
     // MARK: Attribute cache
@@ -96,7 +96,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     }
 
     /// The kernel dropped `count` references: a node it no longer knows, with nothing open or
-    /// dirty, goes with its cached t.blocks, so memory is bounded by the kernel's inodes.
+    /// dirty, goes with its cached blocks, so memory is bounded by the kernel's inodes.
     public func forget(_ inode: Inode, count: UInt64) {
         table.withLock { t in
             guard inode != FID.root.vnode, let node = t.nodes[inode], node.kernelDropped(count) else { return }
@@ -106,7 +106,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     public func callBacks() -> [CallBackInfo] { [] }
 
-    /// Dirty t.blocks live in memory only, as with NFS: nothing outlives the process to conflict.
+    /// Dirty blocks live in memory only, as with NFS: nothing outlives the process to conflict.
     public func conflicts() -> [Conflict] { [] }
 
     public func flushCachedCopy(_ inode: Inode) throws {
@@ -242,7 +242,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     func fid(of inode: Inode) throws -> FID { try node(inode).fid }
 
-    /// The new file is empty on the server and here: its t.blocks are written locally until close.
+    /// The new file is empty on the server and here: its blocks are written locally until close.
     func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let node = try node(entry.inode)
         table.withLock { t in
@@ -320,7 +320,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         return attributes(node)
     }
 
-    /// A file unlinked while open changes only here: its held t.blocks are its content.
+    /// A file unlinked while open changes only here: its held blocks are its content.
     private func setRemovedFileAttributes(_ node: NFSNode, _ changes: SetAttributes) -> Attributes {
         table.withLock { t in
             if let size = changes.size {
