@@ -23,7 +23,7 @@ struct BreakDelivery: Sendable {
         guard !breaks.isEmpty else { return eventLoop.makeSucceededVoidFuture() }
         let started = NIODeadline.now()
         let deliveries = breaks.map { client, fids in deliver(fids, to: client, reason: reason, on: eventLoop) }
-        let duration = statistics.metrics.breakDuration
+        let duration = store.metrics.breakDuration
         return EventLoopFuture.andAllComplete(deliveries, on: eventLoop).always { _ in
             duration.recordNanoseconds((NIODeadline.now() - started).nanoseconds)
         }

@@ -9,12 +9,11 @@ import PeachProtocol
 extension ConnectionHandler {
     func receiveRequest(_ frame: Frame, context: ChannelHandlerContext) throws {
         let (number, credential, request) = try RequestCodec.decode(frame)
-        guard weights[frame.id] == nil else { throw ProtocolError.invalidValue("request id \(frame.id) already in use") }
+        guard inFlight[frame.id] == nil else { throw ProtocolError.invalidValue("request id \(frame.id) already in use") }
         let weight = Self.replyWeight(of: frame)
-        weights[frame.id] = weight
+        inFlight[frame.id] = (weight, request.opcode, .now())
         replyBytesInFlight += weight
         requestsInFlight += 1
-        arrivals[frame.id] = (request.opcode, .now())
         server.statistics.countRequest(request.opcode)
         if case .hello(let hello) = request {
             return handshake(hello, id: frame.id, context: context)
@@ -124,11 +123,11 @@ extension ConnectionHandler {
     }
 
     func finishRequest(_ id: UInt32) {
-        if let arrival = arrivals.removeValue(forKey: id) {
-            server.statistics.metrics.requestAnswered(arrival.opcode, after: (NIODeadline.now() - arrival.at).nanoseconds)
-        }
         requestsInFlight -= 1
-        replyBytesInFlight -= weights.removeValue(forKey: id) ?? 0
+        if let request = inFlight.removeValue(forKey: id) {
+            replyBytesInFlight -= request.weight
+            server.store.metrics.requestAnswered(request.opcode, after: (NIODeadline.now() - request.arrival).nanoseconds)
+        }
         handleBacklog()
     }
 

@@ -71,10 +71,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The reply bytes those requests may produce (`replyWeight`), at most the queue limit
     /// unless a single request needs more.
     var replyBytesInFlight = 0
-    /// Each request's weight, by request id, given back when its reply is written.
-    var weights: [UInt32: Int] = [:]
-    /// Each request's operation and arrival, by request id, for its duration metric.
-    var arrivals: [UInt32: (opcode: Opcode, at: NIODeadline)] = [:]
+    /// Each request in flight by request id: its weight, given back when its reply is written,
+    /// and its operation and arrival, for its duration metric.
+    var inFlight: [UInt32: (weight: Int, opcode: Opcode, arrival: NIODeadline)] = [:]
     /// The channel asked for a read while reading was held back.
     var readPending = false
     /// The shared frame budget is spent: no read until it frees up.

@@ -27,7 +27,7 @@ struct FileServerContext: Sendable {
 /// The PeachFS file server: a TCP listener in front of a `VolumeStore`.
 public final class FileServer: Sendable {
     public let store: VolumeStore
-    public let statistics: ServerStatistics
+    public let statistics = ServerStatistics()
     private let group: MultiThreadedEventLoopGroup
     private let threadPool: NIOThreadPool
     private let fileIO: NIOThreadPool
@@ -49,7 +49,6 @@ public final class FileServer: Sendable {
                 logger: Logger = Logger(label: "peach.server")) {
         self.store = store
         self.tls = tls
-        statistics = ServerStatistics(metrics: store.metrics)
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)
         threadPool = NIOThreadPool(numberOfThreads: 8)
         threadPool.start()
@@ -102,8 +101,7 @@ public final class FileServer: Sendable {
                 }
                 return channel.eventLoop.makeCompletedFuture {
                     let sync = channel.pipeline.syncOperations
-                    try sync.addHandler(ByteCounter(received: context.statistics.metrics.receivedBytes,
-                                                    sent: context.statistics.metrics.sentBytes))
+                    try sync.addHandler(ByteCounter(received: context.store.metrics.receivedBytes, sent: context.store.metrics.sentBytes))
                     if let tls {
                         let peer = channel.remoteAddress.map { "\($0)" } ?? "-"
                         let logger = context.logger
@@ -149,7 +147,7 @@ public final class FileServer: Sendable {
 
     /// Sets the metrics read from state (`peach server --metrics` runs it before each scrape).
     public func refreshMetrics() {
-        store.metrics.refresh(store: store, connectedClients: connectedClients)
+        store.metrics.refresh(statistics: statistics.snapshot(), store: store, connectedClients: connectedClients)
     }
 }
 

@@ -11,16 +11,11 @@ public final class ServerStatistics: Sendable {
     }
 
     private let state = NIOLockedValueBox(Snapshot())
-    /// The same events as metrics, for `peach server --metrics`.
-    let metrics: ServerMetrics
 
-    public init(metrics: ServerMetrics = ServerMetrics()) {
-        self.metrics = metrics
-    }
+    public init() {}
 
     func countRequest(_ opcode: Opcode) {
         state.withLockedValue { $0.requests[opcode.name, default: 0] += 1 }
-        metrics.countRequest(opcode)
     }
 
     func countBreaks(fids: Int) {
@@ -28,12 +23,10 @@ public final class ServerStatistics: Sendable {
             $0.callBacksBroken += fids
             $0.breakMessagesSent += 1
         }
-        metrics.callBacksBroken.increment(by: fids)
     }
 
     func countUnreachable() {
         state.withLockedValue { $0.clientsDeclaredUnreachable += 1 }
-        metrics.callBackTimeouts.increment()
     }
 
     public func snapshot() -> Snapshot { state.withLockedValue { $0 } }

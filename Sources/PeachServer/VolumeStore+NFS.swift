@@ -44,7 +44,7 @@ extension VolumeStore {
     public func write(_ fid: FID, offset: UInt64, data: [UInt8], client: Requester) throws -> Mutation<WriteResult> {
         let now = Timespec.now()
         let range = try WireValues.range(offset: offset, count: data.count, maximumFileSize: limits.maximumFileSize)
-        return try write { db in
+        return try writeTransaction { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
             try AccessCheck.requireWritable(client.identity)

@@ -127,7 +127,7 @@ public final class VolumeStore: Sendable {
         // An opaque counter: any 64 bits are stored as they are (Int64(epoch) trapped at 2^63,
         // found by the request fuzzer).
         let storedEpoch = Int64(bitPattern: epoch)
-        return try write { db in
+        return try writeTransaction { db in
             let row = try Row.fetchOne(db, cached: "SELECT epoch, callBacksLost FROM client WHERE id = ?", arguments: [client])
             let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
             let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
@@ -149,7 +149,7 @@ public final class VolumeStore: Sendable {
     /// recorded in the same transaction as the change.
     func writeOnce<Value>(_ client: Requester, _ opcode: Opcode, reply: (Mutation<Value>) -> Reply,
                           _ body: (Database) throws -> Mutation<Value>) throws -> Mutation<Value> {
-        try write { db in
+        try writeTransaction { db in
             guard let number = client.number else { return try body(db) }
             try ReplayTable.check(db, client: client.clientID, number: number, opcode: opcode)
             let mutation = try body(db)
@@ -160,7 +160,7 @@ public final class VolumeStore: Sendable {
 
     /// A client that missed a break loses every promise, and is told so on its next Hello.
     public func declareUnreachable(client: String) throws {
-        try write { db in
+        try writeTransaction { db in
             try CallBackTable.dropAll(db, client: client)
             try db.execute(cached: "UPDATE client SET callBacksLost = 1 WHERE id = ?", arguments: [client])
         }
@@ -180,7 +180,7 @@ public final class VolumeStore: Sendable {
         }
         guard client.grantsCallBacks else { return (status, 0) }
         if let held, held - now.seconds > callBackLifetime / 2 { return (status, UInt64(held)) }
-        return try write { db in
+        return try writeTransaction { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             try grant(db, client, vnodes: [vnode], now: now)
             return (status, expiry(for: client, now: now))
@@ -189,7 +189,7 @@ public final class VolumeStore: Sendable {
 
     public func bulkStatus(_ fids: [FID], client: Requester) throws -> ([BulkStatusEntry], UInt64) {
         let now = Timespec.now()
-        return try write { db in
+        return try writeTransaction { db in
             var entries: [BulkStatusEntry] = []
             for fid in fids {
                 do {
@@ -217,7 +217,7 @@ public final class VolumeStore: Sendable {
     public func fetchData(_ fid: FID, range: ByteRange = .whole, client: Requester) throws -> (FileStatus, UInt64, Content) {
         for _ in 0..<8 {
             let now = Timespec.now()
-            let (status, content): (FileStatus, Content?) = try write { db in
+            let (status, content): (FileStatus, Content?) = try writeTransaction { db in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
                 switch status.type {
                 case .directory:
@@ -356,7 +356,7 @@ public final class VolumeStore: Sendable {
                                client: Requester) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
         var removeAfterCommit: String?
-        let mutation = try write { db -> Mutation<FileStatus> in
+        let mutation = try writeTransaction { db -> Mutation<FileStatus> in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             let mode = try SetAttributeRules.check(attributes, on: status, for: client.identity)
             if let newSize, UInt64(newSize) != status.size {
@@ -606,7 +606,7 @@ public final class VolumeStore: Sendable {
     }
 
     public func giveUpCallBacks(_ fids: [FID], client: String) throws {
-        try write { db in
+        try writeTransaction { db in
             try CallBackTable.giveUp(db, client: client, vnodes: fids.map { Int64(clamping: $0.vnode) })
         }
     }
@@ -644,7 +644,7 @@ public final class VolumeStore: Sendable {
     }
 
     /// A write transaction, timed (`peach_server_transaction_duration_seconds`).
-    func write<T>(_ updates: (Database) throws -> T) throws -> T {
+    func writeTransaction<T>(_ updates: (Database) throws -> T) throws -> T {
         try ServerMetrics.time(metrics.transactionDuration) { try database.write(updates) }
     }
 }
