@@ -1,11 +1,15 @@
 import Metrics
 import PeachProtocol
+import Synchronization
 
 /// A cache manager's metrics, through swift-metrics: `peach mount --metrics` serves them in the
-/// Prometheus text format (docs/operations.md lists them). The counters follow the statistics
-/// (`ClientStatistics.update` moves both), so `peach fs stats` and a scrape never disagree.
-/// With no metrics backend bootstrapped they cost next to nothing.
-struct ClientMetrics: Sendable {
+/// Prometheus text format (docs/operations.md lists them). With no metrics backend bootstrapped
+/// they cost next to nothing.
+///
+/// The counters are the statistics' own: `publish`, which the endpoint runs before each scrape,
+/// moves them by what the statistics counted since, so reads and writes pay nothing for metrics
+/// and a scrape agrees with `peach fs stats`. Only round trips are recorded as they happen.
+final class ClientMetrics: Sendable {
     private let opens = Counter(label: "peach_cache_opens_total")
     private let openHits = Counter(label: "peach_cache_open_hits_total")
     private let fetches = Counter(label: "peach_cache_fetches_total")
@@ -17,40 +21,45 @@ struct ClientMetrics: Sendable {
     private let conflicts = Gauge(label: "peach_cache_conflicts")
     private let usedBytes = Gauge(label: "peach_cache_used_bytes")
     private let serverReachable = Gauge(label: "peach_cache_server_reachable")
-    private let requests: [Opcode: Counter]
+    private let requests: [String: Counter]
     private let requestDurations: [Opcode: Timer]
     /// `--cache-size`, set once by the design.
     let limitBytes = Gauge(label: "peach_cache_limit_bytes")
+    /// The statistics as last published.
+    private let published: Mutex<ClientStatistics.Snapshot>
 
-    init() {
+    init(mode: String) {
         requests = Dictionary(uniqueKeysWithValues: Opcode.allCases.map {
-            ($0, Counter(label: "peach_cache_requests_total", dimensions: [("op", $0.name)]))
+            ($0.name, Counter(label: "peach_cache_requests_total", dimensions: [("op", $0.name)]))
         })
         requestDurations = Dictionary(uniqueKeysWithValues: Opcode.allCases.map {
             ($0, Timer(label: "peach_cache_request_duration_seconds", dimensions: [("op", $0.name)]))
         })
-        serverReachable.record(1)
+        published = Mutex(ClientStatistics.Snapshot(mode: mode))
     }
 
-    /// Moves the metrics by what changed between two snapshots of the statistics.
-    func moved(from old: ClientStatistics.Snapshot, to new: ClientStatistics.Snapshot) {
-        func count<Value: BinaryInteger>(_ counter: Counter, _ before: Value, _ after: Value) {
-            if after > before { counter.increment(by: Int64(clamping: after - before)) }
+    /// Moves the counters by what `now` counted since the last call, and sets the gauges.
+    func publish(_ now: ClientStatistics.Snapshot) {
+        let before = published.withLock { last in
+            defer { last = now }
+            return last
         }
-        count(opens, old.opens, new.opens)
-        count(openHits, old.openHits, new.openHits)
-        count(fetches, old.fetches, new.fetches)
-        count(fetchedBytes, old.fetchedBytes, new.fetchedBytes)
-        count(stores, old.stores, new.stores)
-        count(storedBytes, old.storedBytes, new.storedBytes)
-        count(evictions, old.evictions, new.evictions)
-        count(breaksReceived, old.callbacksReceived, new.callbacksReceived)
-        if new.cacheBytes != old.cacheBytes { usedBytes.record(Int64(clamping: new.cacheBytes)) }
-        if new.conflicts != old.conflicts { conflicts.record(new.conflicts) }
-        if new.serverReachable != old.serverReachable { serverReachable.record(new.serverReachable ? 1 : 0) }
+        func count<Value: BinaryInteger>(_ counter: Counter, _ old: Value, _ new: Value) {
+            if new > old { counter.increment(by: Int64(clamping: new - old)) }
+        }
+        count(opens, before.opens, now.opens)
+        count(openHits, before.openHits, now.openHits)
+        count(fetches, before.fetches, now.fetches)
+        count(fetchedBytes, before.fetchedBytes, now.fetchedBytes)
+        count(stores, before.stores, now.stores)
+        count(storedBytes, before.storedBytes, now.storedBytes)
+        count(evictions, before.evictions, now.evictions)
+        count(breaksReceived, before.callbacksReceived, now.callbacksReceived)
+        for (name, total) in now.rpcs { if let counter = requests[name] { count(counter, before.rpcs[name, default: 0], total) } }
+        usedBytes.record(Int64(clamping: now.cacheBytes))
+        conflicts.record(now.conflicts)
+        serverReachable.record(now.serverReachable ? 1 : 0)
     }
-
-    func countRequest(_ opcode: Opcode) { requests[opcode]?.increment() }
 
     /// A request answered, `nanoseconds` after it was sent.
     func requestAnswered(_ opcode: Opcode, after nanoseconds: Int64) {

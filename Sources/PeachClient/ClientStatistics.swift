@@ -71,27 +71,25 @@ public final class ClientStatistics: Sendable {
 
     private let state: Mutex<Snapshot>
     /// The same counters as metrics, for `peach mount --metrics`.
-    let metrics = ClientMetrics()
+    let metrics: ClientMetrics
 
     public init(mode: String) {
         state = Mutex(Snapshot(mode: mode))
+        metrics = ClientMetrics(mode: mode)
     }
 
     public func update(_ body: (inout Snapshot) -> Void) {
-        let (old, new) = state.withLock { snapshot in
-            let old = snapshot
-            body(&snapshot)
-            return (old, snapshot)
-        }
-        metrics.moved(from: old, to: new)
+        state.withLock { body(&$0) }
     }
+
+    /// Publishes the counters as metrics (`peach mount --metrics` calls it before each scrape).
+    public func publishMetrics() { metrics.publish(snapshot()) }
 
     func countRequest(_ opcode: Opcode) {
         state.withLock {
             $0.serverRequests += 1
             $0.rpcs[opcode.name, default: 0] += 1
         }
-        metrics.countRequest(opcode)
     }
 
     public func snapshot() -> Snapshot { state.withLock { $0 } }

@@ -1,6 +1,7 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import PeachClient
 import PeachSecurity
@@ -137,8 +138,11 @@ struct MountCommand: ParsableCommand {
         let fileSystem: FUSEFileSystem
         // Before the cache manager: metrics made before the backend is bootstrapped go nowhere.
         let endpoint: MetricsEndpoint?
+        let published = NIOLockedValueBox<ClientStatistics?>(nil)
         do {
-            endpoint = try metrics.map { try MetricsEndpoint.start(address: $0, refresh: {}) }
+            endpoint = try metrics.map { address in
+                try MetricsEndpoint.start(address: address) { published.withLockedValue { $0 }?.publishMetrics() }
+            }
         } catch {
             Daemon.report("\(error)", on: readyFD)
             throw CommandFailure("\(error)")
@@ -157,6 +161,7 @@ struct MountCommand: ParsableCommand {
                                                retry: retry, logger: logger)
             }
             try cacheManager.start()
+            published.withLockedValue { $0 = cacheManager.statistics }
         } catch {
             // The reason alone ("cannot reach the file server at ...: Connection refused").
             let reason = (error as? FileSystemError).map { $0.reason.isEmpty ? "\($0)" : $0.reason } ?? "\(error)"
