@@ -57,16 +57,20 @@ public enum ControlAttributes {
         try cacheManager.flushCachedCopy(inode)
     }
 
-    static func encode<T: Encodable>(_ value: T) -> String {
+    /// The JSON every control attribute answers with: sorted keys, indented, slashes as they are.
+    static func jsonEncoder() -> JSONEncoder {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
-        return String(decoding: (try? encoder.encode(value)) ?? Data(), as: UTF8.self)
+        return encoder
+    }
+
+    static func encode<T: Encodable>(_ value: T) -> String {
+        String(decoding: (try? jsonEncoder().encode(value)) ?? Data(), as: UTF8.self)
     }
 
     /// A list as JSON, as much of it as fits in one attribute value (the oldest first).
     static func listJSON<T: Encodable>(_ all: [T]) -> String {
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let encoder = jsonEncoder()
         var shown = all
         while true {
             let data = (try? encoder.encode(shown)) ?? Data()
@@ -82,8 +86,7 @@ public enum ControlAttributes {
             var truncated: Bool
             var callbacks: [CallBackInfo]
         }
-        let encoder = JSONEncoder()
-        encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]
+        let encoder = jsonEncoder()
         var shown = all
         while true {
             let listing = Listing(count: all.count, truncated: shown.count < all.count, callbacks: shown)
