@@ -102,7 +102,8 @@ struct MetricsMountTests {
         let peach = "'\(MountSupport.peachBinary)'"
         let directory = try TemporaryDirectory(prefix: "peach-metrics")
         defer { directory.remove() }
-        let malformed = try shell("\(peach) server --root '\(directory.path)/r' --metrics nonsense 2>&1")
+        // Under `timeout`: were the option accepted, the server would run on and hold the test.
+        let malformed = try shell("timeout 20 \(peach) server --root '\(directory.path)/r' --metrics nonsense 2>&1")
         #expect(malformed.status != 0)
         #expect(malformed.output.contains("--metrics must be HOST:PORT"))
         let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
@@ -116,7 +117,7 @@ struct MetricsMountTests {
             $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
         }
         #expect(bound == 0 && listen(listener, 1) == 0)
-        let taken = try shell("\(peach) server --root '\(directory.path)/r' --listen 127.0.0.1:0 --metrics 127.0.0.1:\(port) 2>&1")
+        let taken = try shell("timeout 20 \(peach) server --root '\(directory.path)/r' --listen 127.0.0.1:0 --metrics 127.0.0.1:\(port) 2>&1")
         #expect(taken.status != 0)
         #expect(taken.output.contains("cannot serve metrics on 127.0.0.1:\(port)"))
     }
