@@ -3,10 +3,12 @@ import NIOCore
 import NIOHTTP1
 import NIOPosix
 import Prometheus
+import Synchronization
 
 /// `--metrics HOST:PORT`: this process's swift-metrics, in the Prometheus text format at
 /// `GET /metrics`, from a small HTTP/1.1 listener on SwiftNIO's HTTP pipeline. Anything else gets
-/// 404 or 405. Each connection answers one request and closes; one idle for 10 s is closed.
+/// 404 or 405. Each connection answers one request and closes; one idle for 10 s is closed, and
+/// at most `maximumConnections` are open at once (more are closed as they arrive).
 ///
 /// The endpoint has no authentication, as a Prometheus exporter usually has none: keep it on
 /// loopback or on a network only the monitoring system reaches (docs/operations.md).
@@ -15,6 +17,7 @@ public final class MetricsEndpoint: Sendable {
     public let port: Int
     private let channel: Channel
     private let group: MultiThreadedEventLoopGroup
+    static let maximumConnections = 16
 
     /// Bootstraps swift-metrics with a Prometheus factory (`MetricsSystem.bootstrap`: once per
     /// process) and listens on `host:port`. `refresh` runs before each scrape, to set the gauges
@@ -35,11 +38,19 @@ public final class MetricsEndpoint: Sendable {
     private init(host: String, port: Int, registry: PrometheusCollectorRegistry, refresh: @escaping @Sendable () -> Void) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.group = group
+        let open = Mutex(0)
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 16)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                channel.eventLoop.makeCompletedFuture {
+                let admitted = open.withLock { count in
+                    guard count < Self.maximumConnections else { return false }
+                    count += 1
+                    return true
+                }
+                guard admitted else { return channel.close() }
+                channel.closeFuture.whenComplete { _ in open.withLock { $0 -= 1 } }
+                return channel.eventLoop.makeCompletedFuture {
                     try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(10)))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(ScrapeHandler(registry: registry, refresh: refresh))

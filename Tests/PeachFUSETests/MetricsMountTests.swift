@@ -97,6 +97,37 @@ struct MetricsMountTests {
         }
     }
 
+    @Test("the endpoint holds at most 16 connections: more are closed at once, and room comes back")
+    func connectionsBounded() throws {
+        let serverPort = try freePort()
+        try withMounts(serverArguments: ["--metrics", "127.0.0.1:\(serverPort)"]) { _ in
+            var idle: [Int32] = []
+            defer { idle.forEach { close($0) } }
+            for _ in 0..<16 {
+                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+                var address = sockaddr_in()
+                address.sin_family = sa_family_t(AF_INET)
+                address.sin_addr.s_addr = inet_addr("127.0.0.1")
+                address.sin_port = in_port_t(UInt16(serverPort).bigEndian)
+                let connected = withUnsafePointer(to: &address) {
+                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
+                }
+                #expect(connected == 0)
+                idle.append(fd)
+            }
+            usleep(300_000)  // accepted
+            #expect(try get(serverPort).status != 200, "a 17th connection was served")
+            idle.forEach { close($0) }
+            idle = []
+            var status = 0
+            for _ in 0..<20 where status != 200 {
+                usleep(100_000)
+                status = try get(serverPort).status
+            }
+            #expect(status == 200)
+        }
+    }
+
     @Test("--metrics takes HOST:PORT, and a port already taken is a clear error")
     func badAddress() throws {
         let peach = "'\(MountSupport.peachBinary)'"
