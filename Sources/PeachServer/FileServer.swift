@@ -79,7 +79,7 @@ public final class FileServer: Sendable {
         let channel = try ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 256)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
-            .childChannelOption(.socketOption(.tcp_nodelay), value: 1)
+            .childChannelOption(.tcpOption(.tcp_nodelay), value: 1)
             .childChannelOption(.writeBufferWaterMark, value: .init(low: queued / 2, high: queued))
             // One read per event: a connection told to wait stops within one chunk (64 KiB).
             .childChannelOption(.maxMessagesPerRead, value: 1)
