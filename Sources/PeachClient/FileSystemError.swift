@@ -63,6 +63,7 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
         case .accessDenied: EACCES
         case .readOnly: EROFS
         case .versionConflict: ESTALE
+        case .busy: EBUSY
         }
         self.init(value, "server: \(code)")
         serverCode = code

@@ -56,8 +56,8 @@ final class RPCHandler: ChannelInboundHandler {
         do {
             switch frame.kind {
             case .reply where cancelled.contains(frame.id):
-                // FetchData's data frames may still follow its reply.
-                if frame.opcode != Opcode.fetchData.rawValue { cancelled.remove(frame.id) }
+                // FetchData's (and a backup's) data frames may still follow its reply.
+                if frame.opcode != Opcode.fetchData.rawValue && frame.opcode != Opcode.admin.rawValue { cancelled.remove(frame.id) }
             case .data where cancelled.contains(frame.id):
                 if frame.isLastChunk { cancelled.remove(frame.id) }
             case .reply:
@@ -69,7 +69,7 @@ final class RPCHandler: ChannelInboundHandler {
                     pending[frame.id] = nil
                     call.promise.fail(code)
                 case .success(let reply):
-                    if call.sink != nil, case .fetchData = reply {
+                    if call.sink != nil, reply.isFollowedByData {
                         call.reply = reply
                         pending[frame.id] = call
                     } else {

@@ -66,6 +66,9 @@ public final class ServerConnection: Sendable {
     private let handlers = NIOLockedValueBox<(hello: HelloHandler?, push: PushHandler?, closed: ClosedHandler?)>((nil, nil, nil))
     private let callTimeout: TimeAmount
     private let retry: RetryPolicy
+    /// Says Hello on each connection (a cache manager); false for `peach admin`, which asks
+    /// admin questions only and holds no promises.
+    private let introduces: Bool
     /// Requests that only read stop waiting once the server is away (`serverIsAway`): the cache
     /// manager then serves them from its cache (`--offline-reads`).
     private let readsGiveUpWhenAway: Bool
@@ -79,8 +82,9 @@ public final class ServerConnection: Sendable {
 
     public init(address: ServerAddress, clientID: String, epoch: UInt64, design: ClientDesign = .afs, statistics: ClientStatistics,
                 group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120), tls: ClientTLS? = nil,
-                retry: RetryPolicy = .failFast, readsGiveUpWhenAway: Bool = false) {
+                retry: RetryPolicy = .failFast, readsGiveUpWhenAway: Bool = false, introduces: Bool = true) {
         self.retry = retry
+        self.introduces = introduces
         self.readsGiveUpWhenAway = readsGiveUpWhenAway
         self.address = address
         self.tls = tls
@@ -170,6 +174,13 @@ public final class ServerConnection: Sendable {
         let isReconnect = state.withLockedValue { s -> Bool in
             s.connections += 1
             return s.connections > 1
+        }
+        guard introduces else {
+            state.withLockedValue { s in
+                s.channel = channel
+                s.handler = handler
+            }
+            return (channel, handler)
         }
         let reply: Reply
         do {
@@ -415,6 +426,22 @@ public final class ServerConnection: Sendable {
         }
         guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
         return (status, expiry)
+    }
+
+    /// An admin question's report (JSON, `AdminReports`).
+    public func admin(_ query: AdminQuery) throws -> [UInt8] {
+        guard case .adminReport(let json) = try call(.admin(query)) else { throw FileSystemError.unexpectedReply }
+        return json
+    }
+
+    /// An admin backup: the archive's bytes, handed to `sink` in order (on the event loop).
+    /// Returns the size the server announced. Waits up to `limit` for the server to pack and send it.
+    public func backup(limit: TimeAmount, sink: @escaping @Sendable (ByteBuffer) throws -> Void) throws -> UInt64 {
+        let reply = try withRetries(.admin(.backup)) { channel, handler, _, _ in
+            try send(.admin(.backup), on: channel, handler: handler, until: .now() + limit, sink: sink)
+        }
+        guard case .backup(let size) = reply else { throw FileSystemError.unexpectedReply }
+        return size
     }
 
     /// How much of a file one FetchData asks for, and how much may wait for the disk.

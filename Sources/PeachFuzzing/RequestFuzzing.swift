@@ -186,7 +186,7 @@ public final class RequestFuzzTarget: @unchecked Sendable {
             return r
         }
         switch request {
-        case .hello, .ping, .getVolumeStatus: return request
+        case .hello, .ping, .getVolumeStatus, .admin: return request
         case .fetchStatus(let fid): return .fetchStatus(f(fid))
         case .bulkStatus(let fids): return .bulkStatus(fids.map(f))
         case .fetchData(let fid, let range): return .fetchData(f(fid), range: range)

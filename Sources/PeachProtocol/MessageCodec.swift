@@ -71,6 +71,12 @@ public enum RequestCodec {
             b.writeFID(fid)
             b.writeInteger(cookie)
             b.writeInteger(count)
+        case .admin(let query):
+            b.writeInteger(query.kind)
+            if case .callBacks(let path, let client) = query {
+                b.writeWireString(path)
+                b.writeWireString(client)
+            }
         }
     }
 
@@ -95,6 +101,14 @@ public enum RequestCodec {
         case .fetchStatus: request = .fetchStatus(try b.readFID())
         case .commit: request = .commit(try b.readFID())
         case .readlink: request = .readlink(try b.readFID())
+        case .admin:
+            switch try b.readOrThrow(UInt8.self, "admin query") {
+            case 1: request = .admin(.clients)
+            case 2: request = .admin(.callBacks(path: try b.readWireString("path"), client: try b.readWireString("client")))
+            case 3: request = .admin(.statistics)
+            case 4: request = .admin(.backup)
+            case let other: throw ProtocolError.invalidValue("admin query \(other)")
+            }
         case .fetchData:
             request = .fetchData(try b.readFID(), range: ByteRange(offset: try b.readOrThrow(UInt64.self, "offset"),
                                                                    length: try b.readOrThrow(UInt64.self, "length")))
@@ -215,6 +229,13 @@ public enum ReplyCodec {
         case .readlink(let s, let target):
             b.writeStatus(s)
             b.writeWireString(target)
+        case .adminReport(let json):
+            b.writeInteger(UInt8(1))
+            b.writeInteger(UInt32(json.count))
+            b.writeBytes(json)
+        case .backup(let size):
+            b.writeInteger(UInt8(2))
+            b.writeInteger(size)
         }
     }
 
@@ -283,6 +304,15 @@ public enum ReplyCodec {
                 blockSize: try b.readOrThrow(UInt32.self, "block size"),
                 totalBlocks: try b.readOrThrow(UInt64.self, "blocks"), freeBlocks: try b.readOrThrow(UInt64.self, "blocks"),
                 totalFiles: try b.readOrThrow(UInt64.self, "files"), freeFiles: try b.readOrThrow(UInt64.self, "files")))
+        case .admin:
+            switch try b.readOrThrow(UInt8.self, "admin reply") {
+            case 1:
+                let count = try b.readOrThrow(UInt32.self, "report length")
+                guard let json = b.readBytes(length: Int(count)) else { throw ProtocolError.truncated("admin report") }
+                reply = .adminReport(json)
+            case 2: reply = .backup(size: try b.readOrThrow(UInt64.self, "backup size"))
+            case let other: throw ProtocolError.invalidValue("admin reply \(other)")
+            }
         }
         guard b.readableBytes == 0 else { throw ProtocolError.trailingBytes(b.readableBytes) }
         return .success(reply)

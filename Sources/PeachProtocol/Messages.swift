@@ -29,6 +29,8 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
     case commit = 37
     case readDir = 38
     case readlink = 46
+    /// An operator's question (`peach admin`), answered only to an administrator.
+    case admin = 60
 
     /// The name used in statistics (`rpcs`) and docs.
     public var name: String {
@@ -55,6 +57,7 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
         case .commit: "COMMIT"
         case .readDir: "READDIR"
         case .readlink: "READLINK"
+        case .admin: "Admin"
         }
     }
 }
@@ -207,6 +210,8 @@ public enum Request: Hashable, Sendable {
     /// Up to `count` entries from position `cookie` of the listing (sorted by name).
     case readDir(FID, cookie: UInt32, count: UInt32)
     case readlink(FID)
+    /// Needs no Hello: an administrator's tool is not a cache manager and holds no promises.
+    case admin(AdminQuery)
 
     public var opcode: Opcode {
         switch self {
@@ -232,6 +237,7 @@ public enum Request: Hashable, Sendable {
         case .commit: .commit
         case .readDir: .readDir
         case .readlink: .readlink
+        case .admin: .admin
         }
     }
 }
@@ -319,6 +325,20 @@ public enum Reply: Hashable, Sendable {
     case write(before: UInt64, FileStatus)
     case readDir(FileStatus, entries: [DirectoryEntry], endOfListing: Bool)
     case readlink(FileStatus, target: String)
+    /// Admin: a report, JSON-encoded (see `AdminReports`).
+    case adminReport([UInt8])
+    /// Admin backup: data frames with `size` bytes of a tar archive follow.
+    case backup(size: UInt64)
+}
+
+extension Reply {
+    /// Data frames follow this reply (FetchData's content, a backup's archive).
+    public var isFollowedByData: Bool {
+        switch self {
+        case .fetchData, .backup: true
+        default: false
+        }
+    }
 }
 
 /// Why the server broke a callback.
@@ -354,7 +374,7 @@ extension Request {
         case .storeData, .storeStatus, .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename, .write, .commit:
             true
         case .hello, .ping, .fetchStatus, .bulkStatus, .fetchData, .giveUpCallBacks, .getVolumeStatus, .lookup, .read, .readDir,
-             .readlink:
+             .readlink, .admin:
             false
         }
     }

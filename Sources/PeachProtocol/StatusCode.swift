@@ -32,6 +32,8 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
     case readOnly = 21
     /// A conditional StoreData: the file is no longer at the data version the copy was based on.
     case versionConflict = 22
+    /// The server does one such thing at a time (a backup): try again later.
+    case busy = 23
 
     public var description: String {
         switch self {
@@ -58,6 +60,7 @@ public enum StatusCode: UInt16, Sendable, Error, CustomStringConvertible {
         case .accessDenied: "permission denied"
         case .readOnly: "read-only for this client"
         case .versionConflict: "changed since the copy was taken"
+        case .busy: "busy: one at a time, try again later"
         }
     }
 }

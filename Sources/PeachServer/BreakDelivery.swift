@@ -39,9 +39,12 @@ struct BreakDelivery: Sendable {
                 declareUnreachable(client, connection: nil, on: eventLoop)
             }
         }
-        let (timeout, lease) = (self.timeout, self.lease)
+        let (timeout, lease, registry) = (self.timeout, self.lease, self.registry)
+        let pushed = NIODeadline.now()
         return connection.eventLoop.flatSubmit {
             connection.value.push(.callBack(fids, reason: reason), timeout: timeout, lease: lease)
+        }.map {
+            registry.recordBreak(to: client, nanoseconds: (NIODeadline.now() - pushed).nanoseconds)
         }.hop(to: eventLoop).flatMapError { _ in
             declareUnreachable(client, connection: connection, on: eventLoop)
         }

@@ -1,5 +1,7 @@
 import NIOConcurrencyHelpers
+import Foundation
 import NIOCore
+import PeachProtocol
 
 /// The connected cache managers, by the client id each sent in Hello. A client that reconnects
 /// replaces its older connection. For clients no longer connected it keeps when the server last
@@ -8,6 +10,13 @@ final class ClientRegistry: Sendable {
     struct Entry: Sendable {
         var connectionID: UInt64
         var handler: NIOLoopBound<ConnectionHandler>
+        /// What `peach admin clients` shows of it.
+        var name: String
+        var address: String
+        var design: ClientDesign
+        var connectedSince = Date()
+        /// From the last break pushed to it until its acknowledgement.
+        var lastBreakNanoseconds: Int64?
     }
 
     private let connections = NIOLockedValueBox([String: Entry]())
@@ -57,4 +66,12 @@ final class ClientRegistry: Sendable {
     func connection(for client: String) -> NIOLoopBound<ConnectionHandler>? {
         connections.withLockedValue { $0[client]?.handler }
     }
+
+    /// A break to `client` was acknowledged `nanoseconds` after it was pushed.
+    func recordBreak(to client: String, nanoseconds: Int64) {
+        connections.withLockedValue { $0[client]?.lastBreakNanoseconds = nanoseconds }
+    }
+
+    /// The connected clients, by id.
+    func connectedClients() -> [String: Entry] { connections.withLockedValue { $0 } }
 }

@@ -18,6 +18,9 @@ extension ConnectionHandler {
         if case .hello(let hello) = request {
             return handshake(hello, id: frame.id, context: context)
         }
+        if case .admin(let query) = request {
+            return administer(query, id: frame.id, context: context)
+        }
         guard let clientID, let principal else {
             return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
         }
@@ -55,7 +58,9 @@ extension ConnectionHandler {
                                                                           "design": "\(hello.design)"])
                 handler.clientID = hello.clientID
                 handler.design = hello.design
-                handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound))
+                handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound,
+                                                                       name: principal.displayName, address: peer?.ipAddress ?? "-",
+                                                                       design: hello.design))
                 let lease = UInt32(clamping: handler.server.lease.nanoseconds / 1_000_000)
                 handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost, leaseMilliseconds: lease)),
                                   id: id, opcode: Opcode.hello.rawValue)

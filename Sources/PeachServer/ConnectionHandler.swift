@@ -142,6 +142,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// (FetchData content is streamed under the water mark and is not counted here).
     static func replyWeight(of frame: Frame) -> Int {
         let status = 512
+        // An admin report is at most one frame.
+        if frame.opcode == Opcode.admin.rawValue { return Frame.maximumBodySize }
         guard frame.opcode == Opcode.read.rawValue else { return status }
         // After the credential: FID (16 bytes), offset (8), count.
         var body = frame.body

@@ -1,3 +1,4 @@
+import Foundation
 import Logging
 import NIOCore
 import NIOPosix
@@ -22,6 +23,7 @@ struct FileServerContext: Sendable {
     /// How long a client trusts its callbacks after last hearing from the server: half the
     /// break timeout (sent in every HelloReply).
     let lease: TimeAmount
+    let startedAt = Date()
 }
 
 /// The PeachFS file server: a TCP listener in front of a `VolumeStore`.

@@ -33,14 +33,28 @@ public struct IdentityPolicy: Sendable {
     public var allSquash: Bool
     /// Client machines that may only read.
     public var readOnlyClients: Set<String>
+    /// Client machines whose certificate lets them ask `peach admin`'s questions (`--admin`).
+    /// Root on the server's own machine always may.
+    public var administrators: Set<String>
 
     public init(anonymousUID: UInt32 = 65534, anonymousGID: UInt32 = 65534, noRootSquash: Set<String> = [],
-                allSquash: Bool = false, readOnlyClients: Set<String> = []) {
+                allSquash: Bool = false, readOnlyClients: Set<String> = [], administrators: Set<String> = []) {
         self.anonymousUID = anonymousUID
         self.anonymousGID = anonymousGID
         self.noRootSquash = noRootSquash
         self.allSquash = allSquash
         self.readOnlyClients = readOnlyClients
+        self.administrators = administrators
+    }
+
+    /// Whether a connection from `principal` may ask admin questions: root on this machine, or
+    /// a machine named in `--admin` that proved itself with the cell's certificate.
+    public func mayAdminister(_ principal: Principal) -> Bool {
+        switch principal {
+        case .localRoot: true
+        case .machine(let name): administrators.contains(name)
+        case .localUser, .unauthenticated: false
+        }
     }
 }
 
@@ -56,6 +70,16 @@ public enum Principal: Sendable, Equatable {
     case localUser(Identity)
     /// A plain connection from another machine (`--insecure`), named by its address.
     case unauthenticated(String)
+
+    /// How `peach admin clients` names it.
+    public var displayName: String {
+        switch self {
+        case .machine(let name): name
+        case .localRoot: "localhost (root)"
+        case .localUser(let identity): "localhost (uid \(identity.uid))"
+        case .unauthenticated(let address): "\(address) (unauthenticated)"
+        }
+    }
 
     /// The name `--no-root-squash` and `--read-only-clients` match.
     public var machineName: String? {

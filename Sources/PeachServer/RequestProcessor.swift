@@ -40,8 +40,8 @@ package struct RequestProcessor: Sendable {
 
     private func answer(_ request: Request, for requester: Requester, upload: String?) throws -> Outcome {
         switch request {
-        case .hello:
-            // Answered by the connection itself (the handshake).
+        case .hello, .admin:
+            // Answered by the connection itself (the handshake, `administer`).
             throw StatusCode.protocolError
         case .ping:
             return Outcome(reply: .pong)

@@ -55,7 +55,11 @@ extension VolumeStore {
             try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
-            if Glibc.rename(oldPath, newPath) != 0 {
+            if Self.isLinkedIntoBackup(oldPath) {
+                // A backup in progress holds this version by a hard link: write a copy, not its file.
+                try SparseCopy.copy(from: oldPath, to: newPath, size: Int64(status.size))
+                unlink(oldPath)
+            } else if Glibc.rename(oldPath, newPath) != 0 {
                 guard errno == ENOENT, FileManager.default.createFile(atPath: newPath, contents: nil) else { throw StatusCode.ioError }
             }
             do {
@@ -78,6 +82,12 @@ extension VolumeStore {
                 throw error
             }
         }
+    }
+
+    /// Whether a version file has another name: only `backup` links version files.
+    static func isLinkedIntoBackup(_ path: String) -> Bool {
+        var st = stat()
+        return stat(path, &st) == 0 && st.st_nlink > 1
     }
 
     public struct WriteResult: Sendable {

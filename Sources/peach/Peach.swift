@@ -6,6 +6,6 @@ struct Peach: ParsableCommand {
         commandName: "peach",
         abstract: "PeachFS: an AFS-style whole-file caching distributed file system.",
         version: "0.1.0",
-        subcommands: [ServerCommand.self, MountCommand.self, FsCommand.self, BenchCommand.self, CertCommand.self]
+        subcommands: [ServerCommand.self, MountCommand.self, FsCommand.self, AdminCommand.self, BenchCommand.self, CertCommand.self]
     )
 }

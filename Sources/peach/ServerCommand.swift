@@ -64,6 +64,12 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Client machines (certificate names, comma-separated) that may only read: every change gets EROFS.")
     var readOnlyClients = ""
 
+    @Option(help: "Client machines (certificate names, comma-separated) that may use `peach admin` over TLS. Root on this machine always may.")
+    var admin = ""
+
+    @Option(help: "Unpack a `peach admin backup` archive into --root (new or empty), then exit.")
+    var restore: String?
+
     @Option(help: "When changes reach the disk before their reply: always, onclose (stores and COMMIT), delayed (within 100 ms). See docs/consistency.md.")
     var sync: SyncPolicy = .onclose
 
@@ -80,6 +86,7 @@ struct ServerCommand: ParsableCommand {
         guard callbackLifetime >= 60 else { throw CommandFailure("--callback-lifetime must be at least 60 seconds") }
         guard maxClients > 0 else { throw CommandFailure("--max-clients must be positive") }
         guard idleTimeout > 0 else { throw CommandFailure("--idle-timeout must be positive") }
+        if !admin.isEmpty && !tls.isUsed { throw CommandFailure("--admin names certificates: it needs TLS (--tls-cert, --tls-key, --tls-ca)") }
         if revoked != nil && !tls.isUsed { throw CommandFailure("--revoked needs TLS (--tls-cert, --tls-key, --tls-ca)") }
         if !tls.isUsed && !insecure && !Self.isLoopback(ServerAddress(listen)!.host) {
             throw CommandFailure("refusing to serve plain TCP on \(listen): give --tls-cert, --tls-key and --tls-ca, or --insecure")
@@ -87,6 +94,18 @@ struct ServerCommand: ParsableCommand {
     }
 
     func run() throws {
+        if let restore {
+            do {
+                let restored = try VolumeRestore.restore(archive: restore, into: root)
+                print("peach server: restored \(restored.files) files (\(restored.bytes) bytes) from \(restore) into \(root); "
+                      + "start it with peach server --root \(root)")
+                return
+            } catch let failure as VolumeRestore.Failure {
+                throw CommandFailure("cannot restore: \(failure)")
+            } catch {
+                throw CommandFailure("cannot restore: \((error as NSError).localizedDescription)")
+            }
+        }
         let address = ServerAddress(listen)!
         var logger = Logger(label: "peach.server")
         logger.logLevel = logLevel
@@ -122,7 +141,7 @@ struct ServerCommand: ParsableCommand {
         }
         let limits = ConnectionLimits(maximumClients: maxClients, idleTimeout: .seconds(Int64(idleTimeout)))
         let policy = IdentityPolicy(anonymousUID: anonUid, anonymousGID: anonGid, noRootSquash: Self.names(noRootSquash),
-                                    allSquash: allSquash, readOnlyClients: Self.names(readOnlyClients))
+                                    allSquash: allSquash, readOnlyClients: Self.names(readOnlyClients), administrators: Self.names(admin))
         let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), limits: limits, tls: serverTLS,
                                 identityPolicy: policy, logger: logger)
         let port: Int

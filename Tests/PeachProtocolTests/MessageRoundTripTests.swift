@@ -38,6 +38,11 @@ let everyRequest: [Request] = [
     .commit(sampleFID),
     .readDir(.root, cookie: 2, count: 100),
     .readlink(sampleFID),
+    .admin(.clients),
+    .admin(.callBacks(path: "/src", client: "")),
+    .admin(.callBacks(path: "", client: "A-B")),
+    .admin(.statistics),
+    .admin(.backup),
 ]
 
 let everyReply: [(Opcode, Reply)] = [
@@ -61,6 +66,8 @@ let everyReply: [(Opcode, Reply)] = [
     (.readDir, .readDir(sampleStatus, entries: [DirectoryEntry(name: "x", fid: sampleFID, type: .fifo)], endOfListing: true)),
     (.readDir, .readDir(sampleStatus, entries: [], endOfListing: false)),
     (.readlink, .readlink(sampleStatus, target: "../t")),
+    (.admin, .adminReport(Array("{}".utf8))),
+    (.admin, .backup(size: 1 << 40)),
 ]
 
 @Suite("Message codec round trips")

@@ -1,0 +1,85 @@
+import Foundation
+import GRDB
+import PeachProtocol
+
+/// `peach server --restore FILE --root DIR`: turns an archive from `peach admin backup` back
+/// into a server root. Nothing is touched unless DIR is new or empty, and a bad archive leaves
+/// DIR as it was.
+public enum VolumeRestore {
+    public struct Failure: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    public struct Restored: Sendable {
+        public var files: Int
+        public var bytes: UInt64
+    }
+
+    public static func restore(archive: String, into root: String) throws -> Restored {
+        let fm = FileManager.default
+        guard fm.isReadableFile(atPath: archive) else { throw Failure(description: "cannot read \(archive)") }
+        if let existing = try? fm.contentsOfDirectory(atPath: root), !existing.isEmpty {
+            throw Failure(description: "\(root) is not empty: restore into a new directory")
+        }
+        do { try checkMembers(of: archive) } catch let failure as Tar.Failure { throw Failure(description: failure.description) }
+        try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
+        do {
+            try Tar.run(["-C", root, "-xf", archive, "--no-same-owner", "--no-same-permissions"], what: "unpacking \(archive)")
+            let restored = try check(root: root)
+            try forgetClientsPromises(root: root)
+            return restored
+        } catch {
+            // Back to empty, as it was.
+            for name in (try? fm.contentsOfDirectory(atPath: root)) ?? [] { try? fm.removeItem(atPath: root + "/" + name) }
+            throw (error as? Tar.Failure).map { Failure(description: $0.description) } ?? error
+        }
+    }
+
+    /// Only the names a backup holds: no path leaves DIR, and nothing else is written.
+    private static func checkMembers(of archive: String) throws {
+        let listing = try Tar.run(["-tf", archive], what: "reading \(archive)")
+        var sawDatabase = false
+        for member in listing.split(separator: "\n") {
+            if member == "volume.sqlite" { sawDatabase = true; continue }
+            if member == "data/" || member == "data" { continue }
+            let parts = member.split(separator: "/", omittingEmptySubsequences: false)
+            let name = parts.count == 2 && parts[0] == "data" ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
+            guard name.count == 2, name.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) else {
+                throw Failure(description: "\(archive) is not a PeachFS backup: it holds '\(member)'")
+            }
+        }
+        guard sawDatabase else { throw Failure(description: "\(archive) is not a PeachFS backup: no volume.sqlite") }
+    }
+
+    /// The database is sound and every file's content is there, at its size.
+    private static func check(root: String) throws -> Restored {
+        let database = try DatabaseQueue(path: root + "/volume.sqlite")
+        defer { try? database.close() }
+        return try database.read { db in
+            let verdict = try String.fetchOne(db, sql: "PRAGMA integrity_check") ?? "no answer"
+            guard verdict == "ok" else { throw Failure(description: "the backup's database is damaged: \(verdict)") }
+            var restored = Restored(files: 0, bytes: 0)
+            for row in try Row.fetchAll(db, sql: "SELECT id, dataVersion, size FROM vnode WHERE type = ?", arguments: [FileType.regular.rawValue]) {
+                let (vnode, version, size): (Int64, Int64, Int64) = (row["id"], row["dataVersion"], row["size"])
+                var st = stat()
+                let present = stat("\(root)/data/\(vnode).\(version)", &st) == 0
+                guard size == 0 || (present && st.st_size == size) else {
+                    throw Failure(description: "the backup lacks the content of vnode \(vnode) (version \(version), \(size) bytes)")
+                }
+                restored.files += 1
+                restored.bytes += UInt64(size)
+            }
+            return restored
+        }
+    }
+
+    /// The restored volume is older than what clients may have cached: no promise of the old
+    /// server holds, and every client revalidates its cache when it next says Hello.
+    private static func forgetClientsPromises(root: String) throws {
+        let database = try DatabaseQueue(path: root + "/volume.sqlite")
+        defer { try? database.close() }
+        try database.write { db in
+            try db.execute(sql: "DELETE FROM callBack; UPDATE client SET callBacksLost = 1; DELETE FROM replay")
+        }
+    }
+}

@@ -1,0 +1,78 @@
+import Foundation
+import GRDB
+import PeachProtocol
+import Synchronization
+
+/// `peach admin backup` and `peach server --restore`: the volume as a tar archive of
+/// `volume.sqlite` and `data/<vnode>.<version>`, the files its database names.
+///
+/// Consistent: while SQLite's writer is held (changes wait, reads go on), the database is copied
+/// with SQLite's online backup and every current version file is hard-linked into a staging
+/// directory. Version files are never changed once written, except by an NFS WRITE, which
+/// copies a file with a second link before writing (`isLinkedIntoBackup`). Then, with the writer
+/// free again, `tar` packs the staging directory into a file the caller streams and drops.
+extension VolumeStore {
+    public struct Backup: Sendable {
+        /// The archive, opened and already unlinked: closing it frees the space.
+        public var handle: FileHandle
+        public var size: UInt64
+        public var files: Int
+    }
+
+    private static let backupInProgress = Mutex<Set<String>>([])
+
+    /// Takes a backup. Throws `busy` while another runs on this volume, `noSpace` when the
+    /// root's disk cannot hold a second copy of the volume.
+    public func backup() throws -> Backup {
+        let root = (dataDirectory as NSString).deletingLastPathComponent
+        guard Self.backupInProgress.withLock({ $0.insert(root).inserted }) else { throw StatusCode.busy }
+        defer { _ = Self.backupInProgress.withLock { $0.remove(root) } }
+        try requireSpaceForBackup()
+        let staging = root + "/backup-" + UUID().uuidString
+        defer { try? FileManager.default.removeItem(atPath: staging) }
+        try FileManager.default.createDirectory(atPath: staging + "/data", withIntermediateDirectories: true)
+        let files = try snapshot(into: staging)
+        let archive = staging + ".tar"
+        defer { unlink(archive) }
+        // A failure is logged by the caller and answered as an I/O error.
+        try Tar.run(["-C", staging, "-cf", archive, "volume.sqlite", "data"], what: "packing the backup")
+        guard let handle = FileHandle(forReadingAtPath: archive) else { throw StatusCode.ioError }
+        var st = stat()
+        guard fstat(handle.fileDescriptor, &st) == 0 else { throw StatusCode.ioError }
+        let size = UInt64(st.st_size)
+        return Backup(handle: handle, size: size, files: files)
+    }
+
+    /// The database and links to its version files in `staging`, with changes held off.
+    private func snapshot(into staging: String) throws -> Int {
+        let copy = try DatabaseQueue(path: staging + "/volume.sqlite")
+        defer { try? copy.close() }
+        return try database.writeWithoutTransaction { db in
+            try copy.writeWithoutTransaction { target in try db.backup(to: target) }
+            let versions = try Row.fetchAll(db, sql: "SELECT id, dataVersion, size FROM vnode WHERE type = ?",
+                                            arguments: [FileType.regular.rawValue])
+            var linked = 0
+            for row in versions {
+                let (vnode, version, size): (Int64, Int64, Int64) = (row["id"], row["dataVersion"], row["size"])
+                let source = dataPath(vnode: vnode, version: UInt64(version))
+                if Glibc.link(source, "\(staging)/data/\(vnode).\(version)") == 0 {
+                    linked += 1
+                } else if !(errno == ENOENT && size == 0) {
+                    // An empty file may have no version file; any other is part of the volume.
+                    throw StatusCode.ioError
+                }
+            }
+            return linked
+        }
+    }
+
+    /// The archive is about as large as the volume: refuse before filling the disk.
+    private func requireSpaceForBackup() throws {
+        var st = statvfs()
+        guard statvfs(dataDirectory, &st) == 0 else { throw StatusCode.ioError }
+        let free = UInt64(st.f_bavail) * UInt64(st.f_frsize)
+        var database = stat()
+        let databaseSize = stat(dataDirectory + "/../volume.sqlite", &database) == 0 ? UInt64(database.st_size) : 0
+        guard free > (try volumeBytes()) + databaseSize + DiskReserve.maximum else { throw StatusCode.noSpace }
+    }
+}

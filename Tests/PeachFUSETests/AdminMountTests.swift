@@ -1,0 +1,138 @@
+import Foundation
+import PeachServer
+import PeachTesting
+import Testing
+
+/// `peach admin` against a real server and real mounts (issue 10): who holds what, the
+/// server's counters, who may ask, and a backup taken under load restored byte for byte.
+@Suite("Real FUSE mounts: peach admin", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
+struct AdminMountTests {
+    let peach = "'\(MountSupport.peachBinary)'"
+
+    /// `peach admin ARGUMENTS --json` decoded.
+    func json(_ arguments: String) throws -> [String: Any] {
+        let result = try shell("\(peach) admin \(arguments) --json")
+        guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
+            throw MountError(description: "admin \(arguments): \(result.output)")
+        }
+        return object
+    }
+
+    @Test("clients and callbacks show the promises two AFS mounts hold, by path and by client; stats counts the requests")
+    func clientsCallBacksStats() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs)
+            let b = try cluster.mount("b", design: .afs)
+            try shell("mkdir '\(a.path)/src' && echo one > '\(a.path)/src/f' && echo two > '\(a.path)/top'")
+            #expect(Files.read(b.path + "/src/f") == "one\n")
+            #expect(Files.read(b.path + "/top") == "two\n")
+            #expect(try Files.write(a.path + "/src/f", "three\n") == 0)  // breaks b's promise on f
+            #expect(Files.read(b.path + "/src/f") == "three\n")
+
+            let clients = try json("clients --server \(cluster.address)")["clients"] as? [[String: Any]] ?? []
+            #expect(clients.count == 2)
+            #expect(clients.allSatisfy { $0["reachable"] as? Bool == true && $0["design"] as? String == "afs" })
+            #expect(clients.allSatisfy { ($0["callBacksHeld"] as? Int ?? 0) > 0 })
+            #expect(clients.allSatisfy { ($0["name"] as? String ?? "").hasPrefix("localhost") })
+            // b acknowledged a break: its latency is shown.
+            #expect(clients.contains { $0["lastBreakMilliseconds"] is Double })
+            let ids = clients.compactMap { $0["id"] as? String }
+
+            let under = try json("callbacks --server \(cluster.address) --path /src")["callBacks"] as? [[String: Any]] ?? []
+            #expect(Set(under.compactMap { $0["path"] as? String }) == ["/src", "/src/f"])
+            #expect(Set(under.filter { $0["path"] as? String == "/src/f" }.compactMap { $0["client"] as? String }) == Set(ids))
+            let all = try json("callbacks --server \(cluster.address)")["callBacks"] as? [[String: Any]] ?? []
+            #expect(all.contains { $0["path"] as? String == "/top" })
+            let one = try json("callbacks --server \(cluster.address) --client \(ids[0])")["callBacks"] as? [[String: Any]] ?? []
+            #expect(!one.isEmpty && one.allSatisfy { $0["client"] as? String == ids[0] })
+            #expect(one.count < all.count)
+
+            let text = try shell("\(peach) admin callbacks --server \(cluster.address) --path /src")
+            #expect(text.status == 0)
+            #expect(text.output.contains("/src/f") && text.output.contains("expires in"))
+            #expect(try shell("\(peach) admin clients --server \(cluster.address)").output.contains("2 clients"))
+            let missing = try shell("\(peach) admin callbacks --server \(cluster.address) --path /nothing")
+            #expect(missing.status != 0 && missing.output.contains("not found"))
+
+            let stats = try json("stats --server \(cluster.address)")
+            let requests = stats["requests"] as? [String: Int] ?? [:]
+            #expect(requests["StoreData"] ?? 0 >= 3)
+            #expect(stats["clientsConnected"] as? Int == 2)
+            #expect(stats["callBacksBroken"] as? Int ?? 0 >= 1)
+            #expect(try shell("\(peach) admin stats --server \(cluster.address)").output.contains("callbacks held"))
+        }
+    }
+
+    @Test("admin questions are refused to a local user other than root, and to a machine not named in --admin")
+    func refusals() throws {
+        try withMounts { cluster in
+            let asUser = try shell("setpriv --reuid=1000 --regid=1000 --clear-groups \(peach) admin stats --server \(cluster.address)")
+            #expect(asUser.status != 0)
+            #expect(asUser.output.contains("refused"))
+        }
+        let cell = try TestCell(clients: ["alpha", "ops"])
+        try withMounts(tls: try cell.serverTLS(), identityPolicy: IdentityPolicy(administrators: ["ops"])) { cluster in
+            func admin(_ name: String) throws -> ShellResult {
+                try shell("\(peach) admin stats --server \(cluster.address) " + cell.mountArguments(name).map { "'\($0)'" }.joined(separator: " "))
+            }
+            let alpha = try admin("alpha")
+            #expect(alpha.status != 0 && alpha.output.contains("refused"))
+            let ops = try admin("ops")
+            #expect(ops.status == 0, "\(ops.output)")
+            #expect(ops.output.contains("callbacks held"))
+        }
+    }
+
+    @Test("a backup taken while AFS and NFS mounts write restores into a server whose files match byte for byte")
+    func backupUnderLoadRestores() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs)
+            let n = try cluster.mount("n", design: .nfs)
+            // The files that exist before the backup, among them one of 20 MiB.
+            try shell("mkdir '\(a.path)/tree' && head -c 20971520 /dev/urandom > '\(a.path)/big' && "
+                      + "for i in $(seq 1 200); do echo file $i > '\(a.path)/tree/'$i; done && : > '\(a.path)/empty'")
+            let before = try shell("cd '\(a.path)' && find . -type f | sort | xargs sha256sum").output
+            // The load: new whole files through the AFS mount, appends in place through NFS.
+            let load = try ChildProcess(["sh", "-c", """
+                i=0; while [ $i -lt 100000 ]; do i=$((i+1)); printf 'load %d\\n' $i > '\(a.path)/tree/load-'$i; \
+                printf 'line %08d\\n' $i >> '\(n.path)/appended'; done
+                """], outputFD: 1)
+            defer {
+                load.signal(SIGKILL)
+                load.wait()
+            }
+            usleep(300_000)
+            let archive = cluster.directory.path + "/volume.tar"
+            let backup = try shell("\(peach) admin backup --server \(cluster.address) --out '\(archive)'")
+            #expect(backup.status == 0, "\(backup.output)")
+            #expect(backup.output.contains("written to"))
+            load.signal(SIGKILL)
+            load.wait()
+            #expect(try shell("\(peach) admin backup --server \(cluster.address) --out '\(archive)'").output.contains("exists already"))
+
+            let restoredRoot = cluster.directory.path + "/restored"
+            let restore = try shell("\(peach) server --restore '\(archive)' --root '\(restoredRoot)'")
+            try #require(restore.status == 0, "\(restore.output)")
+            #expect(try shell("\(peach) server --restore '\(archive)' --root '\(restoredRoot)'").output.contains("not empty"))
+
+            try withMounts(serverRoot: restoredRoot) { restored in
+                let r = try restored.mount("r", design: .afs)
+                // Everything from before the backup, byte for byte.
+                let files = try shell("cd '\(r.path)' && find . -type f ! -name 'load-*' ! -name appended | sort | xargs sha256sum").output
+                #expect(files == before)
+                // What the load wrote up to the snapshot: whole files and a whole prefix of the appends.
+                let loaded = try FileManager.default.contentsOfDirectory(atPath: r.path + "/tree").filter { $0.hasPrefix("load-") }
+                for name in loaded {
+                    #expect(Files.read(r.path + "/tree/" + name) == "load \(name.dropFirst(5))\n")
+                }
+                let appended = Files.read(r.path + "/appended") ?? ""
+                let lines = appended.split(separator: "\n", omittingEmptySubsequences: false).dropLast()
+                #expect(appended.hasSuffix("\n") || appended.isEmpty)
+                for (index, line) in lines.enumerated() {
+                    #expect(line == String(format: "line %08d", index + 1))
+                }
+            }
+        }
+    }
+}

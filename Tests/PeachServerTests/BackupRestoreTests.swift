@@ -1,0 +1,85 @@
+import Foundation
+import PeachProtocol
+import PeachTesting
+import Testing
+@testable import PeachServer
+
+/// `VolumeStore.backup` and `VolumeRestore` on real SQLite files and real tar archives: a
+/// restore of anything but a PeachFS backup into an empty directory is refused, and leaves it as it was.
+@Suite("Backup and restore")
+struct BackupRestoreTests {
+    /// A store with one file of `content`, its backup at `archive`, in `directory`.
+    func backedUpStore(in directory: TemporaryDirectory, content: String = "hello") throws -> (archive: String, fid: FID) {
+        let store = try VolumeStore(root: directory.path + "/server")
+        defer { store.releaseRoot() }
+        _ = try store.introduce(client: "a", epoch: 1)
+        let file = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                    client: "a").value.target!
+        let upload = store.newUploadPath()
+        FileManager.default.createFile(atPath: upload, contents: Data(content.utf8))
+        _ = try store.store(file.fid, client: "a", uploadPath: upload, size: UInt64(content.utf8.count), mtime: .now())
+        let backup = try store.backup()
+        let archive = directory.path + "/backup.tar"
+        FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
+        #expect(backup.files == 1)
+        return (archive, file.fid)
+    }
+
+    @Test("a backup restores into a new root that serves the same file, with no promise of the old server left")
+    func roundTrip() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-backup")
+        defer { directory.remove() }
+        let (archive, fid) = try backedUpStore(in: directory)
+        let restored = try VolumeRestore.restore(archive: archive, into: directory.path + "/restored")
+        #expect(restored.files == 1 && restored.bytes == 5)
+        let store = try VolumeStore(root: directory.path + "/restored")
+        defer { store.releaseRoot() }
+        #expect(try store.callBackCount() == 0)
+        #expect(try store.introduce(client: "a", epoch: 1))  // it must revalidate its cache
+        guard case .file(let handle, let length) = try store.fetchData(fid, client: .stateless("reader")).2 else {
+            Issue.record("no content")
+            return
+        }
+        #expect(try handle.read(upToCount: Int(length)) == Data("hello".utf8))
+    }
+
+    @Test("a restore into a directory that holds anything is refused, and the directory is left alone")
+    func refusesNonEmptyRoot() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-backup")
+        defer { directory.remove() }
+        let (archive, _) = try backedUpStore(in: directory)
+        let root = directory.path + "/busy"
+        try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: root + "/keep", contents: Data("mine".utf8))
+        #expect(throws: VolumeRestore.Failure.self) { try VolumeRestore.restore(archive: archive, into: root) }
+        #expect(try FileManager.default.contentsOfDirectory(atPath: root) == ["keep"])
+    }
+
+    @Test("archives that are not PeachFS backups are refused and write nothing", arguments: ["escape", "foreign", "garbage", "incomplete"])
+    func refusesOtherArchives(kind: String) throws {
+        let directory = try TemporaryDirectory(prefix: "peach-backup")
+        defer { directory.remove() }
+        let (good, _) = try backedUpStore(in: directory)
+        let work = directory.path + "/work"
+        try FileManager.default.createDirectory(atPath: work + "/data", withIntermediateDirectories: true)
+        let archive = directory.path + "/\(kind).tar"
+        switch kind {
+        case "escape":
+            // A member that would land outside the root (-P keeps the ../ tar would strip).
+            FileManager.default.createFile(atPath: directory.path + "/escaped", contents: Data())
+            _ = try shell("cd '\(work)' && tar -xf '\(good)' && tar -P -cf '\(archive)' volume.sqlite data ../escaped && rm ../escaped")
+        case "foreign":
+            FileManager.default.createFile(atPath: work + "/data/notes.txt", contents: Data())
+            _ = try shell("cd '\(work)' && tar -xf '\(good)' && tar -cf '\(archive)' volume.sqlite data")
+        case "garbage":
+            FileManager.default.createFile(atPath: archive, contents: Data(repeating: 0x41, count: 10_000))
+        default:
+            // The database names a version file the archive lacks.
+            _ = try shell("cd '\(work)' && tar -xf '\(good)' && rm data/* && tar -cf '\(archive)' volume.sqlite data")
+        }
+        let root = directory.path + "/restored"
+        #expect(throws: VolumeRestore.Failure.self) { try VolumeRestore.restore(archive: archive, into: root) }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).isEmpty)
+        #expect(!FileManager.default.fileExists(atPath: directory.path + "/escaped"))
+    }
+}
