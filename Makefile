@@ -2,7 +2,7 @@
 SWIFT ?= swift
 PEACH := .build/debug/peach
 
-.PHONY: all deps build test demo bench bench-hot-paths fuzz clean
+.PHONY: all deps build test demo bench bench-hot-paths fuzz clean install install-files uninstall
 
 all: build
 
@@ -33,6 +33,26 @@ bench-hot-paths:
 FUZZ_SECONDS ?= 600
 fuzz: deps
 	FUZZ_SECONDS=$(FUZZ_SECONDS) scripts/fuzz.sh
+
+# `make install PREFIX=/usr/local`: a release build of peach in PREFIX/bin, and mount(8)'s helper
+# SBINDIR/mount.fuse.peach (mount looks for helpers in /sbin only), so that `mount -t fuse.peach`
+# and fstab lines work. DESTDIR stages the files for a package. The binary uses this machine's
+# Swift runtime (/opt/swift), as every build here does.
+PREFIX ?= /usr/local
+SBINDIR ?= /sbin
+install: deps
+	$(SWIFT) build -c release
+	@$(MAKE) --no-print-directory install-files BINARY=.build/release/peach
+
+# The files only, from an existing build (BINARY).
+BINARY ?= .build/release/peach
+install-files:
+	install -d $(DESTDIR)$(PREFIX)/bin $(DESTDIR)$(SBINDIR)
+	install -m 755 $(BINARY) $(DESTDIR)$(PREFIX)/bin/peach
+	ln -sf $(PREFIX)/bin/peach $(DESTDIR)$(SBINDIR)/mount.fuse.peach
+
+uninstall:
+	rm -f $(DESTDIR)$(PREFIX)/bin/peach $(DESTDIR)$(SBINDIR)/mount.fuse.peach
 
 clean:
 	rm -rf .build .build-fuzz fuzz-out

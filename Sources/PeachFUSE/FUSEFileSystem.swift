@@ -12,14 +12,17 @@ public final class FUSEFileSystem: @unchecked Sendable {
         public var allowOther = false
         /// Threads serving kernel requests.
         public var maxThreads: UInt32 = 16
+        /// What /proc/mounts and df show as the source: the server's address, as NFS shows its export.
         public var fsName = "peachfs"
         /// Off only for the negative control of the invalidation tests: then a break leaves the
         /// kernel's cached attributes and pages in place until they time out.
         public var kernelInvalidation = true
 
-        public init(allowOther: Bool = false, kernelInvalidation: Bool = true) {
+        public init(allowOther: Bool = false, kernelInvalidation: Bool = true, fsName: String = "peachfs") {
             self.allowOther = allowOther
             self.kernelInvalidation = kernelInvalidation
+            // A comma would end the option in libfuse's list.
+            self.fsName = fsName.replacingOccurrences(of: ",", with: "_")
         }
     }
 

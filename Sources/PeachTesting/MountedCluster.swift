@@ -18,9 +18,12 @@ public enum MountSupport {
     /// The `peach` executable the mounts run: $PEACH_BINARY, or .build/debug/peach of this package.
     public static var peachBinary: String {
         if let path = ProcessInfo.processInfo.environment["PEACH_BINARY"] { return path }
-        let packageRoot = URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent()
-            .deletingLastPathComponent().path
         return packageRoot + "/.build/debug/peach"
+    }
+
+    /// This package's directory (the Makefile, contrib/).
+    public static var packageRoot: String {
+        URL(fileURLWithPath: #filePath).deletingLastPathComponent().deletingLastPathComponent().deletingLastPathComponent().path
     }
 }
 

@@ -36,7 +36,8 @@ enum Daemon {
         posix_spawnattr_setflags(&attributes, PEACH_POSIX_SPAWN_SETSID)
 
         let executable = "/proc/self/exe"
-        let argv = ([CommandLine.arguments[0]] + arguments).map { strdup($0) } + [nil]
+        // Named peach, not mount.fuse.peach: the daemon gets `peach mount` arguments, not the helper's.
+        let argv = (["peach"] + arguments).map { strdup($0) } + [nil]
         defer { argv.forEach { free($0) } }
         var environment = ProcessInfo.processInfo.environment
         environment[environmentKey] = String(readyDescriptor)

@@ -13,6 +13,10 @@ struct MountCommand: ParsableCommand {
         commandName: "mount",
         abstract: "Mount PeachFS on MOUNTPOINT with a whole-file caching cache manager.",
         discussion: """
+            Every option also has an -o spelling, as fstab and `mount -t fuse.peach` use: \
+            `-o server=HOST:PORT,cache=DIR,mode=afs,cache_size=4G,soft`. mount(8)'s own options \
+            (rw, _netdev, nofail, x-systemd.*, ...) are ignored (docs/operations.md).
+
             Without --foreground, returns once the mount answers and keeps serving in the \
             background (its log: CACHE/peach-mount.log). Unmount with `umount MOUNTPOINT` or \
             `fusermount3 -u MOUNTPOINT`; the cache manager then stores what is dirty and exits.
@@ -94,7 +98,8 @@ struct MountCommand: ParsableCommand {
             throw error
         }
         if !foreground {
-            var arguments = Array(CommandLine.arguments.dropFirst())
+            // As parsed: mount(8)'s and -o's spellings spelled out.
+            var arguments = Peach.arguments
             arguments.append("--foreground")
             let logName = cache == nil ? "mount-" + MountTable.canonical(mountPoint).replacingOccurrences(of: "/", with: "_") + ".log"
                 : "peach-mount.log"
@@ -171,7 +176,7 @@ struct MountCommand: ParsableCommand {
         }
         do {
             fileSystem = try FUSEFileSystem(cacheManager: cacheManager, mountPoint: mountPoint,
-                                            options: .init(allowOther: allowOther, kernelInvalidation: kernelInvalidation),
+                                            options: .init(allowOther: allowOther, kernelInvalidation: kernelInvalidation, fsName: server),
                                             logger: logger)
         } catch {
             cacheManager.shutdown()
