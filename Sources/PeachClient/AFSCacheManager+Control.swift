@@ -7,6 +7,18 @@ extension AFSCacheManager {
         CacheParameters(usedBytes: disk.totalBytes, limitBytes: disk.sizeLimit, files: disk.count)
     }
 
+    /// Dirty and open files stay: the cache may stay over its new limit until they are stored or closed.
+    public func setCacheSize(_ bytes: UInt64) -> CacheParameters {
+        disk.setSizeLimit(bytes)
+        statistics.metrics.limitBytes.record(Int64(clamping: bytes))
+        makeRoom(for: 0)
+        statistics.update { $0.cacheBytes = disk.totalBytes }
+        core.logger.notice("cache size set", metadata: ["bytes": "\(bytes)"])
+        return cacheParameters()
+    }
+
+    public func checkServer() -> ServerCheck { core.connection.check(timeout: .seconds(5)) }
+
     public func storeAllDirty() -> SyncReport {
         let dirty = table.withLock { t in t.vnodes.values.filter { $0.dirty && !$0.removed }.map { ($0, t.path(of: $0)) } }
         var failed: [UnsavedFile] = []

@@ -126,7 +126,10 @@ extension AFSCacheManager {
         let evicted = disk.evict(reserving: bytes) { fid in
             table.withLock { t in t.vnodes[fid.vnode].map { $0.openCount > 0 || $0.dirty } ?? false }
         }
-        if evicted > 0 { statistics.update { $0.evictions += evicted } }
+        if evicted > 0 {
+            statistics.update { $0.evictions += evicted }
+            core.logger.info("cache evicted", metadata: ["files": "\(evicted)", "cacheBytes": "\(disk.totalBytes)"])
+        }
     }
 
     /// Records a local change of the cached copy. The first change of a clean copy must be
@@ -176,7 +179,14 @@ extension AFSCacheManager {
 
     public func flush(handle: UInt64) throws {
         let file = try core.handles.get(handle)
-        if table.withLock({ t in file.vnode.dirty && !file.vnode.removed }) { try store(file.vnode, fd: file.fd) }
+        guard table.withLock({ t in file.vnode.dirty && !file.vnode.removed }) else { return }
+        do {
+            try store(file.vnode, fd: file.fd)
+        } catch {
+            // close(2) gets the error too; the copy stays dirty in the cache.
+            core.logger.warning("store failed", metadata: ["fid": "\(file.vnode.fid)", "error": "\(error)"])
+            throw error
+        }
     }
 
     public func fsync(handle: UInt64) throws {

@@ -171,4 +171,18 @@ public protocol CacheManager: AnyObject, Sendable {
     func storeAllDirty() -> SyncReport
     /// `peach fs flushall`: drops every cached copy nothing holds open, storing dirty ones first.
     func flushAll() -> FlushReport
+    /// `peach fs setcachesize`: a new limit, in force at once (clean copies are evicted to fit).
+    func setCacheSize(_ bytes: UInt64) -> CacheParameters
+    /// `peach fs checkservers`.
+    func checkServer() -> ServerCheck
+}
+
+/// `peach fs checkservers`: the file server, whether it answers, since when not, how fast.
+public struct ServerCheck: Codable, Sendable, Equatable {
+    public var server: String
+    public var reachable: Bool
+    /// Unix seconds; nil while reachable.
+    public var unreachableSince: Double?
+    /// The round trip of a ping; nil when it got no answer.
+    public var roundTripMilliseconds: Double?
 }

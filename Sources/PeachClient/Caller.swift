@@ -60,7 +60,7 @@ public enum Caller {
 
     /// The credential for a request sent now: the named caller's, or root's (the cache manager's
     /// own requests: Hello, revalidation at start-up, giving up callbacks).
-    static var credential: Credential {
+    public static var credential: Credential {
         let slot = self.slot
         if let credential = slot.credential { return credential }
         guard let source = slot.source else { return .root }

@@ -31,7 +31,7 @@ final class ClientCore<OpenHandle: AnyObject & Sendable>: Sendable {
          retry: ServerConnection.RetryPolicy, readsGiveUpWhenAway: Bool = false, logger: Logger) {
         statistics = ClientStatistics(mode: design.rawValue)
         connection = ServerConnection(address: server, clientID: clientID, epoch: epoch, design: design, statistics: statistics,
-                                      tls: tls, retry: retry, readsGiveUpWhenAway: readsGiveUpWhenAway)
+                                      tls: tls, retry: retry, readsGiveUpWhenAway: readsGiveUpWhenAway, logger: logger)
         kernelQueue = DispatchQueue(label: "peach.\(design).kernel")
         self.logger = logger
     }

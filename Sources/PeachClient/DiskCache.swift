@@ -23,7 +23,9 @@ final class DiskCache: Sendable {
     }
 
     let directory: String
-    let sizeLimit: UInt64
+    /// The most bytes the cache holds; `peach fs setcachesize` changes it while mounted.
+    var sizeLimit: UInt64 { limit.withLockedValue { $0 } }
+    private let limit: NIOLockedValueBox<UInt64>
     let conflicts: ConflictStore
     private let index: DatabaseQueue
     /// The entries, and the sum of their sizes (kept, not recounted: stats read it at every fetch).
@@ -36,7 +38,7 @@ final class DiskCache: Sendable {
 
     init(directory: String, sizeLimit: UInt64) throws {
         self.directory = directory
-        self.sizeLimit = sizeLimit
+        limit = NIOLockedValueBox(sizeLimit)
         try FileManager.default.createDirectory(atPath: directory + "/files", withIntermediateDirectories: true)
         directoryLock = try ExclusiveDirectoryLock.acquire(directory, what: "cache directory")
         conflicts = try ConflictStore(cacheDirectory: directory)
@@ -197,10 +199,13 @@ final class DiskCache: Sendable {
         }
     }
 
+    func setSizeLimit(_ bytes: UInt64) { limit.withLockedValue { $0 = bytes } }
+
     /// Evicts least recently used entries until the cache fits, skipping dirty ones and those
     /// `isBusy` names (open files). Returns how many were evicted.
     func evict(reserving extra: UInt64 = 0, isBusy: (FID) -> Bool) -> Int {
         // The common case, with no sort: it fits.
+        let sizeLimit = self.sizeLimit
         guard totalBytes + extra > sizeLimit else { return 0 }
         var evicted = 0
         let candidates = entries.withLockedValue { $0.values.sorted { $0.lastUse < $1.lastUse } }

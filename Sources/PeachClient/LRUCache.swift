@@ -15,7 +15,7 @@ struct LRUCache<Key: Hashable, Value> {
         }
     }
 
-    let capacity: Int
+    private(set) var capacity: Int
     private(set) var totalCost = 0
     private var nodes: [Key: Node] = [:]
     private var newest: Node?
@@ -26,6 +26,17 @@ struct LRUCache<Key: Hashable, Value> {
     }
 
     var count: Int { nodes.count }
+
+    /// A new capacity; returns the keys evicted, oldest first, to fit it.
+    mutating func resize(to capacity: Int) -> [Key] {
+        self.capacity = capacity
+        var evicted: [Key] = []
+        while totalCost > capacity, let victim = oldest {
+            remove(victim.key)
+            evicted.append(victim.key)
+        }
+        return evicted
+    }
 
     /// The value, marked as just used.
     mutating func get(_ key: Key) -> Value? {

@@ -4,10 +4,28 @@ import PeachProtocol
 extension NFSCacheManager {
     public func cacheParameters() -> CacheParameters {
         table.withLock { t in
-            CacheParameters(usedBytes: UInt64(t.blocks.totalCost), limitBytes: options.cacheSize,
+            CacheParameters(usedBytes: UInt64(t.blocks.totalCost), limitBytes: UInt64(t.blocks.capacity),
                             files: t.nodes.values.filter { !$0.cachedBlocks.isEmpty }.count)
         }
     }
+
+    /// The block cache holds clean blocks only (dirty ones wait apart), so any may go.
+    public func setCacheSize(_ bytes: UInt64) -> CacheParameters {
+        table.withLock { t in
+            let evicted = t.blocks.resize(to: Int(clamping: bytes))
+            for key in evicted { t.nodes[key.inode]?.cachedBlocks.remove(key.index) }
+            let total = UInt64(t.blocks.totalCost)
+            statistics.update {
+                $0.evictions += evicted.count
+                $0.cacheBytes = total
+            }
+        }
+        statistics.metrics.limitBytes.record(Int64(clamping: bytes))
+        core.logger.notice("cache size set", metadata: ["bytes": "\(bytes)"])
+        return cacheParameters()
+    }
+
+    public func checkServer() -> ServerCheck { core.connection.check(timeout: .seconds(5)) }
 
     public func storeAllDirty() -> SyncReport {
         let dirty = table.withLock { t in t.nodes.values.filter { $0.isDirty && !$0.removed } }

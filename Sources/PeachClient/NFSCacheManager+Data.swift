@@ -188,7 +188,13 @@ extension NFSCacheManager {
 
     public func flush(handle: UInt64) throws {
         let node = try core.handles.get(handle).node
-        if table.withLock({ t in node.isDirty }) { try writeBack(node, commit: true) }
+        guard table.withLock({ t in node.isDirty }) else { return }
+        do {
+            try writeBack(node, commit: true)
+        } catch {
+            core.logger.warning("store failed", metadata: ["fid": "\(node.fid)", "error": "\(error)"])
+            throw error
+        }
     }
 
     public func fsync(handle: UInt64) throws {

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import Logging
 import NIOCore
 import NIOPosix
 import NIOSSL
@@ -69,6 +70,8 @@ public final class ServerConnection: Sendable {
     /// Says Hello on each connection (a cache manager); false for `peach admin`, which asks
     /// admin questions only and holds no promises.
     private let introduces: Bool
+    /// Where "file server unreachable" and "file server back" go.
+    private let logger: Logger?
     /// Requests that only read stop waiting once the server is away (`serverIsAway`): the cache
     /// manager then serves them from its cache (`--offline-reads`).
     private let readsGiveUpWhenAway: Bool
@@ -82,8 +85,9 @@ public final class ServerConnection: Sendable {
 
     public init(address: ServerAddress, clientID: String, epoch: UInt64, design: ClientDesign = .afs, statistics: ClientStatistics,
                 group: EventLoopGroup? = nil, callTimeout: TimeAmount = .seconds(120), tls: ClientTLS? = nil,
-                retry: RetryPolicy = .failFast, readsGiveUpWhenAway: Bool = false, introduces: Bool = true) {
+                retry: RetryPolicy = .failFast, readsGiveUpWhenAway: Bool = false, introduces: Bool = true, logger: Logger? = nil) {
         self.retry = retry
+        self.logger = logger
         self.introduces = introduces
         self.readsGiveUpWhenAway = readsGiveUpWhenAway
         self.address = address
@@ -233,12 +237,16 @@ public final class ServerConnection: Sendable {
 
     /// The server answered a request sent at `sentAt`.
     private func heard(sentAt: NIODeadline) {
-        let wasAway = liveness.withLockedValue { l -> Bool in
+        let awaySince = liveness.withLockedValue { l -> NIODeadline? in
             l.lastHeard = max(l.lastHeard, sentAt)
             defer { l.awaySince = nil }
-            return l.awaySince != nil
+            return l.awaySince
         }
-        if wasAway { statistics.update { $0.serverReachable = true } }
+        if let awaySince {
+            statistics.update { $0.serverReachable = true }
+            let seconds = Double((NIODeadline.now() - awaySince).nanoseconds) / 1e9
+            logger?.notice("file server back", metadata: ["server": "\(address)", "awaySeconds": "\(String(format: "%.1f", seconds))"])
+        }
     }
 
     /// The server could not be reached or dropped the connection. While it is away, a probe
@@ -252,6 +260,7 @@ public final class ServerConnection: Sendable {
         }
         guard first else { return }
         statistics.update { $0.serverReachable = false }
+        logger?.notice("file server unreachable", metadata: ["server": "\(address)"])
         probeUntilBack()
     }
 
@@ -260,6 +269,28 @@ public final class ServerConnection: Sendable {
             guard let self, self.shutdownDeadline.withLockedValue({ $0 }) == nil,
                   self.liveness.withLockedValue({ $0.awaySince }) != nil else { return }
             if (try? self.channel()) == nil { self.probeUntilBack() }
+        }
+    }
+
+    /// `peach fs checkservers`: whether the server answers a ping within `timeout`, and how fast.
+    /// A server already known to be away is reported as such without waiting for it.
+    public func check(timeout: TimeAmount) -> ServerCheck {
+        let wallNow = Date()
+        let away = liveness.withLockedValue { $0.awaySince }
+        func date(_ deadline: NIODeadline) -> Double {
+            wallNow.timeIntervalSince1970 - Double((NIODeadline.now() - deadline).nanoseconds) / 1e9
+        }
+        if let away { return ServerCheck(server: "\(address)", reachable: false, unreachableSince: date(away), roundTripMilliseconds: nil) }
+        do {
+            let (channel, handler) = try channel()
+            let sent = NIODeadline.now()
+            _ = try send(.ping, on: channel, handler: handler, until: .now() + timeout)
+            let milliseconds = Double((NIODeadline.now() - sent).nanoseconds) / 1e6
+            return ServerCheck(server: "\(address)", reachable: true, unreachableSince: nil, roundTripMilliseconds: milliseconds)
+        } catch {
+            lostServer()
+            let since = liveness.withLockedValue { $0.awaySince } ?? .now()
+            return ServerCheck(server: "\(address)", reachable: false, unreachableSince: date(since), roundTripMilliseconds: nil)
         }
     }
 

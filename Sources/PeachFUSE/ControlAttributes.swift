@@ -13,7 +13,10 @@ import PeachClient
 /// - `user.peach.sync` (get): stores every dirty file of the mount first (`SyncReport`), JSON.
 /// - `user.peach.flushall` (get): drops every cached copy nothing holds open, storing dirty ones
 ///   first (`FlushReport`), JSON.
+/// - `user.peach.checkservers` (get): whether the file server answers a ping, and how fast
+///   (`ServerCheck`), JSON; at most 5 s, and at once when it is known to be away.
 /// - `user.peach.flush` (set): store the file if dirty and drop its cached copy.
+/// - `user.peach.cachesize` (set): the cache's new limit, the value a decimal number of bytes.
 ///
 /// `sync` and `flushall` act when read, as a pioctl does; reading them again is harmless (nothing
 /// is left to do), and the control names are never listed, so `getfattr -d` does not read them.
@@ -26,6 +29,10 @@ public enum ControlAttributes {
     public static let sync = "user.peach.sync"
     public static let flushAll = "user.peach.flushall"
     public static let flush = "user.peach.flush"
+    public static let checkServers = "user.peach.checkservers"
+    public static let cacheSize = "user.peach.cachesize"
+    /// The smallest cache limit `cachesize` takes: room for a few files.
+    public static let minimumCacheSize: UInt64 = 1 << 20
     /// The kernel's limit on one extended attribute value.
     static let maximumValueSize = 65536
 
@@ -46,15 +53,28 @@ public enum ControlAttributes {
             json = encode(cacheManager.storeAllDirty())
         case flushAll:
             json = encode(cacheManager.flushAll())
+        case checkServers:
+            json = encode(cacheManager.checkServer())
         default:
             throw FileSystemError(ENODATA)
         }
         return json.utf8.map { CChar(bitPattern: $0) }
     }
 
-    static func set(_ name: String, inode: Inode, cacheManager: CacheManager) throws {
-        guard name == flush else { throw FileSystemError(EOPNOTSUPP) }
-        try cacheManager.flushCachedCopy(inode)
+    static func set(_ name: String, value: [UInt8], inode: Inode, cacheManager: CacheManager) throws {
+        switch name {
+        case flush:
+            try cacheManager.flushCachedCopy(inode)
+        case cacheSize:
+            // Any local user may set an attribute: only root changes the mount's cache.
+            guard Caller.credential.uid == 0 else { throw FileSystemError(EPERM) }
+            guard value.count <= 20, let bytes = UInt64(String(decoding: value, as: UTF8.self)), bytes >= minimumCacheSize else {
+                throw FileSystemError(EINVAL)
+            }
+            _ = cacheManager.setCacheSize(bytes)
+        default:
+            throw FileSystemError(EOPNOTSUPP)
+        }
     }
 
     /// The JSON every control attribute answers with: sorted keys, indented, slashes as they are.

@@ -81,7 +81,19 @@ let peachOperations: fuse_lowlevel_ops = {
     }
     ops.getattr = { request, inode, info in
         serve(request) { fs in
-            replyAttributes(request, try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh))
+            guard inode == FID.root.vnode else {
+                return replyAttributes(request, try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh))
+            }
+            // The mount root's attributes, while the server is away, are the last ones known: the
+            // kernel asks for them before `peach fs checkservers` (a getxattr) can say the server
+            // is down, and a hard mount would otherwise hang the question.
+            if !fs.cacheManager.statistics.serverReachable, var known = fs.rootAttributes.withLock({ $0 }) {
+                known.timeout = 1
+                return replyAttributes(request, known)
+            }
+            let attributes = try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh)
+            fs.rootAttributes.withLock { $0 = attributes }
+            replyAttributes(request, attributes)
         }
     }
     ops.setattr = { request, inode, attr, toSet, info in
@@ -282,9 +294,10 @@ let peachOperations: fuse_lowlevel_ops = {
             }
         }
     }
-    ops.setxattr = { request, inode, rawName, _, _, _ in
+    ops.setxattr = { request, inode, rawName, rawValue, size, _ in
         serve(request) { fs in
-            try ControlAttributes.set(name(rawName), inode: inode, cacheManager: fs.cacheManager)
+            let value = rawValue.map { Array(UnsafeRawBufferPointer(start: $0, count: min(size, 64))) } ?? []
+            try ControlAttributes.set(name(rawName), value: value, inode: inode, cacheManager: fs.cacheManager)
             fuse_reply_err(request, 0)
         }
     }

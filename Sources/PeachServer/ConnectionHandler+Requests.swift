@@ -36,6 +36,8 @@ extension ConnectionHandler {
 
     func handshake(_ hello: Hello, id: UInt32, context: ChannelHandlerContext) {
         guard hello.version == peachProtocolVersion else {
+            server.logger.notice("client refused: protocol version", metadata: [
+                "client": "\(hello.clientID)", "version": "\(hello.version)", "expected": "\(peachProtocolVersion)"])
             return sendError(.versionMismatch, id: id, opcode: Opcode.hello.rawValue)
         }
         guard Self.isValidClientID(hello.clientID) else {

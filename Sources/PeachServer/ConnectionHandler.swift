@@ -95,7 +95,10 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
 
     func channelInactive(context: ChannelHandlerContext) {
-        if let clientID { server.registry.unregister(clientID, connectionID: connectionID, lastContact: lastContact) }
+        if let clientID {
+            server.registry.unregister(clientID, connectionID: connectionID, lastContact: lastContact)
+            server.logger.info("client disconnected", metadata: ["client": "\(clientID)"])
+        }
         isClosed = true
         streamer?.closeAll()
         // Uploads with work on the file I/O pool are cleaned up when it finishes (`uploadStepDone`).

@@ -11,7 +11,7 @@ struct FsCommand: ParsableCommand {
         abstract: "Ask the cache manager serving a path (as OpenAFS's fs command does).",
         discussion: "The subcommands that report print text, or JSON with --json.",
         subcommands: [Stats.self, Flush.self, FlushAll.self, Sync.self, CallBacks.self, Conflicts.self, GetCacheParms.self,
-                      WhereIs.self, Warmup.self]
+                      SetCacheSize.self, CheckServers.self, WhereIs.self, Warmup.self]
     )
 
     struct Stats: ParsableCommand {
@@ -65,6 +65,44 @@ struct FsCommand: ParsableCommand {
                 print("using \(formatBytes(p.usedBytes)) of the cache's \(formatBytes(p.limitBytes)) (\(String(format: "%.1f", percent))%) "
                       + "in \(p.files) files")
             }
+        }
+    }
+
+    struct SetCacheSize: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "setcachesize",
+            abstract: "Change the cache limit of the mount serving PATH, at once (root only; clean copies are evicted to fit).",
+            discussion: "Until the next mount: --cache-size (or -o cache_size=) sets the limit a mount starts with.")
+        @Argument(help: "A path inside a PeachFS mount.") var path: String
+        @Argument(help: "The new limit, K/M/G/T suffixes (at least 1M).") var size: ByteSize
+        @Flag(help: "Print JSON.") var json = false
+
+        func run() throws {
+            guard UInt64(size.bytes) >= ControlAttributes.minimumCacheSize else { throw CommandFailure("the cache size must be at least 1M") }
+            try ControlClient.set(ControlAttributes.cacheSize, path: path, value: "\(size.bytes)")
+            try ControlClient.show(ControlAttributes.cacheParameters, path: path, json: json) { (p: CacheParameters) in
+                print("cache limit now \(formatBytes(p.limitBytes)); using \(formatBytes(p.usedBytes)) in \(p.files) files")
+            }
+        }
+    }
+
+    struct CheckServers: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "checkservers", abstract: "Whether the file server of the mount serving PATH answers, since when not, and its round trip.")
+        @OptionGroup var query: Query
+
+        func run() throws {
+            // Asked of the mount root: a path below it would be looked up on the server first.
+            let root = MountTable.peachMountRoot(of: query.path) ?? query.path
+            let check = try ControlClient.show(ControlAttributes.checkServers, path: root, json: query.json) { (c: ServerCheck) in
+                if c.reachable {
+                    print("server \(c.server) is up (round trip \(String(format: "%.2f", c.roundTripMilliseconds ?? 0)) ms)")
+                } else {
+                    let since = c.unreachableSince.map { AdminServer.time($0) } ?? "now"
+                    print("server \(c.server) is unreachable since \(since)")
+                }
+            }
+            if !check.reachable { throw ExitCode(1) }
         }
     }
 
@@ -245,10 +283,11 @@ enum ControlClient {
         return String(decoding: buffer[0..<n], as: UTF8.self)
     }
 
-    static func set(_ name: String, path: String) throws {
+    static func set(_ name: String, path: String, value: String = "") throws {
         // Ask first: on any other file system the set would store a real attribute.
         _ = try get(ControlAttributes.stats, path: path)
-        guard setxattr(path, name, "", 0, 0) == 0 else { throw failure(path) }
+        let bytes = Array(value.utf8)
+        guard setxattr(path, name, bytes, bytes.count, 0) == 0 else { throw failure(path) }
     }
 
     private static func failure(_ path: String) -> CommandFailure {

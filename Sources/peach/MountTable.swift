@@ -12,6 +12,20 @@ enum MountTable {
         }
     }
 
+    /// The PeachFS mount point that holds `path`, found from the path's text alone: nothing under
+    /// the mount is looked up, so it answers while the server is down.
+    static func peachMountRoot(of path: String) -> String? {
+        guard let table = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return nil }
+        let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
+        let normalized = (absolute as NSString).standardizingPath
+        let roots = table.split(separator: "\n").compactMap { line -> String? in
+            let fields = line.split(separator: " ")
+            guard fields.count > 2, fields[2] == "fuse.peach" else { return nil }
+            return unescape(String(fields[1]))
+        }
+        return roots.filter { normalized == $0 || normalized.hasPrefix($0 == "/" ? "/" : $0 + "/") }.max { $0.count < $1.count }
+    }
+
     static func canonical(_ path: String) -> String {
         guard let resolved = realpath(path, nil) else { return path }
         defer { free(resolved) }

@@ -124,4 +124,72 @@ struct FsCommandMountTests {
             #expect(Files.read(a.path + "/tree/two") == "two")  // fetched again
         }
     }
+
+    @Test("setcachesize changes the limit at once: an AFS mount evicts clean copies to fit, an NFS mount its blocks; only root may")
+    func setCacheSize() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs, extraArguments: ["--allow-other"])
+            let n = try cluster.mount("n", design: .nfs)
+            try shell("for i in 1 2 3 4; do head -c 1048576 /dev/urandom > '\(a.path)/f'$i; done")
+            #expect(try json("getcacheparms '\(a.path)'")["usedBytes"] as? Int == 4 << 20)
+            let text = try shell("\(peach) fs setcachesize '\(a.path)' 2M")
+            #expect(text.status == 0, "\(text.output)")
+            #expect(text.output.contains("cache limit now 2.0 MiB"))
+            let parameters = try json("getcacheparms '\(a.path)'")
+            #expect(parameters["limitBytes"] as? Int == 2 << 20)
+            #expect((parameters["usedBytes"] as? Int ?? .max) <= 2 << 20)
+            #expect(Files.counter(try json("stats '\(a.path)'"), "evictions") ?? 0 >= 2)
+            #expect(try shell("cat '\(a.path)'/f1 '\(a.path)'/f2 '\(a.path)'/f3 '\(a.path)'/f4 | wc -c").output == "4194304\n")
+            #expect((try json("getcacheparms '\(a.path)'")["usedBytes"] as? Int ?? .max) <= 2 << 20)
+
+            _ = try shell("cat '\(n.path)'/f1 '\(n.path)'/f2 '\(n.path)'/f3 > /dev/null")
+            #expect((try json("getcacheparms '\(n.path)'")["usedBytes"] as? Int ?? 0) > 2 << 20)
+            #expect(try shell("\(peach) fs setcachesize '\(n.path)' 1M").status == 0)
+            let nfs = try json("getcacheparms '\(n.path)'")
+            #expect(nfs["limitBytes"] as? Int == 1 << 20)
+            #expect((nfs["usedBytes"] as? Int ?? .max) <= 1 << 20)
+
+            // On a directory of its own (setting a user.* attribute needs write permission), from
+            // inside the mount (the test's directories above it are closed to uid 1000).
+            try shell("mkdir '\(a.path)/home' && chown 1000:1000 '\(a.path)/home'")
+            let asUser = try shell("cd '\(a.path)/home' && setpriv --reuid=1000 --regid=1000 --clear-groups \(peach) fs setcachesize . 8M")
+            #expect(asUser.status != 0 && asUser.output.contains("not permitted"), "\(asUser.output)")
+            #expect(try json("getcacheparms '\(a.path)'")["limitBytes"] as? Int == 2 << 20)
+            #expect(try shell("\(peach) fs setcachesize '\(a.path)' 10K").output.contains("at least 1M"))
+            #expect(try shell("\(peach) fs setcachesize /tmp 8M").output.contains("not in a PeachFS mount"))
+        }
+    }
+
+    @Test("checkservers reports the server up with its round trip, unreachable since when while it is down, and up again")
+    func checkServers() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs, extraArguments: ["--soft", "--timeout", "2"])
+            let up = try json("checkservers '\(a.path)'")
+            #expect(up["reachable"] as? Bool == true)
+            #expect((up["roundTripMilliseconds"] as? Double ?? 0) > 0)
+            #expect(up["server"] as? String == cluster.address)
+            #expect(try shell("\(peach) fs checkservers '\(a.path)'").output.contains("is up (round trip"))
+
+            try shell("mkdir '\(a.path)/sub'")
+            cluster.stopServer()
+            // A path below the root is fine too: the question goes to the mount root.
+            let down = try shell("\(peach) fs checkservers '\(a.path)/sub'")
+            #expect(down.status == 1)
+            #expect(down.output.contains("is unreachable since"), "\(down.output)")
+            let report = try JSONSerialization.jsonObject(with: Data(try shell("\(peach) fs checkservers --json '\(a.path)'").output.utf8))
+                as? [String: Any] ?? [:]
+            #expect(report["reachable"] as? Bool == false)
+            #expect((report["unreachableSince"] as? Double ?? 0) > Date().timeIntervalSince1970 - 60)
+
+            try cluster.startServer()
+            var back = false
+            for _ in 0..<50 where !back {
+                back = (try? shell("\(peach) fs checkservers '\(a.path)'"))?.status == 0
+                if !back { usleep(200_000) }
+            }
+            #expect(back)
+            #expect(try shell("grep -c 'file server unreachable' '\(a.log)'").output == "1\n")
+            #expect(try shell("grep -c 'file server back' '\(a.log)'").output == "1\n")
+        }
+    }
 }

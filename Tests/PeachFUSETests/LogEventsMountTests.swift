@@ -1,0 +1,35 @@
+import Foundation
+import PeachTesting
+import Testing
+
+/// The log lines an operator reads (issue 10): one per event that matters, through swift-log, and
+/// a mount quiet by default.
+@Suite("Real FUSE mounts: log events", .serialized,
+       .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
+struct LogEventsMountTests {
+    func text(_ path: String) -> String { (try? String(contentsOfFile: path, encoding: .utf8)) ?? "" }
+
+    @Test("the server logs clients connecting and leaving; a mount logs a failed store and evictions, and only notices by default")
+    func events() throws {
+        try withMounts(serverArguments: ["--quota", "4M"]) { cluster in
+            let quiet = try cluster.mount("quiet", design: .afs)
+            let chatty = try cluster.mount("chatty", design: .afs, extraArguments: ["--log-level", "info", "--cache-size", "1M"])
+            // Over the quota: close(2) fails, and the mount says why.
+            let failed = try shell("head -c 5000000 /dev/zero > '\(quiet.path)/big'")
+            #expect(failed.status != 0)
+            #expect(text(quiet.log).contains("store failed"))
+            // Past the 1 MiB cache: the earlier copies are evicted.
+            try shell("rm -f '\(quiet.path)/big'; for i in 1 2 3 4 5; do head -c 300000 /dev/urandom > '\(quiet.path)/f'$i; done")
+            for i in 1...5 { _ = Files.read(chatty.path + "/f\(i)") }
+            cluster.unmount(chatty)
+            #expect(text(chatty.log).contains(" info "))
+            #expect(text(chatty.log).contains("cache evicted"), "\(text(chatty.log))")
+            // Quiet by default: notices and above only.
+            #expect(!text(quiet.log).contains(" info "), "\(text(quiet.log))")
+            #expect(!text(quiet.log).contains(" debug "))
+            let server = text(cluster.serverProcess!.log)
+            #expect(server.components(separatedBy: "client introduced").count - 1 == 2)
+            #expect(server.contains("client disconnected"))
+        }
+    }
+}
