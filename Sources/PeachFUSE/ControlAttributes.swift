@@ -14,7 +14,8 @@ import PeachClient
 /// - `user.peach.flushall` (get): drops every cached copy nothing holds open, storing dirty ones
 ///   first (`FlushReport`), JSON.
 /// - `user.peach.checkservers` (get): whether the file server answers a ping, and how fast
-///   (`ServerCheck`), JSON; at most 5 s, and at once when it is known to be away.
+///   (`ServerCheck`), JSON; at most 5 s, and at once when it is known to be away. Also as
+///   `trusted.peach.checkservers`, for root: see `checkServersTrusted`.
 /// - `user.peach.flush` (set): store the file if dirty and drop its cached copy.
 /// - `user.peach.cachesize` (set): the cache's new limit, the value a decimal number of bytes.
 ///
@@ -30,6 +31,10 @@ public enum ControlAttributes {
     public static let flushAll = "user.peach.flushall"
     public static let flush = "user.peach.flush"
     public static let checkServers = "user.peach.checkservers"
+    /// The same question in the trusted namespace (root only): the kernel checks no file
+    /// permission for it, so it asks no attributes of the server first, and answers while the
+    /// server is down, even on a hard mount.
+    public static let checkServersTrusted = "trusted.peach.checkservers"
     public static let cacheSize = "user.peach.cachesize"
     /// The smallest cache limit `cachesize` takes: room for a few files.
     public static let minimumCacheSize: UInt64 = 1 << 20
@@ -53,7 +58,7 @@ public enum ControlAttributes {
             json = encode(cacheManager.storeAllDirty())
         case flushAll:
             json = encode(cacheManager.flushAll())
-        case checkServers:
+        case checkServers, checkServersTrusted:
             json = encode(cacheManager.checkServer())
         default:
             throw FileSystemError(ENODATA)

@@ -1,7 +1,6 @@
 import CFuse3
 import Foundation
 import Logging
-import Synchronization
 import NIOConcurrencyHelpers
 import PeachClient
 import PeachProtocol
@@ -29,8 +28,6 @@ public final class FUSEFileSystem: @unchecked Sendable {
 
     let cacheManager: CacheManager
     let logger: Logger
-    /// The root's attributes as last answered (see getattr in Operations).
-    let rootAttributes = Mutex<Attributes?>(nil)
     private let mountPoint: String
     private var session: OpaquePointer?
     private var retained: Unmanaged<FUSEFileSystem>?

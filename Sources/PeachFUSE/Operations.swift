@@ -81,19 +81,7 @@ let peachOperations: fuse_lowlevel_ops = {
     }
     ops.getattr = { request, inode, info in
         serve(request) { fs in
-            guard inode == FID.root.vnode else {
-                return replyAttributes(request, try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh))
-            }
-            // The mount root's attributes, while the server is away, are the last ones known: the
-            // kernel asks for them before `peach fs checkservers` (a getxattr) can say the server
-            // is down, and a hard mount would otherwise hang the question.
-            if !fs.cacheManager.statistics.serverReachable, var known = fs.rootAttributes.withLock({ $0 }) {
-                known.timeout = 1
-                return replyAttributes(request, known)
-            }
-            let attributes = try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh)
-            fs.rootAttributes.withLock { $0 = attributes }
-            replyAttributes(request, attributes)
+            replyAttributes(request, try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh))
         }
     }
     ops.setattr = { request, inode, attr, toSet, info in

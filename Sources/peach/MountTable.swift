@@ -17,7 +17,12 @@ enum MountTable {
     static func peachMountRoot(of path: String) -> String? {
         guard let table = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return nil }
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
-        let normalized = (absolute as NSString).standardizingPath
+        // By hand: NSString's standardizingPath reads symlinks, a lookup under the mount.
+        var parts: [Substring] = []
+        for part in absolute.split(separator: "/") where part != "." {
+            if part == ".." { _ = parts.popLast() } else { parts.append(part) }
+        }
+        let normalized = "/" + parts.joined(separator: "/")
         let roots = table.split(separator: "\n").compactMap { line -> String? in
             let fields = line.split(separator: " ")
             guard fields.count > 2, fields[2] == "fuse.peach" else { return nil }

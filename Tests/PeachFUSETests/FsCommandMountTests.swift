@@ -164,6 +164,7 @@ struct FsCommandMountTests {
     func checkServers() throws {
         try withMounts { cluster in
             let a = try cluster.mount("a", design: .afs, extraArguments: ["--soft", "--timeout", "2"])
+            let hard = try cluster.mount("hard", design: .nfs)
             let up = try json("checkservers '\(a.path)'")
             #expect(up["reachable"] as? Bool == true)
             #expect((up["roundTripMilliseconds"] as? Double ?? 0) > 0)
@@ -180,6 +181,10 @@ struct FsCommandMountTests {
                 as? [String: Any] ?? [:]
             #expect(report["reachable"] as? Bool == false)
             #expect((report["unreachableSince"] as? Double ?? 0) > Date().timeIntervalSince1970 - 60)
+            // A hard mount answers too: the question must not wait for the server.
+            let fromHard = try shell("timeout 20 \(peach) fs checkservers '\(hard.path)/sub'")
+            #expect(fromHard.status == 1, "\(fromHard.output) \((try? String(contentsOfFile: hard.log, encoding: .utf8)) ?? "")")
+            #expect(fromHard.output.contains("is unreachable since"))
 
             try cluster.startServer()
             var back = false
