@@ -13,6 +13,7 @@ build: deps
 	$(SWIFT) build
 
 test: build
+	@scripts/ensure-deps.sh test
 	$(SWIFT) build --build-tests
 	$(SWIFT) test
 

@@ -23,6 +23,7 @@ let package = Package(
         .package(url: "https://github.com/apple/swift-asn1", from: "1.7.4"),
         .package(url: "https://github.com/apple/swift-metrics", from: "2.13.0"),
         .package(url: "https://github.com/swift-server/swift-prometheus", from: "2.4.1"),
+        .package(url: "https://github.com/JohnSundell/Ink", from: "0.6.0"),
     ],
     targets: [
         .systemLibrary(
@@ -92,7 +93,7 @@ let package = Package(
         ),
         .target(
             name: "PeachBench",
-            dependencies: ["PeachServer", "PeachClient", "PeachTesting", "CPeachSystem"]
+            dependencies: ["PeachServer", "PeachClient", "PeachTesting", "CPeachSystem", .product(name: "Ink", package: "Ink")]
         ),
         // The per-input logic of the fuzz targets, shared with the corpus replay test.
         .target(

@@ -21,4 +21,5 @@ run scale scale --clients 1,2,4,8,16,32
 run sharing sharing
 run io io
 run ops ops
-printf '\nReports: %s/*/report.md\n' "$out"
+"$peach" bench html "$out"
+printf '\nReports: %s/index.html (all of them), %s/*/report.md\n' "$out" "$out"

@@ -1,8 +1,10 @@
 #!/usr/bin/env bash
 # Installs the system packages PeachFS builds and mounts with, when any is missing:
 # with apt-get when run as root, otherwise prints the one command to run.
+# `ensure-deps.sh test` adds what only the tests use: Chromium, for the report page's browser test.
 set -euo pipefail
 packages=(libfuse3-dev fuse3 libsqlite3-dev pkg-config curl)
+if [ "${1:-}" = test ]; then packages+=(chromium python3); fi
 missing=()
 for p in "${packages[@]}"; do
     dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")

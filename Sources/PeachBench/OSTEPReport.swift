@@ -61,14 +61,16 @@ public struct OSTEPReport: BenchReport {
     public func writeReport(to directory: String, date: String, command: String) throws {
         try FileManager.default.createDirectory(atPath: directory, withIntermediateDirectories: true)
         let workloads = Array(Set(rows.map(\.workload))).sorted()
-        let categories = workloads.map { "#\($0)" }
+        // Each workload by its number and name, as the table names it.
+        func named(_ w: Int) -> String { "\(w). " + (rows.first { $0.workload == w }?.name ?? "") }
+        let categories = workloads.map(named)
         func values(_ design: String, _ value: (OSTEPSuite.Row) -> Double) -> [Double] {
             workloads.map { w in row(w, design).map(value) ?? 0 }
         }
         // Hit rates exist for the read workloads only; writes are left out rather than drawn as 0.
         let readWorkloads = workloads.filter { w in rows.contains { $0.workload == w && $0.hitRate != nil } }
         let hit = SVGChart.bars(title: "Hit rate per read workload (share of bytes read needing no transfer)", yLabel: "hit rate",
-                                categories: readWorkloads.map { "#\($0)" }, series: [
+                                categories: readWorkloads.map(named), series: [
                                     .init(name: "AFS mode", color: SVGChart.afsColor,
                                           values: readWorkloads.map { row($0, "afs")?.hitRate ?? 0 }),
                                     .init(name: "NFS mode", color: SVGChart.nfsColor,
@@ -81,7 +83,7 @@ public struct OSTEPReport: BenchReport {
         let bytes = SVGChart.bars(title: "Bytes moved per workload (fetched + stored)", yLabel: "bytes", categories: categories, series: [
             .init(name: "AFS mode", color: SVGChart.afsColor, values: values("afs") { Double($0.fetchedBytes + $0.storedBytes) }),
             .init(name: "NFS mode", color: SVGChart.nfsColor, values: values("nfs") { Double($0.fetchedBytes + $0.storedBytes) }),
-        ], logScale: true)
+        ], logScale: true, ratio: .init(numerator: 0, denominator: 1, label: "AFS/NFS bytes, as the table's last column"))
         try hit.write(toFile: directory + "/hit-rate.svg", atomically: true, encoding: .utf8)
         try requests.write(toFile: directory + "/server-requests.svg", atomically: true, encoding: .utf8)
         try bytes.write(toFile: directory + "/bytes-moved.svg", atomically: true, encoding: .utf8)

@@ -36,11 +36,81 @@ public enum SVGChart {
         return value < 10 ? String(format: "%.2g", value) : String(format: "%.0f", value)
     }
 
-    /// Grouped bars: one group per category, one bar per series.
-    public static func bars(title: String, yLabel: String, categories: [String], series: [Series], logScale: Bool = false) -> String {
-        let width = max(640, 80 + categories.count * 70), height = 380
-        let left = 70.0, right = 20.0, top = 50.0, bottom = 90.0
-        let plotWidth = Double(width) - left - right, plotHeight = Double(height) - top - bottom
+    /// A ratio of two series written above each group, as the suite's table shows it.
+    public struct Ratio {
+        public var numerator: Int
+        public var denominator: Int
+        public var label: String
+
+        public init(numerator: Int, denominator: Int, label: String) {
+            self.numerator = numerator
+            self.denominator = denominator
+            self.label = label
+        }
+    }
+
+    /// Roughly how wide `text` is drawn in a sans-serif font of `size` pixels.
+    static func textWidth(_ text: String, size: Double = 12) -> Double { Double(text.count) * size * 0.58 }
+
+    /// `text` in lines of at most `width` pixels, broken between words (a longer word stands alone).
+    static func wrap(_ text: String, width: Double, size: Double = 12) -> [String] {
+        var lines: [String] = []
+        var line = ""
+        for word in text.split(separator: " ") {
+            let candidate = line.isEmpty ? String(word) : line + " " + word
+            if textWidth(candidate, size: size) > width && !line.isEmpty {
+                lines.append(line)
+                line = String(word)
+            } else {
+                line = candidate
+            }
+        }
+        if !line.isEmpty { lines.append(line) }
+        return lines.isEmpty ? [""] : lines
+    }
+
+    /// `lines` as one <text> with a <tspan> per line, the first at `y`.
+    static func textLines(_ lines: [String], x: Double, y: Double, anchor: String = "middle", size: Double = 12,
+                          bold: Bool = false) -> String {
+        let weight = bold ? " font-weight=\"bold\"" : ""
+        var text = "<text x=\"\(x)\" y=\"\(y)\" text-anchor=\"\(anchor)\" font-size=\"\(size)\"\(weight)>"
+        for (index, line) in lines.enumerated() {
+            text += "<tspan x=\"\(x)\" dy=\"\(index == 0 ? 0 : size * 1.2)\">\(escape(line))</tspan>"
+        }
+        return text + "</text>\n"
+    }
+
+    /// The legend: a swatch and a name per series, each as wide as its name.
+    static func legend(_ series: [Series], y: Double) -> String {
+        var svg = ""
+        var x = 0.0
+        for serie in series {
+            svg += "<rect x=\"\(x)\" y=\"\(y)\" width=\"14\" height=\"14\" fill=\"\(serie.color)\"/>\n"
+            svg += "<text x=\"\(x + 20)\" y=\"\(y + 12)\">\(escape(serie.name))</text>\n"
+            x += 20 + textWidth(serie.name) + 24
+        }
+        return svg
+    }
+
+    /// Grouped bars: one group per category, named under it (wrapped to fit), one bar per series.
+    /// The chart widens so that every group's name fits on at most three lines, and the title
+    /// wraps to the chart's width.
+    public static func bars(title: String, yLabel: String, categories: [String], series: [Series], logScale: Bool = false,
+                            ratio: Ratio? = nil) -> String {
+        let left = 70.0, right = 20.0
+        let longestWord = categories.flatMap { $0.split(separator: " ") }.map { textWidth(String($0)) }.max() ?? 0
+        let widestName = categories.map { textWidth($0) }.max() ?? 0
+        // Wide enough for the longest word, and for the whole name in three lines.
+        let groupWidth = max(70, longestWord + 12, widestName / 3 + 24)
+        let width = max(640, left + right + Double(categories.count) * groupWidth)
+        let plotWidth = width - left - right
+        let names = categories.map { wrap($0, width: groupWidth - 8) }
+        let nameLines = Double(names.map(\.count).max() ?? 1)
+        let titleLines = wrap(title, width: width - 40, size: 16)
+        let top = 34.0 + Double(titleLines.count) * 20 + (ratio == nil ? 0 : 10)
+        let bottom = 44.0 + nameLines * 14.4 + 20
+        let plotHeight = 270.0
+        let height = top + plotHeight + bottom
         let maxValue = niceMaximum(series.flatMap(\.values).max() ?? 1)
         func y(_ v: Double) -> Double {
             if logScale {
@@ -50,12 +120,12 @@ public enum SVGChart {
             return plotHeight * (1 - v / maxValue)
         }
         var svg = """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" font-family="sans-serif" font-size="12">
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(Int(width.rounded(.up)))" height="\(Int(height.rounded(.up)))" viewBox="0 0 \(Int(width.rounded(.up))) \(Int(height.rounded(.up)))" font-family="sans-serif" font-size="12">
             <rect width="100%" height="100%" fill="white"/>
-            <text x="\(width / 2)" y="24" text-anchor="middle" font-size="16" font-weight="bold">\(escape(title))</text>
-            <g transform="translate(\(left),\(top))">
 
             """
+        svg += textLines(titleLines, x: width / 2, y: 26, size: 16, bold: true)
+        svg += "<g transform=\"translate(\(left),\(top))\">\n"
         var ticks: [Double] = (0...4).map { maxValue * Double($0) / 4 }
         if logScale {
             let decades = Int(log10(maxValue).rounded(.up))
@@ -68,26 +138,38 @@ public enum SVGChart {
             svg += "<line x1=\"0\" x2=\"\(plotWidth)\" y1=\"\(yy)\" y2=\"\(yy)\" stroke=\"#ddd\"/>\n"
             svg += "<text x=\"-8\" y=\"\(yy + 4)\" text-anchor=\"end\">\(label(value))</text>\n"
         }
-        let groupWidth = plotWidth / Double(max(1, categories.count))
-        let barWidth = groupWidth * 0.8 / Double(max(1, series.count))
+        let slot = plotWidth / Double(max(1, categories.count))
+        let barWidth = slot * 0.8 / Double(max(1, series.count))
         for (c, category) in categories.enumerated() {
+            var highest = plotHeight
             for (s, serie) in series.enumerated() where serie.values.indices.contains(c) {
                 let value = serie.values[c]
-                let x = Double(c) * groupWidth + groupWidth * 0.1 + Double(s) * barWidth
+                let x = Double(c) * slot + slot * 0.1 + Double(s) * barWidth
                 let yy = y(value)
-                svg += "<rect x=\"\(x)\" y=\"\(yy)\" width=\"\(barWidth - 1)\" height=\"\(plotHeight - yy)\" fill=\"\(serie.color)\"><title>\(escape(serie.name)) \(escape(category)): \(label(value))</title></rect>\n"
+                highest = min(highest, yy)
+                svg += "<rect class=\"bar\" x=\"\(x)\" y=\"\(yy)\" width=\"\(barWidth - 1)\" height=\"\(plotHeight - yy)\" fill=\"\(serie.color)\"><title>\(escape(serie.name)) \(escape(category)): \(label(value))</title></rect>\n"
             }
-            let cx = Double(c) * groupWidth + groupWidth / 2
-            svg += "<text x=\"\(cx)\" y=\"\(plotHeight + 16)\" text-anchor=\"middle\">\(escape(category))</text>\n"
+            let cx = Double(c) * slot + slot / 2
+            svg += textLines(names[c], x: cx, y: plotHeight + 16)
+            if let ratio, let text = ratioText(ratio, series, c) {
+                svg += "<text class=\"ratio\" x=\"\(cx)\" y=\"\(max(highest - 6, -4))\" text-anchor=\"middle\" font-size=\"11\" fill=\"#333\">\(escape(text))</text>\n"
+            }
         }
         svg += "<line x1=\"0\" x2=\"\(plotWidth)\" y1=\"\(plotHeight)\" y2=\"\(plotHeight)\" stroke=\"#333\"/>\n"
         svg += "<text transform=\"translate(-52,\(plotHeight / 2)) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel + (logScale ? " (log scale)" : "")))</text>\n"
-        for (s, serie) in series.enumerated() {
-            let lx = Double(s) * 140
-            svg += "<rect x=\"\(lx)\" y=\"\(plotHeight + 40)\" width=\"14\" height=\"14\" fill=\"\(serie.color)\"/>\n"
-            svg += "<text x=\"\(lx + 20)\" y=\"\(plotHeight + 52)\">\(escape(serie.name))</text>\n"
-        }
+        var legendSeries = series
+        if let ratio { legendSeries.append(Series(name: "number above: \(ratio.label)", color: "none", values: [])) }
+        svg += legend(legendSeries, y: plotHeight + 28 + nameLines * 14.4)
         return svg + "</g>\n</svg>\n"
+    }
+
+    /// "0.12×" for one group, or nil when either value is missing or zero.
+    static func ratioText(_ ratio: Ratio, _ series: [Series], _ index: Int) -> String? {
+        guard series.indices.contains(ratio.numerator), series.indices.contains(ratio.denominator),
+              let top = series[ratio.numerator].values[safe: index], let bottom = series[ratio.denominator].values[safe: index],
+              top > 0, bottom > 0 else { return nil }
+        let value = top / bottom
+        return (value >= 10 ? String(format: "%.0f", value) : String(format: "%.2g", value)) + "×"
     }
 
     /// Lines over a numeric x axis (the scaling curve).
@@ -101,7 +183,7 @@ public enum SVGChart {
         func px(_ v: Double) -> Double { plotWidth * (log2(max(v, 1)) - log2(max(minX, 1))) / max(log2(maxX) - log2(max(minX, 1)), 1e-9) }
         func py(_ v: Double) -> Double { plotHeight * (1 - v / maxY) }
         var svg = """
-            <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" font-family="sans-serif" font-size="12">
+            <svg xmlns="http://www.w3.org/2000/svg" width="\(width)" height="\(height)" viewBox="0 0 \(width) \(height)" font-family="sans-serif" font-size="12">
             <rect width="100%" height="100%" fill="white"/>
             <text x="\(width / 2)" y="24" text-anchor="middle" font-size="16" font-weight="bold">\(escape(title))</text>
             <g transform="translate(\(left),\(top))">
@@ -117,7 +199,7 @@ public enum SVGChart {
         }
         for serie in series {
             let points = zip(x, serie.values).map { "\(px($0)),\(py($1))" }.joined(separator: " ")
-            svg += "<polyline points=\"\(points)\" fill=\"none\" stroke=\"\(serie.color)\" stroke-width=\"2\"/>\n"
+            svg += "<polyline class=\"line\" points=\"\(points)\" fill=\"none\" stroke=\"\(serie.color)\" stroke-width=\"2\"/>\n"
             for (xv, yv) in zip(x, serie.values) {
                 svg += "<circle cx=\"\(px(xv))\" cy=\"\(py(yv))\" r=\"3\" fill=\"\(serie.color)\"><title>\(escape(serie.name)) \(label(xv)): \(label(yv))</title></circle>\n"
             }
@@ -125,11 +207,11 @@ public enum SVGChart {
         svg += "<line x1=\"0\" x2=\"\(plotWidth)\" y1=\"\(plotHeight)\" y2=\"\(plotHeight)\" stroke=\"#333\"/>\n"
         svg += "<text x=\"\(plotWidth / 2)\" y=\"\(plotHeight + 34)\" text-anchor=\"middle\">\(escape(xLabel))</text>\n"
         svg += "<text transform=\"translate(-52,\(plotHeight / 2)) rotate(-90)\" text-anchor=\"middle\">\(escape(yLabel))</text>\n"
-        for (s, serie) in series.enumerated() {
-            let lx = Double(s) * 140
-            svg += "<rect x=\"\(lx)\" y=\"\(plotHeight + 50)\" width=\"14\" height=\"14\" fill=\"\(serie.color)\"/>\n"
-            svg += "<text x=\"\(lx + 20)\" y=\"\(plotHeight + 62)\">\(escape(serie.name))</text>\n"
-        }
+        svg += legend(series, y: plotHeight + 50)
         return svg + "</g>\n</svg>\n"
     }
+}
+
+extension Array {
+    subscript(safe index: Int) -> Element? { indices.contains(index) ? self[index] : nil }
 }

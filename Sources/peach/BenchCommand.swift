@@ -8,7 +8,8 @@ struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
         commandName: "bench",
         abstract: "Measure the AFS-style and NFS-style designs side by side.",
-        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self, IOCommand.self, TLSCommand.self, OpsCommand.self]
+        subcommands: [OSTEPCommand.self, AndrewCommand.self, ScaleCommand.self, SharingCommand.self, IOCommand.self, TLSCommand.self, OpsCommand.self,
+                      HTMLCommand.self]
     )
 }
 
@@ -179,6 +180,27 @@ struct TLSCommand: ParsableCommand {
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
         let rows = try TLSSuite(largeSize: output.quick ? 16 << 20 : 64 << 20, repetitions: output.quick ? 3 : 7, tree: SourceTree()).run()
         try output.emit(TLSReport(rows: rows))
+    }
+}
+
+struct HTMLCommand: ParsableCommand {
+    static let configuration = CommandConfiguration(
+        commandName: "html",
+        abstract: "Gather the reports in DIR's subdirectories (as --report wrote them) into DIR/index.html, one page readable offline."
+    )
+
+    @Argument(help: "The directory holding one report directory per suite (make bench: bench-report).")
+    var directory = "bench-report"
+
+    func run() throws {
+        let formatter = DateFormatter()
+        formatter.dateFormat = "yyyy-MM-dd"
+        do {
+            let suites = try BenchIndex.write(directory: directory, date: formatter.string(from: Date()))
+            print("\(directory)/index.html: \(suites.joined(separator: ", "))")
+        } catch {
+            throw CommandFailure("no report in \(directory)/*/report.md: run a suite with --report \(directory)/NAME first")
+        }
     }
 }
 
