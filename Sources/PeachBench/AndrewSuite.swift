@@ -15,10 +15,13 @@ public struct AndrewSuite: Sendable {
 
     public let workload: AndrewWorkload
     public let compiles: Bool
+    /// `--metrics`: the servers and mounts of the run, shown to Prometheus.
+    public let metrics: BenchMetricsHooks?
 
-    public init(tree: SourceTree) {
+    public init(tree: SourceTree, metrics: BenchMetricsHooks? = nil) {
         workload = AndrewWorkload(tree: tree)
         compiles = tree.hasAndrewMakefile
+        self.metrics = metrics
     }
 
     public func run(progress: Progress = Progress()) throws -> [Row] {
@@ -33,7 +36,7 @@ public struct AndrewSuite: Sendable {
             rows += try phases(on: localFS, target: "local", run: run, into: target)
         }
         for design in ClientDesign.allCases {
-            try BenchCluster.with(mounted: true) { cluster in
+            try BenchCluster.with(mounted: true, metrics: metrics) { cluster in
                 try workload.writeSource(to: cluster.writer, root: "/src")
                 guard let fs = try cluster.client(design) as? MountedFileSystem else { throw BenchError("not a mount") }
                 for (run, target) in [("cold", "/t1"), ("warm", "/t2")] {

@@ -4,6 +4,18 @@ import PeachClient
 import PeachServer
 import PeachTesting
 
+/// What a run shows to Prometheus (`peach bench andrew --metrics`): each cluster's server as it
+/// starts, and the `peach mount` options of each design's mount (their own `--metrics`).
+public struct BenchMetricsHooks: Sendable {
+    public var serverStarted: @Sendable (FileServer) -> Void
+    public var mountArguments: @Sendable (ClientDesign) -> [String]
+
+    public init(serverStarted: @escaping @Sendable (FileServer) -> Void, mountArguments: @escaping @Sendable (ClientDesign) -> [String]) {
+        self.serverStarted = serverStarted
+        self.mountArguments = mountArguments
+    }
+}
+
 /// A fresh server with clients for one workload: in-process cache managers (exact counts, no
 /// mount), or `peach mount` processes (through the kernel). Always torn down.
 public final class BenchCluster {
@@ -14,9 +26,11 @@ public final class BenchCluster {
     public private(set) var writer: BenchFileSystem
     /// Mounts speak mutual TLS with this cell's certificates (the server serves TLS only).
     private let cell: TestCell?
+    private let metrics: BenchMetricsHooks?
 
-    init(mounted: Bool, nfsCacheSize: Int, blockSize: Int, cell: TestCell? = nil) throws {
+    init(mounted: Bool, nfsCacheSize: Int, blockSize: Int, cell: TestCell? = nil, metrics: BenchMetricsHooks? = nil) throws {
         self.cell = cell
+        self.metrics = metrics
         var options = NFSOptions()
         options.cacheSize = UInt64(nfsCacheSize)
         options.blockSize = blockSize
@@ -25,6 +39,7 @@ public final class BenchCluster {
             // The benchmark runs as root on both machines: their root stays root.
             let cluster = try MountedCluster(tls: try cell?.serverTLS(), identityPolicy: IdentityPolicy(noRootSquash: ["alpha", "beta"]))
             mountedCluster = cluster
+            metrics?.serverStarted(cluster.server)
             inProcess = nil
             writer = MountedFileSystem(root: try cluster.mount("writer", design: .afs,
                                                                extraArguments: cell?.mountArguments("alpha") ?? []).path)
@@ -37,8 +52,8 @@ public final class BenchCluster {
     }
 
     public static func with<T>(mounted: Bool, nfsCacheSize: Int = 256 << 20, blockSize: Int = 64 << 10, cell: TestCell? = nil,
-                               _ body: (BenchCluster) throws -> T) throws -> T {
-        let cluster = try BenchCluster(mounted: mounted, nfsCacheSize: nfsCacheSize, blockSize: blockSize, cell: cell)
+                               metrics: BenchMetricsHooks? = nil, _ body: (BenchCluster) throws -> T) throws -> T {
+        let cluster = try BenchCluster(mounted: mounted, nfsCacheSize: nfsCacheSize, blockSize: blockSize, cell: cell, metrics: metrics)
         defer { cluster.shutdown() }
         return try body(cluster)
     }
@@ -48,7 +63,7 @@ public final class BenchCluster {
         if let mountedCluster {
             let label = name ?? design.rawValue
             let extra = (design == .nfs ? ["--cache-size", "\(nfsOptions.cacheSize)", "--block-size", "\(nfsOptions.blockSize)"] : [])
-                + (cell?.mountArguments("beta") ?? [])
+                + (cell?.mountArguments("beta") ?? []) + (metrics?.mountArguments(design) ?? [])
             let mount = try mountedCluster.mount(label, design: design, extraArguments: extra)
             mounts[design] = mount
             return MountedFileSystem(root: mount.path)

@@ -1,6 +1,10 @@
 import ArgumentParser
+import PeachProtocol
+import PeachMetrics
+import NIOConcurrencyHelpers
 import Foundation
 import PeachBench
+import PeachClient
 import PeachServer
 import PeachTesting
 
@@ -92,11 +96,36 @@ struct AndrewCommand: ParsableCommand {
     @Option(help: "Use this source tree instead of the generated one (its Make phase runs only if its Makefile has an andrew target).")
     var tree: String?
 
+    @Option(help: "Serve Prometheus metrics while it runs: the server's at http://HOST:PORT/metrics, the AFS-mode mount's at PORT+1, the NFS-mode mount's at PORT+2.")
+    var metrics: String?
+
+    func validate() throws {
+        if let metrics {
+            try MetricsEndpoint.validate(metrics)
+            guard let port = ServerAddress(metrics)?.port, port > 0, port < 65534 else {
+                throw CommandFailure("--metrics needs a fixed port (the mounts use the next two)")
+            }
+        }
+    }
+
     func run() throws {
         output.useThisBinaryForMounts()
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
         let sourceTree = try tree.map { try SourceTree(loading: $0) } ?? SourceTree()
-        let rows = try AndrewSuite(tree: sourceTree).run()
+        // The server of the cluster running now: each design gets a fresh one.
+        let current = NIOLockedValueBox<FileServer?>(nil)
+        let endpoint = try metrics.map { address in
+            try MetricsEndpoint.start(address: address) { current.withLockedValue { $0 }?.refreshMetrics() }
+        }
+        defer { endpoint?.stop() }
+        let hooks = metrics.map { address -> BenchMetricsHooks in
+            let parsed = ServerAddress(address)!
+            return BenchMetricsHooks(serverStarted: { server in current.withLockedValue { $0 = server } }, mountArguments: { design in
+                ["--metrics", "\(parsed.host):\(parsed.port + (design == .afs ? 1 : 2))"]
+            })
+        }
+        if let metrics { print("metrics: http://\(metrics)/metrics (server), ports +1 (AFS-mode mount) and +2 (NFS-mode mount)") }
+        let rows = try AndrewSuite(tree: sourceTree, metrics: hooks).run()
         try output.emit(AndrewReport(rows: rows, tree: sourceTree))
     }
 }
