@@ -20,6 +20,8 @@ extension VolumeStore {
     }
 
     private static let backupInProgress = Mutex<Set<String>>([])
+    /// The staging directory's (and archive's) name in the root; what start-up removes.
+    static let backupStagingPrefix = "backup-staging-"
 
     /// Takes a backup. Throws `busy` while another runs on this volume, `noSpace` when the
     /// root's disk cannot hold a second copy of the volume.
@@ -28,7 +30,7 @@ extension VolumeStore {
         guard Self.backupInProgress.withLock({ $0.insert(root).inserted }) else { throw StatusCode.busy }
         defer { _ = Self.backupInProgress.withLock { $0.remove(root) } }
         try requireSpaceForBackup()
-        let staging = root + "/backup-" + UUID().uuidString
+        let staging = root + "/" + Self.backupStagingPrefix + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: staging) }
         try FileManager.default.createDirectory(atPath: staging + "/data", withIntermediateDirectories: true)
         let files = try snapshot(into: staging)

@@ -82,10 +82,15 @@ public final class VolumeStore: Sendable {
         if groupSync.hasPending { try? groupSync.sync() }
     }
 
-    /// Start-up clean-up: unfinished uploads, and data files no vnode points at (a crash between
-    /// writing a new version and committing it, or between committing and deleting the old one).
+    /// Start-up clean-up: unfinished uploads, a backup's staging directory and archive left by a
+    /// server that was killed while packing one, and data files no vnode points at (a crash
+    /// between writing a new version and committing it, or between committing and deleting the old one).
     private func removeOrphans() throws {
         let fm = FileManager.default
+        let root = (dataDirectory as NSString).deletingLastPathComponent
+        for name in (try? fm.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix(Self.backupStagingPrefix) {
+            try? fm.removeItem(atPath: root + "/" + name)
+        }
         for name in (try? fm.contentsOfDirectory(atPath: uploadDirectory)) ?? [] {
             try? fm.removeItem(atPath: uploadDirectory + "/" + name)
         }

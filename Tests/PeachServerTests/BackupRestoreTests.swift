@@ -82,4 +82,20 @@ struct BackupRestoreTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).isEmpty)
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/escaped"))
     }
+
+    @Test("a backup's staging directory and archive left by a killed server are removed at the next start")
+    func leftoversRemoved() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-backup")
+        defer { directory.remove() }
+        let root = directory.path + "/server"
+        try VolumeStore(root: root).releaseRoot()
+        let staging = root + "/" + VolumeStore.backupStagingPrefix + "X"
+        try FileManager.default.createDirectory(atPath: staging + "/data", withIntermediateDirectories: true)
+        FileManager.default.createFile(atPath: staging + ".tar", contents: Data(count: 100))
+        let store = try VolumeStore(root: root)
+        defer { store.releaseRoot() }
+        #expect(!FileManager.default.fileExists(atPath: staging))
+        #expect(!FileManager.default.fileExists(atPath: staging + ".tar"))
+        #expect(FileManager.default.fileExists(atPath: root + "/volume.sqlite"))
+    }
 }
