@@ -14,7 +14,8 @@ import PeachClient
 /// - `user.peach.flushall` (get): drops every cached copy nothing holds open, storing dirty ones
 ///   first (`FlushReport`), JSON.
 /// - `user.peach.checkservers` (get): whether the file server answers a ping, and how fast
-///   (`ServerCheck`), JSON; at most 5 s, and at once when it is known to be away. Also as
+///   (`ServerCheck`), JSON; at most 5 s for the answer (10 s more to connect), and at once when it
+///   is known to be away. Also as
 ///   `trusted.peach.checkservers`, for root: see `checkServersTrusted`.
 /// - `user.peach.flush` (set): store the file if dirty and drop its cached copy.
 /// - `user.peach.cachesize` (set): the cache's new limit, the value a decimal number of bytes.
