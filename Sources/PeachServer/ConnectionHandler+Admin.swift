@@ -30,7 +30,8 @@ extension ConnectionHandler {
                 handler.sendReply(.adminReport(json), id: id, opcode: opcode)
             case .success((let principal, .backup(let backup)?)):
                 server.logger.notice("backup sent", metadata: ["principal": "\(principal)", "bytes": "\(backup.size)",
-                                                              "files": "\(backup.files)"])
+                                                              "files": "\(backup.files)",
+                                                              "writerHeldMs": "\(String(format: "%.1f", backup.writerHeldMilliseconds))"])
                 handler.sendReply(.backup(size: backup.size), id: id, opcode: opcode, finishesRequest: false)
                 handler.stream(.file(backup.handle, length: backup.size), id: id, opcode: opcode)
             case .failure(let error as StatusCode):

@@ -17,6 +17,8 @@ extension VolumeStore {
         public var handle: FileHandle
         public var size: UInt64
         public var files: Int
+        /// How long changes waited while the snapshot was taken.
+        public var writerHeldMilliseconds: Double
     }
 
     private static let backupInProgress = Mutex<Set<String>>([])
@@ -33,7 +35,9 @@ extension VolumeStore {
         let staging = root + "/" + Self.backupStagingPrefix + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: staging) }
         try FileManager.default.createDirectory(atPath: staging + "/data", withIntermediateDirectories: true)
+        let started = ContinuousClock.now
         let files = try snapshot(into: staging)
+        let held = ContinuousClock.now - started
         let archive = staging + ".tar"
         defer { unlink(archive) }
         // A failure is logged by the caller and answered as an I/O error.
@@ -42,7 +46,8 @@ extension VolumeStore {
         var st = stat()
         guard fstat(handle.fileDescriptor, &st) == 0 else { throw StatusCode.ioError }
         let size = UInt64(st.st_size)
-        return Backup(handle: handle, size: size, files: files)
+        let heldMilliseconds = Double(held.components.seconds) * 1000 + Double(held.components.attoseconds) / 1e15
+        return Backup(handle: handle, size: size, files: files, writerHeldMilliseconds: heldMilliseconds)
     }
 
     /// The database and links to its version files in `staging`, with changes held off.
