@@ -29,6 +29,13 @@ public enum SVGChart {
         return 10 * magnitude
     }
 
+    /// Round ticks from 0 to a `niceMaximum`: fifths of a 2.5 or 5 (0.5, 1, …), quarters otherwise.
+    static func linearTicks(_ maximum: Double) -> [Double] {
+        let leading = maximum / pow(10, floor(log10(maximum)))
+        let divisions = abs(leading - 2.5) < 1e-9 || abs(leading - 5) < 1e-9 ? 5 : 4
+        return (0...divisions).map { maximum * Double($0) / Double(divisions) }
+    }
+
     static func label(_ value: Double) -> String {
         if value == 0 { return "0" }
         if value >= 1_000_000 { return String(format: "%.3gM", value / 1_000_000) }
@@ -126,7 +133,7 @@ public enum SVGChart {
             """
         svg += textLines(titleLines, x: width / 2, y: 26, size: 16, bold: true)
         svg += "<g transform=\"translate(\(left),\(top))\">\n"
-        var ticks: [Double] = (0...4).map { maxValue * Double($0) / 4 }
+        var ticks = linearTicks(maxValue)
         if logScale {
             let decades = Int(log10(maxValue).rounded(.up))
             let powers: [Double] = (0...decades).map { pow(10.0, Double($0)) }
@@ -189,8 +196,7 @@ public enum SVGChart {
             <g transform="translate(\(left),\(top))">
 
             """
-        for i in 0...4 {
-            let value = maxY * Double(i) / 4
+        for value in linearTicks(maxY) {
             svg += "<line x1=\"0\" x2=\"\(plotWidth)\" y1=\"\(py(value))\" y2=\"\(py(value))\" stroke=\"#ddd\"/>\n"
             svg += "<text x=\"-8\" y=\"\(py(value) + 4)\" text-anchor=\"end\">\(label(value))</text>\n"
         }
