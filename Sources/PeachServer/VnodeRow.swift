@@ -67,7 +67,8 @@ enum VnodeTable {
             INSERT INTO vnode (uniquifier, type, mode, uid, gid, size, linkCount, dataVersion,
                 atimeSeconds, atimeNanoseconds, mtimeSeconds, mtimeNanoseconds, ctimeSeconds, ctimeNanoseconds,
                 rdev, parent, symlinkTarget)
-            VALUES (1, ?, ?, ?, ?, ?, ?, 1, ?, ?, ?, ?, ?, ?, ?, ?, ?)
+            VALUES (COALESCE((SELECT value FROM serverState WHERE key = 'uniquifier'), 1), ?, ?, ?, ?, ?, ?, 1,
+                    ?, ?, ?, ?, ?, ?, ?, ?, ?)
             """, arguments: [type.rawValue, mode & 0o7777, uid, gid, Int64(size), linkCount,
                              now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, now.seconds, now.nanoseconds,
                              Int64(bitPattern: rdev), parent, symlinkTarget])

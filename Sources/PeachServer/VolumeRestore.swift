@@ -18,6 +18,9 @@ public enum VolumeRestore {
     public static func restore(archive: String, into root: String) throws -> Restored {
         let fm = FileManager.default
         guard fm.isReadableFile(atPath: archive) else { throw Failure(description: "cannot read \(archive)") }
+        var isDirectory: ObjCBool = false
+        let existed = fm.fileExists(atPath: root, isDirectory: &isDirectory)
+        if existed && !isDirectory.boolValue { throw Failure(description: "\(root) is not a directory") }
         if let existing = try? fm.contentsOfDirectory(atPath: root), !existing.isEmpty {
             throw Failure(description: "\(root) is not empty: restore into a new directory")
         }
@@ -26,11 +29,12 @@ public enum VolumeRestore {
         do {
             try Tar.run(["-C", root, "-xf", archive, "--no-same-owner", "--no-same-permissions"], what: "unpacking \(archive)")
             let restored = try check(root: root)
-            try forgetClientsPromises(root: root)
+            try startNewIncarnation(root: root)
             return restored
         } catch {
-            // Back to empty, as it was.
+            // Back to empty, as it was, or gone if this made it.
             for name in (try? fm.contentsOfDirectory(atPath: root)) ?? [] { try? fm.removeItem(atPath: root + "/" + name) }
+            if !existed { try? fm.removeItem(atPath: root) }
             throw (error as? Tar.Failure).map { Failure(description: $0.description) } ?? error
         }
     }
@@ -73,13 +77,33 @@ public enum VolumeRestore {
         }
     }
 
-    /// The restored volume is older than what clients may have cached: no promise of the old
-    /// server holds, and every client revalidates its cache when it next says Hello.
-    private static func forgetClientsPromises(root: String) throws {
+    /// How far a restore moves every data version: past any version the old server can have
+    /// reached after the backup was taken.
+    static let versionLeap: Int64 = 1 << 32
+
+    /// The restored volume is older than what clients may have cached, and the old server went on
+    /// numbering files and versions after the backup. So that no client takes a cached copy for
+    /// the restored one: no promise of the old server holds, every client revalidates its cache
+    /// when it next says Hello, every data version leaps ahead (its version file renamed to
+    /// match), and files made from now on get a new uniquifier, so their FIDs are new too.
+    private static func startNewIncarnation(root: String) throws {
         let database = try DatabaseQueue(path: root + "/volume.sqlite")
         defer { try? database.close() }
         try database.write { db in
-            try db.execute(sql: "DELETE FROM callBack; UPDATE client SET callBacksLost = 1; DELETE FROM replay")
+            for row in try Row.fetchAll(db, sql: "SELECT id, dataVersion FROM vnode WHERE type = ?", arguments: [FileType.regular.rawValue]) {
+                let (vnode, version): (Int64, Int64) = (row["id"], row["dataVersion"])
+                let old = "\(root)/data/\(vnode).\(version)"
+                guard access(old, F_OK) == 0 else { continue }  // an empty file may have none
+                guard rename(old, "\(root)/data/\(vnode).\(version + versionLeap)") == 0 else {
+                    throw Failure(description: "cannot rename \(old): \(String(cString: strerror(errno)))")
+                }
+            }
+            try db.execute(sql: """
+                DELETE FROM callBack; UPDATE client SET callBacksLost = 1; DELETE FROM replay;
+                UPDATE vnode SET dataVersion = dataVersion + ?;
+                INSERT OR REPLACE INTO serverState (key, value)
+                    VALUES ('uniquifier', COALESCE((SELECT value FROM serverState WHERE key = 'uniquifier'), 1) + 1);
+                """, arguments: [versionLeap])
         }
     }
 }

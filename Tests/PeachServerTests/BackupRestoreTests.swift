@@ -36,6 +36,11 @@ struct BackupRestoreTests {
         defer { store.releaseRoot() }
         #expect(try store.callBackCount() == 0)
         #expect(try store.introduce(client: "a", epoch: 1))  // it must revalidate its cache
+        // A new incarnation: versions leap past the old server's, new files get new FIDs.
+        #expect(try store.fetchStatus(fid, client: .stateless("reader")).0.dataVersion > VolumeRestore.versionLeap)
+        let made = try store.create(CreateRequest(directory: .root, name: "g", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                    client: .stateless("reader")).value.target!
+        #expect(made.fid.unique == 2)
         guard case .file(let handle, let length) = try store.fetchData(fid, client: .stateless("reader")).2 else {
             Issue.record("no content")
             return
