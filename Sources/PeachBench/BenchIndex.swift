@@ -52,7 +52,7 @@ public enum BenchIndex {
             </head>
             <body>
             <h1>PeachFS benchmarks</h1>
-            <p>Written \(escape(date)) by <code>make bench</code> from the reports beside this page.</p>
+            <p>Written \(escape(date)) by <code>peach bench html</code> (which <code>make bench</code> runs last) from the reports beside this page.</p>
             <ul>
             \(contents)
             </ul>

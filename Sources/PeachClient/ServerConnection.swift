@@ -260,7 +260,10 @@ public final class ServerConnection: Sendable {
         }
         guard first else { return }
         statistics.update { $0.serverReachable = false }
-        logger?.notice("file server unreachable", metadata: ["server": "\(address)"])
+        // Not when the mount is ending: its own close of the connection is no news.
+        if shutdownDeadline.withLockedValue({ $0 }) == nil {
+            logger?.notice("file server unreachable", metadata: ["server": "\(address)"])
+        }
         probeUntilBack()
     }
 

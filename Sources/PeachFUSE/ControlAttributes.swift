@@ -15,8 +15,9 @@ import PeachClient
 ///   first (`FlushReport`), JSON.
 /// - `user.peach.checkservers` (get): whether the file server answers a ping, and how fast
 ///   (`ServerCheck`), JSON; at most 5 s for the answer (10 s more to connect), and at once when it
-///   is known to be away. Also as
-///   `trusted.peach.checkservers`, for root: see `checkServersTrusted`.
+///   is known to be away.
+///
+/// Each is also `trusted.peach.…`, for root (see `trusted`).
 /// - `user.peach.flush` (set): store the file if dirty and drop its cached copy.
 /// - `user.peach.cachesize` (set): the cache's new limit, the value a decimal number of bytes.
 ///
@@ -32,10 +33,18 @@ public enum ControlAttributes {
     public static let flushAll = "user.peach.flushall"
     public static let flush = "user.peach.flush"
     public static let checkServers = "user.peach.checkservers"
-    /// The same question in the trusted namespace (root only): the kernel checks no file
-    /// permission for it, so it asks no attributes of the server first, and answers while the
-    /// server is down, even on a hard mount.
-    public static let checkServersTrusted = "trusted.peach.checkservers"
+
+    /// The same control in the trusted namespace, which only root may use: for it the kernel
+    /// checks no file permission, so it asks the mount for no attributes first, and the question
+    /// reaches the cache manager while the server is down, even on a hard mount.
+    public static func trusted(_ name: String) -> String {
+        name.hasPrefix("user.") ? "trusted." + name.dropFirst("user.".count) : name
+    }
+
+    /// `trusted.peach.X` names `user.peach.X`.
+    static func canonical(_ name: String) -> String {
+        name.hasPrefix("trusted.peach.") ? "user." + name.dropFirst("trusted.".count) : name
+    }
     public static let cacheSize = "user.peach.cachesize"
     /// The smallest cache limit `cachesize` takes: room for a few files.
     public static let minimumCacheSize: UInt64 = 1 << 20
@@ -44,7 +53,7 @@ public enum ControlAttributes {
 
     static func get(_ name: String, inode: Inode, cacheManager: CacheManager) throws -> [CChar] {
         let json: String
-        switch name {
+        switch canonical(name) {
         case stats:
             json = cacheManager.statistics.json()
         case callbacks:
@@ -59,7 +68,7 @@ public enum ControlAttributes {
             json = encode(cacheManager.storeAllDirty())
         case flushAll:
             json = encode(cacheManager.flushAll())
-        case checkServers, checkServersTrusted:
+        case checkServers:
             json = encode(cacheManager.checkServer())
         default:
             throw FileSystemError(ENODATA)
@@ -68,7 +77,7 @@ public enum ControlAttributes {
     }
 
     static func set(_ name: String, value: [UInt8], inode: Inode, cacheManager: CacheManager) throws {
-        switch name {
+        switch canonical(name) {
         case flush:
             try cacheManager.flushCachedCopy(inode)
         case cacheSize:

@@ -87,7 +87,8 @@ struct AdminDesk {
         return AdminReports.Statistics(
             epoch: server.store.epoch, startedAt: server.startedAt.timeIntervalSince1970, requests: counted.requests,
             callBacksBroken: counted.callBacksBroken, breakMessagesSent: counted.breakMessagesSent,
-            clientsDeclaredUnreachable: counted.clientsDeclaredUnreachable, callBacksHeld: try server.store.callBackCount(),
+            clientsDeclaredUnreachable: counted.clientsDeclaredUnreachable,
+            callBacksHeld: try server.store.callBacksPerClient().values.reduce(0, +),
             clientsConnected: server.registry.connectedClients().count, volumeBytes: Int64(clamping: try server.store.volumeBytes()),
             volumeFiles: Int64(try server.store.fileCount()))
     }

@@ -12,8 +12,10 @@ extension VolumeStore {
         let now = Timespec.now().seconds
         return try database.read { db in
             var counts: [String: Int] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT client, COUNT(*) AS n FROM callBack WHERE expiresAt > ? GROUP BY client",
-                                        arguments: [now]) {
+            // As `callBacks(under:)` lists them: unexpired, on files that still exist.
+            for row in try Row.fetchAll(db, sql: """
+                SELECT c.client, COUNT(*) AS n FROM callBack c JOIN vnode v ON v.id = c.vnode WHERE c.expiresAt > ? GROUP BY c.client
+                """, arguments: [now]) {
                 counts[row["client"]] = row["n"]
             }
             return counts

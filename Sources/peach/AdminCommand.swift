@@ -119,7 +119,11 @@ struct AdminCommand: ParsableCommand {
             }
             guard rename(partial, out) == 0 else { throw CommandFailure("cannot name the backup \(out): \(String(cString: strerror(errno)))") }
             kept = true
-            print("backup of \(server.server): \(formatBytes(size)) written to \(out)")
+            if server.json {
+                print("{\"bytes\":\(size),\"out\":\(String(decoding: try JSONEncoder().encode(out), as: UTF8.self)),\"server\":\"\(server.server)\"}")
+            } else {
+                print("backup of \(server.server): \(formatBytes(size)) written to \(out)")
+            }
         }
     }
 }
@@ -151,6 +155,9 @@ struct AdminServer: ParsableArguments {
         } catch let error as FileSystemError where error.serverCode == .accessDenied {
             throw CommandFailure("\(server) refused: admin questions are answered to root on the server's machine, "
                                  + "or over TLS to a machine named in the server's --admin")
+        } catch let error as FileSystemError where error.serverCode == .notFound {
+            if case .callBacks(let path, _) = query { throw CommandFailure("no such path in the volume: \(path)") }
+            throw CommandFailure("\(server): \(error)")
         } catch {
             throw CommandFailure("\(server): \(error)")
         }

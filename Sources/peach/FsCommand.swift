@@ -19,7 +19,7 @@ struct FsCommand: ParsableCommand {
         @OptionGroup var query: Query
 
         func run() throws {
-            try ControlClient.show(ControlAttributes.stats, path: query.path, json: query.json) { (stats: ClientStatistics.Snapshot) in
+            try ControlClient.show(ControlAttributes.stats, path: query.path, json: query.json, mountWide: true) { (stats: ClientStatistics.Snapshot) in
                 print(StatsTable(stats).render(), terminator: "")
             }
         }
@@ -42,7 +42,7 @@ struct FsCommand: ParsableCommand {
                 var truncated: Bool
                 var callbacks: [CallBackInfo]
             }
-            try ControlClient.show(ControlAttributes.callbacks, path: query.path, json: query.json) { (listing: Listing) in
+            try ControlClient.show(ControlAttributes.callbacks, path: query.path, json: query.json, mountWide: true) { (listing: Listing) in
                 var table = TextTable(["path", "FID", "expires in"])
                 let now = Date().timeIntervalSince1970
                 for callBack in listing.callbacks {
@@ -60,7 +60,7 @@ struct FsCommand: ParsableCommand {
         @OptionGroup var query: Query
 
         func run() throws {
-            try ControlClient.show(ControlAttributes.cacheParameters, path: query.path, json: query.json) { (p: CacheParameters) in
+            try ControlClient.show(ControlAttributes.cacheParameters, path: query.path, json: query.json, mountWide: true) { (p: CacheParameters) in
                 let percent = p.limitBytes > 0 ? Double(p.usedBytes) / Double(p.limitBytes) * 100 : 0
                 print("using \(formatBytes(p.usedBytes)) of the cache's \(formatBytes(p.limitBytes)) (\(String(format: "%.1f", percent))%) "
                       + "in \(p.files) files")
@@ -79,8 +79,8 @@ struct FsCommand: ParsableCommand {
 
         func run() throws {
             guard UInt64(size.bytes) >= ControlAttributes.minimumCacheSize else { throw CommandFailure("the cache size must be at least 1M") }
-            try ControlClient.set(ControlAttributes.cacheSize, path: path, value: "\(size.bytes)")
-            try ControlClient.show(ControlAttributes.cacheParameters, path: path, json: json) { (p: CacheParameters) in
+            try ControlClient.set(ControlAttributes.cacheSize, path: path, value: "\(size.bytes)", mountWide: true)
+            try ControlClient.show(ControlAttributes.cacheParameters, path: path, json: json, mountWide: true) { (p: CacheParameters) in
                 print("cache limit now \(formatBytes(p.limitBytes)); using \(formatBytes(p.usedBytes)) in \(p.files) files")
             }
         }
@@ -92,11 +92,8 @@ struct FsCommand: ParsableCommand {
         @OptionGroup var query: Query
 
         func run() throws {
-            // Asked of the mount root: a path below it would be looked up on the server first.
-            // As root, in the trusted namespace: then the kernel asks no attributes first either.
-            let root = MountTable.peachMountRoot(of: query.path) ?? query.path
-            let name = getuid() == 0 ? ControlAttributes.checkServersTrusted : ControlAttributes.checkServers
-            let check = try ControlClient.show(name, path: root, json: query.json) { (c: ServerCheck) in
+            let check = try ControlClient.show(ControlAttributes.checkServers, path: query.path, json: query.json,
+                                               mountWide: true) { (c: ServerCheck) in
                 if c.reachable {
                     print("server \(c.server) is up (round trip \(String(format: "%.2f", c.roundTripMilliseconds ?? 0)) ms)")
                 } else {
@@ -127,7 +124,7 @@ struct FsCommand: ParsableCommand {
         @OptionGroup var query: Query
 
         func run() throws {
-            let report = try ControlClient.show(ControlAttributes.sync, path: query.path, json: query.json) { (report: SyncReport) in
+            let report = try ControlClient.show(ControlAttributes.sync, path: query.path, json: query.json, mountWide: true) { (report: SyncReport) in
                 print("stored \(report.stored) dirty files")
             }
             try UnsavedFile.fail(report.failed, "dirty files could not be stored")
@@ -140,7 +137,7 @@ struct FsCommand: ParsableCommand {
         @OptionGroup var query: Query
 
         func run() throws {
-            let report = try ControlClient.show(ControlAttributes.flushAll, path: query.path, json: query.json) { (report: FlushReport) in
+            let report = try ControlClient.show(ControlAttributes.flushAll, path: query.path, json: query.json, mountWide: true) { (report: FlushReport) in
                 print("dropped \(report.dropped) cached copies; \(report.keptOpen) open files kept theirs")
             }
             try UnsavedFile.fail(report.failed, "dirty files could not be stored, and keep their copies")
@@ -248,7 +245,7 @@ extension FsCommand {
         @OptionGroup var query: Query
 
         func run() throws {
-            try ControlClient.show(ControlAttributes.conflicts, path: query.path, json: query.json) { (conflicts: [Conflict]) in
+            try ControlClient.show(ControlAttributes.conflicts, path: query.path, json: query.json, mountWide: true) { (conflicts: [Conflict]) in
                 if conflicts.isEmpty { return print("no conflicts") }
                 for conflict in conflicts {
                     let when = Date(timeIntervalSince1970: TimeInterval(conflict.keptAt)).formatted(.iso8601)
@@ -270,8 +267,15 @@ struct Query: ParsableArguments {
 enum ControlClient {
     /// Reads the JSON attribute `name` of `path`: printed as it is with `--json`, else decoded and
     /// handed to `text`. Returns the decoded value either way (for an exit status).
+    ///
+    /// A `mountWide` question (about the whole mount, not the file) goes to the mount root, and
+    /// as root through the trusted namespace: for that the kernel checks no file permission, so
+    /// it asks no attributes of the server first, and the question is answered while the server
+    /// is down, even on a hard mount.
     @discardableResult
-    static func show<Value: Decodable>(_ name: String, path: String, json: Bool, _ text: (Value) throws -> Void) throws -> Value {
+    static func show<Value: Decodable>(_ name: String, path: String, json: Bool, mountWide: Bool = false,
+                                       _ text: (Value) throws -> Void) throws -> Value {
+        let (name, path) = mountWide ? self.mountWide(name, path) : (name, path)
         let raw = try get(name, path: path)
         let value = try JSONDecoder().decode(Value.self, from: Data(raw.utf8))
         if json { print(raw) } else { try text(value) }
@@ -285,9 +289,16 @@ enum ControlClient {
         return String(decoding: buffer[0..<n], as: UTF8.self)
     }
 
-    static func set(_ name: String, path: String, value: String = "") throws {
+    /// The attribute and path a mount-wide question uses (see `show`).
+    static func mountWide(_ name: String, _ path: String) -> (String, String) {
+        let root = MountTable.peachMountRoot(of: path) ?? path
+        return (getuid() == 0 ? ControlAttributes.trusted(name) : name, root)
+    }
+
+    static func set(_ name: String, path: String, value: String = "", mountWide: Bool = false) throws {
+        let (name, path) = mountWide ? self.mountWide(name, path) : (name, path)
         // Ask first: on any other file system the set would store a real attribute.
-        _ = try get(ControlAttributes.stats, path: path)
+        _ = try get(mountWide ? self.mountWide(ControlAttributes.stats, path).0 : ControlAttributes.stats, path: path)
         let bytes = Array(value.utf8)
         guard setxattr(path, name, bytes, bytes.count, 0) == 0 else { throw failure(path) }
     }

@@ -92,7 +92,13 @@ struct MountCommand: ParsableCommand {
         let readyFD = Daemon.inheritedReadyDescriptor
         do {
             try checkMountPoint()
-            try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            do {
+                try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
+            } catch {
+                let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
+                    ?? "not a directory"
+                throw CommandFailure("cannot use \(logDirectory) as the cache directory: \(reason)")
+            }
         } catch {
             Daemon.report("\(error)", on: readyFD)
             throw error

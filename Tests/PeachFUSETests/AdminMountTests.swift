@@ -53,13 +53,18 @@ struct AdminMountTests {
             #expect(text.output.contains("/src/f") && text.output.contains("expires in"))
             #expect(try shell("\(peach) admin clients --server \(cluster.address)").output.contains("2 clients"))
             let missing = try shell("\(peach) admin callbacks --server \(cluster.address) --path /nothing")
-            #expect(missing.status != 0 && missing.output.contains("not found"))
+            #expect(missing.status != 0 && missing.output.contains("no such path in the volume: /nothing"), "\(missing.output)")
 
             let stats = try json("stats --server \(cluster.address)")
             let requests = stats["requests"] as? [String: Int] ?? [:]
             #expect(requests["StoreData"] ?? 0 >= 3)
             #expect(stats["clientsConnected"] as? Int == 2)
             #expect(stats["callBacksBroken"] as? Int ?? 0 >= 1)
+            // The counts agree: per client, in total, and as listed.
+            let heldPerClient = try json("clients --server \(cluster.address)")["clients"] as? [[String: Any]] ?? []
+            let listed = try json("callbacks --server \(cluster.address)")["callBacks"] as? [[String: Any]] ?? []
+            #expect(heldPerClient.compactMap { $0["callBacksHeld"] as? Int }.reduce(0, +) == listed.count)
+            #expect(stats["callBacksHeld"] as? Int == listed.count)
             #expect(try shell("\(peach) admin stats --server \(cluster.address)").output.contains("callbacks held"))
         }
     }
