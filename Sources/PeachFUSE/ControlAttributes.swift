@@ -16,10 +16,10 @@ import PeachClient
 /// - `user.peach.checkservers` (get): whether the file server answers a ping, and how fast
 ///   (`ServerCheck`), JSON; at most 5 s for the answer (10 s more to connect), and at once when it
 ///   is known to be away.
-///
-/// Each is also `trusted.peach.…`, for root (see `trusted`).
 /// - `user.peach.flush` (set): store the file if dirty and drop its cached copy.
 /// - `user.peach.cachesize` (set): the cache's new limit, the value a decimal number of bytes.
+///
+/// Each is also `trusted.peach.…`, for root (see `trusted`).
 ///
 /// `sync` and `flushall` act when read, as a pioctl does; reading them again is harmless (nothing
 /// is left to do), and the control names are never listed, so `getfattr -d` does not read them.
@@ -33,6 +33,9 @@ public enum ControlAttributes {
     public static let flushAll = "user.peach.flushall"
     public static let flush = "user.peach.flush"
     public static let checkServers = "user.peach.checkservers"
+    public static let cacheSize = "user.peach.cachesize"
+    /// The smallest cache limit `cachesize` takes: room for a few files.
+    public static let minimumCacheSize: UInt64 = 1 << 20
 
     /// The same control in the trusted namespace, which only root may use: for it the kernel
     /// checks no file permission, so it asks the mount for no attributes first, and the question
@@ -45,9 +48,7 @@ public enum ControlAttributes {
     static func canonical(_ name: String) -> String {
         name.hasPrefix("trusted.peach.") ? "user." + name.dropFirst("trusted.".count) : name
     }
-    public static let cacheSize = "user.peach.cachesize"
-    /// The smallest cache limit `cachesize` takes: room for a few files.
-    public static let minimumCacheSize: UInt64 = 1 << 20
+
     /// The kernel's limit on one extended attribute value.
     static let maximumValueSize = 65536
 
