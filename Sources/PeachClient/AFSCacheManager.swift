@@ -53,6 +53,10 @@ public final class AFSCacheManager: CacheDesign, Sendable {
                     }
                     ack()
                     self.tellKernelLater(invalidations)
+                    if case .callBack(let fids, .remove) = push {
+                        // Disk work: off the break queue, which must never wait for the disk.
+                        DispatchQueue.global(qos: .utility).async { self.dropRemovedCopies(fids) }
+                    }
                 }
             },
             closed: { [weak self] in
@@ -142,6 +146,23 @@ public final class AFSCacheManager: CacheDesign, Sendable {
             dropAllPromises()
             return []
         }
+    }
+
+    /// Files another client removed (a break for a remove): each clean copy nothing holds open
+    /// leaves the disk cache now, not at eviction. If another name still leads to the file, its
+    /// next open fetches it again.
+    func dropRemovedCopies(_ fids: [FID]) {
+        let dropped = table.withLock { t -> Int in
+            var count = 0
+            for fid in fids {
+                if let vnode = t.vnodes[fid.vnode], vnode.fid == fid, vnode.openCount > 0 || vnode.dirty { continue }
+                guard let entry = t.disk.entry(fid), !entry.dirty else { continue }
+                t.disk.remove(fid)
+                count += 1
+            }
+            return count
+        }
+        if dropped > 0 { statistics.update { $0.cacheBytes = disk.totalBytes } }
     }
 
     /// Every promise is gone (the server said so, or we reconnected and may have missed breaks).

@@ -217,4 +217,32 @@ struct FsCommandMountTests {
             #expect(try shell("grep -c 'file server back' '\(a.log)'").output == "1\n")
         }
     }
+
+    @Test("a file another mount removes leaves the disk cache at once, unless it is open here")
+    func removedFilesLeaveTheCache() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: .afs)
+            let b = try cluster.mount("b", design: .afs)
+            try shell("head -c 1000000 /dev/urandom > '\(b.path)/gone' && head -c 1000 /dev/urandom > '\(b.path)/held'")
+            _ = Files.read(a.path + "/gone")
+            _ = Files.read(a.path + "/held")
+            #expect(try json("getcacheparms '\(a.path)'")["usedBytes"] as? Int == 1_001_000)
+            // Held open by a process of its own (this one closes its descriptor at once).
+            let heldFD = open(a.path + "/held", O_RDONLY | O_CLOEXEC)
+            let holder = try ChildProcess(["sleep", "30"], outputFD: heldFD)
+            close(heldFD)
+            defer {
+                holder.signal(SIGKILL)
+                holder.wait()
+            }
+            try shell("rm '\(b.path)/gone' '\(b.path)/held'")
+            var used = 0
+            for _ in 0..<100 {
+                used = try json("getcacheparms '\(a.path)'")["usedBytes"] as? Int ?? -1
+                if used == 1000 { break }
+                usleep(20_000)
+            }
+            #expect(used == 1000, "the open file's copy stays, the other goes")
+        }
+    }
 }
