@@ -9,7 +9,7 @@ import Synchronization
 /// Consistent: while SQLite's writer is held (changes wait, reads go on), the database is copied
 /// with SQLite's online backup and every current version file is hard-linked into a staging
 /// directory. Version files are never changed once written, except by an NFS WRITE, which
-/// copies a file with a second link before writing (`isLinkedIntoBackup`). Then, with the writer
+/// copies a file with a second link before writing while a backup runs (`isLinkedIntoBackup`). Then, with the writer
 /// free again, `tar` packs the staging directory into a file the caller streams and drops.
 extension VolumeStore {
     public struct Backup: Sendable {
@@ -21,16 +21,16 @@ extension VolumeStore {
         public var writerHeldMilliseconds: Double
     }
 
-    private static let backupInProgress = Mutex<Set<String>>([])
     /// The staging directory's (and archive's) name in the root; what start-up removes.
     static let backupStagingPrefix = "backup-staging-"
 
     /// Takes a backup. Throws `busy` while another runs on this volume, `noSpace` when the
     /// root's disk cannot hold a second copy of the volume.
     public func backup() throws -> Backup {
-        let root = (dataDirectory as NSString).deletingLastPathComponent
-        guard Self.backupInProgress.withLock({ $0.insert(root).inserted }) else { throw StatusCode.busy }
-        defer { _ = Self.backupInProgress.withLock { $0.remove(root) } }
+        guard backupRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+            throw StatusCode.busy
+        }
+        defer { backupRunning.store(false, ordering: .releasing) }
         try requireSpaceForBackup()
         let staging = root + "/" + Self.backupStagingPrefix + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: staging) }
@@ -79,7 +79,7 @@ extension VolumeStore {
         guard statvfs(dataDirectory, &st) == 0 else { throw StatusCode.ioError }
         let free = UInt64(st.f_bavail) * UInt64(st.f_frsize)
         var database = stat()
-        let databaseSize = stat(dataDirectory + "/../volume.sqlite", &database) == 0 ? UInt64(database.st_size) : 0
+        let databaseSize = stat(root + "/volume.sqlite", &database) == 0 ? UInt64(database.st_size) : 0
         guard free > (try volumeBytes()) + databaseSize + DiskReserve.maximum else { throw StatusCode.noSpace }
     }
 }

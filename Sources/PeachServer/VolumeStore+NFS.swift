@@ -55,7 +55,9 @@ extension VolumeStore {
             try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
-            if Self.isLinkedIntoBackup(oldPath) {
+            // Only while a backup runs: it links version files under this same writer lock, so
+            // a WRITE that saw no backup running finishes before any link is made.
+            if backupRunning.load(ordering: .acquiring) && Self.isLinkedIntoBackup(oldPath) {
                 // A backup in progress holds this version by a hard link: write a copy, not its file.
                 try SparseCopy.copy(from: oldPath, to: newPath, size: Int64(status.size))
                 unlink(oldPath)

@@ -1,11 +1,14 @@
 import Foundation
 import GRDB
 import PeachProtocol
+import Synchronization
 
 /// The server's storage, as an AFS vice partition: SQLite (WAL) holds vnodes, directory entries,
 /// clients and callbacks; file contents are plain files under `root/data`, named
 /// `<vnode>.<dataVersion>`, never changed once written.
 public final class VolumeStore: Sendable {
+    /// The server root: volume.sqlite, data/, uploads/.
+    let root: String
     let database: DatabasePool
     let dataDirectory: String
     let uploadDirectory: String
@@ -25,10 +28,14 @@ public final class VolumeStore: Sendable {
     public let metrics = ServerMetrics()
     /// Disk space that file content may not take (metadata changes need it).
     let reserve: DiskReserve
+    /// A backup is linking or packing version files (`backup`): one at a time, and while it
+    /// runs an NFS WRITE checks whether the version file it writes in place is linked.
+    let backupRunning = Atomic<Bool>(false)
 
     public init(root: String, callBackLifetime: Int64 = 3600, limits: VolumeLimits = VolumeLimits(),
                 syncPolicy: SyncPolicy = .onclose) throws {
         let fm = FileManager.default
+        self.root = root
         dataDirectory = root + "/data"
         uploadDirectory = root + "/uploads"
         reserve = DiskReserve(directory: root)
@@ -87,7 +94,6 @@ public final class VolumeStore: Sendable {
     /// between writing a new version and committing it, or between committing and deleting the old one).
     private func removeOrphans() throws {
         let fm = FileManager.default
-        let root = (dataDirectory as NSString).deletingLastPathComponent
         for name in (try? fm.contentsOfDirectory(atPath: root)) ?? [] where name.hasPrefix(Self.backupStagingPrefix) {
             try? fm.removeItem(atPath: root + "/" + name)
         }
