@@ -23,7 +23,11 @@ extension ConnectionHandler {
             if handler.principal == nil, case .success((let principal, _)) = result { handler.principal = principal }
             switch result {
             case .success((let principal, nil)):
-                server.logger.notice("admin request refused", metadata: ["principal": "\(principal)", "query": "\(query)"])
+                // Once per connection: a peer repeating the question must not fill the log.
+                if !handler.adminRefusalLogged {
+                    handler.adminRefusalLogged = true
+                    server.logger.notice("admin request refused", metadata: ["principal": "\(principal)", "query": "\(query)"])
+                }
                 handler.sendError(.accessDenied, id: id, opcode: opcode)
             case .success((let principal, .report(let json)?)):
                 server.logger.info("admin request", metadata: ["principal": "\(principal)", "query": "\(query)"])
@@ -55,27 +59,46 @@ struct AdminDesk {
 
     func answer(_ query: AdminQuery) throws -> Answer {
         switch query {
-        case .clients: .report(AdminReports.encode(try clients()))
-        case .callBacks(let path, let client): .report(AdminReports.encode(try server.store.callBacks(under: path, client: client)))
-        case .statistics: .report(AdminReports.encode(try statistics()))
-        case .backup: .backup(try server.store.backup())
+        case .clients:
+            let report = try clients()
+            return .report(Self.fit(report.clients, omitted: report.omitted, AdminReports.Clients.init))
+        case .callBacks(let path, let client):
+            let report = try server.store.callBacks(under: path, client: client)
+            return .report(Self.fit(report.callBacks, omitted: report.omitted, AdminReports.CallBacks.init))
+        case .statistics:
+            return .report(AdminReports.encode(try statistics()))
+        case .backup:
+            return .backup(try server.store.backup())
+        }
+    }
+
+    /// The most bytes of JSON a report may take: one frame, with room for the reply's header.
+    static let reportLimit = Frame.maximumBodySize - 64 * 1024
+
+    /// The report of as many of `rows` as fit in `reportLimit` (long paths can make 10,000 rows
+    /// too many), the rest counted as omitted.
+    static func fit<Row, Report: Encodable>(_ rows: [Row], omitted: Int, _ report: ([Row], Int) -> Report) -> [UInt8] {
+        var shown = rows[...]
+        while true {
+            let json = AdminReports.encode(report(Array(shown), omitted + rows.count - shown.count))
+            if json.count <= reportLimit || shown.isEmpty { return json }
+            shown = shown.dropLast(max(1, shown.count / 4))
         }
     }
 
     /// Connected clients, then those away that still hold promises.
     func clients() throws -> AdminReports.Clients {
         let connected = server.registry.connectedClients()
-        let held = try server.store.callBacksPerClient()
-        let lastSeen = try server.store.clientsLastSeen()
+        let holders = try server.store.callBackHolders()
         var rows = connected.map { id, entry in
             AdminReports.Client(id: id, name: entry.name, address: entry.address, design: "\(entry.design)",
                                 connectedSince: entry.connectedSince.timeIntervalSince1970, lastSeen: Date().timeIntervalSince1970,
-                                callBacksHeld: held[id] ?? 0, lastBreakMilliseconds: entry.lastBreakNanoseconds.map { Double($0) / 1e6 },
+                                callBacksHeld: holders[id]?.count ?? 0, lastBreakMilliseconds: entry.lastBreakNanoseconds.map { Double($0) / 1e6 },
                                 reachable: true)
         }.sorted { $0.connectedSince ?? 0 < $1.connectedSince ?? 0 }
-        for (id, count) in held.sorted(by: { $0.key < $1.key }) where connected[id] == nil {
+        for (id, holder) in holders.sorted(by: { $0.key < $1.key }) where connected[id] == nil {
             rows.append(AdminReports.Client(id: id, name: "-", address: nil, design: nil, connectedSince: nil,
-                                            lastSeen: lastSeen[id].map(Double.init), callBacksHeld: count,
+                                            lastSeen: Double(holder.lastSeen), callBacksHeld: holder.count,
                                             lastBreakMilliseconds: nil, reachable: false))
         }
         let omitted = max(0, rows.count - AdminReports.maximumRows)
@@ -88,7 +111,7 @@ struct AdminDesk {
             epoch: server.store.epoch, startedAt: server.startedAt.timeIntervalSince1970, requests: counted.requests,
             callBacksBroken: counted.callBacksBroken, breakMessagesSent: counted.breakMessagesSent,
             clientsDeclaredUnreachable: counted.clientsDeclaredUnreachable,
-            callBacksHeld: try server.store.callBacksPerClient().values.reduce(0, +),
+            callBacksHeld: try server.store.callBackHolders().values.reduce(0) { $0 + $1.count },
             clientsConnected: server.registry.connectedClients().count, volumeBytes: Int64(clamping: try server.store.volumeBytes()),
             volumeFiles: Int64(try server.store.fileCount()))
     }

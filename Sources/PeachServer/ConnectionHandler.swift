@@ -82,6 +82,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// `handleBacklog` is running, and something it ran asked for it again.
     var handlingBacklog = false
     var backlogMoved = false
+    /// An admin refusal was logged for this connection (once is enough).
+    var adminRefusalLogged = false
 
     init(server: FileServerContext) {
         self.server = server

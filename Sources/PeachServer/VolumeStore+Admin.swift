@@ -7,27 +7,20 @@ extension VolumeStore {
     /// The root directory's vnode number (the first vnode the volume made).
     static let rootVnode: Int64 = 1
 
-    /// Unexpired promises per client.
-    public func callBacksPerClient() throws -> [String: Int] {
+    /// The clients holding promises: how many each holds, counted as `callBacks(under:)` lists
+    /// them (unexpired, on files that still exist), and when it was last seen (Unix seconds).
+    public func callBackHolders() throws -> [String: (count: Int, lastSeen: Int64)] {
         let now = Timespec.now().seconds
         return try database.read { db in
-            var counts: [String: Int] = [:]
-            // As `callBacks(under:)` lists them: unexpired, on files that still exist.
+            var holders: [String: (count: Int, lastSeen: Int64)] = [:]
             for row in try Row.fetchAll(db, sql: """
-                SELECT c.client, COUNT(*) AS n FROM callBack c JOIN vnode v ON v.id = c.vnode WHERE c.expiresAt > ? GROUP BY c.client
+                SELECT c.client, COUNT(*) AS n, cl.lastSeen FROM callBack c JOIN vnode v ON v.id = c.vnode
+                    JOIN client cl ON cl.id = c.client
+                WHERE c.expiresAt > ? GROUP BY c.client
                 """, arguments: [now]) {
-                counts[row["client"]] = row["n"]
+                holders[row["client"]] = (row["n"], row["lastSeen"])
             }
-            return counts
-        }
-    }
-
-    /// When each client known to the volume was last seen (Unix seconds), by id.
-    public func clientsLastSeen() throws -> [String: Int64] {
-        try database.read { db in
-            var seen: [String: Int64] = [:]
-            for row in try Row.fetchAll(db, sql: "SELECT id, lastSeen FROM client") { seen[row["id"]] = row["lastSeen"] }
-            return seen
+            return holders
         }
     }
 
