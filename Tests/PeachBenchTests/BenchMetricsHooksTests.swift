@@ -13,8 +13,7 @@ import Testing
 struct BenchMetricsHooksTests {
     @Test("a mounted cluster reports its server to the hook and starts the AFS-mode mount with its --metrics, which counts the opens")
     func hooksReachServerAndMounts() throws {
-        let port = try #require(Int(try shell("python3 -c 'import socket; s = socket.socket(); s.bind((\"127.0.0.1\", 0)); print(s.getsockname()[1])'")
-            .output.trimmingCharacters(in: .whitespacesAndNewlines)))
+        let port = try LoopbackSocket.freePort()
         let servers = Mutex(0)
         let hooks = BenchMetricsHooks(serverStarted: { _ in servers.withLock { $0 += 1 } },
                                       mountArguments: { design in design == .afs ? ["--metrics", "127.0.0.1:\(port)"] : [] })

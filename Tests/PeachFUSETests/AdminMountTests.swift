@@ -11,13 +11,7 @@ struct AdminMountTests {
     let peach = "'\(MountSupport.peachBinary)'"
 
     /// `peach admin ARGUMENTS --json` decoded.
-    func json(_ arguments: String) throws -> [String: Any] {
-        let result = try shell("\(peach) admin \(arguments) --json")
-        guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
-            throw MountError(description: "admin \(arguments): \(result.output)")
-        }
-        return object
-    }
+    func json(_ arguments: String) throws -> [String: Any] { try peachJSON("admin " + arguments) }
 
     @Test("clients and callbacks show the promises two AFS mounts hold, by path and by client; stats counts the requests")
     func clientsCallBacksStats() throws {

@@ -22,13 +22,7 @@ struct FsCommandMountTests {
     }
 
     /// `peach fs ARGUMENTS --json` decoded.
-    func json(_ arguments: String) throws -> [String: Any] {
-        let result = try shell("\(peach) fs \(arguments) --json")
-        guard result.status == 0, let object = try JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
-            throw MountError(description: "fs \(arguments): \(result.output)")
-        }
-        return object
-    }
+    func json(_ arguments: String) throws -> [String: Any] { try peachJSON("fs " + arguments) }
 
     @Test("stats prints hit rates as percentages, and JSON with --json; getcacheparms and whereis say where things are")
     func statsCacheParmsWhereIs() throws {

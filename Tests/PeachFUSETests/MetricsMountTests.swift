@@ -8,21 +8,6 @@ import Testing
        .enabled(if: MountSupport.unavailableReason == nil, "\(MountSupport.unavailableReason ?? "")"))
 struct MetricsMountTests {
     /// A loopback port nobody listens on now.
-    func freePort() throws -> Int {
-        let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-        defer { close(fd) }
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
-        let bound = withUnsafePointer(to: &address) { $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(fd, $0, length) } }
-        guard bound == 0 else { throw MountError(description: "no free port") }
-        withUnsafeMutablePointer(to: &address) { pointer in
-            _ = pointer.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
-        }
-        return Int(UInt16(bigEndian: address.sin_port))
-    }
-
     /// GET `path` on the port with curl; the status code and the body.
     func get(_ port: Int, _ path: String = "/metrics") throws -> (status: Int, body: String) {
         let result = try shell("curl -s -w '\\n%{http_code}' http://127.0.0.1:\(port)\(path)")
@@ -46,9 +31,9 @@ struct MetricsMountTests {
 
     @Test("a server and a mount serve their metrics; requests, breaks, fetches and hits move as the workload says")
     func countersMove() throws {
-        let serverPort = try freePort()
+        let serverPort = try LoopbackSocket.freePort()
         try withMounts(serverArguments: ["--metrics", "127.0.0.1:\(serverPort)"]) { cluster in
-            let mountPort = try freePort()
+            let mountPort = try LoopbackSocket.freePort()
             let a = try cluster.mount("a", design: .afs, extraArguments: ["--metrics", "127.0.0.1:\(mountPort)"])
             let b = try cluster.mount("b", design: .afs)
             let server0 = try scrape(serverPort)
@@ -99,21 +84,14 @@ struct MetricsMountTests {
 
     @Test("the endpoint holds at most 16 connections: more are closed at once, and room comes back")
     func connectionsBounded() throws {
-        let serverPort = try freePort()
+        let serverPort = try LoopbackSocket.freePort()
         try withMounts(serverArguments: ["--metrics", "127.0.0.1:\(serverPort)"]) { _ in
             var idle: [Int32] = []
             defer { idle.forEach { close($0) } }
             for _ in 0..<16 {
-                let fd = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
-                var address = sockaddr_in()
-                address.sin_family = sa_family_t(AF_INET)
-                address.sin_addr.s_addr = inet_addr("127.0.0.1")
-                address.sin_port = in_port_t(UInt16(serverPort).bigEndian)
-                let connected = withUnsafePointer(to: &address) {
-                    $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { connect(fd, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-                }
-                #expect(connected == 0)
-                idle.append(fd)
+                let fd = LoopbackSocket.connected(port: serverPort)
+                #expect(fd != nil)
+                if let fd { idle.append(fd) }
             }
             usleep(300_000)  // accepted
             #expect(try get(serverPort).status != 200, "a 17th connection was served")
@@ -137,17 +115,9 @@ struct MetricsMountTests {
         let malformed = try shell("timeout 20 \(peach) server --root '\(directory.path)/r' --metrics nonsense 2>&1")
         #expect(malformed.status != 0)
         #expect(malformed.output.contains("--metrics must be HOST:PORT"))
-        let listener = socket(AF_INET, Int32(SOCK_STREAM.rawValue), 0)
+        // A port someone else listens on.
+        let (listener, port) = try LoopbackSocket.listening(backlog: 1)
         defer { close(listener) }
-        let port = try freePort()
-        var address = sockaddr_in()
-        address.sin_family = sa_family_t(AF_INET)
-        address.sin_addr.s_addr = inet_addr("127.0.0.1")
-        address.sin_port = in_port_t(UInt16(port).bigEndian)
-        let bound = withUnsafePointer(to: &address) {
-            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { bind(listener, $0, socklen_t(MemoryLayout<sockaddr_in>.size)) }
-        }
-        #expect(bound == 0 && listen(listener, 1) == 0)
         let taken = try shell("timeout 20 \(peach) server --root '\(directory.path)/r' --listen 127.0.0.1:0 --metrics 127.0.0.1:\(port) 2>&1")
         #expect(taken.status != 0)
         #expect(taken.output.contains("cannot serve metrics on 127.0.0.1:\(port)"))
