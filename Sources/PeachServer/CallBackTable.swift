@@ -42,6 +42,13 @@ enum CallBackTable {
         }
     }
 
+    /// Every promise on these vnodes, whoever holds it (they no longer exist).
+    static func forget(_ db: Database, vnodes: [Int64]) throws {
+        for vnode in vnodes {
+            try db.execute(cached: "DELETE FROM callBack WHERE vnode = ?", arguments: [vnode])
+        }
+    }
+
     static func dropAll(_ db: Database, client: String) throws {
         try db.execute(cached: "DELETE FROM callBack WHERE client = ?", arguments: [client])
     }

@@ -521,7 +521,7 @@ public final class VolumeStore: Sendable {
             var gone = status
             gone.linkCount = 0
             return try finish(db, client: client, changed: [dir, vnode], granted: remaining == nil ? [dir] : [dir, vnode],
-                              reason: .remove, now: now,
+                              removed: remaining == nil ? [vnode] : [], reason: .remove, now: now,
                               NamespaceChange(directory: VnodeTable.status(db, dir), target: remaining ?? gone))
         }
         if let deletedData { try? FileManager.default.removeItem(atPath: deletedData) }
@@ -564,6 +564,7 @@ public final class VolumeStore: Sendable {
                 try AccessCheck.require(AccessCheck.write, on: movedStatus, for: client.identity)
             }
             var changed: Set<Int64> = [from, to, moved]
+            var removed: [Int64] = []
             if let existing = try VnodeTable.lookup(db, directory: to, name: toName) {
                 if existing == moved {
                     // POSIX: renaming a name onto another link of the same file does nothing.
@@ -583,6 +584,7 @@ public final class VolumeStore: Sendable {
                 }
                 changed.insert(existing)
                 deletedData = try unlinkEntry(db, directory: to, name: toName, vnode: existing, status: existingStatus, now: now)
+                if (try? VnodeTable.status(db, existing)) == nil { removed.append(existing) }
             }
             if movedStatus.type == .directory && from != to {
                 // A directory may not move into its own subtree.
@@ -600,7 +602,8 @@ public final class VolumeStore: Sendable {
             try VnodeTable.touch(db, from, content: true, now: now)
             if to != from { try VnodeTable.touch(db, to, content: true, now: now) }
             try VnodeTable.touch(db, moved, content: false, now: now)
-            return try finish(db, client: client, changed: Array(changed), granted: [from, to, moved], reason: .rename, now: now,
+            return try finish(db, client: client, changed: Array(changed), granted: [from, to, moved], removed: removed,
+                              reason: .rename, now: now,
                               NamespaceChange(directory: VnodeTable.status(db, from), target: VnodeTable.status(db, moved),
                                               otherDirectory: VnodeTable.status(db, to)))
         }
@@ -609,9 +612,12 @@ public final class VolumeStore: Sendable {
     }
 
     /// Breaks other clients' promises on `changed` and grants the caller fresh ones on `granted`.
-    private func finish(_ db: Database, client: Requester, changed: [Int64], granted: [Int64], reason: CallBackReason,
-                        now: Timespec, _ change: NamespaceChange) throws -> Mutation<NamespaceChange> {
+    /// The caller's own promises on `removed` (vnodes this change deleted) go too: nothing else
+    /// would ever drop them, and a client that makes and removes files would grow the table.
+    private func finish(_ db: Database, client: Requester, changed: [Int64], granted: [Int64], removed: [Int64] = [],
+                        reason: CallBackReason, now: Timespec, _ change: NamespaceChange) throws -> Mutation<NamespaceChange> {
         let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client.clientID, now: now.seconds)
+        try CallBackTable.forget(db, vnodes: removed)
         try grant(db, client, vnodes: granted, now: now)
         return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: expiry(for: client, now: now))
     }

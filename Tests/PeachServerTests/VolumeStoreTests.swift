@@ -160,6 +160,23 @@ struct VolumeStoreTests {
         }
     }
 
+    @Test("removing a file, or renaming over it, leaves no promise on it, the remover's included")
+    func removedFilesHoldNoPromises() throws {
+        try withStore { store, _ in
+            let file = try create(store, "f", client: "writer")
+            let other = try create(store, "g", client: "writer")
+            let target = try create(store, "h", client: "writer")
+            for fid in [file.fid, other.fid, target.fid] { _ = try store.fetchStatus(fid, client: "reader") }
+            _ = try store.remove(directory: .root, name: "f", isDirectory: false, client: "writer")
+            _ = try store.rename(from: .root, "g", to: .root, "h", client: "writer")
+            // The reader's promises were broken; the writer keeps the root and g (now named h),
+            // and nothing on f or the old h, which are gone.
+            #expect(try store.callBackCount(client: "reader") == 0)
+            #expect(try store.callBackCount(client: "writer") == 2)
+            #expect(try store.callBackCount() == store.callBackHolders().values.reduce(0) { $0 + $1.count })
+        }
+    }
+
     @Test("callbacks, data and the epoch survive a restart; orphans are removed")
     func restart() throws {
         let directory = try TemporaryDirectory(prefix: "peach-store")
