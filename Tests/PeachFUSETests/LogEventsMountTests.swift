@@ -24,6 +24,8 @@ struct LogEventsMountTests {
             cluster.unmount(chatty)
             #expect(text(chatty.log).contains(" info "))
             #expect(text(chatty.log).contains("cache evicted"), "\(text(chatty.log))")
+            // Its own unmount is no news: the server was never away.
+            #expect(!text(chatty.log).contains("file server unreachable"))
             // Quiet by default: notices and above only.
             #expect(!text(quiet.log).contains(" info "), "\(text(quiet.log))")
             #expect(!text(quiet.log).contains(" debug "))

@@ -29,7 +29,7 @@ struct MountAtBootTests {
             let script = """
                 set -e
                 mount --bind '\(work)/sbin' /sbin
-                trap "status=\\$?; set +e; umount '\(viaType)' 2>/dev/null; umount '\(viaFstab)' 2>/dev/null; exit \\$status" EXIT
+                trap "status=\\$?; set +e; for m in '\(viaType)' '\(viaFstab)'; do umount \\$m 2>/dev/null || umount -l \\$m 2>/dev/null; done; exit \\$status" EXIT
                 mount -t fuse.peach \(cluster.address) '\(viaType)' -o cache='\(work)/cache-type',mode=afs
                 echo one > '\(viaType)/written-via-type'
                 LIBMOUNT_FSTAB='\(work)/fstab' mount '\(viaFstab)'
@@ -70,6 +70,10 @@ struct MountAtBootTests {
         }
         let generic = try shell("\(peach) mount /nonexistent-peach-mount -o rw,_netdev,nofail,x-systemd.automount,cache=/tmp/x")
         #expect(generic.output.contains("does not exist"), "\(generic.output)")
+        let directory = try TemporaryDirectory(prefix: "peach-options")
+        defer { directory.remove() }
+        let cacheIsAFile = try shell("\(peach) mount '\(directory.path)' -o cache=/etc/passwd")
+        #expect(cacheIsAFile.output.contains("cannot use /etc/passwd as the cache directory"), "\(cacheIsAFile.output)")
         let readOnly = try shell("\(peach) mount /nonexistent-peach-mount -o ro,cache=/tmp/x")
         #expect(readOnly.status == 32 && readOnly.output.contains("read-write"))
         #expect(try shell("\(peach) mount /nonexistent-peach-mount -o 'cache=/tmp/x,bad name'").output.contains("not an option name"))
