@@ -17,8 +17,6 @@ extension AFSCacheManager {
         return cacheParameters()
     }
 
-    public func checkServer() -> ServerCheck { core.connection.check(timeout: .seconds(5)) }
-
     public func storeAllDirty() -> SyncReport {
         let dirty = table.withLock { t in t.vnodes.values.filter { $0.dirty && !$0.removed }.map { ($0, t.path(of: $0)) } }
         var failed: [UnsavedFile] = []

@@ -21,6 +21,9 @@ protocol CacheDesign: CacheManager {
 extension CacheDesign {
     public var statistics: ClientStatistics { core.statistics }
 
+    /// `peach fs checkservers`: 5 s at most for the answer.
+    public func checkServer() -> ServerCheck { core.connection.check(timeout: .seconds(5)) }
+
     public func setKernelNotifier(_ notifier: KernelNotifier?) { core.setNotifier(notifier) }
 
     var notifier: KernelNotifier? { core.notifier }

@@ -94,9 +94,6 @@ public final class ClientStatistics: Sendable {
 
     public func snapshot() -> Snapshot { state.withLock { $0 } }
 
-    /// False from a failed attempt to reach the server until it answers again.
-    public var serverReachable: Bool { state.withLock { $0.serverReachable } }
-
     public func json() -> String {
         let encoder = JSONEncoder()
         encoder.outputFormatting = [.sortedKeys, .prettyPrinted, .withoutEscapingSlashes]

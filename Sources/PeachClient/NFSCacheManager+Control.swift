@@ -25,8 +25,6 @@ extension NFSCacheManager {
         return cacheParameters()
     }
 
-    public func checkServer() -> ServerCheck { core.connection.check(timeout: .seconds(5)) }
-
     public func storeAllDirty() -> SyncReport {
         let dirty = table.withLock { t in t.nodes.values.filter { $0.isDirty && !$0.removed } }
         var failed: [UnsavedFile] = []

@@ -297,8 +297,8 @@ enum ControlClient {
 
     static func set(_ name: String, path: String, value: String = "", mountWide: Bool = false) throws {
         let (name, path) = mountWide ? self.mountWide(name, path) : (name, path)
-        // Ask first: on any other file system the set would store a real attribute.
-        _ = try get(mountWide ? self.mountWide(ControlAttributes.stats, path).0 : ControlAttributes.stats, path: path)
+        // Ask first, in the same namespace: on any other file system the set would store a real attribute.
+        _ = try get(name.hasPrefix("trusted.") ? ControlAttributes.trusted(ControlAttributes.stats) : ControlAttributes.stats, path: path)
         let bytes = Array(value.utf8)
         guard setxattr(path, name, bytes, bytes.count, 0) == 0 else { throw failure(path) }
     }

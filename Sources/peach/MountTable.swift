@@ -4,18 +4,22 @@ import Foundation
 /// no), so this is how PeachFS tells whether a directory is mounted.
 enum MountTable {
     static func isMounted(_ path: String) -> Bool {
-        guard let table = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return false }
         let target = canonical(path)
-        return table.split(separator: "\n").contains { line in
+        return mounts().contains { $0.point == target }
+    }
+
+    /// Each line's mount point and type.
+    private static func mounts() -> [(point: String, type: Substring)] {
+        guard let table = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return [] }
+        return table.split(separator: "\n").compactMap { line in
             let fields = line.split(separator: " ")
-            return fields.count > 1 && unescape(String(fields[1])) == target
+            return fields.count > 2 ? (unescape(String(fields[1])), fields[2]) : nil
         }
     }
 
     /// The PeachFS mount point that holds `path`, found from the path's text alone: nothing under
     /// the mount is looked up, so it answers while the server is down.
     static func peachMountRoot(of path: String) -> String? {
-        guard let table = try? String(contentsOfFile: "/proc/mounts", encoding: .utf8) else { return nil }
         let absolute = path.hasPrefix("/") ? path : FileManager.default.currentDirectoryPath + "/" + path
         // By hand: NSString's standardizingPath reads symlinks, a lookup under the mount.
         var parts: [Substring] = []
@@ -23,11 +27,7 @@ enum MountTable {
             if part == ".." { _ = parts.popLast() } else { parts.append(part) }
         }
         let normalized = "/" + parts.joined(separator: "/")
-        let roots = table.split(separator: "\n").compactMap { line -> String? in
-            let fields = line.split(separator: " ")
-            guard fields.count > 2, fields[2] == "fuse.peach" else { return nil }
-            return unescape(String(fields[1]))
-        }
+        let roots = mounts().filter { $0.type == "fuse.peach" }.map(\.point)
         return roots.filter { normalized == $0 || normalized.hasPrefix($0 == "/" ? "/" : $0 + "/") }.max { $0.count < $1.count }
     }
 
