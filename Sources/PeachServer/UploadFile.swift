@@ -1,5 +1,6 @@
 import Glibc
 import NIOCore
+import PeachProtocol
 
 /// The file syscalls of an incoming StoreData, run on the file I/O pool (never an event loop).
 enum UploadFile {
@@ -9,16 +10,7 @@ enum UploadFile {
 
     /// Writes all of `body`; false on any failure (disk full, quota).
     static func append(_ body: ByteBuffer, to fd: Int32) -> Bool {
-        body.withUnsafeReadableBytes { bytes in
-            var offset = 0
-            while offset < bytes.count {
-                let n = write(fd, bytes.baseAddress! + offset, bytes.count - offset)
-                if n < 0 && errno == EINTR { continue }
-                if n <= 0 { return false }
-                offset += n
-            }
-            return true
-        }
+        WholeWrite.write(body, to: fd) == nil
     }
 
     /// Makes the upload durable (unless `sync` is false: `--sync delayed`) and closes it; on

@@ -98,17 +98,12 @@ struct AdminCommand: ParsableCommand {
             }
             let size: UInt64
             do {
-                size = try server.connect().backup(limit: .minutes(Int64(timeout))) { chunk in
-                    var chunk = chunk
-                    try chunk.withUnsafeReadableBytes { bytes in
-                        var done = 0
-                        while done < bytes.count {
-                            let n = write(fd, bytes.baseAddress! + done, bytes.count - done)
-                            guard n > 0 else { throw FileSystemError(errno, "writing \(partial)") }
-                            done += n
-                        }
-                    }
-                    chunk.moveReaderIndex(forwardBy: chunk.readableBytes)
+                let connection = try server.connect()
+                defer { connection.close() }
+                // On the connection's event loop, which then reads no more until the disk took
+                // the chunk: a slow disk slows the transfer rather than filling memory.
+                size = try connection.backup(limit: .minutes(Int64(timeout))) { chunk in
+                    if let code = WholeWrite.write(chunk, to: fd) { throw FileSystemError(code, "writing \(partial)") }
                 }
             } catch {
                 throw CommandFailure("backup failed: \(error)")
