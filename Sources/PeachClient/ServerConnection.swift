@@ -291,7 +291,8 @@ public final class ServerConnection: Sendable {
             let milliseconds = Double((NIODeadline.now() - sent).nanoseconds) / 1e6
             return ServerCheck(server: "\(address)", reachable: true, unreachableSince: nil, roundTripMilliseconds: milliseconds)
         } catch {
-            lostServer()
+            // No answer is the server away; an answer that is an error is not (the same test as withRetries').
+            if (error as? FileSystemError)?.serverUnreachable == true { lostServer() }
             let since = liveness.withLockedValue { $0.awaySince } ?? .now()
             return ServerCheck(server: "\(address)", reachable: false, unreachableSince: date(since), roundTripMilliseconds: nil)
         }
