@@ -117,7 +117,11 @@ let package = Package(
         .testTarget(name: "PeachSecurityTests", dependencies: [
             "PeachSecurity", "PeachTesting", .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
-        .testTarget(name: "PeachClientTests", dependencies: ["PeachClient", "PeachTesting"]),
+        .testTarget(name: "PeachClientTests", dependencies: [
+            "PeachClient", "PeachTesting",
+            .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOSSL", package: "swift-nio-ssl"),
+        ]),
         .testTarget(name: "PeachFUSETests", dependencies: ["PeachTesting"]),
         .testTarget(name: "PeachBenchTests", dependencies: ["PeachBench", "PeachTesting"]),
     ],

@@ -33,8 +33,9 @@ final class RPCHandler: ChannelInboundHandler {
 
     func register(id: UInt32, _ call: Pending) {
         // Registered after the connection closed (the caller raced the close): it fails now,
-        // rather than wait for its timeout with a promise no one will complete.
-        guard !isClosed else { return call.promise.fail(FileSystemError.unreachable(EIO, Self.closedReason)) }
+        // rather than wait for its timeout with a promise no one will complete, and with the
+        // close's reason: a TLS refusal can arrive before the first request (Hello) is registered.
+        guard !isClosed else { return call.promise.fail(closedError) }
         pending[id] = call
     }
 
@@ -111,12 +112,16 @@ final class RPCHandler: ChannelInboundHandler {
         isClosed = true
         let calls = pending
         pending = [:]
-        // A TLS refusal is an answer (retrying will not help); anything else, a lost server.
-        let refusal = closingError.flatMap(TLSFailure.describe)
-        let error = refusal.map { FileSystemError(EIO, $0) } ?? .unreachable(EIO, Self.closedReason)
+        let error = closedError
         for (_, call) in calls { call.promise.fail(error) }
         onClose()
         context.fireChannelInactive()
+    }
+
+    /// What a call on the closed connection fails with. A TLS refusal is an answer (retrying will
+    /// not help); anything else, a lost server.
+    private var closedError: FileSystemError {
+        closingError.flatMap(TLSFailure.describe).map { FileSystemError(EIO, $0) } ?? .unreachable(EIO, Self.closedReason)
     }
 
     func errorCaught(context: ChannelHandlerContext, error: Error) {
