@@ -104,7 +104,9 @@ struct AdminMountTests {
                 load.signal(SIGKILL)
                 load.wait()
             }
-            usleep(300_000)
+            // The load is under way: some files made, some lines appended.
+            #expect(eventually { FileManager.default.fileExists(atPath: a.path + "/tree/load-3")
+                                 && (Files.read(n.path + "/appended")?.count ?? 0) > 0 })
             let archive = cluster.directory.path + "/volume.tar"
             let backup = try shell("\(peach) admin backup --server \(cluster.address) --out '\(archive)'")
             #expect(backup.status == 0, "\(backup.output)")

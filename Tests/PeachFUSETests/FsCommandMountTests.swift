@@ -201,12 +201,7 @@ struct FsCommandMountTests {
             #expect(sync.output.contains("kept"), "\(sync.output)")
 
             try cluster.startServer()
-            var back = false
-            for _ in 0..<50 where !back {
-                back = (try? shell("\(peach) fs checkservers '\(a.path)'"))?.status == 0
-                if !back { usleep(200_000) }
-            }
-            #expect(back)
+            #expect(eventually(every: 0.2) { (try? shell("\(peach) fs checkservers '\(a.path)'"))?.status == 0 })
             #expect(try shell("grep -c 'file server unreachable' '\(a.log)'").output == "1\n")
             #expect(try shell("grep -c 'file server back' '\(a.log)'").output == "1\n")
         }
@@ -231,12 +226,11 @@ struct FsCommandMountTests {
             }
             try shell("rm '\(b.path)/gone' '\(b.path)/held'")
             var used = 0
-            for _ in 0..<100 {
+            let onlyTheOpenCopyLeft = try eventually {
                 used = try json("getcacheparms '\(a.path)'")["usedBytes"] as? Int ?? -1
-                if used == 1000 { break }
-                usleep(20_000)
+                return used == 1000
             }
-            #expect(used == 1000, "the open file's copy stays, the other goes")
+            #expect(onlyTheOpenCopyLeft, "the open file's copy stays, the other goes: \(used) bytes")
         }
     }
 }
