@@ -26,7 +26,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     ///   - offlineReads: serve cached files read-only while the server is away (Coda-like).
     public init(server: ServerAddress, cacheDirectory: String, cacheSize: UInt64, tls: ClientTLS? = nil,
                 retry: ServerConnection.RetryPolicy = .failFast, offlineReads: Bool = false,
-                logger: Logger = Logger(label: "peach.afs")) throws {
+                logger: Logger = .noticesOnly("peach.afs")) throws {
         self.offlineReads = offlineReads
         disk = try DiskCache(directory: cacheDirectory, sizeLimit: cacheSize)
         let (clientID, epoch) = try disk.identity()

@@ -17,7 +17,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     /// - Parameter retry: what a request does when the server is away (a mount: hard or soft).
     public init(server: ServerAddress, options: NFSOptions, tls: ClientTLS? = nil, retry: ServerConnection.RetryPolicy = .failFast,
-                logger: Logger = Logger(label: "peach.nfs")) {
+                logger: Logger = .noticesOnly("peach.nfs")) {
         self.options = options
         // No state on the server: a fresh identity each mount, only to introduce the connection.
         core = ClientCore(design: .nfs, server: server, clientID: "nfs-" + UUID().uuidString, epoch: 1, tls: tls, retry: retry,

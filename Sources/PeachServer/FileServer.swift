@@ -48,7 +48,7 @@ public final class FileServer: Sendable {
     /// - Parameter limits: what one connection may make the server hold (see `ConnectionLimits`).
     public init(store: VolumeStore, callBackTimeout: TimeAmount = .seconds(10), limits: ConnectionLimits = ConnectionLimits(),
                 tls: ServerTLS? = nil, identityPolicy: IdentityPolicy = IdentityPolicy(),
-                logger: Logger = Logger(label: "peach.server")) {
+                logger: Logger = .noticesOnly("peach.server")) {
         self.store = store
         self.tls = tls
         group = MultiThreadedEventLoopGroup(numberOfThreads: 2)

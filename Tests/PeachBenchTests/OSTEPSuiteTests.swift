@@ -1,4 +1,5 @@
 import PeachBench
+import PeachTesting
 import Testing
 
 /// The OSTEP suite measures what the chapter predicts, in-process, with small sizes.
@@ -54,6 +55,16 @@ struct OSTEPSuiteTests {
         }
         let svg = try String(contentsOfFile: directory.path + "/hit-rate.svg", encoding: .utf8)
         #expect(svg.hasPrefix("<svg") && svg.contains("AFS mode"))
+    }
+
+    @Test("peach bench ostep prints its table, not the log lines of the server and clients it runs in-process")
+    func quietOutput() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-quiet")
+        defer { directory.remove() }
+        let run = try shell("'\(MountSupport.peachBinary)' bench ostep --quick --only 2", in: directory.path)
+        #expect(run.status == 0, "\(run.output)")
+        #expect(run.output.contains("small file, sequential re-read"))
+        #expect(!run.output.contains(" info "), "\(run.output)")
     }
 }
 
