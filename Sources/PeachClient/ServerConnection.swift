@@ -543,9 +543,12 @@ public final class ServerConnection: Sendable {
                     try Self.upload(fd: fd, size: size, channel: channel, id: id)
                 } catch {
                     // The server cannot tell a half-sent file from a slow one: drop the connection,
-                    // which discards the upload there and fails this call here.
+                    // which discards the upload there and fails this call here. A write that
+                    // failed because the connection went is a lost server, retried as any
+                    // request is (a hard mount waits, a soft one until --timeout); a local
+                    // failure (reading the cached copy) is not.
                     channel.close(promise: nil)
-                    throw error
+                    throw FileSystemError.transport(error)
                 }
             })
         }

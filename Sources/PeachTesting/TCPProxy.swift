@@ -4,7 +4,8 @@ import NIOConcurrencyHelpers
 /// A loopback TCP proxy in front of a server, for network faults a test turns on and off:
 /// `holdReplies` stops forwarding from the server to the clients (a one-way partition: the
 /// clients' requests and pings still arrive, nothing comes back), `release` forwards what was
-/// held, in order. Blocking sockets, two threads per connection; for tests only.
+/// held, in order. `dropConnection(afterForwarding:)` cuts a connection in the middle of a
+/// request. Blocking sockets, two threads per connection; for tests only.
 public final class TCPProxy: @unchecked Sendable {
     public let port: Int
     private let target: Int
@@ -12,6 +13,8 @@ public final class TCPProxy: @unchecked Sendable {
     private let held = NIOLockedValueBox(false)
     private let sockets = NIOLockedValueBox<[Int32]>([])
     private let stopped = NIOLockedValueBox(false)
+    /// Bytes still to forward from a client before its connection is cut (once), if armed.
+    private let cutAfter = NIOLockedValueBox<Int?>(nil)
 
     /// Listens on a free loopback port and forwards each connection to 127.0.0.1:`targetPort`.
     public init(targetPort: Int) throws {
@@ -25,6 +28,11 @@ public final class TCPProxy: @unchecked Sendable {
 
     /// Forwards again, everything held first.
     public func release() { held.withLockedValue { $0 = false } }
+
+    /// Once `bytes` more have gone from a client to the server, closes that connection at both
+    /// ends, as a network that fails in the middle of a request. Later connections are forwarded
+    /// as usual.
+    public func dropConnection(afterForwarding bytes: Int) { cutAfter.withLockedValue { $0 = bytes } }
 
     /// Closes the listener and every connection.
     public func stop() {
@@ -74,6 +82,20 @@ public final class TCPProxy: @unchecked Sendable {
                 guard m > 0 else { return }
                 sent += m
             }
+            if !holdable && cutNow(forwarded: n) { return }
+        }
+    }
+
+    /// Counts `forwarded` client bytes against an armed cut; true when the cut is due (it disarms).
+    private func cutNow(forwarded: Int) -> Bool {
+        cutAfter.withLockedValue { left in
+            guard let remaining = left else { return false }
+            if remaining > forwarded {
+                left = remaining - forwarded
+                return false
+            }
+            left = nil
+            return true
         }
     }
 }

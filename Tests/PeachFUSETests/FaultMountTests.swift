@@ -301,6 +301,31 @@ struct ServerAwayMountTests {
         }
     }
 
+    @Test("a connection cut in the middle of a store's upload is retried: on a hard mount close(2) succeeds, the file whole")
+    func uploadCutMidway() throws {
+        try withMounts { cluster in
+            let proxy = try TCPProxy(targetPort: cluster.port)
+            defer { proxy.stop() }
+            let a = try cluster.mount("a", through: proxy)
+            let b = try cluster.mount("b")
+            try shell("head -c 33554432 /dev/urandom > '\(cluster.directory.path)/source'")
+            let fd = open(a.path + "/f", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
+            try #require(fd >= 0)
+            let content = try Data(contentsOf: URL(fileURLWithPath: cluster.directory.path + "/source"))
+            try FileHandle(fileDescriptor: fd, closeOnDealloc: false).write(contentsOf: content)
+            // The store at close sends 32 MiB; the connection drops after 4 MiB of it.
+            proxy.dropConnection(afterForwarding: 4 << 20)
+            let closed = close(fd)
+            let closeErrno = errno
+            #expect(closed == 0, "close: \(String(cString: strerror(closeErrno)))")
+            // Sent twice: cut, then whole on a new connection.
+            #expect((try Files.stats(a)["rpcs"] as? [String: Int])?["StoreData"] == 2)
+            let sums = try shell("sha256sum < '\(cluster.directory.path)/source'; sha256sum < '\(b.path)/f'").output
+                .split(separator: "\n")
+            #expect(sums.count == 2 && sums[0] == sums[1], "\(sums)")
+        }
+    }
+
     @Test("a soft mount fails a request the hung server does not answer with ETIMEDOUT; unmounting does not wait for it")
     func hungServer() throws {
         try withMounts(serverArguments: []) { cluster in
