@@ -80,6 +80,14 @@ struct ServerCommand: ParsableCommand {
     var metrics: String?
 
     func validate() throws {
+        if restore != nil {
+            // A restore serves nothing: an option for serving would be ignored without a word.
+            let serving = Peach.arguments.filter { $0.hasPrefix("--") }.map { String($0.split(separator: "=")[0]) }
+                .filter { !["--root", "--restore", "--log-level"].contains($0) }
+            if let first = serving.first {
+                throw CommandFailure("--restore unpacks the archive into --root and exits; give \(first) when starting the server afterwards")
+            }
+        }
         if let metrics { try MetricsEndpoint.validate(metrics) }
         guard ServerAddress(listen) != nil else { throw CommandFailure("--listen must be HOST:PORT, got '\(listen)'") }
         guard callbackTimeout > 0 else { throw CommandFailure("--callback-timeout must be positive") }

@@ -116,6 +116,10 @@ struct AdminMountTests {
             #expect(try shell("\(peach) admin backup --server \(cluster.address) --out '\(archive)'").output.contains("exists already"))
 
             let restoredRoot = cluster.directory.path + "/restored"
+            // A restore serves nothing: an option for serving is refused, not ignored.
+            let serving = try shell("\(peach) server --restore '\(archive)' --root '\(restoredRoot)' --listen 127.0.0.1:7999")
+            #expect(serving.status != 0 && serving.output.contains("give --listen when starting the server"), "\(serving.output)")
+            #expect(!FileManager.default.fileExists(atPath: restoredRoot))
             let restore = try shell("\(peach) server --restore '\(archive)' --root '\(restoredRoot)'")
             try #require(restore.status == 0, "\(restore.output)")
             #expect(try shell("\(peach) server --restore '\(archive)' --root '\(restoredRoot)'").output.contains("not empty"))

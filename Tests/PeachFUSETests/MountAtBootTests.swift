@@ -77,6 +77,16 @@ struct MountAtBootTests {
         let readOnly = try shell("\(peach) mount /nonexistent-peach-mount -o ro,cache=/tmp/x")
         #expect(readOnly.status == 32 && readOnly.output.contains("read-write"))
         #expect(try shell("\(peach) mount /nonexistent-peach-mount -o 'cache=/tmp/x,bad name'").output.contains("not an option name"))
+        // A value given through -o and again elsewhere must agree, or the mount is refused.
+        let twice = try shell("\(peach) mount /nonexistent-peach-mount --server 127.0.0.1:7001 -o cache=/tmp/x,server=127.0.0.1:7002")
+        #expect(twice.status == 32 && twice.output.contains("--server 127.0.0.1:7001 and -o server=127.0.0.1:7002 disagree"), "\(twice.output)")
+        #expect(try shell("\(peach) mount /nonexistent-peach-mount -o cache=/tmp/x -o cache=/tmp/y").output.contains("disagree"))
+        let agreeing = try shell("\(peach) mount /nonexistent-peach-mount --server=127.0.0.1:7001 -o cache=/tmp/x,server=127.0.0.1:7001")
+        #expect(agreeing.output.contains("does not exist"), "\(agreeing.output)")
+        // As mount(8)'s helper: the fstab line's source and -o server= must agree.
+        try FileManager.default.createSymbolicLink(atPath: directory.path + "/mount.fuse.peach", withDestinationPath: MountSupport.peachBinary)
+        let helper = try shell("'\(directory.path)/mount.fuse.peach' 127.0.0.1:7001 /nonexistent-peach-mount -o cache=/tmp/x,server=127.0.0.1:7002")
+        #expect(helper.status == 32 && helper.output.contains("disagree"), "\(helper.output)")
     }
 
     /// The ExecStart line of `contrib/systemd/NAME`, with the paths and addresses replaced.
