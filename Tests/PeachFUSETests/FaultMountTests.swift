@@ -311,11 +311,14 @@ struct ServerAwayMountTests {
             try shell("head -c 33554432 /dev/urandom > '\(cluster.directory.path)/source'")
             let fd = open(a.path + "/f", O_WRONLY | O_CREAT | O_TRUNC, 0o644)
             try #require(fd >= 0)
+            var closed: Int32?
+            // Whatever fails below, the descriptor does not keep the mount busy.
+            defer { if closed == nil { close(fd) } }
             let content = try Data(contentsOf: URL(fileURLWithPath: cluster.directory.path + "/source"))
             try FileHandle(fileDescriptor: fd, closeOnDealloc: false).write(contentsOf: content)
             // The store at close sends 32 MiB; the connection drops after 4 MiB of it.
             proxy.dropConnection(afterForwarding: 4 << 20)
-            let closed = close(fd)
+            closed = close(fd)
             let closeErrno = errno
             #expect(closed == 0, "close: \(String(cString: strerror(closeErrno)))")
             // Sent twice: cut, then whole on a new connection.

@@ -103,12 +103,13 @@ struct MountAtBootTests {
 
     /// Waits until `log` matches `pattern`; returns the match.
     func waitFor(_ pattern: String, in log: String) -> String? {
-        for _ in 0..<400 {
+        var match: String?
+        _ = eventually(within: 10, every: 0.025) {
             let text = (try? String(contentsOfFile: log, encoding: .utf8)) ?? ""
-            if let range = text.range(of: pattern, options: .regularExpression) { return String(text[range]) }
-            usleep(25_000)
+            match = text.range(of: pattern, options: .regularExpression).map { String(text[$0]) }
+            return match != nil
         }
-        return nil
+        return match
     }
 
     @Test("the systemd units' ExecStart lines serve and mount; SIGTERM unmounts after storing, and stops the server cleanly")
