@@ -1,12 +1,12 @@
 #!/usr/bin/env python3
 """Many misbehaving connections against a running `peach server`, then its resident memory.
 
-Usage: hostile-load.py SERVER_PID PORT KIND COUNT [FID_VNODE]
+Usage: hostile-load.py SERVER_PID PORT KIND COUNT [VNODE.UNIQUIFIER]
 
 KIND is one of:
   partial  each connection sends the header of a 1 MiB frame and 512 KiB of its body, then waits
-  reads    each connection says Hello and sends 200 READs of 64 KiB of vnode FID_VNODE, reading nothing
-  fetches  each connection says Hello and sends 8 FetchData of vnode FID_VNODE, reading nothing
+  reads    each connection says Hello and sends 200 READs of 64 KiB of that file, reading nothing
+  fetches  each connection says Hello and sends 8 FetchData of that file, reading nothing
   idle     each connection says nothing at all
 
 Prints the server's VmRSS and VmHWM before, while the connections are held, and after they close.
@@ -35,8 +35,8 @@ def hello(ident):
     return frame(REQUEST, 1, HELLO, body)
 
 
-def fid(vnode):
-    return struct.pack(">IQI", 1, vnode, 1)
+def fid(vnode, unique):
+    return struct.pack(">IQI", 1, vnode, unique)
 
 
 def memory(pid):
@@ -51,7 +51,8 @@ def memory(pid):
 
 def main():
     pid, port, kind, count = int(sys.argv[1]), int(sys.argv[2]), sys.argv[3], int(sys.argv[4])
-    vnode = int(sys.argv[5]) if len(sys.argv) > 5 else 2
+    # A file's uniquifier is random: `peach fs whereis PATH` shows its FID, VOLUME.VNODE.UNIQUIFIER.
+    vnode, unique = (int(part) for part in (sys.argv[5] if len(sys.argv) > 5 else "1.1").split("."))
     print("before: " + memory(pid), flush=True)
     sockets = []
     for i in range(count):
@@ -62,9 +63,9 @@ def main():
             payload = struct.pack(">I", 1 << 20) + bytes(512 << 10)
         elif kind == "reads":
             payload = hello(i) + b"".join(
-                frame(REQUEST, 2 + n, READ, credential() + fid(vnode) + struct.pack(">QI", 0, 64 << 10)) for n in range(200))
+                frame(REQUEST, 2 + n, READ, credential() + fid(vnode, unique) + struct.pack(">QI", 0, 64 << 10)) for n in range(200))
         elif kind == "fetches":
-            payload = hello(i) + b"".join(frame(REQUEST, 2 + n, FETCH_DATA, credential() + fid(vnode)) for n in range(8))
+            payload = hello(i) + b"".join(frame(REQUEST, 2 + n, FETCH_DATA, credential() + fid(vnode, unique)) for n in range(8))
         else:
             payload = b""
         try:

@@ -40,6 +40,11 @@ final class DiskCache: Sendable {
         self.directory = directory
         limit = NIOLockedValueBox(sizeLimit)
         try FileManager.default.createDirectory(atPath: directory + "/files", withIntermediateDirectories: true)
+        // Private to the mount, as OpenAFS's cache: the index holds the client id, and the files
+        // hold whatever the mount's users read.
+        guard chmod(directory, 0o700) == 0 else {
+            throw FileSystemError(errno, "cannot make the cache directory \(directory) private")
+        }
         directoryLock = try ExclusiveDirectoryLock.acquire(directory, what: "cache directory")
         conflicts = try ConflictStore(cacheDirectory: directory)
         var configuration = Configuration()
@@ -65,6 +70,7 @@ final class DiskCache: Sendable {
             try db.execute(sql: "ALTER TABLE cacheEntry ADD COLUMN path TEXT")
         }
         try migrator.migrate(index)
+        for suffix in ["", "-wal", "-shm"] { chmod(directory + "/index.sqlite" + suffix, 0o600) }
         let rows = try index.read { db in try Row.fetchAll(db, sql: "SELECT * FROM cacheEntry") }
         var loaded: [FID: Entry] = [:]
         for row in rows {

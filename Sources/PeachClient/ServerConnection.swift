@@ -192,6 +192,9 @@ public final class ServerConnection: Sendable {
         } catch let error as FileSystemError where tls == nil && error.reason == RPCHandler.closedReason {
             // Also what a server that is going down does: worth a retry under a hard mount.
             throw FileSystemError.unreachable(EIO, "the server closed the connection at Hello (it may require TLS: --tls-cert, --tls-key, --tls-ca)")
+        } catch let error as FileSystemError where error.serverCode == .accessDenied {
+            throw FileSystemError(EACCES, "the server refused client id \(clientID): another user or machine introduced it "
+                                  + "(each user's mount needs a cache directory of its own)")
         }
         guard case .hello(let hello) = reply else { throw FileSystemError(EIO, "unexpected reply to Hello") }
         let lease = TimeAmount.milliseconds(Int64(hello.leaseMilliseconds))

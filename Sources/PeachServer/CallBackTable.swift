@@ -17,7 +17,10 @@ enum CallBackTable {
     }
 
     /// Deletes every other client's promise on `vnodes` and returns the live ones, by client.
-    static func breakAll(_ db: Database, vnodes: [Int64], except client: String, now: Int64) throws -> [String: [FID]] {
+    /// `deleted` names the vnodes the change has deleted already: their rows are gone, and
+    /// with them the uniquifier a break must carry (it is random, so it cannot be assumed).
+    static func breakAll(_ db: Database, vnodes: [Int64], except client: String, now: Int64,
+                         deleted: [FID] = []) throws -> [String: [FID]] {
         guard !vnodes.isEmpty else { return [:] }
         let placeholders = databaseQuestionMarks(count: vnodes.count)
         var arguments = StatementArguments(vnodes)
@@ -30,8 +33,11 @@ enum CallBackTable {
         try db.execute(cached: "DELETE FROM callBack WHERE vnode IN (\(placeholders)) AND client != ?", arguments: arguments)
         var breaks: [String: [FID]] = [:]
         for row in rows where (row["expiresAt"] as Int64) > now {
-            let unique = (row["uniquifier"] as Int64?) ?? 1
-            breaks[row["client"], default: []].append(FID(vnode: UInt64(row["vnode"] as Int64), unique: UInt32(unique)))
+            let vnode = UInt64(row["vnode"] as Int64)
+            guard let unique = (row["uniquifier"] as Int64?).map(UInt32.init) ?? deleted.first(where: { $0.vnode == vnode })?.unique else {
+                continue
+            }
+            breaks[row["client"], default: []].append(FID(vnode: vnode, unique: unique))
         }
         return breaks
     }

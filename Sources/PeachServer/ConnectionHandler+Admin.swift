@@ -13,8 +13,7 @@ extension ConnectionHandler {
         let (peer, local) = (context.channel.remoteAddress, context.channel.localAddress)
         let server = self.server
         server.threadPool.runIfActive(eventLoop: context.eventLoop) { () -> (Principal, AdminDesk.Answer?) in
-            // A plain connection: who opened it, from the kernel's socket table.
-            let principal = known ?? LoopbackPeer.principal(peer: peer, local: local)
+            let principal = try known ?? LoopbackPeer.requirePrincipal(peer: peer, local: local)
             guard server.identityPolicy.mayAdminister(principal) else { return (principal, nil) }
             return (principal, try AdminDesk(server: server).answer(query))
         }.whenComplete { result in

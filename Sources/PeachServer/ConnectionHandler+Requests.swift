@@ -48,9 +48,8 @@ extension ConnectionHandler {
         let known = principal
         let (peer, local) = (context.channel.remoteAddress, context.channel.localAddress)
         server.threadPool.runIfActive(eventLoop: context.eventLoop) {
-            // A plain connection: who opened it, from the kernel's socket table.
-            let principal = known ?? LoopbackPeer.principal(peer: peer, local: local)
-            return (try store.introduce(client: hello.clientID, epoch: hello.epoch), principal)
+            let principal = try known ?? LoopbackPeer.requirePrincipal(peer: peer, local: local)
+            return (try store.introduce(client: hello.clientID, epoch: hello.epoch, owner: principal.ownerKey), principal)
         }.whenComplete { result in
             let handler = loopBound.value
             switch result {
@@ -66,6 +65,10 @@ extension ConnectionHandler {
                 let lease = UInt32(clamping: handler.server.lease.nanoseconds / 1_000_000)
                 handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost, leaseMilliseconds: lease)),
                                   id: id, opcode: Opcode.hello.rawValue)
+            case .failure(let refusal as StatusCode):
+                handler.server.logger.notice("client refused", metadata: ["client": "\(hello.clientID)", "reason": "\(refusal)",
+                                                                          "peer": "\(peer.map { "\($0)" } ?? "-")"])
+                handler.sendError(refusal, id: id, opcode: Opcode.hello.rawValue)
             case .failure:
                 handler.sendError(.ioError, id: id, opcode: Opcode.hello.rawValue)
             }

@@ -81,12 +81,24 @@ public enum Principal: Sendable, Equatable {
         }
     }
 
-    /// The name `--no-root-squash` and `--read-only-clients` match.
-    public var machineName: String? {
+    /// The machine `--no-root-squash` and `--read-only-clients` match: every local user's
+    /// connection comes from "localhost" (only root's is spared squashing, by its own case).
+    public var machineName: String {
         switch self {
         case .machine(let name), .unauthenticated(let name): name
-        case .localRoot: "localhost"
-        case .localUser: nil
+        case .localRoot, .localUser: "localhost"
+        }
+    }
+
+    /// Who owns a client id this principal introduces (`client.owner`): the certificate's
+    /// machine over TLS, the socket's uid on this machine, the address of an unauthenticated
+    /// peer. Another principal is refused that id, and with it the id's promises and replies.
+    public var ownerKey: String {
+        switch self {
+        case .machine(let name): "machine:\(name)"
+        case .localRoot: "local:0"
+        case .localUser(let identity): "local:\(identity.uid)"
+        case .unauthenticated(let address): "address:\(address)"
         }
     }
 }
@@ -94,10 +106,11 @@ public enum Principal: Sendable, Equatable {
 extension IdentityPolicy {
     /// The identity a request with `credential` acts as on a connection from `principal`.
     public func identity(for credential: Credential, from principal: Principal) -> Identity {
-        let readOnly = principal.machineName.map(readOnlyClients.contains) ?? false
+        let readOnly = readOnlyClients.contains(principal.machineName)
         let anonymous = Identity(uid: anonymousUID, gid: anonymousGID, readOnly: readOnly)
         switch principal {
-        case .localUser(let user):
+        case .localUser(var user):
+            user.readOnly = readOnly
             return allSquash ? anonymous : user
         case .localRoot:
             if allSquash { return anonymous }

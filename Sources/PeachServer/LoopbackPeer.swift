@@ -1,5 +1,6 @@
 import Foundation
 import NIOCore
+import PeachProtocol
 
 /// Who owns the other end of a loopback TCP connection, from the kernel's socket table
 /// (/proc/net/tcp and tcp6, as identd reads it). A plain connection from this machine is trusted
@@ -11,16 +12,24 @@ enum LoopbackPeer {
     }
 
     /// The principal of a plain connection: a local user by the socket's owner, or an
-    /// unauthenticated machine by its address.
-    static func principal(peer: SocketAddress?, local: SocketAddress?) -> Principal {
+    /// unauthenticated machine by its address. Nil when the owner cannot be known (the peer
+    /// closed its socket already): the request is refused.
+    static func principal(peer: SocketAddress?, local: SocketAddress?) -> Principal? {
         guard isLoopback(peer), let peer, let local else { return .unauthenticated(peer?.ipAddress ?? "-") }
-        guard let uid = owner(of: peer, connectedTo: local) else {
-            return .localUser(Identity(uid: 65534, gid: 65534))  // unknown: nobody
-        }
+        guard let uid = owner(of: peer, connectedTo: local) else { return nil }
         return uid == 0 ? .localRoot : .localUser(localIdentity(uid))
     }
 
-    /// The uid that opened the socket `peer` connected to `local`.
+    /// The principal of a plain connection, looked up when its first Hello or Admin request is
+    /// handled; accessDenied when its owner cannot be known.
+    static func requirePrincipal(peer: SocketAddress?, local: SocketAddress?) throws -> Principal {
+        guard let principal = principal(peer: peer, local: local) else { throw StatusCode.accessDenied }
+        return principal
+    }
+
+    /// The uid that opened the socket `peer` connected to `local`, while that socket is still
+    /// ESTABLISHED. Once the peer has closed it, the kernel may keep only a time-wait entry,
+    /// which it prints with uid 0: a closed socket is nobody's, never root's.
     static func owner(of peer: SocketAddress, connectedTo local: SocketAddress) -> uid_t? {
         let wanted = [(entry(peer, v6: false), entry(local, v6: false), "/proc/net/tcp"),
                       (entry(peer, v6: true), entry(local, v6: true), "/proc/net/tcp6")]
@@ -29,11 +38,14 @@ enum LoopbackPeer {
             for line in text.split(separator: "\n").dropFirst() {
                 let fields = line.split(separator: " ", omittingEmptySubsequences: true)
                 guard fields.count > 7, fields[1] == peerEntry, fields[2] == localEntry else { continue }
-                return uid_t(fields[7])
+                return fields[3] == establishedState ? uid_t(fields[7]) : nil
             }
         }
         return nil
     }
+
+    /// The `st` column of a connected socket (TCP_ESTABLISHED).
+    static let establishedState: Substring = "01"
 
     /// A /proc file's text. Its size reads as 0, so it is read until the end, not by its size.
     static func readProcFile(_ path: String) -> String? {

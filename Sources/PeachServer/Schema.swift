@@ -80,6 +80,10 @@ enum Schema {
                 ) WITHOUT ROWID;
                 """)
         }
+        migrator.registerMigration("v4: the principal that owns a client id") { db in
+            // NULL for ids introduced before owners were recorded: the next Hello claims it.
+            try db.execute(sql: "ALTER TABLE client ADD COLUMN owner TEXT")
+        }
         return migrator
     }
 }

@@ -61,15 +61,19 @@ enum VnodeTable {
         }
     }
 
+    /// A new vnode. Its uniquifier is random (the root's is 1), as an NFS server's generation
+    /// numbers are: a FID cannot be guessed from the vnode numbers, which count up, so a user
+    /// reaches an object only through a path it may search, or a FID it was given.
     static func insert(_ db: Database, type: FileType, mode: UInt32, uid: UInt32, gid: UInt32, size: UInt64,
-                       linkCount: UInt32, parent: Int64?, rdev: UInt64, symlinkTarget: String?, now: Timespec) throws -> Int64 {
+                       linkCount: UInt32, parent: Int64?, rdev: UInt64, symlinkTarget: String?, now: Timespec,
+                       uniquifier: UInt32 = UInt32.random(in: 2...UInt32.max)) throws -> Int64 {
         try db.execute(cached: """
             INSERT INTO vnode (uniquifier, type, mode, uid, gid, size, linkCount, dataVersion,
                 atimeSeconds, atimeNanoseconds, mtimeSeconds, mtimeNanoseconds, ctimeSeconds, ctimeNanoseconds,
                 rdev, parent, symlinkTarget)
-            VALUES (COALESCE((SELECT value FROM serverState WHERE key = 'uniquifier'), 1), ?, ?, ?, ?, ?, ?, 1,
+            VALUES (?, ?, ?, ?, ?, ?, ?, 1,
                     ?, ?, ?, ?, ?, ?, ?, ?, ?)
-            """, arguments: [type.rawValue, mode & 0o7777, uid, gid, Int64(size), linkCount,
+            """, arguments: [Int64(uniquifier), type.rawValue, mode & 0o7777, uid, gid, Int64(size), linkCount,
                              now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, now.seconds, now.nanoseconds,
                              Int64(bitPattern: rdev), parent, symlinkTarget])
         return db.lastInsertedRowID

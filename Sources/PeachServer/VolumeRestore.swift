@@ -85,7 +85,8 @@ public enum VolumeRestore {
     /// numbering files and versions after the backup. So that no client takes a cached copy for
     /// the restored one: no promise of the old server holds, every client revalidates its cache
     /// when it next says Hello, every data version leaps ahead (its version file renamed to
-    /// match), and files made from now on get a new uniquifier, so their FIDs are new too.
+    /// match). Files made from now on get random uniquifiers, as all new files do, so a vnode
+    /// number the old server used after the backup names a new FID here.
     private static func startNewIncarnation(root: String) throws {
         let database = try DatabaseQueue(path: root + "/volume.sqlite")
         defer { try? database.close() }
@@ -101,8 +102,6 @@ public enum VolumeRestore {
             try db.execute(sql: """
                 DELETE FROM callBack; UPDATE client SET callBacksLost = 1; DELETE FROM replay;
                 UPDATE vnode SET dataVersion = dataVersion + ?;
-                INSERT OR REPLACE INTO serverState (key, value)
-                    VALUES ('uniquifier', COALESCE((SELECT value FROM serverState WHERE key = 'uniquifier'), 1) + 1);
                 """, arguments: [versionLeap])
         }
     }

@@ -64,7 +64,7 @@ public final class VolumeStore: Sendable {
             if try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM vnode") == 0 {
                 let now = Timespec.now()
                 _ = try VnodeTable.insert(db, type: .directory, mode: 0o755, uid: 0, gid: 0, size: 4096, linkCount: 2,
-                                          parent: nil, rdev: 0, symlinkTarget: nil, now: now)
+                                          parent: nil, rdev: 0, symlinkTarget: nil, now: now, uniquifier: FID.root.unique)
             }
             return UInt64(previous + 1)
         }
@@ -133,13 +133,17 @@ public final class VolumeStore: Sendable {
 
     /// Records a client's Hello. Returns true when the client must treat every promise as gone:
     /// the server declared it unreachable since it last spoke.
-    public func introduce(client: String, epoch: UInt64) throws -> Bool {
+    /// The id belongs to the principal `owner` that first introduced it (`Principal.ownerKey`):
+    /// anyone else is refused with accessDenied, so no one can take over another's promises,
+    /// acknowledge its breaks or be answered from its recorded replies.
+    public func introduce(client: String, epoch: UInt64, owner: String = Principal.localRoot.ownerKey) throws -> Bool {
         let now = Timespec.now().seconds
         // An opaque counter: any 64 bits are stored as they are (Int64(epoch) trapped at 2^63,
         // found by the request fuzzer).
         let storedEpoch = Int64(bitPattern: epoch)
         return try writeTransaction { db in
-            let row = try Row.fetchOne(db, cached: "SELECT epoch, callBacksLost FROM client WHERE id = ?", arguments: [client])
+            let row = try Row.fetchOne(db, cached: "SELECT epoch, callBacksLost, owner FROM client WHERE id = ?", arguments: [client])
+            if let claimed = row?["owner"] as String?, claimed != owner { throw StatusCode.accessDenied }
             let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
             let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
             if !sameEpoch {
@@ -148,9 +152,10 @@ public final class VolumeStore: Sendable {
                 try ReplayTable.forget(db, client: client)
             }
             try db.execute(cached: """
-                INSERT INTO client (id, epoch, callBacksLost, lastSeen) VALUES (?, ?, 0, ?)
-                ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, callBacksLost = 0, lastSeen = excluded.lastSeen
-                """, arguments: [client, storedEpoch, now])
+                INSERT INTO client (id, epoch, callBacksLost, lastSeen, owner) VALUES (?, ?, 0, ?, ?)
+                ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, callBacksLost = 0, lastSeen = excluded.lastSeen,
+                    owner = excluded.owner
+                """, arguments: [client, storedEpoch, now, owner])
             return lost
         }
     }
@@ -521,7 +526,7 @@ public final class VolumeStore: Sendable {
             var gone = status
             gone.linkCount = 0
             return try finish(db, client: client, changed: [dir, vnode], granted: remaining == nil ? [dir] : [dir, vnode],
-                              removed: remaining == nil ? [vnode] : [], reason: .remove, now: now,
+                              removed: remaining == nil ? [status.fid] : [], reason: .remove, now: now,
                               NamespaceChange(directory: VnodeTable.status(db, dir), target: remaining ?? gone))
         }
         if let deletedData { try? FileManager.default.removeItem(atPath: deletedData) }
@@ -564,7 +569,7 @@ public final class VolumeStore: Sendable {
                 try AccessCheck.require(AccessCheck.write, on: movedStatus, for: client.identity)
             }
             var changed: Set<Int64> = [from, to, moved]
-            var removed: [Int64] = []
+            var removed: [FID] = []
             if let existing = try VnodeTable.lookup(db, directory: to, name: toName) {
                 if existing == moved {
                     // POSIX: renaming a name onto another link of the same file does nothing.
@@ -584,7 +589,7 @@ public final class VolumeStore: Sendable {
                 }
                 changed.insert(existing)
                 deletedData = try unlinkEntry(db, directory: to, name: toName, vnode: existing, status: existingStatus, now: now)
-                if (try? VnodeTable.status(db, existing)) == nil { removed.append(existing) }
+                if (try? VnodeTable.status(db, existing)) == nil { removed.append(existingStatus.fid) }
             }
             if movedStatus.type == .directory && from != to {
                 // A directory may not move into its own subtree.
@@ -614,10 +619,10 @@ public final class VolumeStore: Sendable {
     /// Breaks other clients' promises on `changed` and grants the caller fresh ones on `granted`.
     /// The caller's own promises on `removed` (vnodes this change deleted) go too: nothing else
     /// would ever drop them, and a client that makes and removes files would grow the table.
-    private func finish(_ db: Database, client: Requester, changed: [Int64], granted: [Int64], removed: [Int64] = [],
+    private func finish(_ db: Database, client: Requester, changed: [Int64], granted: [Int64], removed: [FID] = [],
                         reason: CallBackReason, now: Timespec, _ change: NamespaceChange) throws -> Mutation<NamespaceChange> {
-        let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client.clientID, now: now.seconds)
-        try CallBackTable.forget(db, vnodes: removed)
+        let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client.clientID, now: now.seconds, deleted: removed)
+        try CallBackTable.forget(db, vnodes: removed.map { Int64($0.vnode) })
         try grant(db, client, vnodes: granted, now: now)
         return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: expiry(for: client, now: now))
     }

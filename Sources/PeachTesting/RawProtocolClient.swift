@@ -41,6 +41,16 @@ public final class RawProtocolClient: @unchecked Sendable {
 
     deinit { close(fd) }
 
+    /// The port this end of the connection has (the server sees it as the peer's).
+    public var localPort: Int {
+        var address = sockaddr_in()
+        var length = socklen_t(MemoryLayout<sockaddr_in>.size)
+        _ = withUnsafeMutablePointer(to: &address) {
+            $0.withMemoryRebound(to: sockaddr.self, capacity: 1) { getsockname(fd, $0, &length) }
+        }
+        return Int(UInt16(bigEndian: address.sin_port))
+    }
+
     /// Closes the connection now (the descriptor stays reserved until deinit).
     public func shutdownConnection() { shutdown(fd, Int32(SHUT_RDWR)) }
 
