@@ -41,10 +41,16 @@ extension VolumeStore {
 
     /// WRITE: the data goes into the current version file in place, which becomes the next data
     /// version (NFS writes are not atomic, unlike StoreData). Unstable until `commit`.
+    ///
+    /// The next version's name is a second hard link to the same file, made before the
+    /// transaction and the old name removed only after it commits: at every instant the version
+    /// the committed row names has its file, so a crash anywhere (start-up removes the name no
+    /// row names) leaves the file with the write or without it, never without the file.
     public func write(_ fid: FID, offset: UInt64, data: [UInt8], client: Requester) throws -> Mutation<WriteResult> {
         let now = Timespec.now()
         let range = try WireValues.range(offset: offset, count: data.count, maximumFileSize: limits.maximumFileSize)
-        return try writeTransaction { db in
+        var removeAfterCommit: String?
+        let mutation = try writeTransaction { db -> Mutation<WriteResult> in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
             guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
             try AccessCheck.requireWritable(client.identity)
@@ -55,13 +61,13 @@ extension VolumeStore {
             try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
+            unlink(newPath)  // a name left by a write whose transaction failed
             // Only while a backup runs: it links version files under this same writer lock, so
             // a WRITE that saw no backup running finishes before any link is made.
             if backupRunning.load(ordering: .acquiring) && Self.isLinkedIntoBackup(oldPath) {
                 // A backup in progress holds this version by a hard link: write a copy, not its file.
                 try SparseCopy.copy(from: oldPath, to: newPath, size: Int64(status.size))
-                unlink(oldPath)
-            } else if Glibc.rename(oldPath, newPath) != 0 {
+            } else if Glibc.link(oldPath, newPath) != 0 {
                 guard errno == ENOENT, FileManager.default.createFile(atPath: newPath, contents: nil) else { throw StatusCode.ioError }
             }
             do {
@@ -77,13 +83,16 @@ extension VolumeStore {
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
                     """, arguments: [Int64(size), now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, vnode])
                 let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
+                removeAfterCommit = oldPath
                 return Mutation(value: WriteResult(before: status.dataVersion, after: try VnodeTable.status(db, vnode)),
                                 breaks: breaks, reason: .store, callBackExpiry: 0)
             } catch {
-                Glibc.rename(newPath, oldPath)
+                unlink(newPath)
                 throw error
             }
         }
+        if let removeAfterCommit { unlink(removeAfterCommit) }
+        return mutation
     }
 
     /// Whether a version file has another name: only `backup` links version files.
