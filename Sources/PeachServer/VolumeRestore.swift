@@ -24,10 +24,9 @@ public enum VolumeRestore {
         if let existing = try? fm.contentsOfDirectory(atPath: root), !existing.isEmpty {
             throw Failure(description: "\(root) is not empty: restore into a new directory")
         }
-        do { try checkMembers(of: archive) } catch let failure as Tar.Failure { throw Failure(description: failure.description) }
         try fm.createDirectory(atPath: root, withIntermediateDirectories: true)
         do {
-            try Tar.run(["-C", root, "-xf", archive, "--no-same-owner", "--no-same-permissions"], what: "unpacking \(archive)")
+            try unpack(archive, into: root)
             let restored = try check(root: root)
             try startNewIncarnation(root: root)
             return restored
@@ -35,24 +34,51 @@ public enum VolumeRestore {
             // Back to empty, as it was, or gone if this made it.
             for name in (try? fm.contentsOfDirectory(atPath: root)) ?? [] { try? fm.removeItem(atPath: root + "/" + name) }
             if !existed { try? fm.removeItem(atPath: root) }
-            throw (error as? Tar.Failure).map { Failure(description: $0.description) } ?? error
+            throw (error as? TarReader.Failure).map { Failure(description: "\(archive): \($0.description)") } ?? error
         }
     }
 
-    /// Only the names a backup holds: no path leaves DIR, and nothing else is written.
-    private static func checkMembers(of archive: String) throws {
-        let listing = try Tar.run(["-tf", archive], what: "reading \(archive)")
+    /// Creates `root/data` and every file of the archive itself: only the names a backup holds
+    /// (volume.sqlite, data/, data/VNODE.VERSION), only regular files and that one directory,
+    /// each made new (O_EXCL, O_NOFOLLOW), so no member can be a link, a device or a FIFO, name
+    /// a path outside `root`, or be written through anything the archive made.
+    private static func unpack(_ archive: String, into root: String) throws {
+        var reader = try TarReader(path: archive)
+        defer { reader.close() }
+        guard mkdir(root + "/data", 0o755) == 0 else {
+            throw Failure(description: "cannot create \(root)/data: \(String(cString: strerror(errno)))")
+        }
         var sawDatabase = false
-        for member in listing.split(separator: "\n") {
-            if member == "volume.sqlite" { sawDatabase = true; continue }
-            if member == "data/" || member == "data" { continue }
-            let parts = member.split(separator: "/", omittingEmptySubsequences: false)
-            let name = parts.count == 2 && parts[0] == "data" ? parts[1].split(separator: ".", omittingEmptySubsequences: false) : []
-            guard name.count == 2, name.allSatisfy({ !$0.isEmpty && $0.allSatisfy(\.isNumber) }) else {
-                throw Failure(description: "\(archive) is not a PeachFS backup: it holds '\(member)'")
+        while let member = try reader.next() {
+            let isDataDirectory = member.name == "data/" || member.name == "data"
+            guard isDataDirectory || member.name == "volume.sqlite" || isVersionFileName(member.name) else {
+                throw Failure(description: "\(archive) is not a PeachFS backup: it holds '\(member.name)'")
             }
+            let expected: TarReader.Member.Kind = isDataDirectory ? .directory : .regular
+            guard member.kind == expected else {
+                throw Failure(description: "\(archive) is not a PeachFS backup: '\(member.name)' is not a \(isDataDirectory ? "directory" : "regular file")")
+            }
+            if isDataDirectory { continue }
+            sawDatabase = sawDatabase || member.name == "volume.sqlite"
+            let path = root + "/" + member.name
+            let fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_NOFOLLOW | O_CLOEXEC, 0o600)
+            guard fd >= 0 else {
+                let reason = errno == EEXIST ? "it holds '\(member.name)' twice" : String(cString: strerror(errno))
+                throw Failure(description: "cannot restore '\(member.name)': \(reason)")
+            }
+            defer { close(fd) }
+            try reader.copyContent(of: member, to: fd)
+            guard fsync(fd) == 0 else { throw Failure(description: "cannot write '\(member.name)': \(String(cString: strerror(errno)))") }
         }
         guard sawDatabase else { throw Failure(description: "\(archive) is not a PeachFS backup: no volume.sqlite") }
+    }
+
+    /// `data/VNODE.VERSION`, both decimal.
+    private static func isVersionFileName(_ member: String) -> Bool {
+        let parts = member.split(separator: "/", omittingEmptySubsequences: false)
+        guard parts.count == 2, parts[0] == "data" else { return false }
+        let name = parts[1].split(separator: ".", omittingEmptySubsequences: false)
+        return name.count == 2 && name.allSatisfy { !$0.isEmpty && $0.count <= 20 && $0.allSatisfy(\.isASCII) && $0.allSatisfy(\.isNumber) }
     }
 
     /// The database is sound and every file's content is there, at its size.

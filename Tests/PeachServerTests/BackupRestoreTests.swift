@@ -88,6 +88,42 @@ struct BackupRestoreTests {
         #expect(!FileManager.default.fileExists(atPath: directory.path + "/escaped"))
     }
 
+    @Test("archive members that are links, FIFOs or devices are refused: nothing outside the root is read, written or removed",
+          arguments: ["data-symlink", "version-symlink", "version-hardlink", "fifo", "device"])
+    func refusesMembersOfOtherTypes(kind: String) throws {
+        let directory = try TemporaryDirectory(prefix: "peach-backup")
+        defer { directory.remove() }
+        let (good, _) = try backedUpStore(in: directory)
+        let work = directory.path + "/work"
+        let outside = directory.path + "/outside"
+        try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
+        try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
+        // The size of the backed-up file, so that the restore's size check alone would not refuse a link to it.
+        FileManager.default.createFile(atPath: outside + "/precious", contents: Data("keep!".utf8))
+        let archive = directory.path + "/\(kind).tar"
+        let unpacked = "cd '\(work)' && tar -xf '\(good)' && v=$(ls data) && "
+        switch kind {
+        case "data-symlink":
+            // Starting a server on such a root used to remove every file of the linked directory.
+            _ = try shell(unpacked + "cp data/$v '\(outside)/' && rm -r data && ln -s '\(outside)' data && tar -cf '\(archive)' volume.sqlite data")
+        case "version-symlink":
+            // The server read through it, and an NFS WRITE wrote through it, as root.
+            _ = try shell(unpacked + "rm data/$v && ln -s '\(outside)/precious' data/$v && tar -cf '\(archive)' volume.sqlite data")
+        case "version-hardlink":
+            _ = try shell(unpacked + "rm data/$v && cp '\(outside)/precious' data/9.9 && ln data/9.9 data/$v && tar -cf '\(archive)' volume.sqlite data")
+        case "fifo":
+            // A WRITE to it hung the server.
+            _ = try shell(unpacked + "mkfifo data/77.1 && tar -cf '\(archive)' volume.sqlite data")
+        default:
+            _ = try shell(unpacked + "mknod data/77.1 c 1 3 && tar -cf '\(archive)' volume.sqlite data")
+        }
+        let root = directory.path + "/restored"
+        #expect(throws: VolumeRestore.Failure.self) { try VolumeRestore.restore(archive: archive, into: root) }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).isEmpty)
+        #expect(try FileManager.default.contentsOfDirectory(atPath: outside).contains("precious"))
+        #expect(try String(contentsOfFile: outside + "/precious", encoding: .utf8) == "keep!")
+    }
+
     @Test("a backup's staging directory and archive left by a killed server are removed at the next start")
     func leftoversRemoved() throws {
         let directory = try TemporaryDirectory(prefix: "peach-backup")
