@@ -52,9 +52,22 @@ public enum ControlAttributes {
     /// The kernel's limit on one extended attribute value.
     static let maximumValueSize = 65536
 
+    /// Controls about every user's files, not the caller's path: only root may use them on a
+    /// mount other users reach (`--allow-other`), as only root may use OpenAFS's `fs flushall`.
+    /// The callbacks and conflicts name paths inside directories the caller may not search;
+    /// flushall drops every user's cached copies; cachesize changes the mount.
+    static let rootOnly: Set<String> = [callbacks, conflicts, flushAll, cacheSize]
+
+    static func requireRootIfMountWide(_ control: String) throws {
+        guard rootOnly.contains(control), Caller.credential.uid != 0 else { return }
+        throw FileSystemError(EPERM, "\(control) needs root")
+    }
+
     static func get(_ name: String, inode: Inode, cacheManager: CacheManager) throws -> [CChar] {
         let json: String
-        switch canonical(name) {
+        let control = canonical(name)
+        try requireRootIfMountWide(control)
+        switch control {
         case stats:
             json = cacheManager.statistics.json()
         case callbacks:
@@ -78,12 +91,12 @@ public enum ControlAttributes {
     }
 
     static func set(_ name: String, value: [UInt8], inode: Inode, cacheManager: CacheManager) throws {
-        switch canonical(name) {
+        let control = canonical(name)
+        try requireRootIfMountWide(control)
+        switch control {
         case flush:
             try cacheManager.flushCachedCopy(inode)
         case cacheSize:
-            // Any local user may set an attribute: only root changes the mount's cache.
-            guard Caller.credential.uid == 0 else { throw FileSystemError(EPERM) }
             guard value.count <= 20, let bytes = UInt64(String(decoding: value, as: UTF8.self)), bytes >= minimumCacheSize else {
                 throw FileSystemError(EINVAL)
             }

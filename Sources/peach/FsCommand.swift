@@ -308,6 +308,9 @@ enum ControlClient {
         if code == ENODATA || code == ENOTSUP || code == EOPNOTSUPP {
             return CommandFailure("\(path) is not in a PeachFS mount")
         }
+        if code == EPERM {
+            return CommandFailure("\(path): only root may do this, as it concerns every user of the mount (\(String(cString: strerror(code))))")
+        }
         return CommandFailure("\(path): \(String(cString: strerror(code)))")
     }
 }

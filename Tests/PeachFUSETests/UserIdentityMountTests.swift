@@ -34,4 +34,25 @@ struct UserIdentityMountTests {
             #expect(try shell("ls -A '\(b.path)/home'").output == "")
         }
     }
+
+    @Test("on an --allow-other mount, uid 1000 may not list the mount's callbacks or conflicts, nor flush its cache; root may")
+    func mountWideControlsNeedRoot() throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", extraArguments: ["--allow-other"])
+            let peach = "'\(MountSupport.peachBinary)'"
+            // peach fs asks the mount root by its absolute path: uid 1000 must be able to pass the test's directory.
+            try shell("chmod 711 \"$(dirname '\(a.path)')\"")
+            try shell("mkdir -m 700 '\(a.path)/private' && echo secret > '\(a.path)/private/plans.txt' && cat '\(a.path)/private/plans.txt'")
+            for question in ["callbacks", "conflicts", "flushall"] {
+                let refused = try asUser("\(MountSupport.peachBinary) fs \(question) . 2>&1", in: a.path)
+                #expect(refused.status != 0, "fs \(question) as uid 1000: \(refused.output)")
+                #expect(refused.output.contains("only root"), "\(refused.output)")
+                #expect(!refused.output.contains("plans.txt"))
+            }
+            // Root's cache is as it was: the file is still cached, and root may ask.
+            let listing = try shell("\(peach) fs callbacks '\(a.path)'")
+            #expect(listing.status == 0 && listing.output.contains("/private/plans.txt"), "\(listing.output)")
+            #expect(try shell("\(peach) fs flushall '\(a.path)'").status == 0)
+        }
+    }
 }
