@@ -36,8 +36,8 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         statistics.update { $0.cacheBytes = disk.totalBytes }
         statistics.metrics.limitBytes.record(Int64(clamping: cacheSize))
         core.connection.setHandlers(
-            hello: { [weak self] reply, isReconnect in
-                if isReconnect || reply.callBacksLost { self?.dropAllPromises() }
+            hello: { [weak self] reply, leaseLapsed in
+                if leaseLapsed || reply.callBacksLost { self?.dropAllPromises() }
             },
             push: { [weak self] push, ack in
                 guard let self else { return ack() }
@@ -59,10 +59,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
                     }
                 }
             },
-            closed: { [weak self] in
-                // A connection that broke may have missed breaks: trust nothing until we ask again.
-                self?.dropAllPromises()
-            })
+            closed: { [weak self] in self?.keepPromisesWhileLeaseHolds() })
     }
 
     public func start() throws {
@@ -177,6 +174,18 @@ public final class AFSCacheManager: CacheDesign, Sendable {
             }
         }
         tellKernelLater(invalidations)
+    }
+
+    /// The connection closed: promises still hold until the lease runs out (the server waits
+    /// that long for this client before completing a change that breaks one; docs/consistency.md),
+    /// so cached files are served through an outage. When the lease ends without a new answer
+    /// from the server, the kernel's cached attributes, names and pages are dropped too.
+    func keepPromisesWhileLeaseHolds() {
+        guard let remaining = core.connection.leaseRemaining() else { return dropAllPromises() }
+        DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(remaining.nanoseconds))) { [weak self] in
+            guard let self, !self.core.connection.leaseIsValid() else { return }
+            self.dropAllPromises()
+        }
     }
 
     /// Sends `invalidations` to the kernel from the core's kernel queue.

@@ -23,9 +23,13 @@ public final class ServerConnection: Sendable {
         case soft(TimeAmount)
     }
 
-    /// Called after each successful Hello, before any other request on that connection. On a
-    /// reconnect the cache manager treats its promises as suspect.
-    public typealias HelloHandler = @Sendable (_ reply: HelloReply, _ isReconnect: Bool) -> Void
+    /// Called after each successful Hello, before any other request on that connection.
+    /// `leaseLapsed`: this is a reconnect, and the lease ran out before it (the client went
+    /// without the server for longer than a lease), so no promise may be trusted before it is
+    /// revalidated. A reconnect within the lease keeps them: the server waits for a client it
+    /// cannot reach until its lease ends before completing a change that breaks its promises,
+    /// and says `callBacksLost` in the HelloReply when one was broken meanwhile.
+    public typealias HelloHandler = @Sendable (_ reply: HelloReply, _ leaseLapsed: Bool) -> Void
     public typealias PushHandler = @Sendable (Push, _ ack: @escaping @Sendable () -> Void) -> Void
     /// Called when an established connection closes (server restart, network failure).
     public typealias ClosedHandler = @Sendable () -> Void
@@ -186,6 +190,7 @@ public final class ServerConnection: Sendable {
             }
             return (channel, handler)
         }
+        let leaseLapsed = isReconnect && !leaseIsValid()
         let reply: Reply
         do {
             reply = try send(.hello(Hello(clientID: clientID, epoch: epoch, design: design)), on: channel, handler: handler)
@@ -199,7 +204,7 @@ public final class ServerConnection: Sendable {
         guard case .hello(let hello) = reply else { throw FileSystemError(EIO, "unexpected reply to Hello") }
         let lease = TimeAmount.milliseconds(Int64(hello.leaseMilliseconds))
         liveness.withLockedValue { $0.lease = lease }
-        handlers.withLockedValue { $0.hello }?(hello, isReconnect)
+        handlers.withLockedValue { $0.hello }?(hello, leaseLapsed)
         let pinger = startPinging(channel, handler: handler, lease: lease)
         state.withLockedValue { s in
             s.pinger?.cancel()
@@ -235,6 +240,15 @@ public final class ServerConnection: Sendable {
         liveness.withLockedValue { l in
             guard let lease = l.lease, l.unhandledPushes == 0 else { return false }
             return NIODeadline.now() < l.lastHeard + lease
+        }
+    }
+
+    /// How long the lease still holds; nil when it does not.
+    public func leaseRemaining() -> TimeAmount? {
+        liveness.withLockedValue { l in
+            guard let lease = l.lease, l.unhandledPushes == 0 else { return nil }
+            let remaining = l.lastHeard + lease - .now()
+            return remaining > .zero ? remaining : nil
         }
     }
 

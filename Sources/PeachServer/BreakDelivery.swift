@@ -7,9 +7,12 @@ import PeachProtocol
 /// each acknowledged or was declared unreachable: no ack within the timeout, or silent for a
 /// lease (counted from the server's last contact, connected or not). A client trusts its
 /// callbacks only within a lease of hearing from the server, so once it has been silent that
-/// long it serves nothing from them (docs/consistency.md). An unreachable client loses all its
-/// promises and is told so (InitCallBackState now if it is still connected, `callBacksLost` in
-/// its next Hello otherwise).
+/// long it serves nothing from them (docs/consistency.md). A client that is not connected is
+/// waited for until its lease runs out; if it comes back first, the break is pushed to it then.
+/// An unreachable client loses all its promises and is told so (InitCallBackState now if it is
+/// connected, `callBacksLost` in its next Hello otherwise). An acknowledged break is settled in
+/// the callback table after the fact (`CallBackTable.settle`); until then the client's next
+/// Hello would be told its promises are lost, which is safe.
 struct BreakDelivery: Sendable {
     let registry: ClientRegistry
     let store: VolumeStore
@@ -29,32 +32,59 @@ struct BreakDelivery: Sendable {
         }
     }
 
-    private func deliver(_ fids: [FID], to client: String, reason: CallBackReason, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
-        statistics.countBreaks(fids: fids.count)
-        guard let connection = registry.connection(for: client) else {
-            // Not connected: it may still trust its callbacks until its lease runs out.
+    private func deliver(_ fids: [FID], to client: String, reason: CallBackReason, on eventLoop: EventLoop,
+                         counted: Bool = false) -> EventLoopFuture<Void> {
+        if !counted { statistics.countBreaks(fids: fids.count) }
+        let returned = eventLoop.makePromise(of: Bool.self)
+        let (found, waiter) = registry.connection(for: client, orWhenConnected: { returned.succeed(true) })
+        guard let connection = found else {
+            // Not connected: it may still trust its callbacks until its lease runs out, unless it
+            // comes back first (then the break goes to it over its new connection).
             let remaining = registry.lastContact(of: client) + lease - .now()
-            guard remaining > .zero else { return declareUnreachable(client, connection: nil, on: eventLoop) }
-            return eventLoop.scheduleTask(in: remaining) {}.futureResult.flatMap {
-                declareUnreachable(client, connection: nil, on: eventLoop)
+            let registry = self.registry
+            eventLoop.scheduleTask(in: max(remaining, .zero)) {
+                if registry.cancelWaiting(client, id: waiter) { returned.succeed(false) }
+            }
+            return returned.futureResult.flatMap { cameBack in
+                cameBack ? redeliver(fids, to: client, reason: reason, on: eventLoop) : declareUnreachable(client, on: eventLoop)
             }
         }
-        let (timeout, lease, registry) = (self.timeout, self.lease, self.registry)
+        returned.succeed(true)  // no waiter was left behind
+        let (timeout, lease, registry, store, threadPool) = (self.timeout, self.lease, self.registry, self.store, self.threadPool)
         let pushed = NIODeadline.now()
+        let pushedTo = registry.connectionID(for: client)
         return connection.eventLoop.flatSubmit {
             connection.value.push(.callBack(fids, reason: reason), timeout: timeout, lease: lease)
         }.map {
             registry.recordBreak(to: client, nanoseconds: (NIODeadline.now() - pushed).nanoseconds)
+            // After the fact: the change's reply does not wait for this write.
+            threadPool.submit { _ in try? store.settleBreaks(client: client, fids: fids) }
         }.hop(to: eventLoop).flatMapError { _ in
-            declareUnreachable(client, connection: connection, on: eventLoop)
+            // Connected and silent past the timeout or its lease: unreachable. Its connection
+            // closed instead: it may trust its promises until its lease ends, so wait for it.
+            if let current = registry.connectionID(for: client), current == pushedTo {
+                return declareUnreachable(client, on: eventLoop)
+            }
+            return redeliver(fids, to: client, reason: reason, on: eventLoop)
         }
     }
 
-    private func declareUnreachable(_ client: String, connection: NIOLoopBound<ConnectionHandler>?,
-                                    on eventLoop: EventLoop) -> EventLoopFuture<Void> {
+    /// The client came back (or its connection changed) before acknowledging: push the break
+    /// again, unless its Hello already told it that its promises are lost (the Hello drops the
+    /// broken ones with the rest).
+    private func redeliver(_ fids: [FID], to client: String, reason: CallBackReason, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
+        let store = self.store
+        return threadPool.runIfActive(eventLoop: eventLoop) {
+            try store.hasUnsettledBreaks(client: client)
+        }.flatMap { unsettled in
+            unsettled ? deliver(fids, to: client, reason: reason, on: eventLoop, counted: true) : eventLoop.makeSucceededVoidFuture()
+        }.recover { _ in }
+    }
+
+    private func declareUnreachable(_ client: String, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         statistics.countUnreachable()
         logger.notice("client declared unreachable; its callbacks are dropped", metadata: ["client": "\(client)"])
-        if let connection {
+        if let connection = registry.connection(for: client) {
             connection.eventLoop.execute {
                 _ = connection.value.push(.initCallBackState, timeout: .seconds(3600))
             }

@@ -20,6 +20,9 @@ final class ClientRegistry: Sendable {
     }
 
     private let connections = NIOLockedValueBox([String: Entry]())
+    /// Breaks waiting for a client that is not connected to come back (`whenConnected`), by
+    /// client; each runs once, at the client's next registration, unless taken back first.
+    private let waiters = NIOLockedValueBox([String: [(id: UInt64, resume: @Sendable () -> Void)]]())
     private let nextID = NIOLockedValueBox<UInt64>(0)
     /// Last contacts of clients no longer connected, and the latest contact among those evicted
     /// to keep the table bounded (a peer can make up client ids).
@@ -35,6 +38,32 @@ final class ClientRegistry: Sendable {
 
     func register(_ client: String, _ entry: Entry) {
         connections.withLockedValue { $0[client] = entry }
+        let resumed = waiters.withLockedValue { $0.removeValue(forKey: client) } ?? []
+        for waiter in resumed { waiter.resume() }
+    }
+
+    /// `client`'s connection, or nil after arranging for `resume` to run when it next registers
+    /// (checked and arranged at once, so a registration in between is not missed). Returns the
+    /// id that `cancelWaiting` takes.
+    func connection(for client: String, orWhenConnected resume: @escaping @Sendable () -> Void) -> (NIOLoopBound<ConnectionHandler>?, UInt64) {
+        let id = newConnectionID()
+        return waiters.withLockedValue { waiting in
+            // The connection table is read inside the waiters' lock, and register() writes it
+            // before it takes that lock: a client registered after this read finds the waiter.
+            if let handler = connection(for: client) { return (handler, id) }
+            waiting[client, default: []].append((id, resume))
+            return (nil, id)
+        }
+    }
+
+    /// Takes back a waiter; false when it has run (or is about to) already.
+    func cancelWaiting(_ client: String, id: UInt64) -> Bool {
+        waiters.withLockedValue { waiting in
+            guard let index = waiting[client]?.firstIndex(where: { $0.id == id }) else { return false }
+            waiting[client]!.remove(at: index)
+            if waiting[client]!.isEmpty { waiting[client] = nil }
+            return true
+        }
     }
 
     /// Forgets `client` if `connectionID` is still the connection registered for it, and keeps
@@ -61,6 +90,10 @@ final class ClientRegistry: Sendable {
     /// When the server last heard from a client that is not connected (at worst, later).
     func lastContact(of client: String) -> NIODeadline {
         lastContacts.withLockedValue { $0.table[client] ?? max(startedAt, $0.evictedUpTo) }
+    }
+
+    func connectionID(for client: String) -> UInt64? {
+        connections.withLockedValue { $0[client]?.connectionID }
     }
 
     func connection(for client: String) -> NIOLoopBound<ConnectionHandler>? {

@@ -29,7 +29,7 @@ extension ConnectionHandler {
         if case .storeData(_, let size, _, _, _) = request {
             return beginUpload(request, id: frame.id, size: size, requester: requester)
         }
-        dispatch(id: frame.id, opcode: frame.opcode) { processor in
+        dispatch(id: frame.id, opcode: frame.opcode, isChange: request.isChange) { processor in
             try processor.process(request, for: requester)
         }
     }
@@ -80,9 +80,15 @@ extension ConnectionHandler {
         !id.isEmpty && id.utf8.count <= 64 && id.utf8.allSatisfy { $0 > 0x20 && $0 < 0x7f }
     }
 
-    /// Runs `work` on the database pool, delivers the breaks it caused, then replies.
-    func dispatch(id: UInt32, opcode: UInt16, _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
+    /// Runs `work` on the database pool, delivers the breaks it caused, then replies. A change
+    /// during a restored volume's grace period waits for its end first (`startedAfterRestore`).
+    func dispatch(id: UInt32, opcode: UInt16, isChange: Bool, _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
         guard let context else { return }
+        if isChange, let graceEnds = server.graceEnds, NIODeadline.now() < graceEnds {
+            let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
+            context.eventLoop.scheduleTask(deadline: graceEnds) { loopBound.value.dispatch(id: id, opcode: opcode, isChange: true, work) }
+            return
+        }
         let channel = context.channel
         let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
         let processor = server.processor

@@ -73,7 +73,7 @@ extension ConnectionHandler {
             return sendError(failure, id: id, opcode: opcode)
         }
         let (request, requester, path) = (upload.request, upload.requester, upload.path)
-        dispatch(id: id, opcode: opcode) { processor in
+        dispatch(id: id, opcode: opcode, isChange: true) { processor in
             try processor.process(request, for: requester, upload: path)
         }
     }

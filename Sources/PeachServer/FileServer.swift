@@ -24,6 +24,8 @@ struct FileServerContext: Sendable {
     /// break timeout (sent in every HelloReply).
     let lease: TimeAmount
     let startedAt = Date()
+    /// A restored volume's first run: until then no change is answered (`graceAfterRestore`).
+    let graceEnds: NIODeadline?
 }
 
 /// The PeachFS file server: a TCP listener in front of a `VolumeStore`.
@@ -65,7 +67,7 @@ public final class FileServer: Sendable {
             breakDelivery: BreakDelivery(registry: registry, store: store, statistics: statistics, timeout: callBackTimeout,
                                          lease: lease, threadPool: threadPool, logger: logger),
             threadPool: threadPool, fileIO: fileIO, limits: limits, identityPolicy: identityPolicy, eventLoopGroup: group,
-            logger: logger, lease: lease)
+            logger: logger, lease: lease, graceEnds: store.startedAfterRestore ? .now() + lease : nil)
     }
 
     /// Starts listening; returns the bound port (useful with port 0).

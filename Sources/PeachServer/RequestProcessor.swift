@@ -28,7 +28,10 @@ package struct RequestProcessor: Sendable {
             outcome = try answer(request, for: requester, upload: upload)
         } catch let replayed as ReplayTable.Replayed {
             // Carried out before, its reply lost with a connection: the same reply, nothing redone.
-            return Outcome(reply: replayed.reply)
+            // The first time's breaks may not all have been acknowledged (the server may have
+            // crashed before): the reply waits for every break still unacknowledged, as the
+            // first one would have.
+            return Outcome(reply: replayed.reply, breaks: try store.unsettledBreaks(except: requester.clientID))
         }
         if store.syncPolicy.syncsBeforeReply(request) {
             try store.makeDurable()

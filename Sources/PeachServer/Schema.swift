@@ -84,6 +84,13 @@ enum Schema {
             // NULL for ids introduced before owners were recorded: the next Hello claims it.
             try db.execute(sql: "ALTER TABLE client ADD COLUMN owner TEXT")
         }
+        migrator.registerMigration("v5: breaks not yet acknowledged") { db in
+            // A broken promise stays until its client acknowledges the break, with the FID's
+            // uniquifier (its vnode may be gone): until then the client may still trust it, so
+            // the next change waits for it again, a restarted server knows it, and the client's
+            // next Hello is told its promises are lost.
+            try db.execute(sql: "ALTER TABLE callBack ADD COLUMN brokenUniquifier INTEGER")
+        }
         return migrator
     }
 }

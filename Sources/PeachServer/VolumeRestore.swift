@@ -128,6 +128,7 @@ public enum VolumeRestore {
             try db.execute(sql: """
                 DELETE FROM callBack; UPDATE client SET callBacksLost = 1; DELETE FROM replay;
                 UPDATE vnode SET dataVersion = dataVersion + ?;
+                INSERT OR REPLACE INTO serverState (key, value) VALUES ('restored', 1);
                 """, arguments: [versionLeap])
         }
     }

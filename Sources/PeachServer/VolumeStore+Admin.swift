@@ -16,7 +16,7 @@ extension VolumeStore {
             for row in try Row.fetchAll(db, sql: """
                 SELECT c.client, COUNT(*) AS n, cl.lastSeen FROM callBack c JOIN vnode v ON v.id = c.vnode
                     JOIN client cl ON cl.id = c.client
-                WHERE c.expiresAt > ? GROUP BY c.client
+                WHERE c.expiresAt > ? AND c.brokenUniquifier IS NULL GROUP BY c.client
                 """, arguments: [now]) {
                 holders[row["client"]] = (row["n"], row["lastSeen"])
             }
@@ -37,7 +37,7 @@ extension VolumeStore {
                 """
             let sql = """
                 SELECT c.client, c.vnode, v.uniquifier, c.expiresAt FROM callBack c JOIN vnode v ON v.id = c.vnode
-                WHERE c.expiresAt > :now\(clientFilter) \(scope) ORDER BY c.vnode, c.client LIMIT :limit
+                WHERE c.expiresAt > :now AND c.brokenUniquifier IS NULL\(clientFilter) \(scope) ORDER BY c.vnode, c.client LIMIT :limit
                 """
             let arguments: StatementArguments = ["now": now, "client": client, "top": top, "limit": AdminReports.maximumRows + 1]
             var rows = try Row.fetchAll(db, sql: sql, arguments: arguments)

@@ -28,6 +28,12 @@ public final class VolumeStore: Sendable {
     public let metrics = ServerMetrics()
     /// Disk space that file content may not take (metadata changes need it).
     let reserve: DiskReserve
+    /// This is the first start of a restored volume (`VolumeRestore` leaves the mark; the start
+    /// takes it away). The restored callback table knows nothing of the promises the old server
+    /// made after the backup, so for one lease no change is answered (NFSv4's grace period):
+    /// by then every promise the old server made has run out unheard, or its client has said
+    /// Hello and been told that its promises are lost.
+    public let startedAfterRestore: Bool
     /// A backup is linking or packing version files (`backup`): one at a time, and while it
     /// runs an NFS WRITE checks whether the version file it writes in place is linked.
     let backupRunning = Atomic<Bool>(false)
@@ -67,6 +73,11 @@ public final class VolumeStore: Sendable {
                                           parent: nil, rdev: 0, symlinkTarget: nil, now: now, uniquifier: FID.root.unique)
             }
             return UInt64(previous + 1)
+        }
+        startedAfterRestore = try database.write { db in
+            let restored = try Int64.fetchOne(db, cached: "SELECT value FROM serverState WHERE key = 'restored'") != nil
+            try db.execute(cached: "DELETE FROM serverState WHERE key = 'restored'")
+            return restored
         }
         // The log exists from the first write on, and stays while the database is open.
         groupSync = try GroupSync(paths: [dataDirectory, root + "/volume.sqlite-wal"], duration: metrics.fsyncDuration)
@@ -132,7 +143,8 @@ public final class VolumeStore: Sendable {
     // MARK: Clients
 
     /// Records a client's Hello. Returns true when the client must treat every promise as gone:
-    /// the server declared it unreachable since it last spoke.
+    /// the server declared it unreachable since it last spoke, or a break to it is still
+    /// unacknowledged (it was away, or the server restarted, before the break reached it).
     /// The id belongs to the principal `owner` that first introduced it (`Principal.ownerKey`):
     /// anyone else is refused with accessDenied, so no one can take over another's promises,
     /// acknowledge its breaks or be answered from its recorded replies.
@@ -144,8 +156,14 @@ public final class VolumeStore: Sendable {
         return try writeTransaction { db in
             let row = try Row.fetchOne(db, cached: "SELECT epoch, callBacksLost, owner FROM client WHERE id = ?", arguments: [client])
             if let claimed = row?["owner"] as String?, claimed != owner { throw StatusCode.accessDenied }
-            let lost = (row?["callBacksLost"] as Int64? ?? 0) != 0
+            // On a restored volume, a client it does not know may still hold promises of the old
+            // server, made after the backup: it is told to revalidate (a new one loses nothing).
+            let lost = try (row == nil && startedAfterRestore) || (row?["callBacksLost"] as Int64? ?? 0) != 0
+                || CallBackTable.hasUnsettledBreaks(db, client: client)
             let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
+            if lost {
+                try CallBackTable.dropAll(db, client: client)
+            }
             if !sameEpoch {
                 // A restarted cache manager dropped its promises, and numbers its requests anew.
                 try CallBackTable.dropAll(db, client: client)
@@ -650,7 +668,25 @@ public final class VolumeStore: Sendable {
                             totalFiles: UInt64(files) + UInt64(st.f_favail), freeFiles: UInt64(st.f_favail))
     }
 
-    /// The promises one client holds.
+    /// `client` acknowledged the breaks of `fids`.
+    public func settleBreaks(client: String, fids: [FID]) throws {
+        try writeTransaction { db in try CallBackTable.settle(db, client: client, fids: fids) }
+    }
+
+    /// Whether `client` has a break it has not acknowledged (its Hello drops them all).
+    public func hasUnsettledBreaks(client: String) throws -> Bool {
+        try database.read { db in try CallBackTable.hasUnsettledBreaks(db, client: client) }
+    }
+
+    /// Breaks not yet acknowledged by clients other than `client`: a repeated request's reply
+    /// waits for them, as the first reply did (the first execution may have been cut short by a
+    /// crash of the server before they were acknowledged).
+    public func unsettledBreaks(except client: String) throws -> [String: [FID]] {
+        let now = Timespec.now().seconds
+        return try database.read { db in try CallBackTable.unsettledBreaks(db, except: client, now: now) }
+    }
+
+    /// The promises one client holds, broken ones not yet acknowledged included.
     public func callBackCount(client: String) throws -> Int {
         try database.read { db in try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM callBack WHERE client = ?", arguments: [client]) ?? 0 }
     }

@@ -149,7 +149,11 @@ struct VolumeStoreTests {
             #expect(mutation.breaks.keys.sorted() == ["reader1", "reader2"])
             #expect(mutation.breaks["reader1"] == [file.fid])
             #expect(mutation.reason == .store)
-            // Broken promises are gone: a second store breaks nothing.
+            // Broken promises are gone once acknowledged (until then a holder may still trust
+            // its copy, and the next change waits for it again): a second store breaks nothing.
+            #expect(try store.store(file.fid, client: "writer", uploadPath: upload(store, [3]), size: 1, mtime: .now()).breaks
+                    == mutation.breaks)
+            for (client, fids) in mutation.breaks { try store.settleBreaks(client: client, fids: fids) }
             let second = try store.store(file.fid, client: "writer", uploadPath: upload(store, [2]), size: 1, mtime: .now())
             #expect(second.breaks.isEmpty)
             // Creating in a directory breaks the directory's callbacks.
@@ -167,8 +171,10 @@ struct VolumeStoreTests {
             let other = try create(store, "g", client: "writer")
             let target = try create(store, "h", client: "writer")
             for fid in [file.fid, other.fid, target.fid] { _ = try store.fetchStatus(fid, client: "reader") }
-            _ = try store.remove(directory: .root, name: "f", isDirectory: false, client: "writer")
-            _ = try store.rename(from: .root, "g", to: .root, "h", client: "writer")
+            let removal = try store.remove(directory: .root, name: "f", isDirectory: false, client: "writer")
+            let rename = try store.rename(from: .root, "g", to: .root, "h", client: "writer")
+            // What the reader acknowledges once the breaks reach it.
+            for fids in [removal.breaks["reader"], rename.breaks["reader"]] { try store.settleBreaks(client: "reader", fids: fids ?? []) }
             // The reader's promises were broken; the writer keeps the root and g (now named h),
             // and nothing on f or the old h, which are gone.
             #expect(try store.callBackCount(client: "reader") == 0)
