@@ -9,8 +9,9 @@ import Synchronization
 /// Consistent: while SQLite's writer is held (changes wait, reads go on), the database is copied
 /// with SQLite's online backup and every current version file is hard-linked into a staging
 /// directory. Version files are never changed once written, except by an NFS WRITE, which
-/// copies a file with a second link before writing while a backup runs (`isLinkedIntoBackup`). Then, with the writer
-/// free again, `tar` packs the staging directory into a file the caller streams and drops.
+/// copies a file with a second link before writing while a backup runs (`isLinkedIntoBackup`).
+/// Then, with the writer free again, `TarWriter` packs the staging directory into a file the
+/// caller streams and drops.
 extension VolumeStore {
     public struct Backup: Sendable {
         /// The archive, opened and already unlinked: closing it frees the space.
@@ -41,7 +42,7 @@ extension VolumeStore {
         let archive = staging + ".tar"
         defer { unlink(archive) }
         // A failure is logged by the caller and answered as an I/O error.
-        try Tar.run(["-C", staging, "-cf", archive, "volume.sqlite", "data"], what: "packing the backup")
+        try pack(staging, into: archive)
         guard let handle = FileHandle(forReadingAtPath: archive) else { throw StatusCode.ioError }
         var st = stat()
         guard fstat(handle.fileDescriptor, &st) == 0 else { throw StatusCode.ioError }
@@ -70,6 +71,22 @@ extension VolumeStore {
                 }
             }
             return linked
+        }
+    }
+
+    /// The staging directory as a tar archive: volume.sqlite, data/, then the version files.
+    private func pack(_ staging: String, into archive: String) throws {
+        var writer = try TarWriter(path: archive)
+        do {
+            try writer.addFile("volume.sqlite", from: staging + "/volume.sqlite")
+            try writer.addDirectory("data/")
+            for name in try FileManager.default.contentsOfDirectory(atPath: staging + "/data").sorted() {
+                try writer.addFile("data/" + name, from: staging + "/data/" + name)
+            }
+            try writer.finish()
+        } catch {
+            writer.abandon()
+            throw error
         }
     }
 

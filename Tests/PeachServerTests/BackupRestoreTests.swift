@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import PeachProtocol
 import PeachTesting
 import Testing
@@ -30,6 +31,11 @@ struct BackupRestoreTests {
         let directory = try TemporaryDirectory(prefix: "peach-backup")
         defer { directory.remove() }
         let (archive, fid) = try backedUpStore(in: directory)
+        // A plain archive: GNU tar lists it, and unpacks the file's content as it was.
+        let listing = try shell("tar -tf '\(archive)'")
+        #expect(listing.status == 0 && listing.output.split(separator: "\n").sorted() == ["data/", "data/\(fid.vnode).2", "volume.sqlite"],
+                "\(listing.output)")
+        #expect(try shell("tar -xOf '\(archive)' data/\(fid.vnode).2").output == "hello")
         let restored = try VolumeRestore.restore(archive: archive, into: directory.path + "/restored")
         #expect(restored.files == 1 && restored.bytes == 5)
         let store = try VolumeStore(root: directory.path + "/restored")
@@ -122,6 +128,52 @@ struct BackupRestoreTests {
         #expect(((try? FileManager.default.contentsOfDirectory(atPath: root)) ?? []).isEmpty)
         #expect(try FileManager.default.contentsOfDirectory(atPath: outside).contains("precious"))
         #expect(try String(contentsOfFile: outside + "/precious", encoding: .utf8) == "keep!")
+    }
+
+    @Test("a backup taken while stores replace the files it holds succeeds, and restores every file whole")
+    func backupUnderStores() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-backup")
+        defer { directory.remove() }
+        let store = try VolumeStore(root: directory.path + "/server")
+        defer { store.releaseRoot() }
+        _ = try store.introduce(client: "w", epoch: 1)
+        let content: @Sendable (Int, Int) -> [UInt8] = { i, round in [UInt8](repeating: UInt8(truncatingIfNeeded: i &+ round), count: 2 << 20) }
+        @Sendable func put(_ fid: FID, _ bytes: [UInt8]) throws {
+            let upload = store.newUploadPath()
+            FileManager.default.createFile(atPath: upload, contents: Data(bytes))
+            _ = try store.store(fid, client: "w", uploadPath: upload, size: UInt64(bytes.count), mtime: .now())
+        }
+        var fids: [FID] = []
+        for i in 0..<40 {
+            let fid = try store.create(CreateRequest(directory: .root, name: "f\(i)", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                       client: "w").value.target!.fid
+            try put(fid, content(i, 0))
+            fids.append(fid)
+        }
+        let files = fids
+        // Stores replace the version files a backup has linked, as a busy volume's do: each
+        // old version is removed after its replacement commits, while the archive is packed.
+        let stop = NIOLockedValueBox(false)
+        let storing = DispatchSemaphore(value: 0)
+        Thread.detachNewThread {
+            var round = 1
+            while !stop.withLockedValue({ $0 }) {
+                for (i, fid) in files.enumerated() { try? put(fid, content(i, round)) }
+                round += 1
+            }
+            storing.signal()
+        }
+        defer {
+            stop.withLockedValue { $0 = true }
+            storing.wait()
+        }
+        for attempt in 0..<10 {
+            let backup = try store.backup()
+            let archive = directory.path + "/backup-\(attempt).tar"
+            FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
+            let restored = try VolumeRestore.restore(archive: archive, into: directory.path + "/restored-\(attempt)")
+            #expect(restored.files == 40)
+        }
     }
 
     @Test("a backup's staging directory and archive left by a killed server are removed at the next start")
