@@ -167,9 +167,10 @@ extension AFSCacheManager {
         }
         let n = pwrite(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
         guard n >= 0 else { throw FileSystemError(errno, "writing the cached copy") }
-        let end = offset + UInt64(n)
-        let size = table.withLock { t in max(file.vnode.status.size, end) }
-        markDirty(file.vnode, size: size)
+        // The size is the file's, read after the write: another process's O_TRUNC open or
+        // truncate may have come between (a size computed from the one before would then claim
+        // bytes the copy does not have, and every store of it would fail).
+        markDirty(file.vnode, size: try Self.fileSize(file.fd))
         statistics.update {
             $0.writes += 1
             $0.writeBytes += UInt64(n)
@@ -220,9 +221,8 @@ extension AFSCacheManager {
     /// still has the version it was based on; otherwise it is kept aside as a conflict.
     func store(_ vnode: CachedVnode, fd givenFD: Int32?) throws {
         try vnode.io.withLock {
-            let (dirty, generation, size, mtime, removed, pending, leftover) = table.withLock { t in
-                (vnode.dirty, vnode.dirtyGeneration, vnode.status.size, vnode.status.mtime, vnode.removed, vnode.pendingStatus,
-                 vnode.openCount == 0)
+            let (dirty, generation, mtime, removed, pending, leftover) = table.withLock { t in
+                (vnode.dirty, vnode.dirtyGeneration, vnode.status.mtime, vnode.removed, vnode.pendingStatus, vnode.openCount == 0)
             }
             guard dirty, !removed, let entry = disk.entry(vnode.fid) else { return }
             var fd = givenFD ?? -1
@@ -231,6 +231,8 @@ extension AFSCacheManager {
                 guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
             }
             defer { if givenFD == nil { Glibc.close(fd) } }
+            // What is sent is the copy as it is now; a write after this makes it dirty again.
+            let size = try Self.fileSize(fd)
             let stamp = table.withLock { t in t.breakStamp(vnode.inode) }
             // A store at close is the closing process's; one at unmount or recovery, the owner's.
             let owner = table.withLock { t in vnode.ownerOnServer ?? Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
@@ -245,20 +247,18 @@ extension AFSCacheManager {
                 try keepAsConflict(vnode.fid, vnode: vnode, because: error.serverCode == .stale ? "the file was removed" : "the file changed")
                 return
             }
-            let stillDirty = table.withLock { t in
+            table.withLock { t in
                 // What was sent is applied; changes made during the store wait for the next one.
                 if vnode.pendingStatus == pending {
                     vnode.pendingStatus = StoreStatusChange()
                     vnode.ownerOnServer = nil
                 }
-                let stillDirty = vnode.dirtyGeneration != generation
-                vnode.dirty = stillDirty
+                vnode.dirty = vnode.dirtyGeneration != generation
                 t.install(status, expiry: expiry, stamp: stamp)
                 // The kernel's pages hold what we just stored.
                 if vnode.kernelVersion != nil { vnode.kernelVersion = status.dataVersion }
-                return stillDirty
             }
-            disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, stillDirty: stillDirty)
+            disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, storedGeneration: entry.generation)
             // The server set a new ctime: the kernel's cached attributes are stale.
             let inode = vnode.inode
             core.tellKernelLater { $0.invalidateAttributes(inode) }
@@ -268,6 +268,13 @@ extension AFSCacheManager {
                 $0.cacheBytes = disk.totalBytes
             }
         }
+    }
+
+    /// The size of the cached copy open as `fd`: the truth about a dirty copy.
+    static func fileSize(_ fd: Int32) throws -> UInt64 {
+        var st = stat()
+        guard fstat(fd, &st) == 0 else { throw FileSystemError(errno, "reading the cached copy's size") }
+        return UInt64(st.st_size)
     }
 
     /// A leftover dirty copy the server refused: its bytes go to the conflicts folder, and the

@@ -20,6 +20,9 @@ final class DiskCache: Sendable {
         var lastUse: UInt64
         /// The path inside the mount when it became dirty, if known (for conflicts).
         var path: String? = nil
+        /// Counts local changes (`markDirty`): a store clears `dirty` only if none came after
+        /// the copy it sent was taken.
+        var generation: UInt64 = 0
     }
 
     let directory: String
@@ -31,6 +34,9 @@ final class DiskCache: Sendable {
     /// The entries, and the sum of their sizes (kept, not recounted: stats read it at every fetch).
     private let entries = NIOLockedValueBox([FID: Entry]())
     private let total = NIOLockedValueBox<UInt64>(0)
+    /// Held from an entry's change to its index write (`persistInOrder`); lock order: this, then
+    /// `entries`, then `total`.
+    private let persistLock = NIOLock()
     private let clock = NIOLockedValueBox<UInt64>(0)
 
     /// Held until `close()`: one cache manager per cache directory.
@@ -135,6 +141,21 @@ final class DiskCache: Sendable {
     /// The FIDs with a cached copy that is not dirty.
     var cleanFIDs: [FID] { entries.withLockedValue { $0.values.filter { !$0.dirty }.map(\.fid) } }
 
+    /// Changes the entry for `fid` in place, in one hold of the lock (a change computed from an
+    /// entry read earlier would undo a concurrent one: a store's new version undone by a write's
+    /// dirty mark left the index naming a file that did not exist). Returns the entry as changed.
+    @discardableResult
+    private func update(_ fid: FID, _ change: (inout Entry) -> Void) -> Entry? {
+        entries.withLockedValue { table in
+            guard var entry = table[fid] else { return nil }
+            let oldSize = entry.size
+            change(&entry)
+            table[fid] = entry
+            total.withLockedValue { $0 = $0 - oldSize + entry.size }
+            return entry
+        }
+    }
+
     /// Replaces the entry for `fid` (nil removes it) and keeps the total; returns the old one.
     @discardableResult
     private func replace(_ fid: FID, with entry: Entry?) -> Entry? {
@@ -162,13 +183,17 @@ final class DiskCache: Sendable {
     /// first change of a clean copy reaches its file, so that a crash leaves it marked dirty;
     /// `path` is kept with it, for a conflict.
     func markDirty(_ fid: FID, size: UInt64, path: String? = nil) {
-        guard var e = entry(fid) else { return }
-        let changed = !e.dirty
-        e.dirty = true
-        e.size = size
-        if changed { e.path = path }
-        replace(fid, with: e)
-        if changed { persist(e) }
+        persistInOrder {
+            var changed = false
+            let entry = update(fid) { e in
+                changed = !e.dirty
+                e.dirty = true
+                e.size = size
+                e.generation &+= 1
+                if changed { e.path = path }
+            }
+            return changed ? entry : nil
+        }
     }
 
     /// Moves a dirty copy the server refused (it changed meanwhile) to the conflicts folder,
@@ -181,19 +206,31 @@ final class DiskCache: Sendable {
         return conflict
     }
 
-    /// After a store: the local file is now `newVersion` on the server.
-    func markStored(_ fid: FID, newVersion: UInt64, size: UInt64, stillDirty: Bool) {
-        guard let old = entry(fid) else { return }
-        if old.dataVersion != newVersion {
-            Glibc.rename(path(fid, old.dataVersion), path(fid, newVersion))
+    /// After a store of the copy as it was at `storedGeneration`: the local file is now
+    /// `newVersion` on the server, and clean unless it changed since.
+    func markStored(_ fid: FID, newVersion: UInt64, size: UInt64, storedGeneration: UInt64) {
+        persistInOrder {
+            update(fid) { e in
+                if e.dataVersion != newVersion {
+                    // Under the lock, with the entry: no one sees the one without the other.
+                    Glibc.rename(path(fid, e.dataVersion), path(fid, newVersion))
+                    e.dataVersion = newVersion
+                }
+                if e.generation == storedGeneration {
+                    e.dirty = false
+                    e.size = size
+                    e.path = nil
+                }
+            }
         }
-        var entry = old
-        entry.dataVersion = newVersion
-        entry.size = size
-        entry.dirty = stillDirty
-        if !stillDirty { entry.path = nil }
-        replace(fid, with: entry)
-        persist(entry)
+    }
+
+    /// Runs `change` and writes the entry it returns to the index, one change at a time, so
+    /// that the index gets the entries in the order they were made.
+    private func persistInOrder(_ change: () -> Entry?) {
+        persistLock.withLock {
+            if let entry = change() { persist(entry) }
+        }
     }
 
     func remove(_ fid: FID) {

@@ -4,8 +4,9 @@ import Foundation
 public struct TemporaryDirectory: Sendable {
     public let path: String
 
-    public init(prefix: String = "peach-test") throws {
-        var template = Array("/tmp/\(prefix)-XXXXXX".utf8CString)
+    /// A new directory `prefix-XXXXXX` in `parent` (/tmp; /dev/shm for one on tmpfs).
+    public init(prefix: String = "peach-test", in parent: String = "/tmp") throws {
+        var template = Array("\(parent)/\(prefix)-XXXXXX".utf8CString)
         guard let created = mkdtemp(&template) else {
             throw CocoaError(.fileWriteUnknown)
         }
