@@ -38,8 +38,39 @@ public final class VolumeStore: Sendable {
     /// runs an NFS WRITE checks whether the version file it writes in place is linked.
     let backupRunning = Atomic<Bool>(false)
 
+    /// The owner and mode of a new volume's root directory (`peach server --root-owner
+    /// --root-mode`): with TLS, clients' root is squashed, so a root:root 0755 volume root is
+    /// writable by nobody until it is given to someone.
+    /// What is not given is root's, 0755.
+    public struct RootDirectory: Sendable, Equatable {
+        public var owner: (uid: UInt32, gid: UInt32)?
+        public var mode: UInt32?
+
+        public init(owner: (uid: UInt32, gid: UInt32)? = nil, mode: UInt32? = nil) {
+            self.owner = owner
+            self.mode = mode
+        }
+
+        public static func == (a: Self, b: Self) -> Bool {
+            a.owner?.uid == b.owner?.uid && a.owner?.gid == b.owner?.gid && a.mode == b.mode
+        }
+
+        /// Whether a root directory with this status is what was asked for.
+        func matches(_ status: FileStatus) -> Bool {
+            (owner.map { $0.uid == status.uid && $0.gid == status.gid } ?? true) && (mode.map { $0 == status.mode & 0o7777 } ?? true)
+        }
+    }
+
+    /// `newRoot` was given for a volume that exists with another root directory.
+    public struct RootDirectoryMismatch: Error, CustomStringConvertible {
+        public var description: String
+    }
+
+    /// - Parameter newRoot: the root directory's owner and mode if the volume is new. For a
+    ///   volume that exists they must match its root's (RootDirectoryMismatch otherwise): the
+    ///   server never changes a root directory behind its owner's back.
     public init(root: String, callBackLifetime: Int64 = 3600, limits: VolumeLimits = VolumeLimits(),
-                syncPolicy: SyncPolicy = .onclose) throws {
+                syncPolicy: SyncPolicy = .onclose, newRoot: RootDirectory? = nil) throws {
         let fm = FileManager.default
         self.root = root
         dataDirectory = root + "/data"
@@ -69,8 +100,18 @@ public final class VolumeStore: Sendable {
             try db.execute(cached: "INSERT OR REPLACE INTO serverState (key, value) VALUES ('epoch', ?)", arguments: [previous + 1])
             if try Int.fetchOne(db, cached: "SELECT COUNT(*) FROM vnode") == 0 {
                 let now = Timespec.now()
-                _ = try VnodeTable.insert(db, type: .directory, mode: 0o755, uid: 0, gid: 0, size: 4096, linkCount: 2,
-                                          parent: nil, rdev: 0, symlinkTarget: nil, now: now, uniquifier: FID.root.unique)
+                _ = try VnodeTable.insert(db, type: .directory, mode: newRoot?.mode ?? 0o755, uid: newRoot?.owner?.uid ?? 0,
+                                          gid: newRoot?.owner?.gid ?? 0, size: 4096, linkCount: 2, parent: nil, rdev: 0,
+                                          symlinkTarget: nil, now: now, uniquifier: FID.root.unique)
+            } else if let newRoot {
+                let current = try VnodeTable.status(db, Int64(FID.root.vnode))
+                guard newRoot.matches(current) else {
+                    throw RootDirectoryMismatch(description: """
+                        the volume in \(root) exists, and its root directory is \(current.uid):\(current.gid) \
+                        mode \(String(current.mode & 0o7777, radix: 8)); --root-owner and --root-mode apply when a volume is \
+                        made (change an existing one with chown and chmod through a mount whose root is not squashed)
+                        """)
+                }
             }
             return UInt64(previous + 1)
         }

@@ -22,6 +22,12 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Address to listen on, HOST:PORT.")
     var listen = "127.0.0.1:7000"
 
+    @Option(help: ArgumentHelp("Owner of a new volume's root directory (default 0:0). Over TLS root is squashed, so give the volume to a user, or see --root-mode.", valueName: "UID:GID"))
+    var rootOwner: String?
+
+    @Option(help: ArgumentHelp("Mode of a new volume's root directory, octal (default 755; 1777 lets every user make files, as /tmp does).", valueName: "MODE"))
+    var rootMode: String?
+
     @Option(help: "Seconds a mutation waits for a client to acknowledge a callback break before declaring it unreachable.")
     var callbackTimeout = 10
 
@@ -89,6 +95,7 @@ struct ServerCommand: ParsableCommand {
             }
         }
         if let metrics { try MetricsEndpoint.validate(metrics) }
+        _ = try newRoot()
         guard ServerAddress(listen) != nil else { throw CommandFailure("--listen must be HOST:PORT, got '\(listen)'") }
         guard callbackTimeout > 0 else { throw CommandFailure("--callback-timeout must be positive") }
         guard callbackLifetime >= 60 else { throw CommandFailure("--callback-lifetime must be at least 60 seconds") }
@@ -99,6 +106,27 @@ struct ServerCommand: ParsableCommand {
         if !tls.isUsed && !insecure && !Self.isLoopback(ServerAddress(listen)!.host) {
             throw CommandFailure("refusing to serve plain TCP on \(listen): give --tls-cert, --tls-key and --tls-ca, or --insecure")
         }
+    }
+
+    /// --root-owner and --root-mode, checked.
+    func newRoot() throws -> VolumeStore.RootDirectory? {
+        guard rootOwner != nil || rootMode != nil else { return nil }
+        var owner: (uid: UInt32, gid: UInt32)?
+        if let rootOwner {
+            let parts = rootOwner.split(separator: ":", omittingEmptySubsequences: false)
+            guard parts.count == 2, let uid = UInt32(parts[0]), let gid = UInt32(parts[1]) else {
+                throw CommandFailure("--root-owner must be UID:GID (numbers), got '\(rootOwner)'")
+            }
+            owner = (uid, gid)
+        }
+        var mode: UInt32?
+        if let rootMode {
+            guard let value = UInt32(rootMode, radix: 8), value <= 0o7777 else {
+                throw CommandFailure("--root-mode must be an octal mode such as 755 or 1777, got '\(rootMode)'")
+            }
+            mode = value
+        }
+        return VolumeStore.RootDirectory(owner: owner, mode: mode)
     }
 
     func run() throws {
@@ -141,8 +169,11 @@ struct ServerCommand: ParsableCommand {
         let store: VolumeStore
         do {
             store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime),
-                                    limits: VolumeLimits(maximumFileSize: maxFileSize.bytes, quota: quota?.bytes), syncPolicy: sync)
+                                    limits: VolumeLimits(maximumFileSize: maxFileSize.bytes, quota: quota?.bytes), syncPolicy: sync,
+                                    newRoot: try newRoot())
         } catch let error as ExclusiveDirectoryLock.Busy {
+            throw CommandFailure("cannot open the volume: \(error)")
+        } catch let error as VolumeStore.RootDirectoryMismatch {
             throw CommandFailure("cannot open the volume: \(error)")
         } catch {
             throw CommandFailure("cannot open the volume in \(root): \((error as NSError).localizedDescription)")

@@ -57,4 +57,29 @@ struct TLSMountTests {
         let revoked = try shell("'\(peach)' server --root '\(directory.path)/root' --revoked /dev/null")
         #expect(revoked.status != 0 && revoked.output.contains("--revoked needs TLS"))
     }
+
+    @Test("first use over TLS: a volume made with --root-owner 1000:1000 lets uid 1000 write at once; a restart that asks for another owner is refused")
+    func newVolumeWritableByItsOwner() throws {
+        let cell = try TestCell()
+        let server = cell.serverFiles()
+        let tlsArguments = ["--tls-cert", server.certificate, "--tls-key", server.key, "--tls-ca", server.certificateAuthority]
+        try withMounts(serverArguments: tlsArguments + ["--root-owner", "1000:1000"]) { cluster in
+            let a = try cluster.mount("a", extraArguments: cell.mountArguments("alpha") + ["--allow-other"])
+            // uid 1000 reaches the mount by its path.
+            try shell("chmod 711 \"$(dirname '\(a.path)')\"")
+            let work = try shell("setpriv --reuid=1000 --regid=1000 --clear-groups sh -c "
+                                 + "'mkdir \(a.path)/home && echo mine > \(a.path)/home/f && cat \(a.path)/home/f'")
+            #expect(work.status == 0 && work.output == "mine\n", "\(work.output)")
+            #expect(try shell("stat -c '%u:%g %a' '\(a.path)'").output == "1000:1000 755\n")
+            // Root on the client is squashed: it may not write in uid 1000's root directory.
+            #expect(try shell("touch '\(a.path)/by-root'").status != 0)
+
+            cluster.stopServer()
+            let again = try shell("'\(peach)' server --root '\(cluster.serverRoot)' --listen 127.0.0.1:0 --root-owner 0:0 "
+                                  + tlsArguments.map { "'\($0)'" }.joined(separator: " "))
+            #expect(again.status != 0)
+            #expect(again.output.contains("--root-owner and --root-mode apply when a volume is made"), "\(again.output)")
+            try cluster.startServer()
+        }
+    }
 }
