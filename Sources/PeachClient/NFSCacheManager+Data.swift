@@ -102,8 +102,10 @@ extension NFSCacheManager {
         }
         table.withLock { t in
             // Older than what is known (a READ that raced a truncate or write): its data is
-            // returned to this read, not cached.
-            guard status.dataVersion >= node.status.dataVersion else { return }
+            // returned to this read, not cached. Nor is a block written here meanwhile (a write
+            // on another FUSE thread, such as a mapped page's, while this READ was out): the
+            // server's copy is older than the dirty one, and would come back once that is sent.
+            guard status.dataVersion >= node.status.dataVersion, node.dirtyBlocks[index] == nil else { return }
             t.apply(status)
             let evicted = t.blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
             node.cachedBlocks.insert(index)
@@ -117,8 +119,9 @@ extension NFSCacheManager {
         return data
     }
 
-    public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
-        let node = try core.handles.get(handle).node
+    /// The blocks `buffer` covers, changed from their dirty, cached or READ content. Caller
+    /// holds `node.writes`.
+    private func writeBlocks(_ node: NFSNode, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {
         var position = offset
         let end = offset + UInt64(buffer.count)
         while position < end {
@@ -142,6 +145,11 @@ extension NFSCacheManager {
             }
             position += UInt64(count)
         }
+    }
+
+    public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
+        let node = try core.handles.get(handle).node
+        try node.writes.withLock { try writeBlocks(node, offset: offset, from: buffer) }
         statistics.update {
             $0.writes += 1
             $0.writeBytes += UInt64(buffer.count)
@@ -225,10 +233,15 @@ extension NFSCacheManager {
             table.withLock { t in
                 if node.dirtyBlocks[index]?.dirtyEnd == block.dirtyEnd, node.dirtyBlocks[index]?.data == block.data {
                     node.dirtyBlocks[index] = nil
+                    let key = BlockKey(inode: node.inode, index: index)
                     if block.data.count == blockSize || offset + UInt64(slice.count) >= status.size {
                         // Now a clean block of the new version.
-                        t.blocks.set(BlockKey(inode: node.inode, index: index), block.data, cost: block.data.count)
+                        t.blocks.set(key, block.data, cost: block.data.count)
                         node.cachedBlocks.insert(index)
+                    } else {
+                        // Part of a block: the rest is the server's. No older copy may stand for it.
+                        t.blocks.remove(key)
+                        node.cachedBlocks.remove(index)
                     }
                 }
                 let ours = node.kernelVersion == before

@@ -311,6 +311,13 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
         let node = try node(inode)
         if table.withLock({ t in node.removed }) { return setRemovedFileAttributes(node, changes) }
+        // A size change and the file's writes take turns (`NFSNode.writes`): a write's block
+        // read before the truncate and stored after it would bring truncated bytes back.
+        guard changes.size != nil else { return try storeAttributes(node, changes) }
+        return try node.writes.withLock { try storeAttributes(node, changes) }
+    }
+
+    private func storeAttributes(_ node: NFSNode, _ changes: SetAttributes) throws -> Attributes {
         if changes.size != nil, table.withLock({ t in node.isDirty }) { try writeBack(node, commit: false) }
         let (status, _) = try core.storeStatus(node.fid, changes)
         table.withLock { t in

@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import PeachProtocol
 
 /// What the NFS-style client knows of one file or directory: attributes with their cache
@@ -25,6 +26,11 @@ final class NFSNode: @unchecked Sendable {
     var cachedBlocks: Set<UInt64> = []
     /// Files: written blocks not yet sent, by block index.
     var dirtyBlocks: [UInt64: DirtyBlock] = [:]
+    /// Held by a write for its read-modify-write of dirty blocks: two writes into one block on
+    /// two FUSE threads (the kernel sends a mapping's dirty pages in parallel) would otherwise
+    /// each start from the block as it was, and the later would undo the earlier's bytes.
+    /// Lock order: this, then the table's lock.
+    let writes = NIOLock()
     var openCount = 0
     /// The data version the kernel's page cache holds, if any.
     var kernelVersion: UInt64?

@@ -161,4 +161,35 @@ struct NFSBehaviourTests {
             #expect(cluster.server.statistics.snapshot().callBacksBroken >= 1)
         }
     }
+
+    @Test("writes into one block from many threads at once keep every byte (the kernel sends a mapping's pages in parallel)")
+    func concurrentWritesIntoOneBlock() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addNFSClient())
+            let blockSize = NFSOptions().blockSize
+            let pages = blockSize / 4096
+            let rounds = 40
+            let file = try writer.create("/parallel")
+            // Round r writes block r, each of its pages from a thread of its own, as 16 WRITE
+            // requests on 16 FUSE threads would: the block starts with no dirty or cached copy.
+            for round in 0..<rounds {
+                DispatchQueue.concurrentPerform(iterations: pages) { page in
+                    let bytes = [UInt8](repeating: UInt8(truncatingIfNeeded: round &* 16 &+ page &+ 1), count: 4096)
+                    try? file.write(bytes, offset: UInt64(round * blockSize + page * 4096))
+                }
+            }
+            try file.close()
+            let reader = PathClient(try cluster.addNFSClient())
+            let content = try reader.readFile("/parallel")
+            #expect(content.count == rounds * blockSize)
+            var lost: [String] = []
+            for round in 0..<rounds {
+                for page in 0..<pages {
+                    let start = round * blockSize + page * 4096
+                    if content[start] != UInt8(truncatingIfNeeded: round &* 16 &+ page &+ 1) { lost.append("block \(round) page \(page)") }
+                }
+            }
+            #expect(lost.isEmpty, "lost: \(lost.prefix(10))")
+        }
+    }
 }

@@ -1,24 +1,36 @@
 import Foundation
 
-/// A seeded random exerciser of one file, in the manner of fsx: writes, reads, mapped reads,
-/// truncates (down and up), fsync and close/reopen, each checked against an in-memory model of
-/// what the file must hold. Debian has no fsx package; this is the stand-in for it.
+/// A seeded random exerciser of one file, in the manner of fsx: writes, reads, mapped reads and
+/// writes, truncates (down and up), fsync and close/reopen, each checked against an in-memory
+/// model of what the file must hold. Debian has no fsx package; this is the stand-in for it.
 struct FileExerciser {
     struct Failure: Error, CustomStringConvertible {
         var description: String
     }
 
+    /// What a run does besides its operations, as fsx's flags do.
+    struct Options {
+        /// Mapped reads and writes (fsx without -R -W).
+        var mapped = true
+        /// After each operation, close and reopen the file with this chance (fsx -c N: 1 in N).
+        var closeOneIn: UInt64? = nil
+        /// After each write, invalidate the range's cached pages (fsx -f: msync MS_INVALIDATE).
+        var invalidateAfterWrites = false
+    }
+
     let path: String
     let maximumSize: Int
+    let options: Options
     private var random: SplitMix64
     private var model: [UInt8] = []
     private var fd: Int32 = -1
     /// The last operations, printed with a failure.
     private var log: [String] = []
 
-    init(path: String, seed: UInt64, maximumSize: Int = 256 * 1024) {
+    init(path: String, seed: UInt64, maximumSize: Int = 256 * 1024, options: Options = Options()) {
         self.path = path
         self.maximumSize = maximumSize
+        self.options = options
         random = SplitMix64(seed: seed)
     }
 
@@ -29,13 +41,15 @@ struct FileExerciser {
         defer { close(fd) }
         for number in 1...count {
             switch random.next() % 16 {
-            case 0..<6: try write(number)
+            case 0..<5: try write(number)
+            case 5: options.mapped ? try mappedWrite(number) : try write(number)
             case 6..<10: try read(number)
-            case 10..<12: try mappedRead(number)
+            case 10..<12: options.mapped ? try mappedRead(number) : try read(number)
             case 12..<14: try truncate(number)
             case 14: try reopen(number)
             default: try sync(number)
             }
+            if let oneIn = options.closeOneIn, random.next() % oneIn == 0 { try reopen(number) }
         }
         try reopen(count + 1)
         try read(count + 2, offset: 0, length: model.count)
@@ -63,6 +77,48 @@ struct FileExerciser {
         let overlap = min(model.count, offset + length)
         if overlap > offset { model.replaceSubrange(offset..<overlap, with: data[0..<(overlap - offset)]) }
         if offset + length > model.count { model += data[(model.count - offset)...] }
+        try invalidateIfAsked(number, offset: offset, length: length)
+    }
+
+    /// A write through a shared mapping, as fsx's MAPWRITE: the file grows first if the range
+    /// ends past it, and msync(MS_SYNC) sends the pages.
+    private mutating func mappedWrite(_ number: Int) throws {
+        let offset = Int(random.next() % UInt64(maximumSize))
+        let length = 1 + Int(random.next() % UInt64(min(65536, maximumSize - offset)))
+        let byte = UInt8(truncatingIfNeeded: number &* 7)
+        let data = (0..<length).map { byte &+ UInt8(truncatingIfNeeded: $0 % 241) }
+        note("\(number) mapwrite \(offset)+\(length)")
+        if offset + length > model.count {
+            guard ftruncate(fd, off_t(offset + length)) == 0 else { throw failure(number, "ftruncate: \(String(cString: strerror(errno)))") }
+            model += [UInt8](repeating: 0, count: offset + length - model.count)
+        }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        let mapped = length + (offset - start)
+        guard let base = mmap(nil, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(start)), base != MAP_FAILED else {
+            throw failure(number, "mmap: \(String(cString: strerror(errno)))")
+        }
+        data.withUnsafeBytes { (base + (offset - start)).copyMemory(from: $0.baseAddress!, byteCount: length) }
+        let synced = msync(base, mapped, MS_SYNC)
+        munmap(base, mapped)
+        guard synced == 0 else { throw failure(number, "msync: \(String(cString: strerror(errno)))") }
+        model.replaceSubrange(offset..<(offset + length), with: data)
+        try invalidateIfAsked(number, offset: offset, length: length)
+    }
+
+    /// fsx -f: the range's cached pages are dropped after a write (msync MS_INVALIDATE), so the
+    /// next read of it asks the file system.
+    private mutating func invalidateIfAsked(_ number: Int, offset: Int, length: Int) throws {
+        guard options.invalidateAfterWrites else { return }
+        let page = Int(sysconf(Int32(_SC_PAGESIZE)))
+        let start = offset / page * page
+        let mapped = length + (offset - start)
+        guard let base = mmap(nil, mapped, PROT_READ | PROT_WRITE, MAP_SHARED, fd, off_t(start)), base != MAP_FAILED else {
+            throw failure(number, "mmap: \(String(cString: strerror(errno)))")
+        }
+        let invalidated = msync(base, mapped, MS_INVALIDATE)
+        munmap(base, mapped)
+        guard invalidated == 0 else { throw failure(number, "msync: \(String(cString: strerror(errno)))") }
     }
 
     private mutating func read(_ number: Int) throws {

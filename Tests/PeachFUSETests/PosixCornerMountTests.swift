@@ -86,6 +86,29 @@ struct PosixCornerMountTests {
         }
     }
 
+    @Test("the fsx sequence of issue 17 on one file of one mount: all operations, then no mapped ones, then close/reopen 1 in 10 with pages invalidated after writes",
+          arguments: ClientDesign.allCases)
+    func exerciserSequence(design: ClientDesign) throws {
+        let count = Int(ProcessInfo.processInfo.environment["PEACH_EXERCISER_OPS"] ?? "") ?? 2000
+        // The server on tmpfs: with no disk to wait for, the kernel's parallel writes and reads
+        // of one block interleave as tightly as they did when the NFS-mode races showed.
+        let shm = try TemporaryDirectory(prefix: "peach-fsx", in: "/dev/shm")
+        defer { shm.remove() }
+        try withMounts(serverRoot: shm.path + "/server") { cluster in
+            let mount = try cluster.mount("m", design: design, cache: shm.path + "/cache")
+            let runs: [(String, Int, FileExerciser.Options)] = [
+                ("all operations", count, .init()),
+                ("no mapped operations (fsx -R -W)", count / 5, .init(mapped: false)),
+                ("close/reopen 1 in 10, invalidate after writes (fsx -c 10 -f)", count / 10 * 3,
+                 .init(closeOneIn: 10, invalidateAfterWrites: true)),
+            ]
+            for (name, operations, options) in runs {
+                var exerciser = FileExerciser(path: mount.path + "/fsx", seed: 7, options: options)
+                do { try exerciser.run(operations) } catch { Issue.record("\(design), \(name): \(error)") }
+            }
+        }
+    }
+
     @Test("a seeded fsx-style run (writes, reads, mapped reads, truncates, reopens) matches its model", arguments: ClientDesign.allCases)
     func exerciser(design: ClientDesign) throws {
         // PEACH_EXERCISER_OPS=100000 for the long run of the issue.
