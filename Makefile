@@ -1,5 +1,7 @@
 # The README's commands. `make demo` and `make test` do all set-up on a fresh Debian/Ubuntu machine.
 SWIFT ?= swift
+# Package.resolved is committed: every clone builds the dependencies it names, nothing newer.
+RESOLVED := --force-resolved-versions
 PEACH := .build/debug/peach
 
 .PHONY: all deps build test demo bench bench-hot-paths fuzz clean install install-files uninstall
@@ -10,19 +12,19 @@ deps:
 	@scripts/ensure-deps.sh
 
 build: deps
-	$(SWIFT) build
+	$(SWIFT) build $(RESOLVED)
 
 test: build
 	@scripts/ensure-deps.sh test
-	$(SWIFT) build --build-tests
-	$(SWIFT) test
+	$(SWIFT) build $(RESOLVED) --build-tests
+	$(SWIFT) test $(RESOLVED)
 
 demo: build
 	@scripts/demo.sh $(PEACH)
 
 # The full benchmark suite with a release build; reports (markdown, SVG, JSON) in bench-report/.
 bench: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build $(RESOLVED) -c release
 	@scripts/bench.sh .build/release/peach bench-report
 
 # The package-benchmark suites of the hot paths (their own package, as swift-nio's).
@@ -42,7 +44,7 @@ fuzz: deps
 PREFIX ?= /usr/local
 SBINDIR ?= /sbin
 install: deps
-	$(SWIFT) build -c release
+	$(SWIFT) build $(RESOLVED) -c release
 	@$(MAKE) --no-print-directory install-files BINARY=.build/release/peach
 
 # The files only, from an existing build (BINARY).

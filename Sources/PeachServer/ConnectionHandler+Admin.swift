@@ -23,8 +23,8 @@ extension ConnectionHandler {
             switch result {
             case .success((let principal, nil)):
                 // Once per connection: a peer repeating the question must not fill the log.
-                if !handler.adminRefusalLogged {
-                    handler.adminRefusalLogged = true
+                if !handler.refusalLogged {
+                    handler.refusalLogged = true
                     server.logger.notice("admin request refused", metadata: ["principal": "\(principal)", "query": "\(query)"])
                 }
                 handler.sendError(.accessDenied, id: id, opcode: opcode)

@@ -66,8 +66,11 @@ extension ConnectionHandler {
                 handler.sendReply(.hello(HelloReply(serverEpoch: store.epoch, callBacksLost: lost, leaseMilliseconds: lease)),
                                   id: id, opcode: Opcode.hello.rawValue)
             case .failure(let refusal as StatusCode):
-                handler.server.logger.notice("client refused", metadata: ["client": "\(hello.clientID)", "reason": "\(refusal)",
-                                                                          "peer": "\(peer.map { "\($0)" } ?? "-")"])
+                if !handler.refusalLogged {
+                    handler.refusalLogged = true
+                    handler.server.logger.notice("client refused", metadata: ["client": "\(hello.clientID)", "reason": "\(refusal)",
+                                                                              "peer": "\(peer.map { "\($0)" } ?? "-")"])
+                }
                 handler.sendError(refusal, id: id, opcode: Opcode.hello.rawValue)
             case .failure:
                 handler.sendError(.ioError, id: id, opcode: Opcode.hello.rawValue)

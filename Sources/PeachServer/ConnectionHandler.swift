@@ -82,8 +82,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// `handleBacklog` is running, and something it ran asked for it again.
     var handlingBacklog = false
     var backlogMoved = false
-    /// An admin refusal was logged for this connection (once is enough).
-    var adminRefusalLogged = false
+    /// A refusal (admin, or a Hello) was logged for this connection: once is enough, so that a
+    /// peer repeating the request cannot fill the log.
+    var refusalLogged = false
 
     init(server: FileServerContext) {
         self.server = server
