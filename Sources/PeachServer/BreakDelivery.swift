@@ -42,9 +42,12 @@ struct BreakDelivery: Sendable {
             // comes back first (then the break goes to it over its new connection).
             let remaining = registry.lastContact(of: client) + lease - .now()
             let registry = self.registry
-            eventLoop.scheduleTask(in: max(remaining, .zero)) {
+            let giveUp: @Sendable () -> Void = {
                 if registry.cancelWaiting(client, id: waiter) { returned.succeed(false) }
             }
+            // Also when the event loop shuts down first (the task is then cancelled): the
+            // promise is never left unfulfilled.
+            eventLoop.scheduleTask(in: max(remaining, .zero), giveUp).futureResult.whenFailure { _ in giveUp() }
             return returned.futureResult.flatMap { cameBack in
                 cameBack ? redeliver(fids, to: client, reason: reason, on: eventLoop) : declareUnreachable(client, on: eventLoop)
             }
