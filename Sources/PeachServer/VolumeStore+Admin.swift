@@ -25,8 +25,9 @@ extension VolumeStore {
     }
 
     /// The unexpired promises on the object at `path` and everything beneath it (empty or "/":
-    /// the whole volume), held by `client` (empty: anyone), at most `AdminReports.maximumRows`.
-    public func callBacks(under path: String, client: String) throws -> AdminReports.CallBacks {
+    /// the whole volume), held by `client` (empty: anyone), at most `limit`; `omitted` counts
+    /// the rest exactly.
+    public func callBacks(under path: String, client: String, limit: Int = AdminReports.maximumRows) throws -> AdminReports.CallBacks {
         let now = Timespec.now().seconds
         return try database.read { db in
             let top = try Self.vnode(db, at: path)
@@ -35,14 +36,15 @@ extension VolumeStore {
                 AND c.vnode IN (WITH RECURSIVE under(id) AS (SELECT :top UNION SELECT d.child FROM dirEntry d JOIN under u ON d.directory = u.id)
                                 SELECT id FROM under)
                 """
-            let sql = """
-                SELECT c.client, c.vnode, v.uniquifier, c.expiresAt FROM callBack c JOIN vnode v ON v.id = c.vnode
-                WHERE c.expiresAt > :now AND c.brokenUniquifier IS NULL\(clientFilter) \(scope) ORDER BY c.vnode, c.client LIMIT :limit
+            let matching = """
+                FROM callBack c JOIN vnode v ON v.id = c.vnode
+                WHERE c.expiresAt > :now AND c.brokenUniquifier IS NULL\(clientFilter) \(scope)
                 """
-            let arguments: StatementArguments = ["now": now, "client": client, "top": top, "limit": AdminReports.maximumRows + 1]
-            var rows = try Row.fetchAll(db, sql: sql, arguments: arguments)
-            let omitted = max(0, rows.count - AdminReports.maximumRows)
-            rows = Array(rows.prefix(AdminReports.maximumRows))
+            let arguments: StatementArguments = ["now": now, "client": client, "top": top, "limit": limit]
+            let rows = try Row.fetchAll(db, sql: "SELECT c.client, c.vnode, v.uniquifier, c.expiresAt \(matching) ORDER BY c.vnode, c.client LIMIT :limit",
+                                        arguments: arguments)
+            let total = try Int.fetchOne(db, sql: "SELECT COUNT(*) \(matching)", arguments: arguments) ?? rows.count
+            let omitted = max(0, total - rows.count)
             var paths = PathNamer()
             let callBacks = try rows.map { row in
                 let vnode: Int64 = row["vnode"]

@@ -126,7 +126,7 @@ struct AdminCommand: ParsableCommand {
 /// `--server ADDR`, TLS and `--json`, for every admin subcommand.
 struct AdminServer: ParsableArguments {
     @Option(help: "The file server, HOST:PORT.") var server = "127.0.0.1:7000"
-    @OptionGroup(title: "Mutual TLS (docs/security.md)") var tls: TLSOptions
+    @OptionGroup(title: "Mutual TLS (see the security guide)") var tls: TLSOptions
     @Flag(help: "Print JSON.") var json = false
 
     func validate() throws {

@@ -19,10 +19,10 @@ struct BenchCommand: ParsableCommand {
 
 /// Options every benchmark takes.
 struct BenchOutputOptions: ParsableArguments {
-    @Option(help: "Also write the results as JSON to FILE.")
+    @Option(help: ArgumentHelp("Also write the results as JSON to FILE.", valueName: "FILE"))
     var json: String?
 
-    @Option(help: "Write report.md and SVG charts into DIR.")
+    @Option(help: ArgumentHelp("Write report.md and SVG charts into DIR.", valueName: "DIR"))
     var report: String?
 
     @Flag(help: "A short run (under a minute) with smaller files.")

@@ -38,10 +38,10 @@ struct MountCommand: ParsableCommand {
     @Option(help: "Cache size limit, K/M/G/T suffixes (afs: disk, default 2G; nfs: memory, default 256M).")
     var cacheSize: ByteSize?
 
-    @OptionGroup(title: "NFS-style client (--mode nfs), as in nfs(5)")
+    @OptionGroup(title: "NFS mode options, as in nfs(5)")
     var nfs: NFSMountOptions
 
-    @OptionGroup(title: "Mutual TLS (docs/security.md)")
+    @OptionGroup(title: "Mutual TLS (see the security guide)")
     var tls: TLSOptions
 
     @Flag(help: "Fail a request the server does not answer within --timeout with ETIMEDOUT, instead of waiting and retrying until it does (the default, as an NFS hard mount).")

@@ -46,7 +46,7 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Seconds after which a connection with nothing in flight and no callbacks held is closed.")
     var idleTimeout = 600
 
-    @OptionGroup(title: "Mutual TLS (docs/security.md)")
+    @OptionGroup(title: "Mutual TLS (see the security guide)")
     var tls: TLSOptions
 
     @Option(help: "A file of client machine names (one per line) whose certificates are refused.")

@@ -22,4 +22,20 @@ struct AdminReportTests {
         let small = AdminDesk.fit(Array(rows.prefix(3)), omitted: 0, AdminReports.CallBacks.init)
         #expect(try AdminReports.decode(AdminReports.CallBacks.self, from: small).callBacks.count == 3)
     }
+
+    @Test("a callbacks report past its row limit says exactly how many it left out, not one")
+    func omittedIsCounted() throws {
+        try withTemporaryStore { store in
+            _ = try store.introduce(client: "a", epoch: 1)
+            for i in 0..<10 {
+                let file = try store.create(CreateRequest(directory: .root, name: "f\(i)", type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                            client: "a").value.target!
+                _ = try store.fetchStatus(file.fid, client: .afs("a"))
+            }
+            // The root and the ten files.
+            let report = try store.callBacks(under: "/", client: "", limit: 3)
+            #expect(report.callBacks.count == 3)
+            #expect(report.omitted == 8)
+        }
+    }
 }
