@@ -25,7 +25,9 @@ struct SharedFileMountTests {
                     os.close(fd)
                 except OSError as e:
                     errors.append(str(e))
-            print(kind, len(errors), errors[:3], flush=True)
+            # One write(2) per line: the four processes share the pipe, and print() may write
+            # a line in pieces that interleave.
+            os.write(1, ("%s %d %s\\n" % (kind, len(errors), errors[:3])).encode())
         open(path, "wb").write(b"x")
         workers = [multiprocessing.Process(target=run, args=(k,)) for k in ("rewrite", "append", "rewrite", "append")]
         [w.start() for w in workers]
