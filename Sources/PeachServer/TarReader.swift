@@ -26,6 +26,8 @@ struct TarReader {
     }
 
     static let blockSize = 512
+    /// The largest member size taken (1 PiB): sizes near 2^64 would overflow the offsets.
+    static let maximumSize: UInt64 = 1 << 50
     private let fd: Int32
     private let archiveSize: UInt64
     private var offset: UInt64 = 0
@@ -126,6 +128,8 @@ struct TarReader {
                 guard value >> 56 == 0 else { throw Failure(description: "a member size is out of range") }
                 value = value << 8 | UInt64(byte)
             }
+            // Past what any file here can be: refused before `next` does arithmetic with it.
+            guard value <= maximumSize else { throw Failure(description: "a member size is out of range") }
             return value
         }
         return try octal(field)

@@ -66,7 +66,7 @@ struct BackupRestoreTests {
         #expect(try FileManager.default.contentsOfDirectory(atPath: root) == ["keep"])
     }
 
-    @Test("archives that are not PeachFS backups are refused and write nothing", arguments: ["escape", "foreign", "garbage", "incomplete"])
+    @Test("archives that are not PeachFS backups are refused and write nothing", arguments: ["escape", "foreign", "garbage", "incomplete", "huge-size"])
     func refusesOtherArchives(kind: String) throws {
         let directory = try TemporaryDirectory(prefix: "peach-backup")
         defer { directory.remove() }
@@ -84,6 +84,14 @@ struct BackupRestoreTests {
             _ = try shell("cd '\(work)' && tar -xf '\(good)' && tar -cf '\(archive)' volume.sqlite data")
         case "garbage":
             FileManager.default.createFile(atPath: archive, contents: Data(repeating: 0x41, count: 10_000))
+        case "huge-size":
+            // One header announcing a member of nearly 2^64 bytes (GNU base-256): offsets past it would overflow.
+            _ = try shell("""
+                python3 -c "
+                h = bytearray(512); h[0:13] = b'volume.sqlite'; h[124:136] = b'\\x80' + b'\\x00' * 3 + b'\\xff' * 8; h[156:157] = b'0'
+                h[257:263] = b'ustar\\x00'; h[148:156] = b' ' * 8; s = sum(h); h[148:155] = ('%06o' % s).encode() + b'\\x00'
+                open('\(archive)', 'wb').write(bytes(h) + bytes(1024))"
+                """)
         default:
             // The database names a version file the archive lacks.
             _ = try shell("cd '\(work)' && tar -xf '\(good)' && rm data/* && tar -cf '\(archive)' volume.sqlite data")
