@@ -1,4 +1,6 @@
 import Foundation
+import NIOCore
+import PeachProtocol
 
 /// Writes a POSIX ustar archive (what `tar -tf` lists and any tar unpacks) of a backup's staging
 /// directory. The server writes it itself rather than run tar: tar fails a member whose ctime
@@ -11,7 +13,6 @@ struct TarWriter {
 
     static let blockSize = 512
     private let fd: Int32
-    private var written: UInt64 = 0
 
     /// Creates `path`, which must not exist.
     init(path: String) throws {
@@ -20,12 +21,12 @@ struct TarWriter {
     }
 
     /// A directory member (`name` ends with "/").
-    mutating func addDirectory(_ name: String) throws {
+    func addDirectory(_ name: String) throws {
         try write(Self.header(name: name, size: 0, mode: 0o755, typeflag: UInt8(ascii: "5")))
     }
 
     /// A regular member: the content of the file at `path`, as it is when opened.
-    mutating func addFile(_ name: String, from path: String) throws {
+    func addFile(_ name: String, from path: String) throws {
         let source = open(path, O_RDONLY | O_CLOEXEC)
         guard source >= 0 else { throw Failure(description: "cannot read \(path): \(String(cString: strerror(errno)))") }
         defer { close(source) }
@@ -48,7 +49,7 @@ struct TarWriter {
     }
 
     /// Two zero blocks end the archive; then it is made durable and closed.
-    mutating func finish() throws {
+    func finish() throws {
         try write([UInt8](repeating: 0, count: 2 * Self.blockSize))
         guard fsync(fd) == 0 else { throw Failure(description: "cannot write the archive: \(String(cString: strerror(errno)))") }
         close(fd)
@@ -57,16 +58,10 @@ struct TarWriter {
     /// Closes without finishing (the caller removes the file).
     func abandon() { close(fd) }
 
-    private mutating func write<Bytes: Collection>(_ bytes: Bytes) throws where Bytes.Element == UInt8 {
-        let array = Array(bytes)
-        var offset = 0
-        while offset < array.count {
-            let n = array.withUnsafeBytes { Glibc.write(fd, $0.baseAddress! + offset, array.count - offset) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw Failure(description: "cannot write the archive: \(String(cString: strerror(n < 0 ? errno : ENOSPC)))") }
-            offset += n
+    private func write<Bytes: Sequence>(_ bytes: Bytes) throws where Bytes.Element == UInt8 {
+        if let failure = WholeWrite.write(ByteBuffer(bytes: bytes), to: fd) {
+            throw Failure(description: "cannot write the archive: \(String(cString: strerror(failure)))")
         }
-        written += UInt64(array.count)
     }
 
     /// A ustar header. Sizes of 8 GiB and more use GNU tar's base-256 form, which every GNU and

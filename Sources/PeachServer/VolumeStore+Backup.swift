@@ -76,7 +76,7 @@ extension VolumeStore {
 
     /// The staging directory as a tar archive: volume.sqlite, data/, then the version files.
     private func pack(_ staging: String, into archive: String) throws {
-        var writer = try TarWriter(path: archive)
+        let writer = try TarWriter(path: archive)
         do {
             try writer.addFile("volume.sqlite", from: staging + "/volume.sqlite")
             try writer.addDirectory("data/")

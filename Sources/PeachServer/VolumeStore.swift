@@ -42,17 +42,13 @@ public final class VolumeStore: Sendable {
     /// --root-mode`): with TLS, clients' root is squashed, so a root:root 0755 volume root is
     /// writable by nobody until it is given to someone.
     /// What is not given is root's, 0755.
-    public struct RootDirectory: Sendable, Equatable {
+    public struct RootDirectory: Sendable {
         public var owner: (uid: UInt32, gid: UInt32)?
         public var mode: UInt32?
 
         public init(owner: (uid: UInt32, gid: UInt32)? = nil, mode: UInt32? = nil) {
             self.owner = owner
             self.mode = mode
-        }
-
-        public static func == (a: Self, b: Self) -> Bool {
-            a.owner?.uid == b.owner?.uid && a.owner?.gid == b.owner?.gid && a.mode == b.mode
         }
 
         /// Whether a root directory with this status is what was asked for.
@@ -202,14 +198,10 @@ public final class VolumeStore: Sendable {
             let lost = try (row == nil && startedAfterRestore) || (row?["callBacksLost"] as Int64? ?? 0) != 0
                 || CallBackTable.hasUnsettledBreaks(db, client: client)
             let sameEpoch = (row?["epoch"] as Int64?) == storedEpoch
-            if lost {
-                try CallBackTable.dropAll(db, client: client)
-            }
-            if !sameEpoch {
-                // A restarted cache manager dropped its promises, and numbers its requests anew.
-                try CallBackTable.dropAll(db, client: client)
-                try ReplayTable.forget(db, client: client)
-            }
+            // A client told it lost its promises drops them all; so did a restarted cache manager,
+            // which also numbers its requests anew.
+            if lost || !sameEpoch { try CallBackTable.dropAll(db, client: client) }
+            if !sameEpoch { try ReplayTable.forget(db, client: client) }
             try db.execute(cached: """
                 INSERT INTO client (id, epoch, callBacksLost, lastSeen, owner) VALUES (?, ?, 0, ?, ?)
                 ON CONFLICT(id) DO UPDATE SET epoch = excluded.epoch, callBacksLost = 0, lastSeen = excluded.lastSeen,
