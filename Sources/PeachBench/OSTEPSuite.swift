@@ -86,8 +86,9 @@ public struct OSTEPSuite: Sendable {
 
     public func run(only: Set<Int>? = nil, progress: Progress = Progress()) throws -> [Row] {
         var rows: [Row] = []
-        for workload in workloads where only?.contains(workload.number) ?? true {
-            progress.show("ostep: workload \(workload.number) of 11, \(workload.name)")
+        let chosen = workloads.filter { only?.contains($0.number) ?? true }
+        for (position, workload) in chosen.enumerated() {
+            progress.show("ostep: \(position + 1) of \(chosen.count), workload \(workload.number) (\(workload.name))")
             try BenchCluster.with(mounted: mounted, nfsCacheSize: sizes.nfsCacheSize, blockSize: sizes.blockSize) { cluster in
                 try prepare(workload, using: cluster.writer)
                 for design in ClientDesign.allCases {

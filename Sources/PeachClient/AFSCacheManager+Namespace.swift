@@ -155,7 +155,7 @@ extension AFSCacheManager {
         }
     }
 
-    static let bulkStatusBatch = 128
+    static let bulkStatusBatch = Request.maximumBulkStatusCount
 
     public func readlink(_ inode: Inode) throws -> String {
         let link = try validated(inode)

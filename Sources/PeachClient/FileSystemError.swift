@@ -19,6 +19,10 @@ public struct FileSystemError: Error, Equatable, CustomStringConvertible {
         return error
     }
 
+    /// The server closed the connection without an answer (as a TLS-only server does to a
+    /// plain connection's first request).
+    public var isConnectionClosed: Bool { reason == RPCHandler.closedReason }
+
     public init(_ errno: Int32, _ reason: String = "") {
         self.errno = errno
         self.reason = reason

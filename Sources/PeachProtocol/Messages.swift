@@ -173,6 +173,7 @@ public enum Request: Hashable, Sendable {
     case hello(Hello)
     case ping
     case fetchStatus(FID)
+    /// At most `Request.maximumBulkStatusCount` FIDs.
     case bulkStatus([FID])
     /// The bytes of a file, directory listing or symlink target in `range` (all of it by
     /// default), as AFS-3's FetchData takes a position and a length; the reply is followed by
@@ -378,4 +379,10 @@ extension Request {
             false
         }
     }
+}
+
+extension Request {
+    /// FIDs one BulkStatus may name (AFS's AFSCBMAX): its reply stays a few KiB, and its
+    /// transaction holds the server's single database writer only briefly.
+    public static let maximumBulkStatusCount = 50
 }

@@ -60,6 +60,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     var pendingAcks: [UInt32: (opcode: UInt16, promise: EventLoopPromise<Void>)] = [:]
     /// When the last frame arrived from the client: its lease runs from there.
     var lastContact = NIODeadline.now()
+    /// When the last frame other than a ping arrived: pings alone do not keep a connection
+    /// that holds no callbacks (`closeIfIdle`).
+    var lastWork = NIODeadline.now()
     var nextPushID: UInt32 = 0
     var context: ChannelHandlerContext?
     var streamer: ContentStreamer?
@@ -200,12 +203,22 @@ final class ConnectionHandler: ChannelDuplexHandler {
         }
     }
 
-    /// Nothing came for `--idle-timeout`: a connection with nothing in flight is closed unless
-    /// its client holds callbacks (it must stay reachable for their breaks).
+    /// Nothing but pings came for `--idle-timeout` (or nothing at all): a connection with
+    /// nothing in flight is closed unless its client holds callbacks and keeps pinging (it must
+    /// stay reachable for their breaks). A holder silent for its whole lease is closed too: it is
+    /// unreachable anyway, and its promises wait for it as for any client away
+    /// (`BreakDelivery`). So neither pings alone nor one callback held in silence keeps a
+    /// connection, and its slot under --max-clients, for good.
     func closeIfIdle(context: ChannelHandlerContext) {
         guard requestsInFlight == 0, uploads.isEmpty, backlogStart == backlog.count else { return }
         guard let clientID else {
             server.logger.info("closing idle connection that never said Hello")
+            return context.close(promise: nil)
+        }
+        let now = NIODeadline.now()
+        guard now - lastWork >= server.limits.idleTimeout else { return }
+        if now - lastContact >= server.lease {
+            server.logger.info("closing silent connection", metadata: ["client": "\(clientID)"])
             return context.close(promise: nil)
         }
         let store = server.store
@@ -225,6 +238,12 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelRead(context: ChannelHandlerContext, data: NIOAny) {
         let frame = unwrapInboundIn(data)
         lastContact = .now()
+        if frame.kind == .request && frame.opcode == Opcode.ping.rawValue {
+            // A ping of a connection that has done nothing else for the idle timeout.
+            if lastContact - lastWork >= server.limits.idleTimeout { closeIfIdle(context: context) }
+        } else {
+            lastWork = lastContact
+        }
         do {
             if frame.kind == .pushAck { return try acknowledge(frame) }
             backlog.append(frame)

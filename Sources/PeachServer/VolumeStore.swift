@@ -255,7 +255,28 @@ public final class VolumeStore: Sendable {
     }
 
     public func bulkStatus(_ fids: [FID], client: Requester) throws -> ([BulkStatusEntry], UInt64) {
+        guard fids.count <= Request.maximumBulkStatusCount else { throw StatusCode.invalidArgument }
         let now = Timespec.now()
+        // A read first, as FetchStatus does: when the client holds a promise with most of its life
+        // on each of them, no writer is taken, and the reply announces the earliest expiry.
+        let (entries, earliestHeld) = try database.read { db -> ([BulkStatusEntry], Int64?) in
+            var entries: [BulkStatusEntry] = []
+            var earliest: Int64? = .max
+            for fid in fids {
+                do {
+                    let (vnode, status) = try VnodeTable.resolve(db, fid)
+                    entries.append(.status(status))
+                    guard client.grantsCallBacks, let held = earliest else { continue }
+                    let expiry = try CallBackTable.expiry(db, client: client.clientID, vnode: vnode)
+                    earliest = expiry.flatMap { $0 - now.seconds > callBackLifetime / 2 ? min(held, $0) : nil }
+                } catch let code as StatusCode {
+                    entries.append(.error(code))
+                }
+            }
+            return (entries, earliest)
+        }
+        guard client.grantsCallBacks else { return (entries, 0) }
+        if let earliestHeld { return (entries, earliestHeld == .max ? 0 : UInt64(earliestHeld)) }
         return try writeTransaction { db in
             var entries: [BulkStatusEntry] = []
             for fid in fids {

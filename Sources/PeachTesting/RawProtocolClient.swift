@@ -127,6 +127,22 @@ public final class RawProtocolClient: @unchecked Sendable {
         return try reply(to: id)
     }
 
+    /// Pings every `interval` for `duration` seconds, reading each answer, as an idle mount
+    /// does; true if the server closed the connection meanwhile.
+    public func keepPinging(for duration: Double, every interval: Double = 0.1) -> Bool {
+        let deadline = Date().addingTimeInterval(duration)
+        while deadline.timeIntervalSinceNow > 0 {
+            do {
+                let id = try send(.ping)
+                if try reply(to: id, timeout: 5) == nil { return true }
+            } catch {
+                return true  // a send on a closed socket
+            }
+            Thread.sleep(forTimeInterval: interval)
+        }
+        return false
+    }
+
     /// True when the server closed this connection within `timeout`.
     public func isClosedByServer(within timeout: Double) -> Bool {
         let deadline = Date().addingTimeInterval(timeout)

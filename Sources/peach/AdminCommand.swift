@@ -11,8 +11,9 @@ struct AdminCommand: ParsableCommand {
         commandName: "admin",
         abstract: "Ask a file server who holds what, its counters, or for a backup (docs/operations.md).",
         discussion: """
-            Over the server's own port. Root on the server's machine may always ask; another machine \
-            only over mutual TLS, with a certificate the server names in --admin.
+            Over the server's own port. Root on the server's machine may ask over plain TCP when \
+            the server runs without TLS. Otherwise, root included, only over mutual TLS, with a \
+            certificate whose machine the server names in --admin.
             """,
         subcommands: [Clients.self, CallBacks.self, Stats.self, Backup.self]
     )
@@ -106,7 +107,7 @@ struct AdminCommand: ParsableCommand {
                     if let code = WholeWrite.write(chunk, to: fd) { throw FileSystemError(code, "writing \(partial)") }
                 }
             } catch {
-                throw CommandFailure("backup failed: \(error)")
+                throw CommandFailure("backup failed: \(server.explain(error))")
             }
             var st = stat()
             guard fsync(fd) == 0, fstat(fd, &st) == 0, UInt64(st.st_size) == size else {
@@ -154,13 +155,21 @@ struct AdminServer: ParsableArguments {
             if case .callBacks(let path, _) = query { throw CommandFailure("no such path in the volume: \(path)") }
             throw CommandFailure("\(server): \(error)")
         } catch {
-            throw CommandFailure("\(server): \(error)")
+            throw CommandFailure("\(server): \(explain(error))")
         }
         if self.json {
             print(String(decoding: json, as: UTF8.self))
         } else {
             try text(try AdminReports.decode(Report.self, from: json))
         }
+    }
+
+    /// A plain connection that a TLS-only server closes fails at its first question with only
+    /// "connection closed": say what it likely means, as `peach mount` does.
+    func explain(_ error: Error) -> String {
+        guard tls.files == nil, let failure = error as? FileSystemError, failure.isConnectionClosed else { return "\(error)" }
+        return "\(error) (the server may require TLS: --tls-cert, --tls-key and --tls-ca, "
+            + "with a certificate whose machine the server names in --admin)"
     }
 
     static func time(_ seconds: Double) -> String {

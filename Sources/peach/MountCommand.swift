@@ -7,6 +7,7 @@ import PeachClient
 import PeachSecurity
 import PeachFUSE
 import PeachMetrics
+import PeachProtocol
 
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(
@@ -88,16 +89,38 @@ struct MountCommand: ParsableCommand {
         return "/tmp/peach-\(getuid())"
     }
 
+    /// `mkdir -p`: nil once `path` is a directory, else why not, naming the part that failed
+    /// (Foundation's error says "not a directory" for a missing permission too).
+    static func makeDirectories(_ path: String) -> String? {
+        var prefix = path.hasPrefix("/") ? "" : "."
+        for part in path.split(separator: "/") {
+            prefix += "/" + part
+            var st = stat()
+            if stat(prefix, &st) == 0 {
+                if st.st_mode & S_IFMT != S_IFDIR { return "\(prefix) is not a directory" }
+                continue
+            }
+            if mkdir(prefix, 0o755) != 0 && errno != EEXIST {
+                return "cannot create \(prefix): \(String(cString: strerror(errno)))"
+            }
+        }
+        return nil
+    }
+
     func run() throws {
         let readyFD = Daemon.inheritedReadyDescriptor
         do {
             try checkMountPoint()
-            do {
-                try FileManager.default.createDirectory(atPath: logDirectory, withIntermediateDirectories: true)
-            } catch {
-                let reason = ((error as NSError).userInfo[NSUnderlyingErrorKey] as? NSError).map { String(cString: strerror(Int32($0.code))) }
-                    ?? "not a directory"
+            if let reason = Self.makeDirectories(logDirectory) {
                 throw CommandFailure("cannot use \(logDirectory) as the cache directory: \(reason)")
+            }
+            if !foreground, mode == .afs, let cache {
+                // Refused here, before a daemon would open the log of the mount that holds it.
+                do {
+                    try ExclusiveDirectoryLock.acquire(cache, what: "cache directory").release()
+                } catch {
+                    throw CommandFailure("cannot start the cache manager: \(error)")
+                }
             }
         } catch {
             Daemon.report("\(error)", on: readyFD)

@@ -19,7 +19,20 @@ enum MountOptions {
     struct Spelled {
         var name: String
         var value: String?
+        /// As given in the `-o` list, for errors.
+        var given: String
         var arguments: [String] { ["--" + name] + (value.map { [$0] } ?? []) }
+    }
+
+    /// `--name` → `-o given_name` for every option spelled out, so that a parse error can name the
+    /// option as the user wrote it.
+    nonisolated(unsafe) static var spellings: [String: String] = [:]
+
+    /// An argument parser's error message with each spelled-out option named as given.
+    static func asGiven(_ message: String) -> String {
+        var message = message
+        for (spelled, given) in spellings { message = message.replacingOccurrences(of: "'\(spelled)'", with: "'\(given)'") }
+        return message
     }
 
     /// The options of one `-o` list, mount(8)'s own dropped.
@@ -33,7 +46,8 @@ enum MountOptions {
                 throw Refused(description: "-o \(option): not an option name")
             }
             let value = option.firstIndex(of: "=").map { String(option[option.index(after: $0)...]) }
-            options.append(Spelled(name: key.replacingOccurrences(of: "_", with: "-"), value: value))
+            options.append(Spelled(name: key.replacingOccurrences(of: "_", with: "-"), value: value, given: key))
+            spellings["--" + key.replacingOccurrences(of: "_", with: "-")] = "-o " + key
         }
         return options
     }

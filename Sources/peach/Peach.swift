@@ -31,6 +31,16 @@ struct Peach: ParsableCommand {
             Glibc.exit(32)  // mount(8)'s "mount failure"
         }
         arguments = given
-        main(given)
+        do {
+            var command = try parseAsRoot(given)
+            try command.run()
+        } catch {
+            // As `main` would, but naming an unknown `-o` option as it was given, not as its
+            // `--` spelling.
+            let message = MountOptions.asGiven(fullMessage(for: error))
+            guard message != fullMessage(for: error) else { exit(withError: error) }
+            FileHandle.standardError.write(Data((message + "\n").utf8))
+            exit(withError: ExitCode(exitCode(for: error).rawValue == 0 ? 1 : exitCode(for: error).rawValue))
+        }
     }
 }

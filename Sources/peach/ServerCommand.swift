@@ -70,7 +70,7 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Client machines (certificate names, comma-separated) that may only read: every change gets EROFS.")
     var readOnlyClients = ""
 
-    @Option(help: "Client machines (certificate names, comma-separated) that may use `peach admin` over TLS. Root on this machine always may.")
+    @Option(help: "Client machines (certificate names, comma-separated) that may use `peach admin` over TLS. Root on this machine also may, over plain TCP, when the server runs without TLS; with TLS, root too needs a certificate named here.")
     var admin = ""
 
     @Option(help: "Unpack a `peach admin backup` archive into --root (new or empty), then exit.")
@@ -167,6 +167,8 @@ struct ServerCommand: ParsableCommand {
         }
         defer { endpoint?.stop() }
         let store: VolumeStore
+        // A server that cannot start leaves no volume behind that it made.
+        let rootExisted = FileManager.default.fileExists(atPath: root)
         do {
             store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime),
                                     limits: VolumeLimits(maximumFileSize: maxFileSize.bytes, quota: quota?.bytes), syncPolicy: sync,
@@ -178,7 +180,8 @@ struct ServerCommand: ParsableCommand {
         } catch {
             throw CommandFailure("cannot open the volume in \(root): \((error as NSError).localizedDescription)")
         }
-        let limits = ConnectionLimits(maximumClients: maxClients, idleTimeout: .seconds(Int64(idleTimeout)))
+        let clients = Self.fitClientsToDescriptors(maxClients, logger: logger)
+        let limits = ConnectionLimits(maximumClients: clients, idleTimeout: .seconds(Int64(idleTimeout)))
         let policy = IdentityPolicy(anonymousUID: anonUid, anonymousGID: anonGid, noRootSquash: Self.names(noRootSquash),
                                     allSquash: allSquash, readOnlyClients: Self.names(readOnlyClients), administrators: Self.names(admin))
         let server = FileServer(store: store, callBackTimeout: .seconds(Int64(callbackTimeout)), limits: limits, tls: serverTLS,
@@ -188,6 +191,7 @@ struct ServerCommand: ParsableCommand {
             port = try server.start(host: address.host, port: address.port)
         } catch {
             server.stop()
+            if !rootExisted { try? FileManager.default.removeItem(atPath: root) }
             let reason = if let io = error as? IOError { String(cString: strerror(io.errnoCode)) }
                 else if error is SocketAddressError.UnknownHost { "cannot resolve \(address.host)" } else { "\(error)" }
             throw CommandFailure("cannot listen on \(address): \(reason)")
@@ -206,6 +210,34 @@ struct ServerCommand: ParsableCommand {
 }
 
 extension ServerCommand {
+    /// Descriptors a client may make the server hold at once: its socket, a version file being
+    /// sent, an upload being received.
+    static let descriptorsPerClient: rlim_t = 3
+    /// Descriptors kept for the rest: the database, its journal, the listener, logs, metrics.
+    static let descriptorsReserved: rlim_t = 64
+
+    /// Raises the soft RLIMIT_NOFILE to the hard limit, and returns `requested`, or fewer
+    /// clients if even the hard limit cannot give each its descriptors (logged): a server out of
+    /// descriptors cannot accept even to refuse, and spins.
+    static func fitClientsToDescriptors(_ requested: Int, logger: Logger) -> Int {
+        var limit = rlimit()
+        guard getrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &limit) == 0 else { return requested }
+        if limit.rlim_cur < limit.rlim_max {
+            var raised = limit
+            raised.rlim_cur = limit.rlim_max
+            if setrlimit(__rlimit_resource_t(RLIMIT_NOFILE.rawValue), &raised) == 0 { limit = raised }
+        }
+        let available = limit.rlim_cur > descriptorsReserved ? limit.rlim_cur - descriptorsReserved : 0
+        let fit = Int(min(available / descriptorsPerClient, rlim_t(Int.max)))
+        guard requested > fit else { return requested }
+        let clients = max(1, fit)
+        logger.warning("--max-clients lowered to fit the descriptor limit", metadata: [
+            "requested": "\(requested)", "maxClients": "\(clients)", "nofile": "\(limit.rlim_cur)",
+            "hint": "raise the limit (ulimit -n, LimitNOFILE=) to serve more",
+        ])
+        return clients
+    }
+
     /// Loopback addresses (and localhost), where plain TCP reaches only this machine's users.
     static func isLoopback(_ host: String) -> Bool {
         host == "localhost" || host == "::1" || host.hasPrefix("127.")

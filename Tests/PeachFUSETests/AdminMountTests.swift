@@ -66,7 +66,7 @@ struct AdminMountTests {
         }
     }
 
-    @Test("admin questions are refused to a local user other than root, and to a machine not named in --admin")
+    @Test("admin questions are refused to a local user other than root, to a machine not named in --admin, and to plain TCP on a TLS server, with a hint")
     func refusals() throws {
         try withMounts { cluster in
             let asUser = try shell("setpriv --reuid=1000 --regid=1000 --clear-groups \(peach) admin stats --server \(cluster.address)")
@@ -78,6 +78,11 @@ struct AdminMountTests {
             func admin(_ name: String) throws -> ShellResult {
                 try shell("\(peach) admin stats --server \(cluster.address) " + cell.mountArguments(name).map { "'\($0)'" }.joined(separator: " "))
             }
+            // Root on the machine, but no certificate: the server takes no plain TCP, and the
+            // error says so rather than only "connection closed".
+            let plain = try shell("\(peach) admin stats --server \(cluster.address)")
+            #expect(plain.status != 0)
+            #expect(plain.output.contains("may require TLS"), "\(plain.output)")
             let alpha = try admin("alpha")
             #expect(alpha.status != 0 && alpha.output.contains("refused"))
             let ops = try admin("ops")

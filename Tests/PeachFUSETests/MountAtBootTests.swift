@@ -74,6 +74,18 @@ struct MountAtBootTests {
         defer { directory.remove() }
         let cacheIsAFile = try shell("\(peach) mount '\(directory.path)' -o cache=/etc/passwd")
         #expect(cacheIsAFile.output.contains("cannot use /etc/passwd as the cache directory"), "\(cacheIsAFile.output)")
+        // A cache directory uid 1000 may not create: the reason is the permission, not "not a directory".
+        let userMountPoint = directory.path + "/user-mount"
+        try FileManager.default.createDirectory(atPath: userMountPoint, withIntermediateDirectories: false)
+        chown(userMountPoint, 1000, 1000)
+        chmod(directory.path, 0o755)
+        let denied = try shell("setpriv --reuid=1000 --regid=1000 --clear-groups \(peach) mount '\(userMountPoint)' -o cache=/root/peach-denied/cache")
+        #expect(denied.status != 0)
+        #expect(denied.output.contains("cannot create /root/peach-denied: Permission denied"), "\(denied.output)")
+        // An unknown -o option is named as it was given.
+        let bogus = try shell("\(peach) mount /nonexistent-peach-mount -o bogus_option=1,cache=/tmp/x")
+        #expect(bogus.status != 0)
+        #expect(bogus.output.contains("'-o bogus_option'") && !bogus.output.contains("--bogus-option"), "\(bogus.output)")
         let readOnly = try shell("\(peach) mount /nonexistent-peach-mount -o ro,cache=/tmp/x")
         #expect(readOnly.status == 32 && readOnly.output.contains("read-write"))
         #expect(try shell("\(peach) mount /nonexistent-peach-mount -o 'cache=/tmp/x,bad name'").output.contains("not an option name"))

@@ -144,7 +144,7 @@ struct MountTests {
         }
     }
 
-    @Test("peach mount in the background returns once the mount answers; unmount stops it")
+    @Test("peach mount in the background returns once the mount answers; a second one on its cache is refused without touching its log; unmount stops it")
     func backgroundMount() throws {
         try withMounts { cluster in
             let target = try cluster.directory.subdirectory("bg")
@@ -153,10 +153,50 @@ struct MountTests {
             defer { _ = try? shell("fusermount3 -u \(target) || fusermount3 -uz \(target)") }
             #expect(MountedCluster.isMounted(target))
             #expect(try Files.write(target + "/x", "y") == 0)
+            // A second mount on the same cache is refused, and the live mount's log is left as it was.
+            let log = cluster.directory.path + "/bg-cache/peach-mount.log"
+            let logBefore = try String(contentsOfFile: log, encoding: .utf8)
+            let second = try cluster.directory.subdirectory("bg-second")
+            let refused = try shell("'\(MountSupport.peachBinary)' mount \(second) --server \(cluster.address) --cache \(cluster.directory.path)/bg-cache")
+            #expect(refused.status != 0)
+            #expect(refused.output.contains("in use by another peach process"), "\(refused.output)")
+            #expect(try String(contentsOfFile: log, encoding: .utf8) == logBefore)
+            #expect(!MountedCluster.isMounted(second))
             let pids = try shell("pgrep -f 'peach mount \(target)'").output.split(separator: "\n")
             #expect(try shell("fusermount3 -u \(target)").status == 0)
             for _ in 0..<100 where try shell("pgrep -f 'peach mount \(target)'").status == 0 { usleep(50_000) }
             #expect(try shell("pgrep -f 'peach mount \(target)'").status != 0, "daemon \(pids) exited after unmount")
         }
+    }
+
+    @Test("a server that cannot listen (its port taken) exits with one line and leaves no new volume behind")
+    func serverOnATakenPort() throws {
+        try withMounts { cluster in
+            let root = cluster.directory.path + "/never-served"
+            let result = try shell("'\(MountSupport.peachBinary)' server --root '\(root)' --listen \(cluster.address)")
+            #expect(result.status != 0)
+            #expect(result.output.contains("cannot listen on \(cluster.address)"), "\(result.output)")
+            #expect(!FileManager.default.fileExists(atPath: root))
+        }
+    }
+
+    @Test("peach server raises its soft descriptor limit to the hard one, and fits --max-clients to it with a warning")
+    func descriptorLimit() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-nofile")
+        defer { directory.remove() }
+        let log = directory.path + "/server.log"
+        let script = """
+            prlimit --nofile=100:200 '\(MountSupport.peachBinary)' server --root '\(directory.path)/root' --listen 127.0.0.1:0 >'\(log)' 2>&1 &
+            pid=$!
+            for i in $(seq 200); do grep -q 'serving' '\(log)' && break; sleep 0.05; done
+            grep 'open files' /proc/$pid/limits
+            kill $pid; wait $pid
+            """
+        let result = try shell(script)
+        let limits = result.output.split(separator: "\n").first { $0.hasPrefix("Max open files") }?.split(separator: " ") ?? []
+        #expect(limits.count >= 5 && limits[3] == "200" && limits[4] == "200", "\(result.output)")
+        let text = try String(contentsOfFile: log, encoding: .utf8)
+        // (200 - 64 reserved) / 3 per client
+        #expect(text.contains("--max-clients lowered") && text.contains("maxClients=45"), "\(text)")
     }
 }

@@ -95,7 +95,8 @@ struct PosixCornerMountTests {
         let shm = try TemporaryDirectory(prefix: "peach-fsx", in: "/dev/shm")
         defer { shm.remove() }
         try withMounts(serverRoot: shm.path + "/server") { cluster in
-            let mount = try cluster.mount("m", design: design, cache: shm.path + "/cache")
+            let extra = design == .nfs ? (ProcessInfo.processInfo.environment["PEACH_FSX_NFS_ARGS"]?.split(separator: " ").map(String.init) ?? []) : []
+            let mount = try cluster.mount("m", design: design, extraArguments: extra, cache: shm.path + "/cache")
             let runs: [(String, Int, FileExerciser.Options)] = [
                 ("all operations", count, .init()),
                 ("no mapped operations (fsx -R -W)", count / 5, .init(mapped: false)),

@@ -152,19 +152,72 @@ struct BoundedResourceTests {
         }
     }
 
-    @Test("an idle connection is closed unless its client holds callbacks")
+    @Test("an idle connection is closed unless its client holds callbacks and pings: pings alone, or callbacks held in silence past the lease, do not keep it")
     func idleConnections() throws {
-        try withCluster(limits: ConnectionLimits(idleTimeout: .milliseconds(500))) { cluster in
+        // callBackTimeout 5 s: a lease of 2.5 s.
+        try withCluster(callBackTimeout: 5, limits: ConnectionLimits(idleTimeout: .milliseconds(500))) { cluster in
+            func introduced(holdingCallBack: Bool) throws -> RawProtocolClient {
+                let client = try RawProtocolClient(port: cluster.address.port)
+                try client.hello()
+                if holdingCallBack {
+                    let fetch = try client.send(.fetchStatus(.root))
+                    guard case .success = try client.reply(to: fetch) else { throw FileSystemError(EIO, "FetchStatus failed") }
+                }
+                return client
+            }
             let silent = try RawProtocolClient(port: cluster.address.port)
-            let introduced = try RawProtocolClient(port: cluster.address.port)
-            try introduced.hello()
-            let holder = try RawProtocolClient(port: cluster.address.port)
-            try holder.hello()
-            let fetch = try holder.send(.fetchStatus(.root))
-            guard case .success = try holder.reply(to: fetch) else { Issue.record("FetchStatus failed"); return }
+            let quiet = try introduced(holdingCallBack: false)
+            let pinger = try introduced(holdingCallBack: false)
+            let holder = try introduced(holdingCallBack: true)
+            let silentHolder = try introduced(holdingCallBack: true)
             #expect(silent.isClosedByServer(within: 5))
-            #expect(introduced.isClosedByServer(within: 5))
-            #expect(!holder.isClosedByServer(within: 1.5))
+            #expect(quiet.isClosedByServer(within: 5))
+            #expect(pinger.keepPinging(for: 5), "pings alone keep no connection")
+            // Past the lease: still open while it pings, closed once silent that long.
+            #expect(!holder.keepPinging(for: 3.5), "a callback holder that pings stays")
+            #expect(silentHolder.isClosedByServer(within: 8), "a callback holder silent past its lease goes")
+        }
+    }
+
+    @Test("BulkStatus names at most 50 FIDs, and one that renews no promise is answered while another request holds the database writer")
+    func bulkStatusBounds() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            var fids: [FID] = []
+            for i in 0..<Request.maximumBulkStatusCount {
+                try writer.writeFile("/f\(i)", "x")
+                fids.append(try fid(of: "/f\(i)", writer))
+            }
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            try raw.hello()
+            let tooMany = try raw.send(.bulkStatus(fids + [fids[0]]))
+            #expect(try raw.reply(to: tooMany) == .failure(.invalidArgument))
+            let first = try raw.send(.bulkStatus(fids))
+            guard case .success(.bulkStatus(let entries, let expiry)) = try raw.reply(to: first) else {
+                Issue.record("BulkStatus of \(fids.count) failed")
+                return
+            }
+            #expect(entries.count == fids.count && expiry > 0)
+            // The promises are fresh: asking again needs no writer, so it is answered while
+            // another request holds the writer for seconds.
+            let holding = DispatchSemaphore(value: 0)
+            let release = DispatchSemaphore(value: 0)
+            let store = cluster.server.store
+            Thread.detachNewThread {
+                try? store.database.write { _ in
+                    holding.signal()
+                    _ = release.wait(timeout: .now() + 20)
+                }
+            }
+            holding.wait()
+            defer { release.signal() }
+            let again = try raw.send(.bulkStatus(fids))
+            guard case .success(.bulkStatus(let renewed, let announced))? = try? raw.reply(to: again, timeout: 10) else {
+                Issue.record("a BulkStatus of fresh promises waited for the writer")
+                return
+            }
+            #expect(renewed == entries)
+            #expect(announced == expiry)
         }
     }
 
