@@ -134,9 +134,12 @@ extension AFSCacheManager {
 
     /// Records a local change of the cached copy. The first change of a clean copy must be
     /// recorded before it reaches the file (see `DiskCache`).
-    func markDirty(_ vnode: CachedVnode, size: UInt64) {
+    /// `writtenBy`: the writer, who takes the set-id bits away unless root (the server does the
+    /// same when the store arrives; here fstat shows it at once).
+    func markDirty(_ vnode: CachedVnode, size: UInt64, writtenBy writer: UInt32? = nil) {
         let now = Timespec.now()
         let path = table.withLock { t -> String? in
+            if let writer { vnode.status.losePrivilegeBits(onWriteBy: writer) }
             let path = vnode.dirty ? nil : t.path(of: vnode)
             vnode.dirty = true
             vnode.dirtyGeneration += 1
@@ -170,7 +173,7 @@ extension AFSCacheManager {
         // The size is the file's, read after the write: another process's O_TRUNC open or
         // truncate may have come between (a size computed from the one before would then claim
         // bytes the copy does not have, and every store of it would fail).
-        markDirty(file.vnode, size: try Self.fileSize(file.fd))
+        markDirty(file.vnode, size: try Self.fileSize(file.fd), writtenBy: Caller.userID)
         statistics.update {
             $0.writes += 1
             $0.writeBytes += UInt64(n)

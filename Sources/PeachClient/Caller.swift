@@ -14,6 +14,7 @@ public enum Caller {
     public typealias CredentialSource = () -> Credential
 
     private final class Slot {
+        var userID: UInt32?
         var source: CredentialSource?
         var credential: Credential?
         var interrupted: (() -> Bool)?
@@ -36,16 +37,21 @@ public enum Caller {
 
     /// Runs `body` on behalf of the caller that `source` describes; `interrupted` says whether
     /// the caller gave up on the request (a signal: FUSE's INTERRUPT).
-    public static func serving<T>(_ source: @escaping CredentialSource, interrupted: (() -> Bool)? = nil,
+    /// `userID`, when given, is the caller's uid without the cost of its credential.
+    public static func serving<T>(_ source: @escaping CredentialSource, userID: UInt32? = nil, interrupted: (() -> Bool)? = nil,
                                   _ body: () throws -> T) rethrows -> T {
         let slot = self.slot
-        let saved = (slot.source, slot.credential, slot.interrupted)
+        let saved = (slot.source, slot.credential, slot.interrupted, slot.userID)
         slot.source = source
         slot.credential = nil
         slot.interrupted = interrupted
-        defer { (slot.source, slot.credential, slot.interrupted) = saved }
+        slot.userID = userID
+        defer { (slot.source, slot.credential, slot.interrupted, slot.userID) = saved }
         return try body()
     }
+
+    /// The caller's uid (root's when no caller is named).
+    public static var userID: UInt32 { slot.userID ?? credential.uid }
 
     /// Whether the caller served on this thread was interrupted (a request waiting for an
     /// unreachable server then gives up with EINTR).

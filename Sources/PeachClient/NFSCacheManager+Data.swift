@@ -150,6 +150,9 @@ extension NFSCacheManager {
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
         let node = try core.handles.get(handle).node
         try node.writes.withLock { try writeBlocks(node, offset: offset, from: buffer) }
+        // As the server will when the WRITE arrives; fstat shows it at once.
+        let writer = Caller.userID
+        table.withLock { t in node.status.losePrivilegeBits(onWriteBy: writer) }
         statistics.update {
             $0.writes += 1
             $0.writeBytes += UInt64(buffer.count)

@@ -72,6 +72,8 @@ struct NFSNodeTable {
             // Unsent writes: the local size and mtime are newer than the server's.
             updated.size = max(status.size, old.size)
             updated.mtime = old.mtime
+            // A write here took the set-id bits away; the server does so when the WRITE arrives.
+            if updated.mode & ~FileStatus.privilegeBits(updated.mode) == old.mode { updated.mode = old.mode }
         }
         node.status = updated
         node.fetchedAt = Self.now()

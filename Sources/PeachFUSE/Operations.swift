@@ -10,7 +10,8 @@ import PeachProtocol
 func serve(_ request: fuse_req_t?, _ body: (FUSEFileSystem) throws -> Void) {
     let fs = FUSEFileSystem.from(request)
     do {
-        try Caller.serving({ credential(request) }, interrupted: { fuse_req_interrupted(request) != 0 }) { try body(fs) }
+        try Caller.serving({ credential(request) }, userID: fuse_req_ctx(request)?.pointee.uid,
+                           interrupted: { fuse_req_interrupted(request) != 0 }) { try body(fs) }
     } catch let error as FileSystemError {
         if error.errno == EIO { fs.logger.debug("request failed", metadata: ["error": "\(error)"]) }
         fuse_reply_err(request, error.errno)
@@ -66,6 +67,11 @@ let peachOperations: fuse_lowlevel_ops = {
             connection.pointee.want |= UInt32(FUSE_CAP_ATOMIC_O_TRUNC)
         }
         connection.pointee.want &= ~UInt32(FUSE_CAP_WRITEBACK_CACHE)
+        // A write by someone other than root takes set-id bits away in the cache manager (and on
+        // the server): the kernel's own way, a chmod as the writer, is refused to a non-owner.
+        if connection.pointee.capable & UInt32(FUSE_CAP_HANDLE_KILLPRIV) != 0 {
+            connection.pointee.want |= UInt32(FUSE_CAP_HANDLE_KILLPRIV)
+        }
         // Reads check the attributes when they have expired or were invalidated, and drop pages
         // whose file changed size or mtime.
         if connection.pointee.capable & UInt32(FUSE_CAP_AUTO_INVAL_DATA) != 0 {
@@ -97,6 +103,11 @@ let peachOperations: fuse_lowlevel_ops = {
             }
             if toSet & FUSE_SET_ATTR_MTIME_NOW != 0 { changes.mtime = .now } else if toSet & FUSE_SET_ATTR_MTIME != 0 {
                 changes.mtime = .at(Timespec(attr.st_mtim))
+            }
+            // Nothing to set: the kernel's own kill of set-id bits on a write (ATTR_FORCE alone,
+            // with FUSE_CAP_HANDLE_KILLPRIV), which the write itself does here.
+            guard !changes.isEmpty else {
+                return replyAttributes(request, try fs.cacheManager.getAttributes(inode, handle: info?.pointee.fh))
             }
             replyAttributes(request, try fs.cacheManager.setAttributes(inode, changes, handle: info?.pointee.fh))
         }

@@ -62,6 +62,21 @@ public struct FileStatus: Hashable, Sendable {
     }
 }
 
+extension FileStatus {
+    /// The set-user-ID bit, and the set-group-ID bit of a group-executable file: what a write by
+    /// someone other than root, or any change of owner, takes away (Linux's should_remove_suid).
+    public static func privilegeBits(_ mode: UInt32) -> UInt32 {
+        var bits: UInt32 = 0o4000
+        if mode & 0o010 != 0 { bits |= 0o2000 }
+        return bits
+    }
+
+    /// A write by `uid` takes the privilege bits away unless `uid` is root (who has CAP_FSETID).
+    public mutating func losePrivilegeBits(onWriteBy uid: UInt32) {
+        if uid != 0 { mode &= ~Self.privilegeBits(mode) }
+    }
+}
+
 /// A time to set: a given instant, or the server's clock (utimensat's UTIME_NOW).
 public enum TimeToSet: Hashable, Sendable {
     case now

@@ -60,9 +60,5 @@ enum AccessCheck {
 
     /// The set-user-ID bit, and the set-group-ID bit of a group-executable file: what a write by
     /// someone other than root, or any change of owner, takes away (Linux's should_remove_suid).
-    static func privilegeBits(_ mode: UInt32) -> UInt32 {
-        var bits: UInt32 = 0o4000
-        if mode & 0o010 != 0 { bits |= 0o2000 }
-        return bits
-    }
+    static func privilegeBits(_ mode: UInt32) -> UInt32 { FileStatus.privilegeBits(mode) }
 }

@@ -10,7 +10,16 @@ enum SetAttributeRules {
         try AccessCheck.requireWritable(identity)
         let superUser = identity?.isSuperUser ?? true
         if let newMode = attributes.mode {
-            try AccessCheck.requireOwner(status, for: identity)
+            // Taking the set-id bits away, and nothing else, is what a write does: the kernel
+            // asks it of the file system before a non-owner's write to a set-id file. Whoever may
+            // write the file may do it; anything else is the owner's.
+            let takesPrivilegeBitsAway = newMode & 0o7777 == status.mode & ~AccessCheck.privilegeBits(status.mode)
+                && newMode & 0o7777 != status.mode && status.type == .regular
+            if takesPrivilegeBitsAway && attributes.uid == nil && attributes.gid == nil {
+                try AccessCheck.requireData(AccessCheck.write, on: status, for: identity)
+            } else {
+                try AccessCheck.requireOwner(status, for: identity)
+            }
             mode = WireValues.mode(newMode)
             // Setting set-group-ID on a file of a group one is not in drops it (chmod(2)).
             if let identity, !superUser, !identity.isMember(of: attributes.gid ?? status.gid) { mode &= ~0o2000 }

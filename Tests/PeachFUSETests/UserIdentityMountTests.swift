@@ -1,4 +1,5 @@
 import Foundation
+import PeachProtocol
 import PeachTesting
 import Testing
 
@@ -53,6 +54,40 @@ struct UserIdentityMountTests {
             let listing = try shell("\(peach) fs callbacks '\(a.path)'")
             #expect(listing.status == 0 && listing.output.contains("/private/plans.txt"), "\(listing.output)")
             #expect(try shell("\(peach) fs flushall '\(a.path)'").status == 0)
+        }
+    }
+
+    @Test("a write by another user takes set-id bits away at once, as fstat after the write shows, and for good (pjdfstest chmod/12.t)",
+          arguments: ClientDesign.allCases)
+    func writeTakesSetIDBitsAway(design: ClientDesign) throws {
+        try withMounts { cluster in
+            let a = try cluster.mount("a", design: design, extraArguments: ["--allow-other"])
+            let b = try cluster.mount("b", design: design)
+            try shell("chmod 711 \"$(dirname '\(a.path)')\"")
+            let script = """
+                import os, sys
+                fd = os.open(sys.argv[1], os.O_WRONLY)
+                os.write(fd, b"x")
+                print("%o" % (os.fstat(fd).st_mode & 0o7777))
+                os.close(fd)
+                print("%o" % (os.stat(sys.argv[1]).st_mode & 0o7777))
+                """
+            try script.write(toFile: cluster.directory.path + "/write-and-fstat.py", atomically: true, encoding: .utf8)
+            try shell("chmod 644 '\(cluster.directory.path)/write-and-fstat.py'")
+            // 02777: group-executable, so set-group-ID goes too. 02767: it stays (a mandatory-locking mark).
+            for (mode, expected) in [("4777", "777"), ("2777", "777"), ("6777", "777"), ("2767", "2767")] {
+                let file = "\(a.path)/setid-\(mode)"
+                try shell("echo a > '\(file)' && chmod \(mode) '\(file)'")
+                let written = try asUser("/usr/bin/python3 \(cluster.directory.path)/write-and-fstat.py \(file)", in: a.path)
+                #expect(written.status == 0, "\(design) \(mode): \(written.output)")
+                #expect(written.output == "\(expected)\n\(expected)\n", "\(design) \(mode): \(written.output)")
+                // The server took them away too: another mount sees the same.
+                #expect(try shell("stat -c %a '\(b.path)/setid-\(mode)'").output == "\(expected)\n", "\(design) \(mode)")
+            }
+            // Root's write keeps them.
+            try shell("echo a > '\(a.path)/root-writes' && chmod 6777 '\(a.path)/root-writes'")
+            let rootWrite = try shell("/usr/bin/python3 \(cluster.directory.path)/write-and-fstat.py '\(a.path)/root-writes'")
+            #expect(rootWrite.output == "6777\n6777\n", "\(design): \(rootWrite.output)")
         }
     }
 }
