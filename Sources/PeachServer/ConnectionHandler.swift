@@ -103,6 +103,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     func channelInactive(context: ChannelHandlerContext) {
         if let clientID {
             server.registry.unregister(clientID, connectionID: connectionID, lastContact: lastContact)
+            let store = server.store
+            _ = server.threadPool.runIfActive(eventLoop: context.eventLoop) { try store.noteLastSeen(client: clientID) }
             server.logger.info("client disconnected", metadata: ["client": "\(clientID)"])
         }
         isClosed = true

@@ -22,10 +22,14 @@ public struct ConnectionLimits: Sendable {
     public var idleTimeout: TimeAmount
     /// A stream of FetchData chunks that makes no progress for this long closes its connection.
     public var stalledStreamTimeout: TimeAmount
+    /// A client not connected and not heard from for this long is forgotten, with its recorded
+    /// replies (`VolumeStore.forgetClients`). At least a promise's life.
+    public var forgetClientsAfter: TimeAmount
 
     public init(maximumClients: Int = 1024, maximumRequestsInFlight: Int = 32, maximumQueuedReplyBytes: Int = 512 << 10,
                 maximumLargeFrameBytes: Int = 128 << 20, partialFrameTimeout: TimeAmount = .seconds(30),
-                idleTimeout: TimeAmount = .seconds(600), stalledStreamTimeout: TimeAmount = .seconds(60)) {
+                idleTimeout: TimeAmount = .seconds(600), stalledStreamTimeout: TimeAmount = .seconds(60),
+                forgetClientsAfter: TimeAmount = .hours(48)) {
         self.maximumClients = maximumClients
         self.maximumRequestsInFlight = maximumRequestsInFlight
         self.maximumQueuedReplyBytes = maximumQueuedReplyBytes
@@ -33,6 +37,7 @@ public struct ConnectionLimits: Sendable {
         self.partialFrameTimeout = partialFrameTimeout
         self.idleTimeout = idleTimeout
         self.stalledStreamTimeout = stalledStreamTimeout
+        self.forgetClientsAfter = forgetClientsAfter
     }
 
     /// The largest frame body a client sends: a WRITE of one 1 MiB chunk and its header, or a

@@ -42,6 +42,7 @@ public final class FileServer: Sendable {
     private let trimmer: MemoryTrimmer
     /// Every 100 ms, the commits that did not wait for the disk are synced (`--sync`).
     private let backgroundSync = NIOLockedValueBox<RepeatedTask?>(nil)
+    private let clientSweep = NIOLockedValueBox<RepeatedTask?>(nil)
     /// Mutual TLS on every connection, or nil for plain TCP (loopback only, or `--insecure`).
     private let tls: ServerTLS?
 
@@ -128,6 +129,23 @@ public final class FileServer: Sendable {
                 fileIO.submit { _ in store.syncPendingCommits() }
             }
         }
+        let (threadPool, registry, logger) = (self.threadPool, context.registry, context.logger)
+        let retention = context.limits.forgetClientsAfter
+        let sweepEvery = TimeAmount.nanoseconds(min(retention.nanoseconds / 4, TimeAmount.hours(1).nanoseconds))
+        clientSweep.withLockedValue {
+            $0 = group.next().scheduleRepeatedTask(initialDelay: .seconds(1), delay: sweepEvery) { _ in
+                threadPool.submit { state in
+                    guard state == .active else { return }
+                    let cutoff = Timespec.now().seconds - retention.nanoseconds / 1_000_000_000
+                    do {
+                        let forgotten = try store.forgetClients(silentSince: cutoff, except: Set(registry.connectedClients().keys))
+                        if forgotten > 0 { logger.info("forgot clients away since before the retention", metadata: ["clients": "\(forgotten)"]) }
+                    } catch {
+                        logger.warning("could not forget old clients", metadata: ["error": "\(error)"])
+                    }
+                }
+            }
+        }
         return channel.localAddress?.port ?? port
     }
 
@@ -135,6 +153,7 @@ public final class FileServer: Sendable {
     public func stop() {
         try? channelBox.take()?.close().wait()
         backgroundSync.withLockedValue { $0?.cancel(); $0 = nil }
+        clientSweep.withLockedValue { $0?.cancel(); $0 = nil }
         // The pools first, while every event loop still runs: work that finishes during the
         // shutdown hops back to a live loop (and may push a break to another connection's loop);
         // work not started yet is cancelled and fails its future. Then the loops and connections.

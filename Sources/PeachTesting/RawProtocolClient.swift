@@ -80,6 +80,17 @@ public final class RawProtocolClient: @unchecked Sendable {
         return nextID
     }
 
+    /// Sends a numbered request (exactly-once, its reply recorded) and returns its frame id.
+    @discardableResult
+    public func send(_ request: Request, number: RequestNumber) throws -> UInt32 {
+        nextID &+= 1
+        var body = ByteBuffer()
+        number.write(into: &body)
+        RequestCodec.encode(request, credential: credential, into: &body)
+        try send(Frame(kind: .request, flags: Frame.flagNumbered, id: nextID, opcode: request.opcode.rawValue, body: body))
+        return nextID
+    }
+
     /// Sends a request whose body (credential and message) is given as raw bytes, to send what
     /// the codec would never write.
     @discardableResult

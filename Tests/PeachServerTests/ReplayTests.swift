@@ -54,6 +54,51 @@ struct ReplayTests {
     }
 }
 
+@Suite("Clients that went away")
+struct ForgottenClientTests {
+    @Test("clients away longer than the retention are forgotten with their recorded replies; a connected one is kept")
+    func forgottenWithTheirReplies() throws {
+        try withCluster(limits: ConnectionLimits(forgetClientsAfter: .seconds(2))) { cluster in
+            func numberedMakeDirs(_ client: RawProtocolClient, prefix: String, count: Int) throws {
+                for i in 1...count {
+                    let request = Request.makeDir(CreateRequest(directory: .root, name: "\(prefix)-\(i)", type: .directory,
+                                                                mode: 0o755, uid: 0, gid: 0))
+                    let id = try client.send(request, number: RequestNumber(sequence: UInt64(i), settledBelow: 1))
+                    guard case .success = try client.reply(to: id) else { throw StatusCode.ioError }
+                }
+            }
+            // NFS-mode clients hold no promises: a leaver's promise on / would make the next
+            // one's mkdir wait for its lease.
+            let stayer = try RawProtocolClient(port: cluster.address.port)
+            try stayer.hello(design: .nfs)
+            try numberedMakeDirs(stayer, prefix: "stays", count: 3)
+            for client in 0..<5 {
+                let leaver = try RawProtocolClient(port: cluster.address.port)
+                try leaver.hello(design: .nfs)
+                try numberedMakeDirs(leaver, prefix: "leaves-\(client)", count: 3)
+                leaver.shutdownConnection()
+            }
+            // Each made its records (6 clients, 18 replies); the sweep, every half second, may
+            // already have taken some of the leavers' (their setup takes about the retention).
+            let store = cluster.server.store
+            var after = try store.clientTableRows()
+            for _ in 0..<100 where after.clients > 1 {
+                Thread.sleep(forTimeInterval: 0.2)
+                after = try store.clientTableRows()
+                _ = stayer.keepPinging(for: 0.01)
+            }
+            #expect(after.clients == 1 && after.replies == 3, "\(after)")
+            // The one that stayed is still answered from its record.
+            let request = Request.makeDir(CreateRequest(directory: .root, name: "stays-1", type: .directory, mode: 0o755, uid: 0, gid: 0))
+            let repeated = try stayer.send(request, number: RequestNumber(sequence: 1, settledBelow: 1))
+            guard case .success = try stayer.reply(to: repeated) else {
+                Issue.record("the repeat was not answered from the record")
+                return
+            }
+        }
+    }
+}
+
 @Suite("Last contacts of departed clients")
 struct LastContactTests {
     @Test("the table stays bounded when clients keep coming, and a forgotten client's lease is never cut short")
