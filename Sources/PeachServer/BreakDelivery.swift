@@ -73,15 +73,12 @@ struct BreakDelivery: Sendable {
     }
 
     /// The client came back (or its connection changed) before acknowledging: push the break
-    /// again, unless its Hello already told it that its promises are lost (the Hello drops the
-    /// broken ones with the rest).
+    /// again over its new connection, and complete once it acknowledges. Even when its Hello
+    /// already told it that its promises are lost: the server answered that Hello, but the
+    /// client may not have acted on the answer yet, and the change must not complete until the
+    /// broken promise is gone from the client (a reader there would get the old copy).
     private func redeliver(_ fids: [FID], to client: String, reason: CallBackReason, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
-        let store = self.store
-        return threadPool.runIfActive(eventLoop: eventLoop) {
-            try store.hasUnsettledBreaks(client: client)
-        }.flatMap { unsettled in
-            unsettled ? deliver(fids, to: client, reason: reason, on: eventLoop, counted: true) : eventLoop.makeSucceededVoidFuture()
-        }.recover { _ in }
+        deliver(fids, to: client, reason: reason, on: eventLoop, counted: true)
     }
 
     private func declareUnreachable(_ client: String, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
