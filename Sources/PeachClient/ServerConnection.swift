@@ -427,31 +427,49 @@ public final class ServerConnection: Sendable {
                       upload: ((Channel, UInt32) throws -> Void)? = nil) throws -> Reply {
         statistics.countRequest(request.opcode)
         let id = newID()
-        let promise = channel.eventLoop.makePromise(of: Reply.self)
         var body = channel.allocator.buffer(capacity: 64)
         number?.write(into: &body)
         RequestCodec.encode(request, credential: Caller.credential, into: &body)
         let frame = Frame(kind: .request, flags: number == nil ? 0 : Frame.flagNumbered, id: id, opcode: request.opcode.rawValue, body: body)
         let opcode = request.opcode.rawValue
-        channel.eventLoop.execute {
-            handler.value.register(id: id, .init(opcode: opcode, promise: promise, sink: sink))
-            channel.writeAndFlush(frame, promise: nil)
-        }
         // Hello gets a short timeout: a server that accepts but never answers fails a mount fast.
         var helloLimit = helloTimeout
         if case .soft(let soft) = retry { helloLimit = min(helloLimit, soft) }
         let limit = request.opcode == .hello ? .now() + helloLimit : deadline ?? .now() + callTimeout
-        let timeout = channel.eventLoop.scheduleTask(deadline: limit) {
-            // Forget the call, so late data frames for it are not written anywhere, and drop a
-            // connection whose server does not answer (an upload blocked on it then fails too).
-            handler.value.cancel(id: id, FileSystemError.unreachable(ETIMEDOUT, "the file server did not answer"))
-            channel.close(promise: nil)
+        // One hop to the event loop per request: it registers the call, arms and later disarms
+        // the timeout, and writes the frame; the caller's thread then sleeps once, until the
+        // reply wakes it. (Arming, disarming and waiting on a future from this thread each woke
+        // the event loop again: four wake-ups per request.)
+        let answer = ReplyWaiter()
+        channel.eventLoop.execute {
+            let promise = channel.eventLoop.makePromise(of: Reply.self)
+            handler.value.register(id: id, .init(opcode: opcode, promise: promise, sink: sink))
+            let timeout = channel.eventLoop.scheduleTask(deadline: limit) {
+                // Forget the call, so late data frames for it are not written anywhere, and drop a
+                // connection whose server does not answer (an upload blocked on it then fails too).
+                handler.value.cancel(id: id, FileSystemError.unreachable(ETIMEDOUT, "the file server did not answer"))
+                channel.close(promise: nil)
+            }
+            promise.futureResult.whenComplete { result in
+                timeout.cancel()
+                answer.complete(result)
+            }
+            channel.writeAndFlush(frame, promise: nil)
         }
-        defer { timeout.cancel() }
         let sentAt = NIODeadline.now()
-        try upload?(channel, id)
         do {
-            let reply = try promise.futureResult.wait()
+            try upload?(channel, id)
+        } catch {
+            // No reply is awaited now: forget the call, which disarms its timeout.
+            channel.eventLoop.execute { handler.value.cancel(id: id, error) }
+            throw error
+        }
+        // The event loop answers by `limit` (the timeout); past it by far, it is gone.
+        guard let result = answer.wait(until: limit + .seconds(5)) else {
+            throw FileSystemError.unreachable(ETIMEDOUT, "the connection's event loop did not answer")
+        }
+        do {
+            let reply = try result.get()
             heard(sentAt: sentAt)
             statistics.metrics.requestAnswered(request.opcode, after: (NIODeadline.now() - sentAt).nanoseconds)
             return reply
@@ -592,5 +610,24 @@ public final class ServerConnection: Sendable {
             if inFlight.count >= 4 { try inFlight.removeFirst().wait() }
         } while offset < size
         for future in inFlight { try future.wait() }
+    }
+}
+
+/// The reply to one request, handed from the event loop to the thread that waits for it.
+private final class ReplyWaiter: @unchecked Sendable {
+    private let ready = DispatchSemaphore(value: 0)
+    /// Written once, before `ready` is signalled; read after it is waited for.
+    private var result: Result<Reply, Error>?
+
+    func complete(_ result: Result<Reply, Error>) {
+        self.result = result
+        ready.signal()
+    }
+
+    /// The result, or nil if none came by `deadline`.
+    func wait(until deadline: NIODeadline) -> Result<Reply, Error>? {
+        let nanoseconds = max(0, (deadline - .now()).nanoseconds)
+        guard ready.wait(timeout: .now() + .nanoseconds(Int(clamping: nanoseconds))) == .success else { return nil }
+        return result
     }
 }

@@ -28,6 +28,8 @@ public final class FUSEFileSystem: @unchecked Sendable {
 
     let cacheManager: CacheManager
     let logger: Logger
+    /// The groups of the processes served, kept a second (`CredentialCache`).
+    let credentials = CredentialCache()
     private let mountPoint: String
     private var session: OpaquePointer?
     private var retained: Unmanaged<FUSEFileSystem>?

@@ -10,7 +10,8 @@ import PeachProtocol
 func serve(_ request: fuse_req_t?, _ body: (FUSEFileSystem) throws -> Void) {
     let fs = FUSEFileSystem.from(request)
     do {
-        try Caller.serving({ credential(request) }, userID: fuse_req_ctx(request)?.pointee.uid,
+        // The credential is made only when a server request needs it, from `CredentialCache`.
+        try Caller.serving({ fs.credentials.credential(request) }, userID: fuse_req_ctx(request)?.pointee.uid,
                            interrupted: { fuse_req_interrupted(request) != 0 }) { try body(fs) }
     } catch let error as FileSystemError {
         if error.errno == EIO { fs.logger.debug("request failed", metadata: ["error": "\(error)"]) }
@@ -23,15 +24,6 @@ func serve(_ request: fuse_req_t?, _ body: (FUSEFileSystem) throws -> Void) {
 
 func name(_ pointer: UnsafePointer<CChar>?) -> String {
     pointer.map { String(cString: $0) } ?? ""
-}
-
-/// The calling process's credential, read when a server request needs it: its fsuid, fsgid and
-/// supplementary groups (libfuse reads those from /proc, so only on demand).
-func credential(_ request: fuse_req_t?) -> Credential {
-    guard let ctx = fuse_req_ctx(request)?.pointee else { return .root }
-    var groups = [gid_t](repeating: 0, count: Credential.maximumGroups)
-    let count = fuse_req_getgroups(request, Int32(groups.count), &groups)
-    return Credential(uid: ctx.uid, gid: ctx.gid, groups: count > 0 ? Array(groups.prefix(Int(count))) : [])
 }
 
 func context(_ request: fuse_req_t?) -> RequestContext {
