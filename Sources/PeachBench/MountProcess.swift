@@ -10,8 +10,10 @@ final class MountProcess {
     let process: ChildProcess
     private let directory: TemporaryDirectory
 
-    init(design: ClientDesign, server: ServerAddress, extraArguments: [String] = []) throws {
-        directory = try TemporaryDirectory(prefix: "peach-bench-\(design.rawValue)")
+    /// - Parameter parent: where its cache goes (/dev/shm for `bench ops --tmpfs`).
+    init(design: ClientDesign, server: ServerAddress, extraArguments: [String] = [], in parent: String? = nil) throws {
+        directory = try parent.map { try TemporaryDirectory(prefix: "peach-bench-\(design.rawValue)", in: $0) }
+            ?? TemporaryDirectory(prefix: "peach-bench-\(design.rawValue)")
         path = try directory.subdirectory("mnt")
         let log = directory.path + "/mount.log"
         let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
@@ -27,6 +29,7 @@ final class MountProcess {
     }
 
     var cpuSeconds: Double { processCPUSeconds(process.pid) }
+    var counters: ProcessCounters { ProcessCounters.read(process.pid) }
 
     func stop() {
         if MountedCluster.isMounted(path), (try? shell("fusermount3 -u '\(path)'"))?.status != 0 {

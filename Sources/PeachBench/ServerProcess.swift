@@ -10,8 +10,10 @@ final class ServerProcess {
     let address: ServerAddress
 
     /// - Parameter extraArguments: more `peach server` options, such as `--sync delayed`.
-    init(extraArguments: [String] = []) throws {
-        directory = try TemporaryDirectory(prefix: "peach-bench-server")
+    /// - Parameter parent: where its root goes (/dev/shm for `bench ops --tmpfs`).
+    init(extraArguments: [String] = [], in parent: String? = nil) throws {
+        directory = try parent.map { try TemporaryDirectory(prefix: "peach-bench-server", in: $0) }
+            ?? TemporaryDirectory(prefix: "peach-bench-server")
         let log = directory.path + "/server.log"
         let fd = open(log, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o644)
         defer { close(fd) }
@@ -37,6 +39,7 @@ final class ServerProcess {
 
     /// User plus system CPU seconds the server has used so far.
     var cpuSeconds: Double { processCPUSeconds(process.pid) }
+    var counters: ProcessCounters { ProcessCounters.read(process.pid) }
 
     func stop() {
         process.signal(SIGTERM)

@@ -253,6 +253,9 @@ struct OpsCommand: ParsableCommand {
     @Option(help: "The server's --sync: always, onclose or delayed.")
     var sync: SyncPolicy?
 
+    @Flag(help: "Put the server's root, the caches and the local directory on tmpfs (/dev/shm): the software's own cost, without the disk.")
+    var tmpfs = false
+
     func validate() throws {
         guard (1...100_000).contains(count) else { throw CommandFailure("--count must be between 1 and 100000") }
         var isDirectory: ObjCBool = false
@@ -266,7 +269,7 @@ struct OpsCommand: ParsableCommand {
         if let reason = MountSupport.unavailableReason { throw CommandFailure(reason) }
         let suite = OpsSuite(count: output.quick ? 100 : count, rounds: output.quick ? 1 : 3, compare: compare, sync: sync?.rawValue,
                              postmarkFiles: output.quick ? 500 : 3000, postmarkTransactions: output.quick ? 2000 : 12000,
-                             copyTree: output.quick && tree == "/usr/include" ? "/usr/include/linux" : tree)
+                             copyTree: output.quick && tree == "/usr/include" ? "/usr/include/linux" : tree, tmpfs: tmpfs)
         try output.emit(OpsReport(results: try suite.run()))
     }
 }
