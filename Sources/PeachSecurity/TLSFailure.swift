@@ -20,7 +20,7 @@ public enum TLSFailure {
             ("TLSV1_ALERT_UNKNOWN_CA", "the server refused this client's certificate: unknown CA"),
             ("SSLV3_ALERT_CERTIFICATE_EXPIRED", "the server refused this client's certificate: expired"),
             ("TLSV1_ALERT_PROTOCOL_VERSION", "the server requires TLS 1.3"),
-            ("CERTIFICATE_VERIFY_FAILED", "the server's certificate is not signed by the CA given with --tls-ca"),
+            ("CERTIFICATE_VERIFY_FAILED", "the server's certificate did not verify against the CA given with --tls-ca: not signed by it, expired, or not a server certificate (peach cert makes server and client certificates apart)"),
             ("WRONG_VERSION_NUMBER", "the server does not speak TLS (is it running without --tls-cert?)"),
         ]
         for (token, message) in alerts where text.contains(token) { return message }

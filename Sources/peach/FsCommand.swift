@@ -300,7 +300,11 @@ enum ControlClient {
         // Ask first, in the same namespace: on any other file system the set would store a real attribute.
         _ = try get(name.hasPrefix("trusted.") ? ControlAttributes.trusted(ControlAttributes.stats) : ControlAttributes.stats, path: path)
         let bytes = Array(value.utf8)
-        guard setxattr(path, name, bytes, bytes.count, 0) == 0 else { throw failure(path) }
+        guard setxattr(path, name, bytes, bytes.count, 0) == 0 else {
+            // The path answered the question above: a refusal now is the mount's, for a non-root caller.
+            if mountWide && errno == EACCES { errno = EPERM }
+            throw failure(path)
+        }
     }
 
     private static func failure(_ path: String) -> CommandFailure {

@@ -95,6 +95,7 @@ struct PosixCornerMountTests {
         let shm = try TemporaryDirectory(prefix: "peach-fsx", in: "/dev/shm")
         defer { shm.remove() }
         try withMounts(serverRoot: shm.path + "/server") { cluster in
+            // PEACH_FSX_NFS_ARGS="--acregmin 0.002 --block-size 16K", say: more mount options for NFS mode, to stress other timings.
             let extra = design == .nfs ? (ProcessInfo.processInfo.environment["PEACH_FSX_NFS_ARGS"]?.split(separator: " ").map(String.init) ?? []) : []
             let mount = try cluster.mount("m", design: design, extraArguments: extra, cache: shm.path + "/cache")
             let runs: [(String, Int, FileExerciser.Options)] = [

@@ -36,7 +36,7 @@ struct UserIdentityMountTests {
         }
     }
 
-    @Test("on an --allow-other mount, uid 1000 may not list the mount's callbacks or conflicts, nor flush its cache; root may")
+    @Test("on an --allow-other mount, uid 1000 may not list the mount's callbacks or conflicts, flush its cache or resize it, and is told only root may; root may")
     func mountWideControlsNeedRoot() throws {
         try withMounts { cluster in
             let a = try cluster.mount("a", extraArguments: ["--allow-other"])
@@ -44,8 +44,9 @@ struct UserIdentityMountTests {
             // peach fs asks the mount root by its absolute path: uid 1000 must be able to pass the test's directory.
             try shell("chmod 711 \"$(dirname '\(a.path)')\"")
             try shell("mkdir -m 700 '\(a.path)/private' && echo secret > '\(a.path)/private/plans.txt' && cat '\(a.path)/private/plans.txt'")
-            for question in ["callbacks", "conflicts", "flushall"] {
-                let refused = try asUser("\(MountSupport.peachBinary) fs \(question) . 2>&1", in: a.path)
+            for question in ["callbacks", "conflicts", "flushall", "setcachesize . 10M"] {
+                let arguments = question.contains(" ") ? question : question + " ."
+                let refused = try asUser("\(MountSupport.peachBinary) fs \(arguments) 2>&1", in: a.path)
                 #expect(refused.status != 0, "fs \(question) as uid 1000: \(refused.output)")
                 #expect(refused.output.contains("only root"), "\(refused.output)")
                 #expect(!refused.output.contains("plans.txt"))
