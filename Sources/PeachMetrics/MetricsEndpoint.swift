@@ -7,8 +7,11 @@ import Synchronization
 
 /// `--metrics HOST:PORT`: this process's swift-metrics, in the Prometheus text format at
 /// `GET /metrics`, from a small HTTP/1.1 listener on SwiftNIO's HTTP pipeline. Anything else gets
-/// 404 or 405. Each connection answers one request and closes; one idle for 10 s is closed, and
-/// at most `maximumConnections` are open at once (more are closed as they arrive).
+/// 404 or 405. Each connection answers one request and closes, and must do so within
+/// `requestDeadline` of arriving, however slowly it sends. At most `maximumConnections` are open
+/// at once; a connection arriving when all are taken closes the oldest, so connections that
+/// trickle their headers cannot keep a scrape out (a scrape takes milliseconds, so it is never
+/// the oldest for long).
 ///
 /// The endpoint has no authentication, as a Prometheus exporter usually has none: keep it on
 /// loopback or on a network only the monitoring system reaches (docs/operations.md).
@@ -18,6 +21,7 @@ public final class MetricsEndpoint: Sendable {
     private let channel: Channel
     private let group: MultiThreadedEventLoopGroup
     static let maximumConnections = 16
+    static let requestDeadline = TimeAmount.seconds(5)
 
     /// Bootstraps swift-metrics with a Prometheus factory (`MetricsSystem.bootstrap`: once per
     /// process) and listens on `host:port`. `refresh` runs before each scrape, to set the gauges
@@ -38,20 +42,23 @@ public final class MetricsEndpoint: Sendable {
     private init(host: String, port: Int, registry: PrometheusCollectorRegistry, refresh: @escaping @Sendable () -> Void) throws {
         let group = MultiThreadedEventLoopGroup(numberOfThreads: 1)
         self.group = group
-        let open = Mutex(0)
+        // The connections open, oldest first.
+        let open = Mutex<[(id: ObjectIdentifier, channel: Channel)]>([])
         let bootstrap = ServerBootstrap(group: group)
             .serverChannelOption(.backlog, value: 16)
             .serverChannelOption(.socketOption(.so_reuseaddr), value: 1)
             .childChannelInitializer { channel in
-                let admitted = open.withLock { count in
-                    guard count < Self.maximumConnections else { return false }
-                    count += 1
-                    return true
+                let id = ObjectIdentifier(channel)
+                let oldest = open.withLock { list -> Channel? in
+                    let evicted = list.count >= Self.maximumConnections ? list.removeFirst().channel : nil
+                    list.append((id, channel))
+                    return evicted
                 }
-                guard admitted else { return channel.close() }
-                channel.closeFuture.whenComplete { _ in open.withLock { $0 -= 1 } }
+                oldest?.close(promise: nil)
+                channel.closeFuture.whenComplete { _ in open.withLock { list in list.removeAll { $0.id == id } } }
+                channel.eventLoop.scheduleTask(in: Self.requestDeadline) { channel.close(promise: nil) }
                 return channel.eventLoop.makeCompletedFuture {
-                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: .seconds(10)))
+                    try channel.pipeline.syncOperations.addHandler(IdleStateHandler(allTimeout: Self.requestDeadline))
                     try channel.pipeline.syncOperations.configureHTTPServerPipeline(withErrorHandling: true)
                     try channel.pipeline.syncOperations.addHandler(ScrapeHandler(registry: registry, refresh: refresh))
                 }

@@ -13,9 +13,13 @@ extension ConnectionHandler {
         // The file is created by the first data frame's step: a small store costs one trip to the
         // file I/O pool (create, write, fsync, close) and one to the database's.
         var failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
-        // The upload is written before the store's transaction: it may not take the disk's reserve.
-        if failure == nil, (try? server.store.reserve.check(growth: size)) == nil { failure = .noSpace }
-        uploads[id] = Upload(request: request, size: size, path: path, requester: requester, failure: failure)
+        // The upload is written before the store's transaction: it may not take the disk's
+        // reserve, nor may the uploads announced together (held until the data is on the disk).
+        var reserved: UInt64 = 0
+        if failure == nil {
+            if (try? server.store.reserve.reserve(size)) == nil { failure = .noSpace } else { reserved = size }
+        }
+        uploads[id] = Upload(request: request, size: size, path: path, requester: requester, reserved: reserved, failure: failure)
     }
 
     func receiveData(_ frame: Frame) throws {
@@ -56,6 +60,7 @@ extension ConnectionHandler {
 
     /// Closes and deletes an upload file that will not be stored.
     func discard(_ upload: Upload) {
+        server.store.reserve.release(upload.reserved)
         guard upload.fd >= 0 || upload.finished else { return }
         let (fd, path) = (upload.fd, upload.path)
         server.fileIO.submit { _ in UploadFile.discard(fd, path: path) }
@@ -63,7 +68,8 @@ extension ConnectionHandler {
 
     /// The last data frame is in: store the file, or answer why not.
     func finishUpload(_ id: UInt32) {
-        guard let upload = uploads.removeValue(forKey: id), let context else { return }
+        guard var upload = uploads.removeValue(forKey: id) else { return }
+        guard let context else { return discard(upload) }
         let opcode = Opcode.storeData.rawValue
         if upload.failure != nil || upload.received != upload.size {
             discard(upload)
@@ -72,6 +78,9 @@ extension ConnectionHandler {
             }
             return sendError(failure, id: id, opcode: opcode)
         }
+        // Its bytes are in the file now, which the disk's free space counts.
+        server.store.reserve.release(upload.reserved)
+        upload.reserved = 0
         let (request, requester, path) = (upload.request, upload.requester, upload.path)
         dispatch(id: id, opcode: opcode, isChange: true) { processor in
             try processor.process(request, for: requester, upload: path)

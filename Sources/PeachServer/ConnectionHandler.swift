@@ -37,6 +37,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var received: UInt64 = 0
         /// Who the store acts as.
         var requester: Requester
+        /// Bytes held in the disk reserve for it until its data is written (`DiskReserve.reserve`).
+        var reserved: UInt64 = 0
         /// An open or a write is running on the file I/O pool: the next data frame waits.
         var busy = false
         /// The last frame is written, durable and closed: the file waits for the store.
@@ -212,7 +214,16 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// (`BreakDelivery`). So neither pings alone nor one callback held in silence keeps a
     /// connection, and its slot under --max-clients, for good.
     func closeIfIdle(context: ChannelHandlerContext) {
-        guard requestsInFlight == 0, uploads.isEmpty, backlogStart == backlog.count else { return }
+        guard backlogStart == backlog.count, !waitingForMemory else { return }
+        if !uploads.isEmpty {
+            // An upload whose client stopped sending holds its file on the disk: nothing came
+            // for the idle timeout while the server was reading, so it goes with the connection.
+            guard uploads.values.allSatisfy({ !$0.busy && !$0.finished }),
+                  NIODeadline.now() - lastContact >= server.limits.idleTimeout else { return }
+            server.logger.info("closing connection with a stalled upload", metadata: ["client": "\(clientID ?? "-")"])
+            return context.close(promise: nil)
+        }
+        guard requestsInFlight == 0 else { return }
         guard let clientID else {
             server.logger.info("closing idle connection that never said Hello")
             return context.close(promise: nil)

@@ -91,6 +91,26 @@ enum Schema {
             // next Hello is told its promises are lost.
             try db.execute(sql: "ALTER TABLE callBack ADD COLUMN brokenUniquifier INTEGER")
         }
+        migrator.registerMigration("v6: symlink targets count in the quota") { db in
+            // A symlink's size is its target's length: 20,000 targets of 4 KiB put 98 MB in the
+            // database under a 10 MB quota when only regular files counted.
+            try db.execute(sql: """
+                DROP TRIGGER vnodeBytesOnInsert;
+                DROP TRIGGER vnodeBytesOnUpdate;
+                DROP TRIGGER vnodeBytesOnDelete;
+                CREATE TRIGGER vnodeBytesOnInsert AFTER INSERT ON vnode WHEN NEW.type IN (1, 3) BEGIN
+                    UPDATE serverState SET value = value + NEW.size WHERE key = 'volumeBytes';
+                END;
+                CREATE TRIGGER vnodeBytesOnUpdate AFTER UPDATE OF size ON vnode WHEN NEW.type IN (1, 3) BEGIN
+                    UPDATE serverState SET value = value + NEW.size - OLD.size WHERE key = 'volumeBytes';
+                END;
+                CREATE TRIGGER vnodeBytesOnDelete AFTER DELETE ON vnode WHEN OLD.type IN (1, 3) BEGIN
+                    UPDATE serverState SET value = value - OLD.size WHERE key = 'volumeBytes';
+                END;
+                INSERT OR REPLACE INTO serverState (key, value)
+                    SELECT 'volumeBytes', COALESCE(SUM(size), 0) FROM vnode WHERE type IN (1, 3);
+                """)
+        }
         return migrator
     }
 }

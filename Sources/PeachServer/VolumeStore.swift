@@ -499,7 +499,7 @@ public final class VolumeStore: Sendable {
         guard used.addingReportingOverflow(growth).partialValue <= Int64(clamping: quota) else { throw StatusCode.quotaExceeded }
     }
 
-    /// The bytes of regular-file content the volume holds (what `--quota` limits).
+    /// The bytes of regular-file content and symlink targets the volume holds (what `--quota` limits).
     public func volumeBytes() throws -> UInt64 {
         try database.read { db in UInt64(clamping: try Int64.fetchOne(db, cached: "SELECT value FROM serverState WHERE key = 'volumeBytes'") ?? 0) }
     }
@@ -542,6 +542,7 @@ public final class VolumeStore: Sendable {
             let isDirectory = request.type == .directory
             let target = request.type == .symlink ? request.symlinkTarget : nil
             let size: UInt64 = isDirectory ? 4096 : UInt64(target?.utf8.count ?? 0)
+            if target != nil { try checkQuota(db, growth: Int64(size)) }
             let owner = NewObjectOwnership(request, in: dirStatus, by: client.identity)
             let vnode = try VnodeTable.insert(db, type: request.type, mode: owner.mode, uid: owner.uid,
                                               gid: owner.gid, size: size, linkCount: isDirectory ? 2 : 1,

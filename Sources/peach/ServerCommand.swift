@@ -37,7 +37,7 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Largest file the volume accepts (K/M/G/T suffixes); larger sizes and offsets get EFBIG.")
     var maxFileSize = ByteSize(bytes: VolumeLimits.defaultMaximumFileSize)
 
-    @Option(help: "Most bytes of file content the volume holds (K/M/G/T suffixes); past it, stores and writes get EDQUOT.")
+    @Option(help: "Most bytes of file content and symlink targets the volume holds (K/M/G/T suffixes); past it, stores, writes and symlinks get EDQUOT.")
     var quota: ByteSize?
 
     @Option(help: "Connections served at once; more are closed as they arrive.")

@@ -82,25 +82,37 @@ struct MetricsMountTests {
         }
     }
 
-    @Test("the endpoint holds at most 16 connections: more are closed at once, and room comes back")
-    func connectionsBounded() throws {
+    @Test("16 connections that trickle their headers keep no scrape out: a new one closes the oldest, and none outlives 5 s")
+    func slowConnectionsBounded() throws {
         let serverPort = try LoopbackSocket.freePort()
         try withMounts(serverArguments: ["--metrics", "127.0.0.1:\(serverPort)"]) { _ in
-            var idle: [Int32] = []
-            defer { idle.forEach { close($0) } }
-            for _ in 0..<16 {
-                let fd = LoopbackSocket.connected(port: serverPort)
-                #expect(fd != nil)
-                if let fd { idle.append(fd) }
+            var slow: [Int32] = []
+            defer { slow.forEach { close($0) } }
+            func send(_ fd: Int32, _ text: String) -> Bool {
+                Array(text.utf8).withUnsafeBytes { Glibc.send(fd, $0.baseAddress, $0.count, Int32(MSG_NOSIGNAL)) } > 0
             }
-            // Once the endpoint has accepted the 16, a 17th is closed at once (until then it may
-            // still be served; without the bound it always is).
-            let seventeenthRefused = try eventually { try get(serverPort).status != 200 }
-            #expect(seventeenthRefused, "a 17th connection was served")
-            idle.forEach { close($0) }
-            idle = []
-            let servedAgain = try eventually { try get(serverPort).status == 200 }
-            #expect(servedAgain)
+            for _ in 0..<16 {
+                guard let fd = LoopbackSocket.connected(port: serverPort) else { Issue.record("connect failed"); return }
+                _ = send(fd, "GET /metrics HTTP/1.1\r\nHost: x\r\n")
+                slow.append(fd)
+            }
+            Thread.sleep(forTimeInterval: 0.3)  // all 16 accepted
+            // A scrape gets in: it closes the oldest (before, the 17th was refused at once).
+            let scraped = try get(serverPort).status
+            #expect(scraped == 200)
+            // The rest keep trickling a header line every half second: each is closed by its deadline.
+            var open = Set(slow)
+            let until = Date().addingTimeInterval(8)
+            while !open.isEmpty && Date() < until {
+                for fd in open {
+                    var byte: UInt8 = 0
+                    if !send(fd, "X-Slow: 1\r\n") || recv(fd, &byte, 1, Int32(MSG_DONTWAIT)) == 0 { open.remove(fd) }
+                }
+                Thread.sleep(forTimeInterval: 0.5)
+            }
+            #expect(open.isEmpty, "\(open.count) trickling connections outlived the deadline")
+            let scrapedAgain = try get(serverPort).status
+            #expect(scrapedAgain == 200)
         }
     }
 

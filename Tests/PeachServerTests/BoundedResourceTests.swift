@@ -221,6 +221,47 @@ struct BoundedResourceTests {
         }
     }
 
+    @Test("uploads announced together may not promise more than the disk's free space: each holds its size until its data is written")
+    func uploadsReserveTheirSize() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-reserve", in: "/dev/shm")
+        defer { directory.remove() }
+        var st = statvfs()
+        guard statvfs(directory.path, &st) == 0 else { Issue.record("statvfs failed"); return }
+        let free = UInt64(st.f_bavail) * UInt64(st.f_frsize)
+        let reserve = DiskReserve(directory: directory.path)
+        let share = free / 10 * 6
+        try reserve.reserve(share)
+        // Each alone fits; the second on top of the first does not.
+        try reserve.check(growth: free / 10 * 3)
+        #expect(throws: StatusCode.noSpace) { try reserve.reserve(share) }
+        reserve.release(share)
+        try reserve.reserve(share)
+        reserve.release(share)
+    }
+
+    @Test("an upload whose client stops sending is dropped with its connection after the idle timeout, and its file deleted")
+    func stalledUpload() throws {
+        try withCluster(limits: ConnectionLimits(idleTimeout: .milliseconds(500))) { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/target", "old")
+            let target = try fid(of: "/target", writer)
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            try raw.hello()
+            let id = try raw.send(.storeData(target, size: 1 << 20, mtime: .now()))
+            try raw.send(Frame(kind: .data, id: id, opcode: Opcode.storeData.rawValue, body: ByteBuffer(bytes: [UInt8](repeating: 7, count: 4096))))
+            #expect(raw.isClosedByServer(within: 5), "a stalled upload kept its connection")
+            let uploads = cluster.directory.path + "/server/uploads"
+            var left: [String] = []
+            for _ in 0..<50 {
+                left = try FileManager.default.contentsOfDirectory(atPath: uploads)
+                if left.isEmpty { break }
+                Thread.sleep(forTimeInterval: 0.1)
+            }
+            #expect(left.isEmpty)
+            #expect(try writer.readText("/target") == "old")
+        }
+    }
+
     @Test("a data chunk of an upload the client never finishes is deleted when the connection closes")
     func abandonedUpload() throws {
         try withCluster { cluster in

@@ -97,7 +97,7 @@ struct WireValueTests {
         }
     }
 
-    @Test("--quota: a store, WRITE or extend past it gets EDQUOT, keeps the old version and leaves nothing behind")
+    @Test("--quota: a store, WRITE, extend or symlink target past it gets EDQUOT, keeps the old version and leaves nothing behind")
     func quota() throws {
         try withStore(limits: VolumeLimits(quota: 10_000)) { store, root in
             let fid = try newFile(store)
@@ -111,6 +111,16 @@ struct WireValueTests {
             }
             #expect(throws: StatusCode.quotaExceeded) { _ = try store.write(other, offset: 4000, data: [1], client: .stateless("a")) }
             #expect(throws: StatusCode.quotaExceeded) { _ = try store.setAttributes(other, SetAttributes(size: 4001), client: "a") }
+            // A symlink's target counts too.
+            let longTarget = String(repeating: "t", count: 4095)
+            #expect(throws: StatusCode.quotaExceeded) {
+                _ = try store.create(CreateRequest(directory: .root, name: "link", type: .symlink, mode: 0o777, uid: 0, gid: 0,
+                                                   symlinkTarget: longTarget), client: "a")
+            }
+            _ = try store.create(CreateRequest(directory: .root, name: "short", type: .symlink, mode: 0o777, uid: 0, gid: 0,
+                                               symlinkTarget: "tt"), client: "a")
+            #expect(try store.volumeBytes() == 6002)
+            _ = try store.remove(directory: .root, name: "short", isDirectory: false, client: "a")
             // Replacing a file counts its old size out; shrinking is always allowed.
             _ = try store.store(fid, client: "a", uploadPath: upload(store, [UInt8](repeating: 3, count: 9000)), size: 9000, mtime: .now())
             #expect(try store.volumeBytes() == 9000)
