@@ -269,7 +269,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     public func callBacks() -> [CallBackInfo] {
         table.withLock { t in
             t.vnodes.values.filter { t.hasLivePromise($0) }.map {
-                CallBackInfo(fid: $0.fid.description, path: t.path(of: $0), expiresAt: $0.callBackExpiry)
+                CallBackInfo(fid: $0.fid.description, path: t.path(of: $0, searchingListings: true), expiresAt: $0.callBackExpiry)
             }.sorted { ($0.path ?? "~") < ($1.path ?? "~") }
         }
     }

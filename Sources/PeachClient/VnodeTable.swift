@@ -149,15 +149,28 @@ struct VnodeTable {
         }
     }
 
-    /// The path of `vnode` inside the mount, where the names that reached it are known.
-    func path(of vnode: CachedVnode) -> String? {
+    /// The path of `vnode` inside the mount, where the names that reached it are known: the
+    /// lookups that reached it, or else, with `searchingListings`, a cached listing that names it
+    /// (a file whose status came with its siblings', or that was cached before this mount began,
+    /// was never looked up). That search scans every listing: for `fs` reports, not requests.
+    func path(of vnode: CachedVnode, searchingListings: Bool = false) -> String? {
         var components: [String] = []
         var current = vnode
         for _ in 0..<256 {
             if current.fid == FID.root { return "/" + components.reversed().joined(separator: "/") }
-            guard let name = current.name, let parent = current.parent, let next = vnodes[parent] else { return nil }
+            let known = current.name.flatMap { name in current.parent.map { ($0, name) } }
+            guard let (parent, name) = known ?? (searchingListings ? nameInListings(current) : nil),
+                  let next = vnodes[parent] else { return nil }
             components.append(name)
             current = next
+        }
+        return nil
+    }
+
+    /// A directory whose cached listing names `vnode`, and the name.
+    private func nameInListings(_ vnode: CachedVnode) -> (Inode, String)? {
+        for (inode, directory) in vnodes where directory.fid != vnode.fid {
+            if let name = directory.listing?.first(where: { $0.value.fid == vnode.fid })?.key { return (inode, name) }
         }
         return nil
     }

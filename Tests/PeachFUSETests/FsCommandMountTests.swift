@@ -50,6 +50,16 @@ struct FsCommandMountTests {
             let callbacks = try json("callbacks '\(a.path)'")["callbacks"] as? [[String: Any]] ?? []
             #expect(callbacks.contains { $0["path"] as? String == "/y" && $0["fid"] as? String == location["fid"] as? String })
             #expect(try shell("\(peach) fs whereis /tmp").status != 0)
+            // Mounted again on the same cache: reading x takes promises on its siblings too (one
+            // BulkStatus), before anyone looks them up; they are listed by the path they were
+            // cached under.
+            cluster.unmount(a)
+            let again = try cluster.mount("a2", design: .afs, cache: a.cache)
+            _ = Files.read(again.path + "/x")
+            let remounted = try json("callbacks '\(again.path)'")["callbacks"] as? [[String: Any]] ?? []
+            let paths = Set(remounted.compactMap { $0["path"] as? String })
+            #expect(paths.isSuperset(of: ["/x", "/y", "/z"]), "\(remounted)")
+            #expect(!(try shell("\(peach) fs callbacks '\(again.path)'").output.contains("path unknown")))
         }
     }
 
