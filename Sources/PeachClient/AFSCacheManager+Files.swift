@@ -25,6 +25,7 @@ extension AFSCacheManager {
             }
         }
         let truncate = flags & O_TRUNC != 0
+        if let readThrough = try openReadThrough(vnode, flags: flags) { return readThrough }
         var askedServer = false
         var fetched = false
         let (fd, keepCache): (Int32, Bool) = try vnode.io.withLock {
@@ -71,6 +72,40 @@ extension AFSCacheManager {
         if !askedServer { statistics.update { $0.openHits += 1 } }
         let handle = core.handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: !fetched))
         return OpenReply(handle: handle, keepCache: keepCache, flags: flags)
+    }
+
+    /// A read-only open of a file larger than the whole cache, with no copy held: it is read
+    /// through, each read a ranged FetchData, rather than failing with ENOSPC. nil for any other.
+    private func openReadThrough(_ vnode: CachedVnode, flags: Int32) throws -> OpenReply? {
+        guard flags & O_ACCMODE == O_RDONLY, flags & O_TRUNC == 0, disk.entry(vnode.fid) == nil else { return nil }
+        if !table.withLock({ t in t.hasValidCallBack(vnode) }) { try fetchStatus(vnode.fid) }
+        let (type, size, fid) = table.withLock { t in (vnode.status.type, vnode.status.size, vnode.fid) }
+        guard type == .regular, size > disk.sizeLimit else { return nil }
+        core.logger.notice("reading a file larger than the cache through, without caching it",
+                           metadata: ["fid": "\(fid)", "size": "\(size)", "cacheLimit": "\(disk.sizeLimit)"])
+        table.withLock { t in
+            vnode.openCount += 1
+            vnode.kernelVersion = nil
+        }
+        statistics.update { $0.readThroughOpens += 1 }
+        notifier?.invalidateAttributes(vnode.inode)
+        let handle = core.handles.insert(OpenFile(vnode: vnode, fd: -1, servedFromCache: false))
+        return OpenReply(handle: handle, keepCache: false, flags: flags)
+    }
+
+    /// One read of a file read through: the range from the server, now.
+    private func readThrough(_ file: OpenFile, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
+        let stamp = table.withLock { t in t.breakStamp(file.vnode.inode) }
+        let (status, expiry, bytes) = try core.connection.fetchRange(file.vnode.fid, offset: offset, length: UInt64(buffer.count))
+        table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
+        let n = min(bytes.count, buffer.count)
+        bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        statistics.update {
+            $0.reads += 1
+            $0.readBytes += UInt64(n)
+            $0.fetchedBytes += UInt64(n)
+        }
+        return n
     }
 
     /// O_TRUNC: no fetch; the local copy becomes empty and dirty. Caller holds `vnode.io`.
@@ -153,6 +188,7 @@ extension AFSCacheManager {
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
         let file = try core.handles.get(handle)
+        if file.readThrough { return try readThrough(file, offset: offset, into: buffer) }
         let n = pread(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
         guard n >= 0 else { throw FileSystemError(errno, "reading the cached copy") }
         statistics.update {
@@ -199,7 +235,7 @@ extension AFSCacheManager {
 
     public func release(handle: UInt64) {
         guard let file = core.handles.remove(handle) else { return }
-        Glibc.close(file.fd)
+        if !file.readThrough { Glibc.close(file.fd) }
         let removed = table.withLock { t in
             let vnode = file.vnode
             vnode.openCount -= 1

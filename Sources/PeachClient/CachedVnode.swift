@@ -53,9 +53,13 @@ final class CachedVnode: @unchecked Sendable {
 /// An open file: a descriptor on the cached copy it opened, so it keeps reading that version.
 final class OpenFile: Sendable {
     let vnode: CachedVnode
+    /// The cached copy; -1 for a file read through (`readThrough`).
     let fd: Int32
     /// The data was cached and valid at open: its reads count as hits.
     let servedFromCache: Bool
+    /// A file larger than the whole cache, opened read-only: each read is a ranged FetchData,
+    /// and nothing is cached (as OpenAFS's cache bypass).
+    var readThrough: Bool { fd < 0 }
 
     init(vnode: CachedVnode, fd: Int32, servedFromCache: Bool) {
         self.vnode = vnode

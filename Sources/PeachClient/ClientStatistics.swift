@@ -38,6 +38,8 @@ public final class ClientStatistics: Sendable {
         public var serverReachable = true
         /// Opens served from the cache while the server was away (`--offline-reads`): possibly stale.
         public var offlineOpens = 0
+        /// Opens of files larger than the cache, read through without caching them.
+        public var readThroughOpens = 0
         /// Request type → count.
         public var rpcs: [String: Int] = [:]
 
@@ -64,6 +66,7 @@ public final class ClientStatistics: Sendable {
             d.serverRequests -= earlier.serverRequests
             d.pings -= earlier.pings
             d.offlineOpens -= earlier.offlineOpens
+            d.readThroughOpens -= earlier.readThroughOpens
             d.rpcs = rpcs.merging(earlier.rpcs.mapValues { -$0 }, uniquingKeysWith: +).filter { $0.value != 0 }
             return d
         }

@@ -514,6 +514,21 @@ public final class ServerConnection: Sendable {
         return size
     }
 
+    /// FetchData of one range into memory (a file read through, larger than the cache): the
+    /// status, the promise's expiry and the bytes.
+    public func fetchRange(_ fid: FID, offset: UInt64, length: UInt64) throws -> (FileStatus, UInt64, [UInt8]) {
+        let request = Request.fetchData(fid, range: ByteRange(offset: offset, length: length))
+        let collected = NIOLockedValueBox<[UInt8]>([])
+        let reply = try withRetries(request) { channel, handler, deadline, _ -> Reply in
+            collected.withLockedValue { $0.removeAll(keepingCapacity: true) }
+            return try send(request, on: channel, handler: handler, until: deadline, sink: { chunk in
+                collected.withLockedValue { $0 += chunk.readableBytesView }
+            })
+        }
+        guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+        return (status, expiry, collected.withLockedValue { $0 })
+    }
+
     /// How much of a file one FetchData asks for, and how much may wait for the disk.
     static let fetchWindow = 16 << 20
     static let maximumQueuedFetchBytes = 32 << 20

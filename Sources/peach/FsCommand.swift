@@ -179,6 +179,7 @@ struct StatsTable {
         table.add(["conflicts kept", "\(stats.conflicts)"])
         table.add(["server", stats.serverReachable ? "reachable" : "unreachable"])
         table.add(["offline opens", "\(stats.offlineOpens)"])
+        table.add(["opens read through (larger than the cache)", "\(stats.readThroughOpens)"])
         table.add(["server requests", "\(stats.serverRequests) (and \(stats.pings) pings)"])
         for (name, count) in stats.rpcs.sorted(by: { $0.value > $1.value || ($0.value == $1.value && $0.key < $1.key) }) {
             table.add(["  \(name)", "\(count)"])

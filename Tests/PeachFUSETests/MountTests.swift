@@ -199,4 +199,27 @@ struct MountTests {
         // (200 - 64 reserved) / 3 per client
         #expect(text.contains("--max-clients lowered") && text.contains("maxClients=45"), "\(text)")
     }
+
+    @Test("a file larger than the whole cache is read through without caching it, with a log note; reads stay exact after another mount's store")
+    func readThroughLargerThanTheCache() throws {
+        try withMounts { cluster in
+            let writer = try cluster.mount("writer", design: .afs)
+            let small = try cluster.mount("small", design: .afs, extraArguments: ["--cache-size", "1M", "--log-level", "info"])
+            let big = (0..<(3 << 20)).map { UInt8(truncatingIfNeeded: $0 &* 7 &+ $0 >> 11) }
+            try Data(big).write(to: URL(fileURLWithPath: writer.path + "/big"))
+            // Before, the fetch into a 1 MiB cache failed with ENOSPC.
+            #expect(try Data(contentsOf: URL(fileURLWithPath: small.path + "/big")) == Data(big))
+            let stats = try peachJSON("fs stats '\(small.path)'")
+            #expect(Files.counter(stats, "readThroughOpens") == 1, "\(stats)")
+            let parameters = try peachJSON("fs getcacheparms '\(small.path)'")
+            #expect((parameters["usedBytes"] as? Int ?? .max) <= 1 << 20, "\(parameters)")
+            #expect(try String(contentsOfFile: small.log, encoding: .utf8).contains("larger than the cache"))
+            // Another mount stores a new version: the next read-through open reads it.
+            var changed = big
+            changed[1 << 20] ^= 0xff
+            try Data(changed).write(to: URL(fileURLWithPath: writer.path + "/big"))
+            #expect(try Data(contentsOf: URL(fileURLWithPath: small.path + "/big")) == Data(changed))
+            #expect(Files.counter(try peachJSON("fs stats '\(small.path)'"), "readThroughOpens") == 2)
+        }
+    }
 }
