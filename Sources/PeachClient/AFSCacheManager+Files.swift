@@ -77,7 +77,10 @@ extension AFSCacheManager {
     /// A read-only open of a file larger than the whole cache, with no copy held: it is read
     /// through, each read a ranged FetchData, rather than failing with ENOSPC. nil for any other.
     private func openReadThrough(_ vnode: CachedVnode, flags: Int32) throws -> OpenReply? {
-        guard flags & O_ACCMODE == O_RDONLY, flags & O_TRUNC == 0, disk.entry(vnode.fid) == nil else { return nil }
+        guard flags & O_ACCMODE == O_RDONLY, flags & O_TRUNC == 0, disk.entry(vnode.fid) == nil,
+              table.withLock({ t in vnode.status.type == .regular && vnode.status.size > disk.sizeLimit }) else { return nil }
+        // The size known from the lookup says it may not fit: confirmed by a fresh status (a
+        // file that fits costs no request here; its FetchData brings the status).
         if !table.withLock({ t in t.hasValidCallBack(vnode) }) { try fetchStatus(vnode.fid) }
         let (type, size, fid) = table.withLock { t in (vnode.status.type, vnode.status.size, vnode.fid) }
         guard type == .regular, size > disk.sizeLimit else { return nil }
