@@ -102,7 +102,7 @@ extension AFSCacheManager {
         let (status, expiry, bytes) = try core.connection.fetchRange(file.vnode.fid, offset: offset, length: UInt64(buffer.count))
         table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
         let n = min(bytes.count, buffer.count)
-        bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) }
+        if n > 0 { bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) } }
         statistics.update {
             $0.reads += 1
             $0.readBytes += UInt64(n)

@@ -321,27 +321,41 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         if changes.size != nil, table.withLock({ t in node.isDirty }) { try writeBack(node, commit: false) }
         let (status, _) = try core.storeStatus(node.fid, changes)
         table.withLock { t in
-            if changes.size != nil { t.dropCachedData(node) }
+            if let size = changes.size {
+                t.dropCachedData(node)
+                // Nothing past the new end may be sent later, nor count in the size: a block
+                // still dirty there (none should be, after the write-back above) would bring
+                // truncated bytes back at the next flush.
+                trimDirtyBlocks(node, to: size)
+            }
             t.apply(status, ownChangeFrom: node.status.dataVersion)
+            if changes.size != nil { node.status.size = status.size }
         }
         return attributes(node)
+    }
+
+    /// Drops the dirty bytes of `node` at and past `size`. Caller holds the table's lock.
+    private func trimDirtyBlocks(_ node: NFSNode, to size: UInt64) {
+        let blockSize = UInt64(options.blockSize)
+        for (index, var block) in node.dirtyBlocks {
+            let start = index * blockSize
+            if start >= size {
+                node.dirtyBlocks[index] = nil
+            } else if start + UInt64(block.data.count) > size {
+                let keep = Int(size - start)
+                block.data.removeLast(block.data.count - keep)
+                block.dirtyEnd = min(block.dirtyEnd, keep)
+                block.dirtyStart = min(block.dirtyStart, block.dirtyEnd)
+                // Nothing left to send: clean, unless it holds an unlinked file's content.
+                node.dirtyBlocks[index] = block.dirtyEnd > block.dirtyStart || node.removed ? block : nil
+            }
+        }
     }
 
     /// A file unlinked while open changes only here: its held blocks are its content.
     private func setRemovedFileAttributes(_ node: NFSNode, _ changes: SetAttributes) -> Attributes {
         table.withLock { t in
-            if let size = changes.size {
-                let blockSize = UInt64(options.blockSize)
-                for (index, var block) in node.dirtyBlocks {
-                    let start = index * blockSize
-                    if start >= size {
-                        node.dirtyBlocks[index] = nil
-                    } else if start + UInt64(block.data.count) > size {
-                        block.data.removeLast(Int(start + UInt64(block.data.count) - size))
-                        node.dirtyBlocks[index] = block
-                    }
-                }
-            }
+            if let size = changes.size { trimDirtyBlocks(node, to: size) }
             node.status.applyLocally(changes)
         }
         return attributes(node)
