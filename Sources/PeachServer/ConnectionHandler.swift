@@ -56,7 +56,11 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// The client machine's name from its TLS certificate; nil on a plain connection.
     var machineName: String?
     /// Who is at the other end: set by the TLS handshake, or at Hello for a plain connection.
-    var principal: Principal?
+    var principal: Principal? {
+        // Its large frames count against its principal's share of the frame budget from now on.
+        didSet { frameOwner.set(principal?.ownerKey ?? InboundMemoryBudget.unidentified) }
+    }
+    let frameOwner: FrameOwner
     var uploads: [UInt32: Upload] = [:]
     /// Pushes sent and not yet acknowledged, with the opcode the acknowledgement must carry.
     var pendingAcks: [UInt32: (opcode: UInt16, promise: EventLoopPromise<Void>)] = [:]
@@ -91,8 +95,9 @@ final class ConnectionHandler: ChannelDuplexHandler {
     /// peer repeating the request cannot fill the log.
     var refusalLogged = false
 
-    init(server: FileServerContext) {
+    init(server: FileServerContext, frameOwner: FrameOwner = FrameOwner()) {
         self.server = server
+        self.frameOwner = frameOwner
         self.connectionID = server.registry.newConnectionID()
     }
 
@@ -186,7 +191,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
             let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
             let eventLoop = context.eventLoop
             let budget = wait.budget
-            budget.whenAvailable {
+            budget.whenAvailable(owner: wait.owner) {
                 eventLoop.execute {
                     let handler = loopBound.value
                     guard !handler.isClosed else { return budget.wakeNext() }

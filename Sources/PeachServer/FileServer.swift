@@ -115,10 +115,12 @@ public final class FileServer: Sendable {
                                                                                "reason": "\(reason)"])
                         })
                     }
-                    try sync.addHandler(ByteToMessageHandler(ServerFrameDecoder(budget: budget, partialFrameTimeout: limits.partialFrameTimeout)))
+                    let owner = FrameOwner()
+                    try sync.addHandler(ByteToMessageHandler(ServerFrameDecoder(budget: budget, owner: owner,
+                                                                                partialFrameTimeout: limits.partialFrameTimeout)))
                     try sync.addHandler(MessageToByteHandler(FrameEncoder()))
                     try sync.addHandler(IdleStateHandler(readTimeout: limits.idleTimeout))
-                    try sync.addHandler(ConnectionHandler(server: context))
+                    try sync.addHandler(ConnectionHandler(server: context, frameOwner: owner))
                 }
             }
             .bind(host: host, port: port).wait()

@@ -12,6 +12,7 @@ struct ServerFrameDecoder: ByteToMessageDecoder {
     /// the budget frees up.
     struct WaitForMemory: Sendable {
         let budget: InboundMemoryBudget
+        let owner: String
     }
 
     /// What a connection may buffer of a large frame that has no share of the budget: two
@@ -19,13 +20,15 @@ struct ServerFrameDecoder: ByteToMessageDecoder {
     static let unbudgetedLimit = 128 << 10
 
     private let budget: InboundMemoryBudget
+    private let owner: FrameOwner
     private let reservation: FrameReservation
     private let partialFrameTimeout: TimeAmount
     private var partialFrameTimer: Scheduled<Void>?
 
-    init(budget: InboundMemoryBudget, partialFrameTimeout: TimeAmount) {
+    init(budget: InboundMemoryBudget, owner: FrameOwner, partialFrameTimeout: TimeAmount) {
         self.budget = budget
-        self.reservation = FrameReservation(budget: budget)
+        self.owner = owner
+        self.reservation = FrameReservation(budget: budget, owner: owner)
         self.partialFrameTimeout = partialFrameTimeout
     }
 
@@ -43,7 +46,7 @@ struct ServerFrameDecoder: ByteToMessageDecoder {
                     throw ProtocolError.invalidValue("frame of \(bodyLength) bytes over the server's memory budget")
                 }
                 cancelPartialFrameTimer()
-                context.fireUserInboundEventTriggered(WaitForMemory(budget: budget))
+                context.fireUserInboundEventTriggered(WaitForMemory(budget: budget, owner: owner.current))
                 return .needMoreData
             }
         }

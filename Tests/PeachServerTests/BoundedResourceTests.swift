@@ -262,6 +262,24 @@ struct BoundedResourceTests {
         }
     }
 
+    @Test("one principal holds at most half the large-frame budget and unidentified connections an eighth; a waiter over its share waits for its own frames")
+    func frameBudgetShares() {
+        let budget = InboundMemoryBudget(limit: 16 << 20)
+        var attacker = 0
+        while budget.reserve(1 << 20, owner: "local:1000") { attacker += 1 }
+        #expect(attacker == 8, "one principal took \(attacker) MiB of 16")
+        #expect(budget.reserve(1 << 20, owner: "local:0"), "another principal still gets a frame in")
+        var anonymous = 0
+        while budget.reserve(1 << 20, owner: InboundMemoryBudget.unidentified) { anonymous += 1 }
+        #expect(anonymous == 2)
+        let woken = LockedBox<[String]>([])
+        budget.whenAvailable(owner: "local:1000") { woken.set(woken.get() + ["attacker"]) }
+        budget.release(1 << 20, owner: "local:0")
+        #expect(woken.get().isEmpty, "another's release wakes no one over its share")
+        budget.release(1 << 20, owner: "local:1000")
+        #expect(woken.get() == ["attacker"])
+    }
+
     @Test("a data chunk of an upload the client never finishes is deleted when the connection closes")
     func abandonedUpload() throws {
         try withCluster { cluster in
