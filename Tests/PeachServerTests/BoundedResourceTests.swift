@@ -41,6 +41,18 @@ struct BoundedResourceTests {
 
     func fid(of path: String, _ client: PathClient) throws -> FID { try client.stat(path).fid }
 
+    /// The server's upload files, once they are gone or after 5 s.
+    func uploadFilesLeft(_ cluster: TestCluster) throws -> [String] {
+        let uploads = cluster.directory.path + "/server/uploads"
+        var left: [String] = []
+        for _ in 0..<50 {
+            left = try FileManager.default.contentsOfDirectory(atPath: uploads)
+            if left.isEmpty { break }
+            Thread.sleep(forTimeInterval: 0.1)
+        }
+        return left
+    }
+
     @Test("a client that reads none of 8 FetchData replies of 8 MiB files delays no other client")
     func unreadFetches() throws {
         try withCluster { cluster in
@@ -250,14 +262,7 @@ struct BoundedResourceTests {
             let id = try raw.send(.storeData(target, size: 1 << 20, mtime: .now()))
             try raw.send(Frame(kind: .data, id: id, opcode: Opcode.storeData.rawValue, body: ByteBuffer(bytes: [UInt8](repeating: 7, count: 4096))))
             #expect(raw.isClosedByServer(within: 5), "a stalled upload kept its connection")
-            let uploads = cluster.directory.path + "/server/uploads"
-            var left: [String] = []
-            for _ in 0..<50 {
-                left = try FileManager.default.contentsOfDirectory(atPath: uploads)
-                if left.isEmpty { break }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            #expect(left.isEmpty)
+            #expect(try uploadFilesLeft(cluster).isEmpty)
             #expect(try writer.readText("/target") == "old")
         }
     }
@@ -292,14 +297,7 @@ struct BoundedResourceTests {
             try raw.send(Frame(kind: .data, id: id, opcode: Opcode.storeData.rawValue, body: ByteBuffer(bytes: [1, 2, 3])))
             Thread.sleep(forTimeInterval: 0.3)
             raw.shutdownConnection()
-            let uploads = cluster.directory.path + "/server/uploads"
-            var left: [String] = []
-            for _ in 0..<50 {
-                left = try FileManager.default.contentsOfDirectory(atPath: uploads)
-                if left.isEmpty { break }
-                Thread.sleep(forTimeInterval: 0.1)
-            }
-            #expect(left.isEmpty)
+            #expect(try uploadFilesLeft(cluster).isEmpty)
             #expect(try writer.readText("/target") == "old")
         }
     }
