@@ -98,6 +98,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
     init(server: FileServerContext, frameOwner: FrameOwner = FrameOwner()) {
         self.server = server
         self.frameOwner = frameOwner
+        server.statistics.handlerCreated()
         self.connectionID = server.registry.newConnectionID()
     }
 
@@ -105,6 +106,17 @@ final class ConnectionHandler: ChannelDuplexHandler {
         self.context = context
         streamer = ContentStreamer(channel: context.channel, fileIO: server.fileIO,
                                    stallTimeout: server.limits.stalledStreamTimeout)
+    }
+
+    deinit { server.statistics.handlerFreed() }
+
+    /// The pipeline lets go of this handler: so does it of the context and the channel (held
+    /// through `streamer`). Kept, they made a cycle that outlived every connection, about 4.4 KB
+    /// each, never returned.
+    func handlerRemoved(context: ChannelHandlerContext) {
+        self.context = nil
+        streamer?.closeAll()
+        streamer = nil
     }
 
     func channelInactive(context: ChannelHandlerContext) {

@@ -11,8 +11,15 @@ public final class ServerStatistics: Sendable {
     }
 
     private let state = NIOLockedValueBox(Snapshot())
+    /// Connection handlers alive: one per open connection, and none left once connections close
+    /// (a handler kept by a reference cycle held its connection's memory for good).
+    private let handlers = NIOLockedValueBox(0)
 
     public init() {}
+
+    func handlerCreated() { handlers.withLockedValue { $0 += 1 } }
+    func handlerFreed() { handlers.withLockedValue { $0 -= 1 } }
+    var liveConnectionHandlers: Int { handlers.withLockedValue { $0 } }
 
     func countRequest(_ opcode: Opcode) {
         state.withLockedValue { $0.requests[opcode.name, default: 0] += 1 }
