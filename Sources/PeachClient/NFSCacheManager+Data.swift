@@ -119,9 +119,10 @@ extension NFSCacheManager {
         return data
     }
 
-    /// The blocks `buffer` covers, changed from their dirty, cached or READ content. Caller
-    /// holds `node.writes`.
-    private func writeBlocks(_ node: NFSNode, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws {
+    /// The blocks `buffer` covers, changed from their dirty, cached or READ content, by
+    /// `writer`, who takes the set-id bits away unless root (as the server will when the WRITE
+    /// arrives; fstat shows it at once). Caller holds `node.writes`.
+    private func writeBlocks(_ node: NFSNode, offset: UInt64, from buffer: UnsafeRawBufferPointer, by writer: UInt32) throws {
         var position = offset
         let end = offset + UInt64(buffer.count)
         while position < end {
@@ -142,6 +143,7 @@ extension NFSCacheManager {
                 node.cachedBlocks.remove(index)
                 node.status.size = max(node.status.size, position + UInt64(count))
                 node.status.mtime = Timespec.now()
+                node.status.losePrivilegeBits(onWriteBy: writer)
             }
             position += UInt64(count)
         }
@@ -149,10 +151,8 @@ extension NFSCacheManager {
 
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
         let node = try core.handles.get(handle).node
-        try node.writes.withLock { try writeBlocks(node, offset: offset, from: buffer) }
-        // As the server will when the WRITE arrives; fstat shows it at once.
         let writer = Caller.userID
-        table.withLock { t in node.status.losePrivilegeBits(onWriteBy: writer) }
+        try node.writes.withLock { try writeBlocks(node, offset: offset, from: buffer, by: writer) }
         statistics.update {
             $0.writes += 1
             $0.writeBytes += UInt64(buffer.count)

@@ -57,8 +57,4 @@ enum AccessCheck {
         guard let identity, !identity.isSuperUser else { return }
         guard identity.uid == status.uid else { throw StatusCode.permissionDenied }
     }
-
-    /// The set-user-ID bit, and the set-group-ID bit of a group-executable file: what a write by
-    /// someone other than root, or any change of owner, takes away (Linux's should_remove_suid).
-    static func privilegeBits(_ mode: UInt32) -> UInt32 { FileStatus.privilegeBits(mode) }
 }

@@ -13,7 +13,7 @@ enum SetAttributeRules {
             // Taking the set-id bits away, and nothing else, is what a write does: the kernel
             // asks it of the file system before a non-owner's write to a set-id file. Whoever may
             // write the file may do it; anything else is the owner's.
-            let takesPrivilegeBitsAway = newMode & 0o7777 == status.mode & ~AccessCheck.privilegeBits(status.mode)
+            let takesPrivilegeBitsAway = newMode & 0o7777 == status.mode & ~FileStatus.privilegeBits(status.mode)
                 && newMode & 0o7777 != status.mode && status.type == .regular
             if takesPrivilegeBitsAway && attributes.uid == nil && attributes.gid == nil {
                 try AccessCheck.requireData(AccessCheck.write, on: status, for: identity)
@@ -37,7 +37,7 @@ enum SetAttributeRules {
         }
         if attributes.uid != nil || attributes.gid != nil, status.type != .directory, attributes.mode == nil {
             // A change of owner or group takes the privilege bits away, even done by root.
-            mode &= ~AccessCheck.privilegeBits(mode)
+            mode &= ~FileStatus.privilegeBits(mode)
         }
         for time in [attributes.atime, attributes.mtime] {
             switch time {
@@ -52,7 +52,7 @@ enum SetAttributeRules {
             }
         }
         if let size = attributes.size, size != status.size, !superUser {
-            mode &= ~AccessCheck.privilegeBits(mode)
+            mode &= ~FileStatus.privilegeBits(mode)
         }
         return mode
     }

@@ -487,7 +487,7 @@ public final class VolumeStore: Sendable {
     /// group-executable file), so nobody can plant code that runs as someone else.
     func dropPrivilegeBitsOnWrite(_ db: Database, _ vnode: Int64, _ status: FileStatus, by identity: Identity?) throws {
         guard let identity, !identity.isSuperUser else { return }
-        let mode = status.mode & ~AccessCheck.privilegeBits(status.mode)
+        let mode = status.mode & ~FileStatus.privilegeBits(status.mode)
         guard mode != status.mode else { return }
         try db.execute(cached: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
     }
