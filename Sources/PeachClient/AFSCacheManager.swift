@@ -75,8 +75,9 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     public func shutdown() {
         core.shutdown(storing: table.withLock { t in t.vnodes.values.filter { $0.dirty } }, fid: \.fid,
                       store: { try store($0, fd: nil) }, unsaved: "it stays in the cache for the next start") {
-            let promised = table.withLock { t in t.vnodes.values.filter { $0.callBackExpiry > 0 }.map(\.fid) }
-            if !promised.isEmpty { _ = try? core.connection.call(.giveUpCallBacks(promised)) }
+            // Every promise the server recorded, including those this side never trusted (a
+            // reply that raced a break) and those broken and not yet acknowledged.
+            _ = try? core.connection.call(.giveUpAllCallBacks)
         }
         disk.releaseDirectory()
     }

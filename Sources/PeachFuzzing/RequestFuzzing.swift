@@ -149,17 +149,25 @@ public final class RequestFuzzTarget: @unchecked Sendable {
     /// A size over the limit goes to the store too, which must refuse it by itself.
     private func finish(_ upload: Upload, recent: inout [FID]) {
         guard upload.size == UInt64(upload.data.count) || upload.size > store.limits.maximumFileSize else { return }
-        let path = store.newUploadPath()
-        guard FileManager.default.createFile(atPath: path, contents: Data(upload.data)) else { return }
+        // Both forms the connection hands over: a small store's bytes, or a file (every other
+        // store, and every fourth small one, so a file that ends up inline is reached too).
+        let content: VolumeStore.UploadedContent
+        if upload.data.count <= store.inlineMaximum && upload.data.count % 4 != 3 {
+            content = .bytes(upload.data)
+        } else {
+            let path = store.newUploadPath()
+            guard FileManager.default.createFile(atPath: path, contents: Data(upload.data)) else { return }
+            content = .file(path)
+        }
         do {
-            let outcome = try processor.process(upload.request, for: upload.requester, upload: path)
+            let outcome = try processor.process(upload.request, for: upload.requester, upload: content)
             trace?(upload.request, .success(outcome.reply))
             var encoded = ByteBuffer()
             ReplyCodec.encode(outcome.reply, into: &encoded)
         } catch {
             trace?(upload.request, .failure(error))
         }
-        try? FileManager.default.removeItem(atPath: path)
+        if case .file(let path) = content { try? FileManager.default.removeItem(atPath: path) }
     }
 
     private func remember(_ reply: Reply, in recent: inout [FID]) {
@@ -186,7 +194,7 @@ public final class RequestFuzzTarget: @unchecked Sendable {
             return r
         }
         switch request {
-        case .hello, .ping, .getVolumeStatus, .admin: return request
+        case .hello, .ping, .getVolumeStatus, .giveUpAllCallBacks, .admin: return request
         case .fetchStatus(let fid): return .fetchStatus(f(fid))
         case .bulkStatus(let fids): return .bulkStatus(fids.map(f))
         case .fetchData(let fid, let range): return .fetchData(f(fid), range: range)

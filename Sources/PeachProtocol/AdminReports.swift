@@ -105,9 +105,14 @@ public enum AdminReports {
         public var clientsConnected: Int
         public var volumeBytes: Int64
         public var volumeFiles: Int64
+        /// Small files whose content is in the volume's database, and their bytes (nil from a
+        /// server older than inline storage).
+        public var inlineFiles: Int64?
+        public var inlineBytes: Int64?
 
         public init(epoch: UInt64, startedAt: Double, requests: [String: Int], callBacksBroken: Int, breakMessagesSent: Int,
-                    clientsDeclaredUnreachable: Int, callBacksHeld: Int, clientsConnected: Int, volumeBytes: Int64, volumeFiles: Int64) {
+                    clientsDeclaredUnreachable: Int, callBacksHeld: Int, clientsConnected: Int, volumeBytes: Int64, volumeFiles: Int64,
+                    inlineFiles: Int64? = nil, inlineBytes: Int64? = nil) {
             self.epoch = epoch
             self.startedAt = startedAt
             self.requests = requests
@@ -118,6 +123,8 @@ public enum AdminReports {
             self.clientsConnected = clientsConnected
             self.volumeBytes = volumeBytes
             self.volumeFiles = volumeFiles
+            self.inlineFiles = inlineFiles
+            self.inlineBytes = inlineBytes
         }
     }
 

@@ -10,7 +10,7 @@ public enum RequestCodec {
             b.writeWireString(h.clientID)
             b.writeInteger(h.epoch)
             b.writeInteger(h.design.wireValue)
-        case .ping, .getVolumeStatus:
+        case .ping, .getVolumeStatus, .giveUpAllCallBacks:
             break
         case .fetchStatus(let fid), .commit(let fid), .readlink(let fid):
             b.writeFID(fid)
@@ -98,6 +98,7 @@ public enum RequestCodec {
             request = .hello(Hello(version: version, clientID: clientID, epoch: epoch, design: design))
         case .ping: request = .ping
         case .getVolumeStatus: request = .getVolumeStatus
+        case .giveUpAllCallBacks: request = .giveUpAllCallBacks
         case .fetchStatus: request = .fetchStatus(try b.readFID())
         case .commit: request = .commit(try b.readFID())
         case .readlink: request = .readlink(try b.readFID())
@@ -262,7 +263,7 @@ public enum ReplyCodec {
                                       callBacksLost: try b.readBool("callbacks lost"),
                                       leaseMilliseconds: try b.readOrThrow(UInt32.self, "lease")))
         case .ping: reply = .pong
-        case .giveUpCallBacks: reply = .done
+        case .giveUpCallBacks, .giveUpAllCallBacks: reply = .done
         case .fetchStatus, .storeStatus, .storeData, .commit:
             reply = .status(try b.readStatus(), callBackExpiry: try b.readOrThrow(UInt64.self, "expiry"))
         case .fetchData:

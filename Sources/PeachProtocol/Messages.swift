@@ -21,6 +21,9 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
     case rename = 14
     case giveUpCallBacks = 15
     case getVolumeStatus = 16
+    /// A cache manager's farewell (OpenAFS's GiveUpAllCallBacks): every promise it holds, broken
+    /// or not, goes at once, and no change waits for it after its connection closes.
+    case giveUpAllCallBacks = 17
 
     // Name and byte-range procedures (NFSv3's), used by the NFS-style design.
     case lookup = 34
@@ -51,6 +54,7 @@ public enum Opcode: UInt16, Sendable, CaseIterable {
         case .rename: "Rename"
         case .giveUpCallBacks: "GiveUpCallBacks"
         case .getVolumeStatus: "GetVolumeStatus"
+        case .giveUpAllCallBacks: "GiveUpAllCallBacks"
         case .lookup: "LOOKUP"
         case .read: "READ"
         case .write: "WRITE"
@@ -199,6 +203,7 @@ public enum Request: Hashable, Sendable {
     case rename(fromDirectory: FID, fromName: String, toDirectory: FID, toName: String)
     case giveUpCallBacks([FID])
     case getVolumeStatus
+    case giveUpAllCallBacks
 
     // Names and byte ranges, NFSv3's procedures (any design may use them; none grants callbacks).
     case lookup(directory: FID, name: String)
@@ -232,6 +237,7 @@ public enum Request: Hashable, Sendable {
         case .rename: .rename
         case .giveUpCallBacks: .giveUpCallBacks
         case .getVolumeStatus: .getVolumeStatus
+        case .giveUpAllCallBacks: .giveUpAllCallBacks
         case .lookup: .lookup
         case .read: .read
         case .write: .write
@@ -374,7 +380,7 @@ extension Request {
         switch self {
         case .storeData, .storeStatus, .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename, .write, .commit:
             true
-        case .hello, .ping, .fetchStatus, .bulkStatus, .fetchData, .giveUpCallBacks, .getVolumeStatus, .lookup, .read, .readDir,
+        case .hello, .ping, .fetchStatus, .bulkStatus, .fetchData, .giveUpCallBacks, .giveUpAllCallBacks, .getVolumeStatus, .lookup, .read, .readDir,
              .readlink, .admin:
             false
         }

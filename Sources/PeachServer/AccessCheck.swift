@@ -26,6 +26,15 @@ enum AccessCheck {
         guard granted(on: status, to: identity) & wanted != 0 else { throw StatusCode.accessDenied }
     }
 
+    /// Whether `identity` may be promised `status`'s object: it may read it (a directory: read
+    /// or search it, as a fetch of its listing needs). A promise lets its holder make every
+    /// change to the object wait for it, so no one gets one on what they cannot read.
+    static func mayHoldPromise(on status: FileStatus, for identity: Identity) -> Bool {
+        if identity.isSuperUser || identity.uid == status.uid { return true }
+        let wanted = status.type == .directory ? read | search : read
+        return granted(on: status, to: identity) & wanted != 0
+    }
+
     /// Reading or writing a file's data. The owner may always do it, as Linux's NFS server lets
     /// it (NFSD_MAY_OWNER_OVERRIDE): a process that created a file with mode 0444 may still
     /// write it through the descriptor it has, and the store at close must not fail.

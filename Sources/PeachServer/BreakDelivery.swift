@@ -20,6 +20,7 @@ struct BreakDelivery: Sendable {
     let timeout: TimeAmount
     let lease: TimeAmount
     let threadPool: NIOThreadPool
+    let suspensions: PromiseSuspensions
     let logger: Logger
 
     func deliver(_ breaks: [String: [FID]], reason: CallBackReason, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
@@ -40,7 +41,16 @@ struct BreakDelivery: Sendable {
         guard let connection = found else {
             // Not connected: it may still trust its callbacks until its lease runs out, unless it
             // comes back first (then the break goes to it over its new connection).
+            if registry.saidFarewell(client) {
+                // It gave every promise up before leaving: nothing to wait for or to declare.
+                _ = registry.cancelWaiting(client, id: waiter)
+                return eventLoop.makeSucceededVoidFuture()
+            }
             let remaining = registry.lastContact(of: client) + lease - .now()
+            if remaining > .zero {
+                statistics.countWaitForAbsentClient()
+                suspendPromises(ofOwnerOf: client)
+            }
             let registry = self.registry
             let giveUp: @Sendable () -> Void = {
                 if registry.cancelWaiting(client, id: waiter) { returned.succeed(false) }
@@ -81,8 +91,23 @@ struct BreakDelivery: Sendable {
         deliver(fids, to: client, reason: reason, on: eventLoop, counted: true)
     }
 
+    /// `client` makes this change wait: its principal gets no new promises for a while
+    /// (`PromiseSuspensions`). Looked up off the event loop; the change waits anyway.
+    private func suspendPromises(ofOwnerOf client: String) {
+        let (store, suspensions, logger) = (self.store, self.suspensions, self.logger)
+        threadPool.submit { _ in
+            guard let owner = try? store.owner(ofClient: client), !suspensions.isSuspended(owner) else { return }
+            suspensions.suspend(owner)
+            if suspensions.isSuspended(owner) {
+                logger.notice("a change waits for an absent client; its principal gets no new callbacks for a while",
+                              metadata: ["client": "\(client)", "principal": "\(owner)", "seconds": "\(suspensions.period.nanoseconds / 1_000_000_000)"])
+            }
+        }
+    }
+
     private func declareUnreachable(_ client: String, on eventLoop: EventLoop) -> EventLoopFuture<Void> {
         statistics.countUnreachable()
+        suspendPromises(ofOwnerOf: client)
         logger.notice("client declared unreachable; its callbacks are dropped", metadata: ["client": "\(client)"])
         if let connection = registry.connection(for: client) {
             connection.eventLoop.execute {

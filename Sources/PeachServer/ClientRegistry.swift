@@ -17,7 +17,13 @@ final class ClientRegistry: Sendable {
         var connectedSince = Date()
         /// From the last break pushed to it until its acknowledgement.
         var lastBreakNanoseconds: Int64?
+        /// It gave every promise up (GiveUpAllCallBacks): once it leaves, no change waits for it.
+        var saidFarewell = false
     }
+
+    /// The last contact recorded for a client that said farewell before leaving: its lease is
+    /// over at once.
+    private static let farewell = NIODeadline.uptimeNanoseconds(0)
 
     private let connections = NIOLockedValueBox([String: Entry]())
     /// Breaks waiting for a client that is not connected to come back (`whenConnected`), by
@@ -69,11 +75,13 @@ final class ClientRegistry: Sendable {
     /// Forgets `client` if `connectionID` is still the connection registered for it, and keeps
     /// when the server last heard from it.
     func unregister(_ client: String, connectionID: UInt64, lastContact: NIODeadline) {
-        connections.withLockedValue { table in
-            if table[client]?.connectionID == connectionID { table[client] = nil }
+        let departed = connections.withLockedValue { table -> Bool in
+            guard let entry = table[client], entry.connectionID == connectionID else { return false }
+            table[client] = nil
+            return entry.saidFarewell
         }
         lastContacts.withLockedValue { contacts in
-            contacts.table[client] = max(contacts.table[client] ?? lastContact, lastContact)
+            contacts.table[client] = departed ? Self.farewell : max(contacts.table[client] ?? lastContact, lastContact)
             guard contacts.table.count > Self.maximumRemembered else { return }
             // Forget the older half. A forgotten client counts as last heard at the latest of
             // them: later than the truth, so its lease is never cut short.
@@ -82,6 +90,19 @@ final class ClientRegistry: Sendable {
             contacts.evictedUpTo = max(contacts.evictedUpTo, evicted.last!.value)
             for (id, _) in evicted { contacts.table[id] = nil }
         }
+    }
+
+    /// `client` gave every promise up over `connectionID` (`Entry.saidFarewell`).
+    func noteFarewell(_ client: String, connectionID: UInt64) {
+        connections.withLockedValue { table in
+            if table[client]?.connectionID == connectionID { table[client]?.saidFarewell = true }
+        }
+    }
+
+    /// Whether `client` left after a farewell (and has not come back).
+    func saidFarewell(_ client: String) -> Bool {
+        lastContacts.withLockedValue { $0.table[client] == Self.farewell }
+            && connections.withLockedValue { $0[client] == nil }
     }
 
     /// Departed clients remembered now (tests).

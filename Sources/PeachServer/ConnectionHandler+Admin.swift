@@ -106,12 +106,13 @@ struct AdminDesk {
 
     func statistics() throws -> AdminReports.Statistics {
         let counted = server.statistics.snapshot()
+        let inline = try server.store.inlineUsage()
         return AdminReports.Statistics(
             epoch: server.store.epoch, startedAt: server.startedAt.timeIntervalSince1970, requests: counted.requests,
             callBacksBroken: counted.callBacksBroken, breakMessagesSent: counted.breakMessagesSent,
             clientsDeclaredUnreachable: counted.clientsDeclaredUnreachable,
             callBacksHeld: try server.store.callBackHolders().values.reduce(0) { $0 + $1.count },
             clientsConnected: server.registry.connectedClients().count, volumeBytes: Int64(clamping: try server.store.volumeBytes()),
-            volumeFiles: Int64(try server.store.fileCount()))
+            volumeFiles: Int64(try server.store.fileCount()), inlineFiles: Int64(inline.files), inlineBytes: inline.bytes)
     }
 }

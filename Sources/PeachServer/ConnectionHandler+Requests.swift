@@ -24,14 +24,31 @@ extension ConnectionHandler {
         guard let clientID, let principal else {
             return sendError(.notIntroduced, id: frame.id, opcode: frame.opcode)
         }
-        let requester = Requester.client(clientID, design: design, as: server.identityPolicy.identity(for: credential, from: principal),
-                                         number: number)
+        if case .giveUpAllCallBacks = request {
+            // From here this connection's client is leaving: no change waits for it once it is
+            // gone, and nothing it asks on the way out is promised.
+            saidFarewell = true
+            server.registry.noteFarewell(clientID, connectionID: connectionID)
+        }
+        let requester = makeRequester(clientID, principal: principal, credential: credential, number: number)
         if case .storeData(_, let size, _, _, _) = request {
             return beginUpload(request, id: frame.id, size: size, requester: requester)
         }
         dispatch(id: frame.id, opcode: frame.opcode, isChange: request.isChange) { processor in
             try processor.process(request, for: requester)
         }
+    }
+
+    /// Who the request comes from and acts as. An AFS-mode client is promised nothing once it
+    /// said farewell, or while its principal is suspended (`PromiseSuspensions`).
+    private func makeRequester(_ clientID: String, principal: Principal, credential: Credential,
+                               number: RequestNumber?) -> Requester {
+        var requester = Requester.client(clientID, design: design, as: server.identityPolicy.identity(for: credential, from: principal),
+                                         number: number)
+        if requester.grantsCallBacks, saidFarewell || server.suspensions.isSuspended(principal.ownerKey) {
+            requester.grantsCallBacks = false
+        }
+        return requester
     }
 
     func handshake(_ hello: Hello, id: UInt32, context: ChannelHandlerContext) {
@@ -47,9 +64,12 @@ extension ConnectionHandler {
         let store = server.store
         let known = principal
         let (peer, local) = (context.channel.remoteAddress, context.channel.localAddress)
+        let (registry, maximumIDs) = (server.registry, server.limits.maximumClientIDsPerPrincipal)
         server.threadPool.runIfActive(eventLoop: context.eventLoop) {
             let principal = try known ?? LoopbackPeer.requirePrincipal(peer: peer, local: local)
-            return (try store.introduce(client: hello.clientID, epoch: hello.epoch, owner: principal.ownerKey), principal)
+            let lost = try store.introduce(client: hello.clientID, epoch: hello.epoch, owner: principal.ownerKey,
+                                           maximumIDs: maximumIDs, isConnected: { registry.connectionID(for: $0) != nil })
+            return (lost, principal)
         }.whenComplete { result in
             let handler = loopBound.value
             switch result {
@@ -59,6 +79,7 @@ extension ConnectionHandler {
                                                                           "design": "\(hello.design)"])
                 handler.clientID = hello.clientID
                 handler.design = hello.design
+                handler.saidFarewell = false
                 handler.server.registry.register(hello.clientID, .init(connectionID: handler.connectionID, handler: loopBound,
                                                                        name: principal.displayName, address: peer?.ipAddress ?? "-",
                                                                        design: hello.design))

@@ -19,7 +19,15 @@ extension ConnectionHandler {
         if failure == nil {
             if (try? server.store.reserve.reserve(size)) == nil { failure = .noSpace } else { reserved = size }
         }
-        uploads[id] = Upload(request: request, size: size, path: path, requester: requester, reserved: reserved, failure: failure)
+        var upload = Upload(request: request, size: size, path: path, requester: requester, reserved: reserved, failure: failure)
+        // A small store stays in memory and goes into the database whole: no file is made.
+        if failure == nil, size <= UInt64(server.store.inlineMaximum),
+           bufferedUploadBytes + Int(size) <= Self.maximumBufferedUploadBytes {
+            upload.buffered = []
+            upload.buffered?.reserveCapacity(Int(size))
+            bufferedUploadBytes += Int(size)
+        }
+        uploads[id] = upload
     }
 
     func receiveData(_ frame: Frame) throws {
@@ -28,6 +36,12 @@ extension ConnectionHandler {
         guard upload.received <= upload.size else { throw ProtocolError.invalidValue("more data than announced") }
         let last = frame.isLastChunk
         guard upload.failure == nil, !last || upload.received == upload.size else {
+            uploads[frame.id] = upload
+            if last { finishUpload(frame.id) }
+            return
+        }
+        if upload.buffered != nil {
+            upload.buffered?.append(contentsOf: frame.body.readableBytesView)
             uploads[frame.id] = upload
             if last { finishUpload(frame.id) }
             return
@@ -61,6 +75,7 @@ extension ConnectionHandler {
     /// Closes and deletes an upload file that will not be stored.
     func discard(_ upload: Upload) {
         server.store.reserve.release(upload.reserved)
+        if upload.buffered != nil { bufferedUploadBytes -= Int(upload.size) }
         guard upload.fd >= 0 || upload.finished else { return }
         let (fd, path) = (upload.fd, upload.path)
         server.fileIO.submit { _ in UploadFile.discard(fd, path: path) }
@@ -78,12 +93,20 @@ extension ConnectionHandler {
             }
             return sendError(failure, id: id, opcode: opcode)
         }
-        // Its bytes are in the file now, which the disk's free space counts.
+        // Its bytes are in the file now, which the disk's free space counts (or, for a small
+        // store, go to the database in a moment).
         server.store.reserve.release(upload.reserved)
         upload.reserved = 0
-        let (request, requester, path) = (upload.request, upload.requester, upload.path)
+        let content: VolumeStore.UploadedContent
+        if let buffered = upload.buffered {
+            bufferedUploadBytes -= Int(upload.size)
+            content = .bytes(buffered)
+        } else {
+            content = .file(upload.path)
+        }
+        let (request, requester) = (upload.request, upload.requester)
         dispatch(id: id, opcode: opcode, isChange: true) { processor in
-            try processor.process(request, for: requester, upload: path)
+            try processor.process(request, for: requester, upload: content)
         }
     }
 

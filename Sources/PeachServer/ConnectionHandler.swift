@@ -46,13 +46,23 @@ final class ConnectionHandler: ChannelDuplexHandler {
         /// Why the store fails once its data frames are in (they are read and dropped first):
         /// the upload file could not be created or written, or the size is over the limit.
         var failure: StatusCode?
+        /// A small store's bytes, kept in memory (no upload file): they go inline into the
+        /// database in the store's transaction. Nil for a store written to `path`.
+        var buffered: [UInt8]?
     }
+
+    /// Bytes of small stores one connection may hold in memory at once; a store past it is
+    /// written to an upload file as a large one is.
+    static let maximumBufferedUploadBytes = 256 << 10
 
     let server: FileServerContext
     let connectionID: UInt64
     var clientID: String?
     /// The design the client declared in Hello: whether it is granted callbacks.
     var design: ClientDesign = .afs
+    /// The client gave every promise up (GiveUpAllCallBacks): it is leaving, and is promised
+    /// nothing more on this connection unless it says Hello again.
+    var saidFarewell = false
     /// The client machine's name from its TLS certificate; nil on a plain connection.
     var machineName: String?
     /// Who is at the other end: set by the TLS handshake, or at Hello for a plain connection.
@@ -62,6 +72,8 @@ final class ConnectionHandler: ChannelDuplexHandler {
     }
     let frameOwner: FrameOwner
     var uploads: [UInt32: Upload] = [:]
+    /// Bytes announced by the uploads kept in memory (`Upload.buffered`).
+    var bufferedUploadBytes = 0
     /// Pushes sent and not yet acknowledged, with the opcode the acknowledgement must carry.
     var pendingAcks: [UInt32: (opcode: UInt16, promise: EventLoopPromise<Void>)] = [:]
     /// When the last frame arrived from the client: its lease runs from there.

@@ -25,11 +25,19 @@ public struct ConnectionLimits: Sendable {
     /// A client not connected and not heard from for this long is forgotten, with its recorded
     /// replies (`VolumeStore.forgetClients`). At least a promise's life.
     public var forgetClientsAfter: TimeAmount
+    /// A principal one of whose clients made a change wait (away or silent while holding a
+    /// promise it broke) gets no new promises for this long (`PromiseSuspensions`).
+    public var promiseSuspension: TimeAmount
+    /// Client ids one principal may have in the client table. A new one past it replaces the
+    /// principal's longest-silent id that is not connected and holds no promise; if there is
+    /// none, its Hello is refused with `busy`.
+    public var maximumClientIDsPerPrincipal: Int
 
     public init(maximumClients: Int = 1024, maximumRequestsInFlight: Int = 32, maximumQueuedReplyBytes: Int = 512 << 10,
                 maximumLargeFrameBytes: Int = 128 << 20, partialFrameTimeout: TimeAmount = .seconds(30),
                 idleTimeout: TimeAmount = .seconds(600), stalledStreamTimeout: TimeAmount = .seconds(60),
-                forgetClientsAfter: TimeAmount = .hours(48)) {
+                forgetClientsAfter: TimeAmount = .hours(48), promiseSuspension: TimeAmount = .seconds(60),
+                maximumClientIDsPerPrincipal: Int = 64) {
         self.maximumClients = maximumClients
         self.maximumRequestsInFlight = maximumRequestsInFlight
         self.maximumQueuedReplyBytes = maximumQueuedReplyBytes
@@ -38,6 +46,8 @@ public struct ConnectionLimits: Sendable {
         self.idleTimeout = idleTimeout
         self.stalledStreamTimeout = stalledStreamTimeout
         self.forgetClientsAfter = forgetClientsAfter
+        self.promiseSuspension = promiseSuspension
+        self.maximumClientIDsPerPrincipal = maximumClientIDsPerPrincipal
     }
 
     /// The largest frame body a client sends: a WRITE of one 1 MiB chunk and its header, or a

@@ -12,6 +12,8 @@ struct FileServerContext: Sendable {
     let registry: ClientRegistry
     let statistics: ServerStatistics
     let breakDelivery: BreakDelivery
+    /// Principals served without new promises for a while (`PromiseSuspensions`).
+    let suspensions: PromiseSuspensions
     /// SQLite work: every VolumeStore call.
     let threadPool: NIOThreadPool
     /// File reads, writes, opens and fsyncs, apart from SQLite's so neither waits on the other.
@@ -63,11 +65,12 @@ public final class FileServer: Sendable {
         let lease = TimeAmount.nanoseconds(callBackTimeout.nanoseconds / 2)
         trimmer = MemoryTrimmer(pool: fileIO)
         let registry = ClientRegistry()
+        let suspensions = PromiseSuspensions(period: limits.promiseSuspension)
         context = FileServerContext(
             store: store, processor: RequestProcessor(store: store), registry: registry, statistics: statistics,
             breakDelivery: BreakDelivery(registry: registry, store: store, statistics: statistics, timeout: callBackTimeout,
-                                         lease: lease, threadPool: threadPool, logger: logger),
-            threadPool: threadPool, fileIO: fileIO, limits: limits, identityPolicy: identityPolicy, eventLoopGroup: group,
+                                         lease: lease, threadPool: threadPool, suspensions: suspensions, logger: logger),
+            suspensions: suspensions, threadPool: threadPool, fileIO: fileIO, limits: limits, identityPolicy: identityPolicy, eventLoopGroup: group,
             logger: logger, lease: lease, graceEnds: store.startedAfterRestore ? .now() + lease : nil)
     }
 

@@ -21,8 +21,9 @@ package struct RequestProcessor: Sendable {
     /// - Parameters:
     ///   - requester: the connection's client, its design (callbacks or none) and the identity the
     ///     request acts as.
-    ///   - upload: StoreData only: the file its data frames were written to, fsynced.
-    package func process(_ request: Request, for requester: Requester, upload: String? = nil) throws -> Outcome {
+    ///   - upload: StoreData only: its data, in memory (a small store) or in the file its data
+    ///     frames were written to, fsynced.
+    package func process(_ request: Request, for requester: Requester, upload: VolumeStore.UploadedContent? = nil) throws -> Outcome {
         let outcome: Outcome
         do {
             outcome = try answer(request, for: requester, upload: upload)
@@ -41,7 +42,7 @@ package struct RequestProcessor: Sendable {
         return outcome
     }
 
-    private func answer(_ request: Request, for requester: Requester, upload: String?) throws -> Outcome {
+    private func answer(_ request: Request, for requester: Requester, upload: VolumeStore.UploadedContent?) throws -> Outcome {
         switch request {
         case .hello, .admin:
             // Answered by the connection itself (the handshake, `administer`).
@@ -59,7 +60,7 @@ package struct RequestProcessor: Sendable {
             return Outcome(reply: .fetchData(status, callBackExpiry: expiry), content: content)
         case .storeData(let fid, let size, let mtime, let status, let baseVersion):
             guard let upload else { throw StatusCode.protocolError }
-            return statusOutcome(try store.store(fid, client: requester, uploadPath: upload, size: size, mtime: mtime, status: status,
+            return statusOutcome(try store.store(fid, client: requester, content: upload, size: size, mtime: mtime, status: status,
                                                  baseVersion: baseVersion))
         case .storeStatus(let fid, let attributes):
             return statusOutcome(try store.setAttributes(fid, attributes, client: requester))
@@ -82,6 +83,9 @@ package struct RequestProcessor: Sendable {
             return namespaceOutcome(try store.rename(from: fromDirectory, fromName, to: toDirectory, toName, client: requester))
         case .giveUpCallBacks(let fids):
             try store.giveUpCallBacks(fids, client: requester.clientID)
+            return Outcome(reply: .done)
+        case .giveUpAllCallBacks:
+            try store.giveUpAllCallBacks(client: requester.clientID)
             return Outcome(reply: .done)
         case .getVolumeStatus:
             return Outcome(reply: .volumeStatus(try store.volumeStatus()))

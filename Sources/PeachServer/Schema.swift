@@ -111,6 +111,20 @@ enum Schema {
                     SELECT 'volumeBytes', COALESCE(SUM(size), 0) FROM vnode WHERE type IN (1, 3);
                 """)
         }
+        migrator.registerMigration("v7: client ids by principal") { db in
+            // A principal's ids are counted at each new one (`maximumClientIDsPerPrincipal`).
+            try db.execute(sql: "CREATE INDEX clientOwner ON client(owner, lastSeen)")
+        }
+        migrator.registerMigration("v8: small files' content in the database") { db in
+            // A row here holds the whole content of a regular file of at most `--inline-max`
+            // bytes (VolumeStore+Inline.swift); such a file has no version file.
+            try db.execute(sql: """
+                CREATE TABLE inlineContent (vnode INTEGER PRIMARY KEY, data BLOB NOT NULL);
+                CREATE TRIGGER inlineContentOnDelete AFTER DELETE ON vnode BEGIN
+                    DELETE FROM inlineContent WHERE vnode = OLD.id;
+                END;
+                """)
+        }
         return migrator
     }
 }

@@ -8,6 +8,8 @@ public final class ServerStatistics: Sendable {
         public var callBacksBroken = 0
         public var breakMessagesSent = 0
         public var clientsDeclaredUnreachable = 0
+        /// Breaks that had to wait for a client not connected and still within its lease.
+        public var breaksWaitingForAbsentClients = 0
     }
 
     private let state = NIOLockedValueBox(Snapshot())
@@ -30,6 +32,10 @@ public final class ServerStatistics: Sendable {
             $0.callBacksBroken += fids
             $0.breakMessagesSent += 1
         }
+    }
+
+    func countWaitForAbsentClient() {
+        state.withLockedValue { $0.breaksWaitingForAbsentClients += 1 }
     }
 
     func countUnreachable() {

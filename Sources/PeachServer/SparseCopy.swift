@@ -32,6 +32,28 @@ enum SparseCopy {
         done = true
     }
 
+    /// A new version file of `size` bytes starting with `bytes` (a small file's inline content),
+    /// the rest a hole.
+    static func write(_ bytes: [UInt8], to destination: String, size: Int64) throws {
+        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
+        guard output >= 0 else { throw statusCode(errno) }
+        var done = false
+        defer {
+            close(output)
+            if !done { unlink(destination) }
+        }
+        let data = Array(bytes.prefix(Int(clamping: size)))
+        var written = 0
+        while written < data.count {
+            let n = data.withUnsafeBytes { pwrite(output, $0.baseAddress! + written, data.count - written, off_t(written)) }
+            if n < 0 && errno == EINTR { continue }
+            guard n > 0 else { throw n < 0 ? statusCode(errno) : .noSpace }
+            written += n
+        }
+        guard ftruncate(output, off_t(size)) == 0 else { throw statusCode(errno) }
+        done = true
+    }
+
     private static func copyDataRanges(from input: Int32, to output: Int32, limit: Int64) throws {
         var position: off_t = 0
         while position < limit {

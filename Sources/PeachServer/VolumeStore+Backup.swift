@@ -4,7 +4,8 @@ import PeachProtocol
 import Synchronization
 
 /// `peach admin backup` and `peach server --restore`: the volume as a tar archive of
-/// `volume.sqlite` and `data/<vnode>.<version>`, the files its database names.
+/// `volume.sqlite` (with the small files stored inline) and `data/<vnode>.<version>`, the version
+/// files its database names.
 ///
 /// Consistent: while SQLite's writer is held (changes wait, reads go on), the database is copied
 /// with SQLite's online backup and every current version file is hard-linked into a staging
@@ -57,8 +58,10 @@ extension VolumeStore {
         defer { try? copy.close() }
         return try database.writeWithoutTransaction { db in
             try copy.writeWithoutTransaction { target in try db.backup(to: target) }
-            let versions = try Row.fetchAll(db, sql: "SELECT id, dataVersion, size FROM vnode WHERE type = ?",
-                                            arguments: [FileType.regular.rawValue])
+            // Inline content came with the database copy.
+            let versions = try Row.fetchAll(db, sql: """
+                SELECT id, dataVersion, size FROM vnode WHERE type = ? AND id NOT IN (SELECT vnode FROM inlineContent)
+                """, arguments: [FileType.regular.rawValue])
             var linked = 0
             for row in versions {
                 let (vnode, version, size): (Int64, Int64, Int64) = (row["id"], row["dataVersion"], row["size"])

@@ -19,10 +19,15 @@ extension VolumeStore {
     public func read(_ fid: FID, offset: UInt64, count: UInt32, as identity: Identity? = nil) throws -> (FileStatus, [UInt8]) {
         guard count <= UInt32(Frame.dataChunkSize) else { throw StatusCode.invalidArgument }
         for _ in 0..<8 {
-            let status = try database.read { db in try VnodeTable.resolve(db, fid).status }
+            let (status, inline) = try database.read { db in
+                let (vnode, status) = try VnodeTable.resolve(db, fid)
+                let part = status.type == .regular ? try inlinePart(db, vnode: vnode, range: ByteRange(offset: offset, length: UInt64(count))) : nil
+                return (status, part)
+            }
             guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
             try AccessCheck.requireData(AccessCheck.read, on: status, for: identity)
             guard offset < status.size else { return (status, []) }
+            if let inline { return (status, inline) }
             let fd = open(dataPath(vnode: Int64(fid.vnode), version: status.dataVersion), O_RDONLY | O_CLOEXEC)
             guard fd >= 0 else {
                 if status.size == 0 || errno != ENOENT { return (status, []) }
@@ -40,7 +45,8 @@ extension VolumeStore {
     }
 
     /// WRITE: the data goes into the current version file in place, which becomes the next data
-    /// version (NFS writes are not atomic, unlike StoreData). Unstable until `commit`.
+    /// version (NFS writes are not atomic, unlike StoreData). Unstable until `commit`. A file
+    /// that stays within `inlineMaximum` is rewritten inline instead, in the transaction.
     ///
     /// The next version's name is a second hard link to the same file, made before the
     /// transaction and the old name removed only after it commits: at every instant the version
@@ -60,11 +66,23 @@ extension VolumeStore {
             try reserve.check(growth: UInt64(data.count))
             try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
+            let size = max(status.size, range.end)
+            if size <= UInt64(inlineMaximum) {
+                var bytes = try smallContent(db, vnode: vnode, status: status, length: Int(size))
+                bytes.replaceSubrange(Int(range.offset)..<Int(range.end), with: data)
+                if !(try Self.dropInline(db, vnode: vnode)) && status.size > 0 { removeAfterCommit = oldPath }
+                try Self.setInline(db, vnode: vnode, bytes)
+                return try recordWrite(db, vnode: vnode, status: status, size: size, client: client, now: now)
+            }
             let newPath = dataPath(vnode: vnode, version: status.dataVersion + 1)
             unlink(newPath)  // a name left by a write whose transaction failed
-            // Only while a backup runs: it links version files under this same writer lock, so
-            // a WRITE that saw no backup running finishes before any link is made.
-            if backupRunning.load(ordering: .acquiring) && Self.isLinkedIntoBackup(oldPath) {
+            if let inline = try Self.inlineBytes(db, vnode: vnode) {
+                // A small file grows past the limit: its bytes start a version file.
+                try SparseCopy.write(inline, to: newPath, size: Int64(status.size))
+                try Self.dropInline(db, vnode: vnode)
+            } else if backupRunning.load(ordering: .acquiring) && Self.isLinkedIntoBackup(oldPath) {
+                // Only while a backup runs: it links version files under this same writer lock, so
+                // a WRITE that saw no backup running finishes before any link is made.
                 // A backup in progress holds this version by a hard link: write a copy, not its file.
                 try SparseCopy.copy(from: oldPath, to: newPath, size: Int64(status.size))
             } else if Glibc.link(oldPath, newPath) != 0 {
@@ -77,15 +95,8 @@ extension VolumeStore {
                 let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, range.offset) }
                 // A short write to a regular file means the disk filled.
                 guard written == data.count else { throw written >= 0 ? StatusCode.noSpace : SparseCopy.statusCode(errno) }
-                let size = max(status.size, range.end)
-                try db.execute(cached: """
-                    UPDATE vnode SET size = ?, dataVersion = dataVersion + 1, mtimeSeconds = ?, mtimeNanoseconds = ?,
-                        ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
-                    """, arguments: [Int64(size), now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, vnode])
-                let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
                 removeAfterCommit = oldPath
-                return Mutation(value: WriteResult(before: status.dataVersion, after: try VnodeTable.status(db, vnode)),
-                                breaks: breaks, reason: .store, callBackExpiry: 0)
+                return try recordWrite(db, vnode: vnode, status: status, size: size, client: client, now: now)
             } catch {
                 unlink(newPath)
                 throw error
@@ -93,6 +104,18 @@ extension VolumeStore {
         }
         if let removeAfterCommit { unlink(removeAfterCommit) }
         return mutation
+    }
+
+    /// The new size and version of a WRITE, and the breaks it makes.
+    private func recordWrite(_ db: Database, vnode: Int64, status: FileStatus, size: UInt64, client: Requester,
+                             now: Timespec) throws -> Mutation<WriteResult> {
+        try db.execute(cached: """
+            UPDATE vnode SET size = ?, dataVersion = dataVersion + 1, mtimeSeconds = ?, mtimeNanoseconds = ?,
+                ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
+            """, arguments: [Int64(size), now.seconds, now.nanoseconds, now.seconds, now.nanoseconds, vnode])
+        let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
+        return Mutation(value: WriteResult(before: status.dataVersion, after: try VnodeTable.status(db, vnode)),
+                        breaks: breaks, reason: .store, callBackExpiry: 0)
     }
 
     /// Whether a version file has another name: only `backup` links version files.
@@ -106,9 +129,16 @@ extension VolumeStore {
         public var after: FileStatus
     }
 
-    /// COMMIT: makes what was written to the file durable.
+    /// COMMIT: makes what was written to the file durable (a small file's: the database's log).
     public func commit(_ fid: FID) throws -> FileStatus {
-        let status = try database.read { db in try VnodeTable.resolve(db, fid).status }
+        let (status, inline) = try database.read { db in
+            let (vnode, status) = try VnodeTable.resolve(db, fid)
+            return (status, try Self.inlineBytes(db, vnode: vnode) != nil)
+        }
+        if inline || status.size == 0 {
+            try makeDurable()
+            return status
+        }
         let fd = open(dataPath(vnode: Int64(fid.vnode), version: status.dataVersion), O_RDONLY | O_CLOEXEC)
         if fd >= 0 {
             defer { close(fd) }

@@ -4,8 +4,9 @@ import PeachProtocol
 import Synchronization
 
 /// The server's storage, as an AFS vice partition: SQLite (WAL) holds vnodes, directory entries,
-/// clients and callbacks; file contents are plain files under `root/data`, named
-/// `<vnode>.<dataVersion>`, never changed once written.
+/// clients and callbacks, and the content of small files (`VolumeStore+Inline.swift`); larger
+/// files' contents are plain files under `root/data`, named `<vnode>.<dataVersion>`, never
+/// changed once written.
 public final class VolumeStore: Sendable {
     /// The server root: volume.sqlite, data/, uploads/.
     let root: String
@@ -18,6 +19,8 @@ public final class VolumeStore: Sendable {
     public let callBackLifetime: Int64
     /// Maximum file size and quota, checked on every change.
     public let limits: VolumeLimits
+    /// Files up to this size keep their content in the database (`--inline-max`).
+    public let inlineMaximum: Int
     /// Held until `close()`: one server per root.
     private let rootLock: ExclusiveDirectoryLock.Held
     /// When changes reach the disk (`--sync`).
@@ -66,7 +69,8 @@ public final class VolumeStore: Sendable {
     ///   volume that exists they must match its root's (RootDirectoryMismatch otherwise): the
     ///   server never changes a root directory behind its owner's back.
     public init(root: String, callBackLifetime: Int64 = 3600, limits: VolumeLimits = VolumeLimits(),
-                syncPolicy: SyncPolicy = .onclose, newRoot: RootDirectory? = nil) throws {
+                syncPolicy: SyncPolicy = .onclose, newRoot: RootDirectory? = nil,
+                inlineMaximum: Int = VolumeStore.defaultInlineMaximum) throws {
         let fm = FileManager.default
         self.root = root
         dataDirectory = root + "/data"
@@ -90,6 +94,7 @@ public final class VolumeStore: Sendable {
         try Schema.migrator.migrate(database)
         self.callBackLifetime = callBackLifetime
         self.limits = limits
+        self.inlineMaximum = max(0, min(inlineMaximum, Frame.dataChunkSize))
         self.syncPolicy = syncPolicy
         epoch = try database.write { db in
             let previous = try Int64.fetchOne(db, cached: "SELECT value FROM serverState WHERE key = 'epoch'") ?? 0
@@ -149,8 +154,9 @@ public final class VolumeStore: Sendable {
             try? fm.removeItem(atPath: uploadDirectory + "/" + name)
         }
         let current = try database.read { db in
-            Set(try Row.fetchAll(db, cached: "SELECT id, dataVersion FROM vnode WHERE type = ?",
-                                 arguments: [FileType.regular.rawValue])
+            Set(try Row.fetchAll(db, sql: """
+                SELECT id, dataVersion FROM vnode WHERE type = ? AND id NOT IN (SELECT vnode FROM inlineContent)
+                """, arguments: [FileType.regular.rawValue])
                 .map { "\($0["id"] as Int64).\($0["dataVersion"] as Int64)" })
         }
         for name in (try? fm.contentsOfDirectory(atPath: dataDirectory)) ?? [] where !current.contains(name) {
@@ -165,16 +171,18 @@ public final class VolumeStore: Sendable {
 
     private func expiry(now: Timespec) -> Int64 { now.seconds + callBackLifetime }
 
-    /// The expiry a reply announces: 0 (no promise) for a stateless requester.
-    func expiry(for requester: Requester, now: Timespec) -> UInt64 {
-        requester.grantsCallBacks ? UInt64(expiry(now: now)) : 0
-    }
-
-    /// Records promises on `vnodes`, unless the requester is stateless.
-    func grant(_ db: Database, _ requester: Requester, vnodes: [Int64], now: Timespec) throws {
-        guard requester.grantsCallBacks else { return }
+    /// Records promises on `vnodes` and returns the expiry the reply announces: 0 (no promise)
+    /// for a stateless requester, and when the caller may not read one of them (a promise lets
+    /// its holder make every change to the object wait for it, so only a reader gets one).
+    @discardableResult
+    func grant(_ db: Database, _ requester: Requester, vnodes: [Int64], now: Timespec) throws -> UInt64 {
+        guard requester.grantsCallBacks else { return 0 }
+        if let identity = requester.identity, !identity.isSuperUser {
+            for vnode in vnodes where !AccessCheck.mayHoldPromise(on: try VnodeTable.status(db, vnode), for: identity) { return 0 }
+        }
         try CallBackTable.grant(db, client: requester.clientID, vnodes: vnodes, expiresAt: expiry(now: now))
         metrics.callBacksGranted.increment(by: vnodes.count)
+        return UInt64(expiry(now: now))
     }
 
     // MARK: Clients
@@ -185,7 +193,13 @@ public final class VolumeStore: Sendable {
     /// The id belongs to the principal `owner` that first introduced it (`Principal.ownerKey`):
     /// anyone else is refused with accessDenied, so no one can take over another's promises,
     /// acknowledge its breaks or be answered from its recorded replies.
-    public func introduce(client: String, epoch: UInt64, owner: String = Principal.localRoot.ownerKey) throws -> Bool {
+    ///
+    /// A principal has at most `maximumIDs` ids: a new one past it replaces the principal's
+    /// longest-silent id that is not connected (`isConnected`) and holds no live promise, or is
+    /// refused with `busy`. (Ids made up by the thousand could otherwise grow the table, and each
+    /// one holding a promise makes changes wait for it.)
+    public func introduce(client: String, epoch: UInt64, owner: String = Principal.localRoot.ownerKey,
+                          maximumIDs: Int = .max, isConnected: (String) -> Bool = { _ in false }) throws -> Bool {
         let now = Timespec.now().seconds
         // An opaque counter: any 64 bits are stored as they are (Int64(epoch) trapped at 2^63,
         // found by the request fuzzer).
@@ -193,6 +207,7 @@ public final class VolumeStore: Sendable {
         return try writeTransaction { db in
             let row = try Row.fetchOne(db, cached: "SELECT epoch, callBacksLost, owner FROM client WHERE id = ?", arguments: [client])
             if let claimed = row?["owner"] as String?, claimed != owner { throw StatusCode.accessDenied }
+            if row == nil { try Self.makeRoomForClientID(db, owner: owner, maximum: maximumIDs, now: now, isConnected: isConnected) }
             // On a restored volume, a client it does not know may still hold promises of the old
             // server, made after the backup: it is told to revalidate (a new one loses nothing).
             let lost = try (row == nil && startedAfterRestore) || (row?["callBacksLost"] as Int64? ?? 0) != 0
@@ -249,8 +264,7 @@ public final class VolumeStore: Sendable {
         if let held, held - now.seconds > callBackLifetime / 2 { return (status, UInt64(held)) }
         return try writeTransaction { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
-            try grant(db, client, vnodes: [vnode], now: now)
-            return (status, expiry(for: client, now: now))
+            return (status, try grant(db, client, vnodes: [vnode], now: now))
         }
     }
 
@@ -279,16 +293,19 @@ public final class VolumeStore: Sendable {
         if let earliestHeld { return (entries, earliestHeld == .max ? 0 : UInt64(earliestHeld)) }
         return try writeTransaction { db in
             var entries: [BulkStatusEntry] = []
+            var announced: UInt64? = nil
             for fid in fids {
                 do {
                     let (vnode, status) = try VnodeTable.resolve(db, fid)
-                    try grant(db, client, vnodes: [vnode], now: now)
+                    // One expiry covers every entry: 0 if any of them got no promise.
+                    let expiry = try grant(db, client, vnodes: [vnode], now: now)
+                    announced = min(announced ?? expiry, expiry)
                     entries.append(.status(status))
                 } catch let code as StatusCode {
                     entries.append(.error(code))
                 }
             }
-            return (entries, expiry(for: client, now: now))
+            return (entries, announced ?? 0)
         }
     }
 
@@ -305,7 +322,7 @@ public final class VolumeStore: Sendable {
     public func fetchData(_ fid: FID, range: ByteRange = .whole, client: Requester) throws -> (FileStatus, UInt64, Content) {
         for _ in 0..<8 {
             let now = Timespec.now()
-            let (status, content): (FileStatus, Content?) = try writeTransaction { db in
+            let (status, expiry, content): (FileStatus, UInt64, Content?) = try writeTransaction { db in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
                 switch status.type {
                 case .directory:
@@ -317,35 +334,31 @@ public final class VolumeStore: Sendable {
                 default:
                     break
                 }
-                try grant(db, client, vnodes: [vnode], now: now)
+                let expiry = try grant(db, client, vnodes: [vnode], now: now)
                 switch status.type {
                 case .directory:
-                    return (status, .bytes(Self.part(Array(buffer: DirectoryListingCodec.encode(try VnodeTable.entries(db, directory: vnode))), range)))
+                    return (status, expiry, .bytes(Self.part(Array(buffer: DirectoryListingCodec.encode(try VnodeTable.entries(db, directory: vnode))), range)))
                 case .symlink:
                     let target = try String.fetchOne(db, cached: "SELECT symlinkTarget FROM vnode WHERE id = ?", arguments: [vnode]) ?? ""
-                    return (status, .bytes(Self.part(Array(target.utf8), range)))
+                    return (status, expiry, .bytes(Self.part(Array(target.utf8), range)))
                 case .regular:
-                    if range.clamped(to: status.size).isEmpty { return (status, .bytes([])) }
+                    if range.clamped(to: status.size).isEmpty { return (status, expiry, .bytes([])) }
+                    if let bytes = try inlinePart(db, vnode: vnode, range: range) { return (status, expiry, .bytes(bytes)) }
                     // Opened outside the transaction: a store that replaces this version between
                     // here and the open makes the open fail, and the loop tries again.
-                    return (status, nil)
+                    return (status, expiry, nil)
                 default:
-                    return (status, .bytes([]))
+                    return (status, expiry, .bytes([]))
                 }
             }
-            if let content { return (status, expiry(for: client, now: now), content) }
+            if let content { return (status, expiry, content) }
             if let handle = FileHandle(forReadingAtPath: dataPath(vnode: Int64(fid.vnode), version: status.dataVersion)) {
                 let part = range.clamped(to: status.size)
                 do { try handle.seek(toOffset: part.lowerBound) } catch { throw StatusCode.ioError }
-                return (status, expiry(for: client, now: now), .file(handle, length: UInt64(part.count)))
+                return (status, expiry, .file(handle, length: UInt64(part.count)))
             }
         }
         throw StatusCode.ioError
-    }
-
-    private static func part(_ bytes: [UInt8], _ range: ByteRange) -> [UInt8] {
-        let part = range.clamped(to: UInt64(bytes.count))
-        return Array(bytes[Int(part.lowerBound)..<Int(part.upperBound)])
     }
 
     /// Makes an uploaded file the new content of `fid`: one transaction points the vnode at the
@@ -355,10 +368,25 @@ public final class VolumeStore: Sendable {
     /// that data version.
     public func store(_ fid: FID, client: Requester, uploadPath: String, size: UInt64, mtime: Timespec,
                       status change: StoreStatusChange = StoreStatusChange(), baseVersion: UInt64? = nil) throws -> Mutation<FileStatus> {
+        try store(fid, client: client, content: .file(uploadPath), size: size, mtime: mtime, status: change, baseVersion: baseVersion)
+    }
+
+    /// A store whose content is a file up to `inlineMaximum` bytes goes into the database, in the
+    /// same transaction; a larger one's upload file becomes the new version file.
+    public func store(_ fid: FID, client: Requester, content: UploadedContent, size: UInt64, mtime: Timespec,
+                      status change: StoreStatusChange = StoreStatusChange(), baseVersion: UInt64? = nil) throws -> Mutation<FileStatus> {
         let now = Timespec.now()
-        var oldVersion: UInt64 = 0
+        var oldFile: String?
+        let uploadPath: String? = if case .file(let path) = content { path } else { nil }
         do {
             let newSize = try WireValues.fileSize(size, maximumFileSize: limits.maximumFileSize)
+            let inline: [UInt8]? = switch content {
+            case .bytes(let bytes) where bytes.count <= inlineMaximum: bytes
+            case .bytes: throw StatusCode.invalidArgument  // the connection buffers only small stores
+            case .file(let path) where size <= UInt64(inlineMaximum): try Self.readSmallUpload(path, size: size)
+            case .file: nil
+            }
+            if let inline, UInt64(inline.count) != size { throw StatusCode.invalidArgument }
             let mutation = try writeOnce(client, .storeData, reply: \.reply) { db -> Mutation<FileStatus> in
                 let (vnode, status) = try VnodeTable.resolve(db, fid)
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
@@ -377,24 +405,35 @@ public final class VolumeStore: Sendable {
                         UPDATE vnode SET mode = ?, uid = ?, gid = ?, atimeSeconds = ?, atimeNanoseconds = ? WHERE id = ?
                         """, arguments: [mode, change.uid ?? current.uid, change.gid ?? current.gid, atime.seconds, atime.nanoseconds, vnode])
                 }
-                oldVersion = status.dataVersion
                 let newVersion = status.dataVersion + 1
-                guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
+                let wasInline = try Self.dropInline(db, vnode: vnode)
+                if !wasInline && status.size > 0 { oldFile = dataPath(vnode: vnode, version: status.dataVersion) }
+                if let inline {
+                    if !inline.isEmpty { try Self.setInline(db, vnode: vnode, inline) }
+                } else if let uploadPath {
+                    guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
+                }
                 try db.execute(cached: """
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ?,
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
                     """, arguments: [newSize, Int64(newVersion), mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
                 let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
-                try grant(db, client, vnodes: [vnode], now: now)
-                return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .store,
-                                callBackExpiry: expiry(for: client, now: now))
+                let expiry = try grant(db, client, vnodes: [vnode], now: now)
+                return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .store, callBackExpiry: expiry)
             }
-            try? FileManager.default.removeItem(atPath: dataPath(vnode: Int64(fid.vnode), version: oldVersion))
+            if let oldFile { unlink(oldFile) }
+            if inline != nil, let uploadPath { unlink(uploadPath) }
             return mutation
         } catch {
-            try? FileManager.default.removeItem(atPath: uploadPath)
+            if let uploadPath { unlink(uploadPath) }
             throw error
         }
+    }
+
+    /// A small upload file's bytes, to go inline.
+    private static func readSmallUpload(_ path: String, size: UInt64) throws -> [UInt8] {
+        guard let data = FileManager.default.contents(atPath: path), UInt64(data.count) == size else { throw StatusCode.ioError }
+        return [UInt8](data)
     }
 
     /// StoreStatus and SETATTR. A size change makes a new version: the data ranges of the old one
@@ -425,12 +464,22 @@ public final class VolumeStore: Sendable {
     private struct VersionMoved: Error {}
 
     private func resizedCopy(_ fid: FID, size: Int64, for identity: Identity?) throws -> ResizedCopy? {
-        let (vnode, status) = try database.read { db in try VnodeTable.resolve(db, fid) }
+        // A file that ends small goes inline, in the transaction itself.
+        guard size > inlineMaximum else { return nil }
+        let (vnode, status, inline) = try database.read { db in
+            let (vnode, status) = try VnodeTable.resolve(db, fid)
+            return (vnode, status, status.type == .regular ? try Self.inlineBytes(db, vnode: vnode) : nil)
+        }
         guard status.type == .regular, UInt64(size) != status.size else { return nil }
         // Checked again in the transaction; here so a caller without the right costs no copy.
         try AccessCheck.requireWritable(identity)
         try AccessCheck.requireData(AccessCheck.write, on: status, for: identity)
         let path = newUploadPath()
+        if let inline {
+            // A small file grows past the limit: its bytes start the new version file.
+            try SparseCopy.write(inline, to: path, size: size)
+            return ResizedCopy(path: path, basedOn: status.dataVersion)
+        }
         let source = status.size > 0 ? dataPath(vnode: vnode, version: status.dataVersion) : nil
         do {
             try SparseCopy.copy(from: source, to: path, size: size)
@@ -449,11 +498,19 @@ public final class VolumeStore: Sendable {
             let mode = try SetAttributeRules.check(attributes, on: status, for: client.identity)
             if let newSize, UInt64(newSize) != status.size {
                 guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
-                guard let resized, resized.basedOn == status.dataVersion else { throw VersionMoved() }
                 try checkQuota(db, growth: newSize - Int64(status.size))
                 let newVersion = status.dataVersion + 1
-                guard Glibc.rename(resized.path, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
-                removeAfterCommit = dataPath(vnode: vnode, version: status.dataVersion)
+                if newSize <= inlineMaximum {
+                    let bytes = try smallContent(db, vnode: vnode, status: status, length: Int(newSize))
+                    if !(try Self.dropInline(db, vnode: vnode)) && status.size > 0 {
+                        removeAfterCommit = dataPath(vnode: vnode, version: status.dataVersion)
+                    }
+                    if !bytes.isEmpty { try Self.setInline(db, vnode: vnode, bytes) }
+                } else {
+                    guard let resized, resized.basedOn == status.dataVersion else { throw VersionMoved() }
+                    guard Glibc.rename(resized.path, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
+                    if !(try Self.dropInline(db, vnode: vnode)) { removeAfterCommit = dataPath(vnode: vnode, version: status.dataVersion) }
+                }
                 try db.execute(cached: """
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?
                     """, arguments: [newSize, Int64(newVersion), now.seconds, now.nanoseconds, vnode])
@@ -475,9 +532,8 @@ public final class VolumeStore: Sendable {
             }
             try VnodeTable.touch(db, vnode, content: false, now: now)
             let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
-            try grant(db, client, vnodes: [vnode], now: now)
-            return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .setattr,
-                            callBackExpiry: expiry(for: client, now: now))
+            let expiry = try grant(db, client, vnodes: [vnode], now: now)
+            return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .setattr, callBackExpiry: expiry)
         }
         if let removeAfterCommit { try? FileManager.default.removeItem(atPath: removeAfterCommit) }
         return mutation
@@ -616,8 +672,9 @@ public final class VolumeStore: Sendable {
             return nil
         }
         if status.linkCount <= 1 {
+            let wasInline = try status.type == .regular && Self.dropInline(db, vnode: vnode)
             try db.execute(cached: "DELETE FROM vnode WHERE id = ?", arguments: [vnode])
-            return status.type == .regular ? dataPath(vnode: vnode, version: status.dataVersion) : nil
+            return status.type == .regular && !wasInline && status.size > 0 ? dataPath(vnode: vnode, version: status.dataVersion) : nil
         }
         try db.execute(cached: "UPDATE vnode SET linkCount = linkCount - 1 WHERE id = ?", arguments: [vnode])
         try VnodeTable.touch(db, vnode, content: false, now: now)
@@ -696,13 +753,22 @@ public final class VolumeStore: Sendable {
                         reason: CallBackReason, now: Timespec, _ change: NamespaceChange) throws -> Mutation<NamespaceChange> {
         let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client.clientID, now: now.seconds, deleted: removed)
         try CallBackTable.forget(db, vnodes: removed.map { Int64($0.vnode) })
-        try grant(db, client, vnodes: granted, now: now)
-        return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: expiry(for: client, now: now))
+        let expiry = try grant(db, client, vnodes: granted, now: now)
+        return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: expiry)
     }
 
     public func giveUpCallBacks(_ fids: [FID], client: String) throws {
         try writeTransaction { db in
             try CallBackTable.giveUp(db, client: client, vnodes: fids.map { Int64(clamping: $0.vnode) })
+        }
+    }
+
+    /// A farewell: every promise of `client`, broken or not, and the record that it lost some
+    /// (it gives them up knowingly).
+    public func giveUpAllCallBacks(client: String) throws {
+        try writeTransaction { db in
+            try CallBackTable.dropAll(db, client: client)
+            try db.execute(cached: "UPDATE client SET callBacksLost = 0 WHERE id = ?", arguments: [client])
         }
     }
 

@@ -71,6 +71,9 @@ struct AdminCommand: ParsableCommand {
                 summary.add(["callbacks broken", "\(s.callBacksBroken) in \(s.breakMessagesSent) messages"])
                 summary.add(["clients declared unreachable", "\(s.clientsDeclaredUnreachable)"])
                 summary.add(["volume", "\(formatBytes(UInt64(max(0, s.volumeBytes)))) in \(s.volumeFiles) files"])
+                if let files = s.inlineFiles, let bytes = s.inlineBytes {
+                    summary.add(["small files in the database", "\(files), \(formatBytes(UInt64(max(0, bytes))))"])
+                }
                 print(summary.render(), terminator: "")
                 var requests = TextTable(["request", "count"])
                 for (name, count) in s.requests.sorted(by: { $0.value > $1.value }) { requests.add([name, "\(count)"]) }

@@ -40,6 +40,9 @@ struct ServerCommand: ParsableCommand {
     @Option(help: "Most bytes of file content and symlink targets the volume holds (K/M/G/T suffixes); past it, stores, writes and symlinks get EDQUOT.")
     var quota: ByteSize?
 
+    @Option(help: "Files up to this size (K/M suffixes, at most 1M; 0: none) keep their content in the volume's database rather than in a file of their own.")
+    var inlineMax = ByteSize(bytes: UInt64(VolumeStore.defaultInlineMaximum))
+
     @Option(help: "Connections served at once; more are closed as they arrive.")
     var maxClients = 1024
 
@@ -100,6 +103,9 @@ struct ServerCommand: ParsableCommand {
         guard callbackTimeout > 0 else { throw CommandFailure("--callback-timeout must be positive") }
         guard callbackLifetime >= 60 else { throw CommandFailure("--callback-lifetime must be at least 60 seconds") }
         guard maxClients > 0 else { throw CommandFailure("--max-clients must be positive") }
+        guard inlineMax.bytes <= UInt64(Frame.dataChunkSize) else {
+            throw CommandFailure("--inline-max must be at most 1M (one data frame), got \(inlineMax.bytes) bytes")
+        }
         guard idleTimeout > 0 else { throw CommandFailure("--idle-timeout must be positive") }
         if !admin.isEmpty && !tls.isUsed { throw CommandFailure("--admin names certificates: it needs TLS (--tls-cert, --tls-key, --tls-ca)") }
         if revoked != nil && !tls.isUsed { throw CommandFailure("--revoked needs TLS (--tls-cert, --tls-key, --tls-ca)") }
@@ -172,7 +178,7 @@ struct ServerCommand: ParsableCommand {
         do {
             store = try VolumeStore(root: root, callBackLifetime: Int64(callbackLifetime),
                                     limits: VolumeLimits(maximumFileSize: maxFileSize.bytes, quota: quota?.bytes), syncPolicy: sync,
-                                    newRoot: try newRoot())
+                                    newRoot: try newRoot(), inlineMaximum: Int(inlineMax.bytes))
         } catch let error as ExclusiveDirectoryLock.Busy {
             throw CommandFailure("cannot open the volume: \(error)")
         } catch let error as VolumeStore.RootDirectoryMismatch {

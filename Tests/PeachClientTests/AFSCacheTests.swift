@@ -39,6 +39,23 @@ struct AFSCacheTests {
         }
     }
 
+    @Test("an unmount gives every promise up: a change after it breaks nothing and waits for no one")
+    func unmountGivesPromisesUp() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/f", "before")
+            let leaving = try cluster.addClient(named: "leaving")
+            #expect(try PathClient(leaving).readText("/f") == "before")
+            #expect(try cluster.server.callBackCount() > 0)
+            cluster.stopClient(leaving)
+            let before = cluster.server.statistics.snapshot()
+            try writer.writeFile("/f", "after")
+            let after = cluster.server.statistics.snapshot()
+            #expect(after.callBacksBroken == before.callBacksBroken)
+            #expect(after.breaksWaitingForAbsentClients == 0)
+        }
+    }
+
     @Test("a file changed while the client was away is refetched after the restart")
     func restartSeesChanges() throws {
         try withCluster { cluster in

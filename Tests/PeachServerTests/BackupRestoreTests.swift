@@ -9,9 +9,10 @@ import Testing
 /// restore of anything but a PeachFS backup into an empty directory is refused, and leaves it as it was.
 @Suite("Backup and restore")
 struct BackupRestoreTests {
-    /// A store with one file of `content`, its backup at `archive`, in `directory`.
+    /// A store with one file of `content`, its backup at `archive`, in `directory`. Its content
+    /// is in a version file (no inline storage), the form whose files the archive carries.
     func backedUpStore(in directory: TemporaryDirectory, content: String = "hello") throws -> (archive: String, fid: FID) {
-        let store = try VolumeStore(root: directory.path + "/server")
+        let store = try VolumeStore(root: directory.path + "/server", inlineMaximum: 0)
         defer { store.releaseRoot() }
         _ = try store.introduce(client: "a", epoch: 1)
         let file = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
@@ -52,6 +53,45 @@ struct BackupRestoreTests {
             return
         }
         #expect(try handle.read(upToCount: Int(length)) == Data("hello".utf8))
+    }
+
+    @Test("small files stored inline travel in the backup's database; a restore serves both forms and checks their sizes")
+    func inlineContent() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-backup")
+        defer { directory.remove() }
+        let store = try VolumeStore(root: directory.path + "/server")
+        _ = try store.introduce(client: "a", epoch: 1)
+        func put(_ name: String, _ bytes: [UInt8]) throws -> FID {
+            let fid = try store.create(CreateRequest(directory: .root, name: name, type: .regular, mode: 0o644, uid: 0, gid: 0),
+                                       client: "a").value.target!.fid
+            let upload = store.newUploadPath()
+            FileManager.default.createFile(atPath: upload, contents: Data(bytes))
+            _ = try store.store(fid, client: "a", uploadPath: upload, size: UInt64(bytes.count), mtime: .now())
+            return fid
+        }
+        let small = try put("small", Array("inline".utf8))
+        let large = try put("large", [UInt8](repeating: 7, count: 100_000))
+        let backup = try store.backup()
+        let archive = directory.path + "/backup.tar"
+        FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
+        #expect(backup.files == 1)  // the large file's version; the small one is in volume.sqlite
+        store.releaseRoot()
+        let restored = try VolumeRestore.restore(archive: archive, into: directory.path + "/restored")
+        #expect(restored.files == 2 && restored.bytes == 100_006)
+        let again = try VolumeStore(root: directory.path + "/restored")
+        #expect(try again.read(small, offset: 0, count: 100).1 == Array("inline".utf8))
+        #expect(try again.read(large, offset: 99_990, count: 100).1 == [UInt8](repeating: 7, count: 10))
+        again.releaseRoot()
+
+        // A crafted archive whose inline content is shorter than its file's size is refused.
+        let work = directory.path + "/crafted"
+        #expect(try shell("mkdir '\(work)' && tar -xf '\(archive)' -C '\(work)'").status == 0)
+        let shorten = "import sqlite3; c = sqlite3.connect('\(work)/volume.sqlite'); c.execute(\\\"UPDATE inlineContent SET data = x'00'\\\"); c.commit()"
+        #expect(try shell("python3 -c \"\(shorten)\"").status == 0)
+        let crafted = directory.path + "/crafted.tar"
+        #expect(try shell("tar -cf '\(crafted)' -C '\(work)' volume.sqlite data").status == 0)
+        #expect(throws: (any Error).self) { try VolumeRestore.restore(archive: crafted, into: directory.path + "/refused") }
+        #expect(((try? FileManager.default.contentsOfDirectory(atPath: directory.path + "/refused")) ?? []).isEmpty)
     }
 
     @Test("a restore into a directory that holds anything is refused, and the directory is left alone")
