@@ -424,7 +424,7 @@ public final class ServerConnection: Sendable {
     /// data frames and `upload` writes StoreData's.
     private func send(_ request: Request, on channel: Channel, handler: NIOLoopBound<RPCHandler>, until deadline: NIODeadline? = nil,
                       number: RequestNumber? = nil, sink: (@Sendable (ByteBuffer) throws -> Void)? = nil,
-                      upload: ((Channel, UInt32) throws -> Void)? = nil) throws -> Reply {
+                      upload: ((Channel, UInt32) throws -> Void)? = nil, data: ByteBuffer? = nil) throws -> Reply {
         statistics.countRequest(request.opcode)
         let id = newID()
         var body = channel.allocator.buffer(capacity: 64)
@@ -454,7 +454,15 @@ public final class ServerConnection: Sendable {
                 timeout.cancel()
                 answer.complete(result)
             }
-            channel.writeAndFlush(frame, promise: nil)
+            if let data {
+                // A small store's whole content, read before the hop: its one data frame goes out
+                // with the request, and nothing waits for the write (a failed write closes the
+                // connection, which fails the call).
+                channel.write(frame, promise: nil)
+                channel.writeAndFlush(Frame(kind: .data, flags: Frame.flagLastChunk, id: id, opcode: opcode, body: data), promise: nil)
+            } else {
+                channel.writeAndFlush(frame, promise: nil)
+            }
         }
         let sentAt = NIODeadline.now()
         do {
@@ -587,6 +595,15 @@ public final class ServerConnection: Sendable {
     public func storeData(_ fid: FID, fd: Int32, size: UInt64, mtime: Timespec,
                           status: StoreStatusChange = StoreStatusChange(), baseVersion: UInt64? = nil) throws -> (FileStatus, UInt64) {
         let request = Request.storeData(fid, size: size, mtime: mtime, status: status, baseVersion: baseVersion)
+        if size <= UInt64(Self.smallStoreSize) {
+            // One frame of data: read now, sent with the request in one trip to the event loop.
+            let reply = try withRetries(request) { channel, handler, deadline, number in
+                try send(request, on: channel, handler: handler, until: deadline, number: number,
+                         data: try Self.readWhole(fd: fd, size: Int(size), allocator: channel.allocator))
+            }
+            guard case .status(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
+            return (status, expiry)
+        }
         let reply = try withRetries(request) { channel, handler, deadline, number in
             try send(request, on: channel, handler: handler, until: deadline, number: number, upload: { channel, id in
                 do {
@@ -604,6 +621,28 @@ public final class ServerConnection: Sendable {
         }
         guard case .status(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
         return (status, expiry)
+    }
+
+    /// Stores up to this size send their data with the request (the server keeps stores up to
+    /// its `--inline-max`, 64 KiB by default, in memory as well).
+    static let smallStoreSize = 64 << 10
+
+    /// The first `size` bytes of the cached copy open as `fd`.
+    private static func readWhole(fd: Int32, size: Int, allocator: ByteBufferAllocator) throws -> ByteBuffer {
+        var buffer = allocator.buffer(capacity: size)
+        let got = try buffer.writeWithUnsafeMutableBytes(minimumWritableBytes: size) { raw in
+            var done = 0
+            while done < size {
+                let n = pread(fd, raw.baseAddress! + done, size - done, off_t(done))
+                if n < 0 && errno == EINTR { continue }
+                guard n >= 0 else { throw FileSystemError(errno, "reading the cached copy") }
+                if n == 0 { break }
+                done += n
+            }
+            return done
+        }
+        guard got == size else { throw FileSystemError(EIO, "the cached copy is shorter than its size") }
+        return buffer
     }
 
     private static func upload(fd: Int32, size: UInt64, channel: Channel, id: UInt32) throws {

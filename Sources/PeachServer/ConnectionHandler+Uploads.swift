@@ -8,7 +8,6 @@ import PeachProtocol
 /// store once the last one is in. Event-loop only, like the rest of `ConnectionHandler`.
 extension ConnectionHandler {
     func beginUpload(_ request: Request, id: UInt32, size: UInt64, requester: Requester) {
-        let path = server.store.newUploadPath()
         // On failure the data frames are still read (and dropped), then the failure is answered.
         // The file is created by the first data frame's step: a small store costs one trip to the
         // file I/O pool (create, write, fsync, close) and one to the database's.
@@ -19,10 +18,12 @@ extension ConnectionHandler {
         if failure == nil {
             if (try? server.store.reserve.reserve(size)) == nil { failure = .noSpace } else { reserved = size }
         }
-        var upload = Upload(request: request, size: size, path: path, requester: requester, reserved: reserved, failure: failure)
         // A small store stays in memory and goes into the database whole: no file is made.
-        if failure == nil, size <= UInt64(server.store.inlineMaximum),
-           bufferedUploadBytes + Int(size) <= Self.maximumBufferedUploadBytes {
+        let buffered = failure == nil && size <= UInt64(server.store.inlineMaximum)
+            && bufferedUploadBytes + Int(size) <= Self.maximumBufferedUploadBytes
+        var upload = Upload(request: request, size: size, path: buffered ? "" : server.store.newUploadPath(), requester: requester,
+                            reserved: reserved, failure: failure)
+        if buffered {
             upload.buffered = []
             upload.buffered?.reserveCapacity(Int(size))
             bufferedUploadBytes += Int(size)

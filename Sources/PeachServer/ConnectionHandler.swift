@@ -31,6 +31,7 @@ final class ConnectionHandler: ChannelDuplexHandler {
         var request: Request
         /// The size the StoreData announced.
         var size: UInt64
+        /// The upload file (empty for a store kept in memory, `buffered`).
         var path: String
         /// -1 until the upload file is open, and when it could not be created.
         var fd: Int32 = -1

@@ -3,11 +3,13 @@ import Metrics
 
 /// Group commit for SQLite's write-ahead log: commits run with `synchronous = NORMAL` (no fsync
 /// of their own), and a request whose reply must wait for the disk calls `sync()`, which returns
-/// once an fsync of the log (and of the data directory) that began after the call has finished.
+/// once an fsync of the log (and of the data directory, if a version file was named in it since
+/// the last one) that began after the call has finished.
 /// Concurrent callers share one fsync: while one runs, the next callers wait and the first of them
 /// runs the next one for all. Blocks the calling thread (a database pool thread, never an event loop).
 final class GroupSync: @unchecked Sendable {
-    private let fds: [Int32]
+    private let directoryFD: Int32
+    private let logFD: Int32
     /// Each group fsync's duration (`peach_server_fsync_duration_seconds`).
     private let duration: Timer
     private let condition = NSCondition()
@@ -16,6 +18,10 @@ final class GroupSync: @unchecked Sendable {
     private var completed: UInt64 = 0
     private var syncing = false
     private var started: UInt64 = 0
+    private var directorySyncs: UInt64 = 0
+    /// A version file was named or renamed in the data directory since the last round began.
+    /// A store of a small file (inline) names none: its rounds fsync the log only.
+    private var directoryChanged = true
 
     /// fsyncs begun so far (for tests and statistics).
     var fsyncsStarted: UInt64 {
@@ -24,24 +30,39 @@ final class GroupSync: @unchecked Sendable {
         return started
     }
 
-    /// - Parameter paths: what to fsync, in order: the data directory (stores rename files into
-    ///   it), then the database's -wal file.
-    init(paths: [String], duration: Timer) throws {
-        self.duration = duration
-        var opened: [Int32] = []
-        for path in paths {
-            let fd = open(path, O_RDONLY | O_CLOEXEC)
-            guard fd >= 0 else {
-                let error = POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
-                opened.forEach { close($0) }
-                throw error
-            }
-            opened.append(fd)
-        }
-        fds = opened
+    /// Rounds that fsynced the data directory too (for tests).
+    var directoryFsyncs: UInt64 {
+        condition.lock()
+        defer { condition.unlock() }
+        return directorySyncs
     }
 
-    deinit { fds.forEach { close($0) } }
+    /// - Parameters:
+    ///   - directory: the data directory (stores rename version files into it);
+    ///   - log: the database's -wal file.
+    init(directory: String, log: String, duration: Timer) throws {
+        self.duration = duration
+        directoryFD = open(directory, O_RDONLY | O_CLOEXEC)
+        guard directoryFD >= 0 else { throw POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO) }
+        logFD = open(log, O_RDONLY | O_CLOEXEC)
+        guard logFD >= 0 else {
+            let error = POSIXError(POSIXErrorCode(rawValue: errno) ?? .EIO)
+            close(directoryFD)
+            throw error
+        }
+    }
+
+    deinit {
+        close(directoryFD)
+        close(logFD)
+    }
+
+    /// A version file was just named in the data directory: the next round fsyncs it.
+    func noteDirectoryChange() {
+        condition.lock()
+        directoryChanged = true
+        condition.unlock()
+    }
 
     /// Commits made since the last `sync` are waiting for one (the delayed syncer's test).
     var hasPending: Bool {
@@ -73,13 +94,22 @@ final class GroupSync: @unchecked Sendable {
             syncing = true
             started += 1
             unsyncedCommits = false
+            // A change noted before this point is covered by this round; one noted after, by the next.
+            let syncDirectory = directoryChanged
+            directoryChanged = false
+            if syncDirectory { directorySyncs += 1 }
             let (from, covers) = (completed + 1, requested)
             condition.unlock()
-            let failed = ServerMetrics.time(duration) { fds.contains { fsync($0) != 0 } }
+            let failed = ServerMetrics.time(duration) {
+                (syncDirectory && fsync(directoryFD) != 0) || fsync(logFD) != 0
+            }
             condition.lock()
             syncing = false
             completed = covers
-            if failed { lastFailure = from...covers }
+            if failed {
+                lastFailure = from...covers
+                if syncDirectory { directoryChanged = true }
+            }
             condition.broadcast()
         }
         if let lastFailure, lastFailure.contains(ticket) { throw POSIXError(.EIO) }

@@ -88,6 +88,7 @@ extension VolumeStore {
             } else if Glibc.link(oldPath, newPath) != 0 {
                 guard errno == ENOENT, FileManager.default.createFile(atPath: newPath, contents: nil) else { throw StatusCode.ioError }
             }
+            groupSync.noteDirectoryChange()
             do {
                 let fd = open(newPath, O_WRONLY | O_CLOEXEC)
                 guard fd >= 0 else { throw StatusCode.ioError }

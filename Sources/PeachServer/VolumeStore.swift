@@ -122,7 +122,7 @@ public final class VolumeStore: Sendable {
             return restored
         }
         // The log exists from the first write on, and stays while the database is open.
-        groupSync = try GroupSync(paths: [dataDirectory, root + "/volume.sqlite-wal"], duration: metrics.fsyncDuration)
+        groupSync = try GroupSync(directory: dataDirectory, log: root + "/volume.sqlite-wal", duration: metrics.fsyncDuration)
         try groupSync.sync()
         try removeOrphans()
     }
@@ -412,6 +412,7 @@ public final class VolumeStore: Sendable {
                     if !inline.isEmpty { try Self.setInline(db, vnode: vnode, inline) }
                 } else if let uploadPath {
                     guard Glibc.rename(uploadPath, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
+                    groupSync.noteDirectoryChange()
                 }
                 try db.execute(cached: """
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ?,
@@ -509,6 +510,7 @@ public final class VolumeStore: Sendable {
                 } else {
                     guard let resized, resized.basedOn == status.dataVersion else { throw VersionMoved() }
                     guard Glibc.rename(resized.path, dataPath(vnode: vnode, version: newVersion)) == 0 else { throw StatusCode.ioError }
+                    groupSync.noteDirectoryChange()
                     if !(try Self.dropInline(db, vnode: vnode)) { removeAfterCommit = dataPath(vnode: vnode, version: status.dataVersion) }
                 }
                 try db.execute(cached: """

@@ -129,7 +129,7 @@ struct RequestPathTests {
         defer { directory.remove() }
         let path = directory.path + "/log"
         FileManager.default.createFile(atPath: path, contents: Data())
-        let sync = try GroupSync(paths: [path], duration: ServerMetrics().fsyncDuration)
+        let sync = try GroupSync(directory: directory.path, log: path, duration: ServerMetrics().fsyncDuration)
         let callers = 32
         DispatchQueue.concurrentPerform(iterations: callers) { _ in
             let before = sync.fsyncsStarted
@@ -139,6 +139,22 @@ struct RequestPathTests {
         }
         #expect(sync.fsyncsStarted >= 1 && sync.fsyncsStarted <= callers)
         print("group commit: \(callers) concurrent callers, \(sync.fsyncsStarted) fsyncs")
+    }
+
+    @Test("a round fsyncs the data directory only after a version file was named in it")
+    func directorySyncOnlyWhenNeeded() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-groupsync")
+        defer { directory.remove() }
+        let path = directory.path + "/log"
+        FileManager.default.createFile(atPath: path, contents: Data())
+        let sync = try GroupSync(directory: directory.path, log: path, duration: ServerMetrics().fsyncDuration)
+        try sync.sync()  // the first round syncs it: nothing is known of what came before
+        let first = sync.directoryFsyncs
+        try sync.sync()
+        #expect(sync.directoryFsyncs == first)
+        sync.noteDirectoryChange()
+        try sync.sync()
+        #expect(sync.directoryFsyncs == first + 1)
     }
 }
 
