@@ -11,6 +11,12 @@ import PeachProtocol
 /// Crash safety: a file is marked dirty in the index before its cache file is first changed,
 /// and at start the size of a dirty entry is the size of its file (the index's size may lag the
 /// last writes). A clean entry whose file has another size than indexed is dropped.
+///
+/// Only the dirty mark is written on the request path. Writes that leave an entry clean (a copy
+/// installed, a store done, a copy removed) are written a moment later by a background queue,
+/// many in one transaction (`persistLater`). That is safe because a file's name carries its data
+/// version: after a crash, an entry the index did not get yet names a file that is gone (it is
+/// skipped) or leaves a file unindexed (it is removed), and a clean copy lost costs a fetch.
 final class DiskCache: Sendable {
     struct Entry: Sendable, Equatable {
         var fid: FID
@@ -38,6 +44,18 @@ final class DiskCache: Sendable {
     /// `entries`, then `total`.
     private let persistLock = NIOLock()
     private let clock = NIOLockedValueBox<UInt64>(0)
+
+    /// An index write waiting for the background queue, by FID (the latest wins).
+    private enum PendingWrite {
+        case put(Entry)
+        case delete
+    }
+    /// Guarded by `persistLock`, as the writes themselves: a write made on the request path
+    /// replaces any pending one for its FID, and a batch is written under the lock, so the index
+    /// gets each FID's entries in the order they were made.
+    private nonisolated(unsafe) var pending: [FID: PendingWrite] = [:]
+    private nonisolated(unsafe) var flushScheduled = false
+    private let indexWriter = DispatchQueue(label: "peach.cache-index")
 
     /// Held until `close()`: one cache manager per cache directory.
     private let directoryLock: ExclusiveDirectoryLock.Held
@@ -98,8 +116,11 @@ final class DiskCache: Sendable {
         removeUnindexedFiles(keeping: Set(loaded.values.map { path($0.fid, $0.dataVersion) }))
     }
 
-    /// Releases the directory for another cache manager.
-    func releaseDirectory() { directoryLock.release() }
+    /// Writes the pending index entries, then releases the directory for another cache manager.
+    func releaseDirectory() {
+        flushIndex()
+        directoryLock.release()
+    }
 
     /// The client's persistent identity and restart counter, kept beside the cache.
     func identity() throws -> (clientID: String, epoch: UInt64) {
@@ -172,11 +193,13 @@ final class DiskCache: Sendable {
     func install(_ entry: Entry) {
         var installed = entry
         installed.lastUse = clock.withLockedValue { $0 += 1; return $0 }
-        let previous = replace(entry.fid, with: installed)
-        if let previous, previous.dataVersion != entry.dataVersion {
-            unlink(path(previous.fid, previous.dataVersion))
+        persistLock.withLock {
+            let previous = replace(entry.fid, with: installed)
+            if let previous, previous.dataVersion != entry.dataVersion {
+                unlink(path(previous.fid, previous.dataVersion))
+            }
+            if installed.dirty { persist(installed) } else { persistLater(entry.fid, .put(installed)) }
         }
-        persist(installed)
     }
 
     /// The cached copy changes locally: new size, and dirty until stored. Called before the
@@ -209,8 +232,8 @@ final class DiskCache: Sendable {
     /// After a store of the copy as it was at `storedGeneration`: the local file is now
     /// `newVersion` on the server, and clean unless it changed since.
     func markStored(_ fid: FID, newVersion: UInt64, size: UInt64, storedGeneration: UInt64) {
-        persistInOrder {
-            update(fid) { e in
+        persistLock.withLock {
+            let entry = update(fid) { e in
                 if e.dataVersion != newVersion {
                     // Under the lock, with the entry: no one sees the one without the other.
                     Glibc.rename(path(fid, e.dataVersion), path(fid, newVersion))
@@ -222,6 +245,8 @@ final class DiskCache: Sendable {
                     e.path = nil
                 }
             }
+            // Still dirty (written during the store): under its new name, at once.
+            if let entry { if entry.dirty { persist(entry) } else { persistLater(fid, .put(entry)) } }
         }
     }
 
@@ -234,11 +259,10 @@ final class DiskCache: Sendable {
     }
 
     func remove(_ fid: FID) {
-        guard let old = replace(fid, with: nil) else { return }
-        unlink(path(fid, old.dataVersion))
-        try? index.write { db in
-            try db.cachedStatement(sql: "DELETE FROM cacheEntry WHERE vnode = ? AND uniquifier = ?")
-                .execute(arguments: [Int64(fid.vnode), Int64(fid.unique)])
+        persistLock.withLock {
+            guard let old = replace(fid, with: nil) else { return }
+            unlink(path(fid, old.dataVersion))
+            persistLater(fid, .delete)
         }
     }
 
@@ -266,13 +290,45 @@ final class DiskCache: Sendable {
         entries.withLockedValue { $0.values.filter(\.dirty) }
     }
 
+    /// Writes `entry` now (a dirty mark: it must be in the index before the file changes).
+    /// Called with `persistLock` held.
     private func persist(_ entry: Entry) {
-        try? index.write { db in
-            // From the statement cache: this runs several times per file written.
+        pending[entry.fid] = nil
+        try? index.write { db in try Self.write(db, .put(entry), for: entry.fid) }
+    }
+
+    /// Queues a write that leaves the entry clean or gone. Called with `persistLock` held.
+    private func persistLater(_ fid: FID, _ write: PendingWrite) {
+        pending[fid] = write
+        guard !flushScheduled else { return }
+        flushScheduled = true
+        indexWriter.async { [self] in flushIndex() }
+    }
+
+    /// Writes every pending entry in one transaction.
+    func flushIndex() {
+        persistLock.withLock {
+            flushScheduled = false
+            guard !pending.isEmpty else { return }
+            let batch = pending
+            pending = [:]
+            try? index.write { db in
+                for (fid, write) in batch { try Self.write(db, write, for: fid) }
+            }
+        }
+    }
+
+    private static func write(_ db: Database, _ write: PendingWrite, for fid: FID) throws {
+        switch write {
+        case .put(let entry):
+            // From the statement cache: this runs for every file written.
             try db.cachedStatement(sql: """
                 INSERT OR REPLACE INTO cacheEntry (vnode, uniquifier, dataVersion, size, dirty, path) VALUES (?, ?, ?, ?, ?, ?)
                 """).execute(arguments: [Int64(entry.fid.vnode), Int64(entry.fid.unique), Int64(entry.dataVersion),
                                          Int64(entry.size), entry.dirty ? 1 : 0, entry.path])
+        case .delete:
+            try db.cachedStatement(sql: "DELETE FROM cacheEntry WHERE vnode = ? AND uniquifier = ?")
+                .execute(arguments: [Int64(fid.vnode), Int64(fid.unique)])
         }
     }
 }
