@@ -34,7 +34,8 @@ extension ConnectionHandler {
         if case .storeData(_, let size, _, _, _) = request {
             return beginUpload(request, id: frame.id, size: size, requester: requester)
         }
-        dispatch(id: frame.id, opcode: frame.opcode, isChange: request.isChange) { processor in
+        let onEventLoop = request.isShort && !server.store.syncPolicy.syncsBeforeReply(request)
+        dispatch(id: frame.id, opcode: frame.opcode, isChange: request.isChange, onEventLoop: onEventLoop) { processor in
             try processor.process(request, for: requester)
         }
     }
@@ -106,7 +107,12 @@ extension ConnectionHandler {
 
     /// Runs `work` on the database pool, delivers the breaks it caused, then replies. A change
     /// during a restored volume's grace period waits for its end first (`startedAfterRestore`).
-    func dispatch(id: UInt32, opcode: UInt16, isChange: Bool, _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
+    /// Runs a request and answers it. A short one (`onEventLoop`) runs right here on the event
+    /// loop when no one is writing to the database, and its reply goes out from this thread
+    /// (one thread switch per request, where the pool costs three); any other, or a short one
+    /// while a writer is busy, runs on the thread pool.
+    func dispatch(id: UInt32, opcode: UInt16, isChange: Bool, onEventLoop: Bool = false,
+                  _ work: @escaping @Sendable (RequestProcessor) throws -> Outcome) {
         guard let context else { return }
         if isChange, let graceEnds = server.graceEnds, NIODeadline.now() < graceEnds {
             let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
@@ -114,14 +120,29 @@ extension ConnectionHandler {
             return
         }
         let channel = context.channel
-        let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
         let processor = server.processor
         let server = self.server
+        if onEventLoop, let result = server.store.runIfWriterFree({ Result { try work(processor) } }) {
+            server.statistics.countAnsweredOnEventLoop()
+            return answer(result, id: id, opcode: opcode, on: channel)
+        }
+        let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
         server.threadPool.runIfActive(eventLoop: channel.eventLoop) {
             try work(processor)
-        }.flatMap { outcome -> EventLoopFuture<Outcome> in
+        }.whenComplete { result in loopBound.value.answer(result, id: id, opcode: opcode, on: channel) }
+    }
+
+    /// Delivers the breaks an outcome made, then sends its reply (and content), or the error.
+    private func answer(_ outcome: Result<Outcome, Error>, id: UInt32, opcode: UInt16, on channel: Channel) {
+        let loopBound = NIOLoopBound(self, eventLoop: channel.eventLoop)
+        let server = self.server
+        let delivered: EventLoopFuture<Outcome> = switch outcome {
+        case .success(let outcome) where outcome.breaks.isEmpty: channel.eventLoop.makeSucceededFuture(outcome)
+        case .success(let outcome):
             server.breakDelivery.deliver(outcome.breaks, reason: outcome.reason, on: channel.eventLoop).map { outcome }
-        }.whenComplete { result in
+        case .failure(let error): channel.eventLoop.makeFailedFuture(error)
+        }
+        delivered.whenComplete { result in
             let handler = loopBound.value
             switch result {
             case .success(let outcome):
@@ -192,5 +213,22 @@ extension ConnectionHandler {
         let loopBound = NIOLoopBound(self, eventLoop: context.eventLoop)
         let id = frame.id
         written.whenComplete { _ in loopBound.value.finishRequest(id) }
+    }
+}
+
+extension Request {
+    /// A request whose work is a few short SQLite statements and no file I/O, which an event
+    /// loop may run itself (`ConnectionHandler.dispatch`). Not: anything that reads or writes a
+    /// file's content, a READDIR (it reads the whole directory), a size change (it may copy a
+    /// file), GetVolumeStatus (it counts every vnode).
+    var isShort: Bool {
+        switch self {
+        case .storeStatus(_, let attributes): attributes.size == nil
+        case .fetchStatus, .bulkStatus, .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename,
+             .giveUpCallBacks, .giveUpAllCallBacks, .lookup, .readlink, .ping:
+            true
+        case .hello, .fetchData, .storeData, .getVolumeStatus, .read, .write, .commit, .readDir, .admin:
+            false
+        }
     }
 }

@@ -10,6 +10,8 @@ public final class ServerStatistics: Sendable {
         public var clientsDeclaredUnreachable = 0
         /// Breaks that had to wait for a client not connected and still within its lease.
         public var breaksWaitingForAbsentClients = 0
+        /// Requests an event loop answered itself (`ConnectionHandler.dispatch`).
+        public var answeredOnEventLoop = 0
     }
 
     private let state = NIOLockedValueBox(Snapshot())
@@ -36,6 +38,10 @@ public final class ServerStatistics: Sendable {
 
     func countWaitForAbsentClient() {
         state.withLockedValue { $0.breaksWaitingForAbsentClients += 1 }
+    }
+
+    func countAnsweredOnEventLoop() {
+        state.withLockedValue { $0.answeredOnEventLoop += 1 }
     }
 
     func countUnreachable() {

@@ -56,7 +56,7 @@ extension VolumeStore {
     private func snapshot(into staging: String) throws -> Int {
         let copy = try DatabaseQueue(path: staging + "/volume.sqlite")
         defer { try? copy.close() }
-        return try database.writeWithoutTransaction { db in
+        return try writerGate.run { try database.writeWithoutTransaction { db in
             try copy.writeWithoutTransaction { target in try db.backup(to: target) }
             // Inline content came with the database copy.
             let versions = try Row.fetchAll(db, sql: """
@@ -74,7 +74,7 @@ extension VolumeStore {
                 }
             }
             return linked
-        }
+        } }
     }
 
     /// The staging directory as a tar archive: volume.sqlite, data/, then the version files.

@@ -27,6 +27,8 @@ public final class VolumeStore: Sendable {
     public let syncPolicy: SyncPolicy
     /// Shared fsyncs of SQLite's write-ahead log.
     let groupSync: GroupSync
+    /// Every write transaction passes through it (`runIfWriterFree`).
+    let writerGate = WriterGate()
     /// The server's metrics (`peach server --metrics`).
     public let metrics = ServerMetrics()
     /// Disk space that file content may not take (metadata changes need it).
@@ -826,6 +828,13 @@ public final class VolumeStore: Sendable {
 
     /// A write transaction, timed (`peach_server_transaction_duration_seconds`).
     func writeTransaction<T>(_ updates: (Database) throws -> T) throws -> T {
-        try ServerMetrics.time(metrics.transactionDuration) { try database.write(updates) }
+        try writerGate.run { try ServerMetrics.time(metrics.transactionDuration) { try database.write(updates) } }
+    }
+
+    /// Runs `body` (a short request) on this thread if no one is writing now; nil otherwise, and
+    /// the caller hands it to the thread pool. For an event loop: it answers a request itself,
+    /// and never waits behind a long writer.
+    public func runIfWriterFree<T>(_ body: () -> T) -> T? {
+        writerGate.tryRun(body)
     }
 }

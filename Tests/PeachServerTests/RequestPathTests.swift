@@ -203,3 +203,37 @@ struct SyncCrashTests {
         for i in 1..<20 { #expect(try check.readText("/d/f\(i)") == "content \(i)") }
     }
 }
+
+/// Where a request runs: a short one on the event loop that read it, unless a writer is busy.
+@Suite("Requests answered on the event loop")
+struct EventLoopAnswerTests {
+    @Test("a chmod is answered on the event loop; while another writer holds the database it goes to the pool, and the loop stays free")
+    func shortRequestsOnTheLoop() throws {
+        try withCluster { cluster in
+            let client = try RawProtocolClient(port: cluster.address.port)
+            #expect(try client.hello().code == .ok)
+            let before = cluster.server.statistics.snapshot().answeredOnEventLoop
+            let chmod = try client.send(.storeStatus(.root, SetAttributes(mode: 0o750)))
+            #expect(try client.reply(to: chmod).code == .ok)
+            #expect(cluster.server.statistics.snapshot().answeredOnEventLoop == before + 1)
+            // A long writer (a backup's snapshot, say): the next chmod waits for it on the pool,
+            // and meanwhile the event loop answers a ping.
+            let released = DispatchSemaphore(value: 0)
+            let holding = DispatchSemaphore(value: 0)
+            let gate = cluster.server.store.writerGate
+            Thread.detachNewThread {
+                gate.run {
+                    holding.signal()
+                    released.wait()
+                }
+            }
+            holding.wait()
+            let second = try client.send(.storeStatus(.root, SetAttributes(mode: 0o755)))
+            let ping = try client.send(.ping)
+            #expect(try client.reply(to: ping, timeout: 5).code == .ok)
+            released.signal()
+            #expect(try client.reply(to: second, timeout: 10).code == .ok)
+            #expect(cluster.server.statistics.snapshot().answeredOnEventLoop == before + 1)
+        }
+    }
+}
