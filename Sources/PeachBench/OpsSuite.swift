@@ -1,4 +1,5 @@
 import Foundation
+import CPeachSystem
 import PeachClient
 import PeachTesting
 
@@ -134,6 +135,13 @@ public struct OpsSuite: Sendable {
                 progress.show("ops: postmark on \(target.name)")
                 return Self.attempt("postmark", target) { try postmark(in: target) }
             }
+            // Again on the AFS mount with store-behind on (peach fs storebehind), its last
+            // stores waited for (fs sync) within the time.
+            if let afs = targets.first(where: { $0.name == "afs" }) {
+                let behind = Target(name: "afs, store-behind", root: afs.root)
+                progress.show("ops: postmark on \(behind.name)")
+                workloads.append(Self.attempt("postmark", behind) { try postmark(in: behind, storeBehindOn: afs.root) })
+            }
         }
         if FileManager.default.fileExists(atPath: copyTree) {
             workloads += targets.map { target in
@@ -204,19 +212,40 @@ public struct OpsSuite: Sendable {
     /// postmark with its usual parameters. Its own figure divides by whole seconds of its
     /// transaction phase (a 0.13 s run on local disk read 2000 tx/s), so the rate kept here is
     /// its transactions over the whole run's wall time, file creation and removal included.
-    func postmark(in target: Target) throws -> WorkloadRow {
+    ///
+    /// - Parameter storeBehindOn: a mount to run with store-behind on; the run's time then ends
+    ///   once `fs sync` has waited for the stores still behind.
+    func postmark(in target: Target, storeBehindOn mount: String? = nil) throws -> WorkloadRow {
         let directory = target.root + "/postmark-" + target.name.filter { $0.isLetter || $0.isNumber }
         try makeDirectory(directory)
         defer { try? removeTree(directory) }
+        if let mount { try Self.control(mount, set: "user.peach.storebehind", to: "on") }
+        defer { if let mount { try? Self.control(mount, set: "user.peach.storebehind", to: "off") } }
         let script = "set location \(directory)\nset number \(postmarkFiles)\nset transactions \(postmarkTransactions)\nrun\nquit\n"
         let start = DispatchTime.now().uptimeNanoseconds
         let result = try shell("printf '\(script.replacingOccurrences(of: "\n", with: "\\n"))' | \(Self.postmarkPath!)")
+        if let mount { try Self.syncStores(mount) }
         let seconds = Double(DispatchTime.now().uptimeNanoseconds - start) / 1e9
         guard result.status == 0, Self.postmarkRate(result.output) != nil, seconds > 0 else {
             throw BenchError("postmark failed in \(directory): \(result.output.suffix(500))")
         }
         return WorkloadRow(workload: "postmark", target: target.name,
                            seconds: seconds, transactionsPerSecond: Double(postmarkTransactions) / seconds)
+    }
+
+    /// Sets one of a mount's control attributes (docs/operations.md, `peach fs`).
+    static func control(_ mount: String, set name: String, to value: String) throws {
+        guard setxattr(mount, name, value, value.utf8.count, 0) == 0 else {
+            throw BenchError("setting \(name) on \(mount): \(String(cString: strerror(errno)))")
+        }
+    }
+
+    /// `peach fs sync`: returns once every dirty file of the mount is stored.
+    static func syncStores(_ mount: String) throws {
+        var buffer = [UInt8](repeating: 0, count: 65536)
+        guard getxattr(mount, "user.peach.sync", &buffer, buffer.count) >= 0 else {
+            throw BenchError("fs sync on \(mount): \(String(cString: strerror(errno)))")
+        }
     }
 
     /// "N seconds of transactions (R per second)".

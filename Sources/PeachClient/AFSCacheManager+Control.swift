@@ -8,6 +8,14 @@ extension AFSCacheManager {
     }
 
     /// Dirty and open files stay: the cache may stay over its new limit until they are stored or closed.
+    public func storeBehindState() -> StoreBehindState {
+        StoreBehindState(enabled: storeBehind.isEnabled, pending: storeBehind.pendingCount)
+    }
+
+    public func setStoreBehind(_ enabled: Bool) {
+        storeBehind.set(enabled: enabled)
+    }
+
     public func setCacheSize(_ bytes: UInt64) -> CacheParameters {
         disk.setSizeLimit(bytes)
         statistics.metrics.limitBytes.record(Int64(clamping: bytes))

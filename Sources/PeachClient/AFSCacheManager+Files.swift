@@ -221,8 +221,21 @@ extension AFSCacheManager {
     }
 
     public func flush(handle: UInt64) throws {
+        try flush(handle: handle, storeBehindAllowed: true)
+    }
+
+    /// A close's flush may leave the store to `storeBehind`; an fsync's never does.
+    private func flush(handle: UInt64, storeBehindAllowed: Bool) throws {
         let file = try core.handles.get(handle)
         guard table.withLock({ t in file.vnode.dirty && !file.vnode.removed }) else { return }
+        let vnode = file.vnode
+        // The store behind acts for the closing process, as the store at close would.
+        if storeBehindAllowed, storeBehind.isEnabled {
+            let closer = Caller.credential
+            if storeBehind.enqueue(vnode.inode, store: { [weak self] in
+                Caller.serving({ closer }) { self?.storeBehindClose(vnode) }
+            }) { return }
+        }
         do {
             try store(file.vnode, fd: file.fd)
         } catch {
@@ -233,7 +246,20 @@ extension AFSCacheManager {
     }
 
     public func fsync(handle: UInt64) throws {
-        try flush(handle: handle)
+        try flush(handle: handle, storeBehindAllowed: false)
+    }
+
+    /// The store a close left behind. A copy no descriptor holds open any more is stored only
+    /// if the server still has the version it was based on (else it is kept as a conflict), as
+    /// any leftover copy is; a failure leaves it dirty for the next close, `fs sync` or unmount.
+    private func storeBehindClose(_ vnode: CachedVnode) {
+        do {
+            try store(vnode, fd: nil)
+            statistics.update { $0.storesBehind += 1 }
+        } catch {
+            core.logger.warning("store behind a close failed; the copy stays dirty in the cache",
+                                metadata: ["fid": "\(vnode.fid)", "error": "\(error)"])
+        }
     }
 
     public func release(handle: UInt64) {

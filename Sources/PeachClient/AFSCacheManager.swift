@@ -20,14 +20,18 @@ public final class AFSCacheManager: CacheDesign, Sendable {
 
     /// Callback breaks are handled here, off the connection's event loop and off FUSE threads.
     let breakQueue = DispatchQueue(label: "peach.afs.callbacks")
+    /// Stores after close, when the mount asks for them (`--store-behind`, `peach fs storebehind`).
+    let storeBehind: StoreBehind
 
     /// - Parameters:
     ///   - retry: what a request does when the server is away (a mount: hard or soft).
     ///   - offlineReads: serve cached files read-only while the server is away (Coda-like).
+    ///   - storeBehind: a close returns once the data is in the cache; the store follows.
     public init(server: ServerAddress, cacheDirectory: String, cacheSize: UInt64, tls: ClientTLS? = nil,
-                retry: ServerConnection.RetryPolicy = .failFast, offlineReads: Bool = false,
+                retry: ServerConnection.RetryPolicy = .failFast, offlineReads: Bool = false, storeBehind: Bool = false,
                 logger: Logger = .noticesOnly("peach.afs")) throws {
         self.offlineReads = offlineReads
+        self.storeBehind = StoreBehind(enabled: storeBehind)
         disk = try DiskCache(directory: cacheDirectory, sizeLimit: cacheSize)
         let (clientID, epoch) = try disk.identity()
         core = ClientCore(design: .afs, server: server, clientID: clientID, epoch: epoch, tls: tls, retry: retry,
@@ -73,6 +77,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
 
     /// What cannot be stored within the grace stays dirty in the cache, for the next start.
     public func shutdown() {
+        storeBehind.stop()
         core.shutdown(storing: table.withLock { t in t.vnodes.values.filter { $0.dirty } }, fid: \.fid,
                       store: { try store($0, fd: nil) }, unsaved: "it stays in the cache for the next start") {
             // Every promise the server recorded, including those this side never trusted (a

@@ -175,6 +175,17 @@ public protocol CacheManager: AnyObject, Sendable {
     func setCacheSize(_ bytes: UInt64) -> CacheParameters
     /// `peach fs checkservers`.
     func checkServer() -> ServerCheck
+    /// `peach fs storebehind`: whether a close returns before its store, and stores waiting.
+    func storeBehindState() throws -> StoreBehindState
+    /// `peach fs storebehind --on/--off`.
+    func setStoreBehind(_ enabled: Bool) throws
+}
+
+/// `peach fs storebehind`.
+public struct StoreBehindState: Codable, Sendable, Equatable {
+    public var enabled: Bool
+    /// Closed files whose store has not run yet.
+    public var pending: Int
 }
 
 /// `peach fs checkservers`: the file server, whether it answers, since when not, how fast.

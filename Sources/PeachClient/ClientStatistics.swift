@@ -20,6 +20,8 @@ public final class ClientStatistics: Sendable {
         public var fetches = 0
         public var fetchedBytes: UInt64 = 0
         public var stores = 0
+        /// Stores made after their close returned (`peach fs storebehind`).
+        public var storesBehind = 0
         public var storedBytes: UInt64 = 0
         /// Callback breaks received from the server (FIDs).
         public var callbacksReceived = 0

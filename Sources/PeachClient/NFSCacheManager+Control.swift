@@ -1,3 +1,4 @@
+import Glibc
 import PeachProtocol
 
 /// What `peach fs` asks of the NFS-style cache manager besides its statistics.
@@ -10,6 +11,16 @@ extension NFSCacheManager {
     }
 
     /// The block cache holds clean blocks only (dirty ones wait apart), so any may go.
+    /// NFS mode writes back at close already (its design: flush on close); store-behind is the
+    /// AFS-mode cache manager's.
+    public func storeBehindState() throws -> StoreBehindState {
+        throw FileSystemError(EOPNOTSUPP, "store-behind is an AFS-mode setting")
+    }
+
+    public func setStoreBehind(_ enabled: Bool) throws {
+        throw FileSystemError(EOPNOTSUPP, "store-behind is an AFS-mode setting")
+    }
+
     public func setCacheSize(_ bytes: UInt64) -> CacheParameters {
         table.withLock { t in
             let evicted = t.blocks.resize(to: Int(clamping: bytes))

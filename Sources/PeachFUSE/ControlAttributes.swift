@@ -18,6 +18,8 @@ import PeachClient
 ///   is known to be away.
 /// - `user.peach.flush` (set): store the file if dirty and drop its cached copy.
 /// - `user.peach.cachesize` (set): the cache's new limit, the value a decimal number of bytes.
+/// - `user.peach.storebehind` (get: `StoreBehindState`, JSON; set: `on` or `off`): whether a
+///   close returns before its store (AFS mode).
 ///
 /// Each is also `trusted.peach.…`, for root (see `trusted`).
 ///
@@ -34,6 +36,7 @@ public enum ControlAttributes {
     public static let flush = "user.peach.flush"
     public static let checkServers = "user.peach.checkservers"
     public static let cacheSize = "user.peach.cachesize"
+    public static let storeBehind = "user.peach.storebehind"
     /// The smallest cache limit `cachesize` takes: room for a few files.
     public static let minimumCacheSize: UInt64 = 1 << 20
 
@@ -56,7 +59,7 @@ public enum ControlAttributes {
     /// mount other users reach (`--allow-other`), as only root may use OpenAFS's `fs flushall`.
     /// The callbacks and conflicts name paths inside directories the caller may not search;
     /// flushall drops every user's cached copies; cachesize changes the mount.
-    static let rootOnly: Set<String> = [callbacks, conflicts, flushAll, cacheSize]
+    static let rootOnly: Set<String> = [callbacks, conflicts, flushAll, cacheSize, storeBehind]
 
     static func requireRootIfMountWide(_ control: String) throws {
         guard rootOnly.contains(control), Caller.credential.uid != 0 else { return }
@@ -84,6 +87,8 @@ public enum ControlAttributes {
             json = encode(cacheManager.flushAll())
         case checkServers:
             json = encode(cacheManager.checkServer())
+        case storeBehind:
+            json = encode(try cacheManager.storeBehindState())
         default:
             throw FileSystemError(ENODATA)
         }
@@ -101,6 +106,12 @@ public enum ControlAttributes {
                 throw FileSystemError(EINVAL)
             }
             _ = cacheManager.setCacheSize(bytes)
+        case storeBehind:
+            switch String(decoding: value, as: UTF8.self) {
+            case "on": try cacheManager.setStoreBehind(true)
+            case "off": try cacheManager.setStoreBehind(false)
+            default: throw FileSystemError(EINVAL)
+            }
         default:
             throw FileSystemError(EOPNOTSUPP)
         }

@@ -11,7 +11,7 @@ struct FsCommand: ParsableCommand {
         abstract: "Ask the cache manager serving a path (as OpenAFS's fs command does).",
         discussion: "The subcommands that report print text, or JSON with --json.",
         subcommands: [Stats.self, Flush.self, FlushAll.self, Sync.self, CallBacks.self, Conflicts.self, GetCacheParms.self,
-                      SetCacheSize.self, CheckServers.self, WhereIs.self, Warmup.self]
+                      SetCacheSize.self, StoreBehind.self, CheckServers.self, WhereIs.self, Warmup.self]
     )
 
     struct Stats: ParsableCommand {
@@ -82,6 +82,33 @@ struct FsCommand: ParsableCommand {
             try ControlClient.set(ControlAttributes.cacheSize, path: path, value: "\(size.bytes)", mountWide: true)
             try ControlClient.show(ControlAttributes.cacheParameters, path: path, json: json, mountWide: true) { (p: CacheParameters) in
                 print("cache limit now \(formatBytes(p.limitBytes)); using \(formatBytes(p.usedBytes)) in \(p.files) files")
+            }
+        }
+    }
+
+    struct StoreBehind: ParsableCommand {
+        static let configuration = CommandConfiguration(
+            commandName: "storebehind",
+            abstract: "Show or change whether a close on the AFS-mode mount serving PATH returns before its store (root to change).",
+            discussion: """
+                With store-behind on, close(2) returns once the data is in the cache and the store follows in the \
+                background: a failed store is logged, not returned by close, and other clients see the new content \
+                only once the store lands. fsync(2), `peach fs sync` and unmount still wait for every store \
+                (docs/consistency.md). Until the next mount: --store-behind sets it for a mount.
+                """)
+        @Argument(help: "A path inside a PeachFS mount.") var path: String
+        @Flag(help: "Turn store-behind on.") var on = false
+        @Flag(help: "Turn it off: closes wait for their stores again.") var off = false
+        @Flag(help: "Print JSON.") var json = false
+
+        func validate() throws {
+            if on && off { throw CommandFailure("give --on or --off, not both") }
+        }
+
+        func run() throws {
+            if on || off { try ControlClient.set(ControlAttributes.storeBehind, path: path, value: on ? "on" : "off", mountWide: true) }
+            try ControlClient.show(ControlAttributes.storeBehind, path: path, json: json, mountWide: true) { (s: StoreBehindState) in
+                print("store-behind is \(s.enabled ? "on" : "off"); \(s.pending) closed files wait for their store")
             }
         }
     }

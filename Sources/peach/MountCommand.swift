@@ -54,6 +54,9 @@ struct MountCommand: ParsableCommand {
     @Flag(help: "afs: while the server is away, serve cached files read-only (possibly stale; docs/recovery.md).")
     var offlineReads = false
 
+    @Flag(help: "afs: a close returns once the data is in the cache, and the store follows (peach fs storebehind; docs/consistency.md).")
+    var storeBehind = false
+
     @Flag(help: "Let other users use the mount (the kernel checks permissions).")
     var allowOther = false
 
@@ -189,7 +192,7 @@ struct MountCommand: ParsableCommand {
             case .afs:
                 cacheManager = try AFSCacheManager(server: address, cacheDirectory: cache!,
                                                    cacheSize: cacheSize?.bytes ?? (2 << 30), tls: clientTLS, retry: retry,
-                                                   offlineReads: offlineReads, logger: logger)
+                                                   offlineReads: offlineReads, storeBehind: storeBehind, logger: logger)
             case .nfs:
                 cacheManager = NFSCacheManager(server: address, options: nfs.options(cacheSize: cacheSize?.bytes), tls: clientTLS,
                                                retry: retry, logger: logger)
