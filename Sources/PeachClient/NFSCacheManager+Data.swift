@@ -219,7 +219,14 @@ extension NFSCacheManager {
         guard !table.withLock({ t in node.removed }) else { return }
         // Written at close for the closing process; at unmount, for the file's owner.
         let owner = table.withLock { t in Credential(uid: node.status.uid, gid: node.status.gid) }
-        try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: commit) }
+        try node.writeBacks.withLock { try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: commit) } }
+    }
+
+    /// As `writeBack`, for a caller that holds `node.writeBacks`.
+    func writeBackHoldingLock(_ node: NFSNode) throws {
+        guard !table.withLock({ t in node.removed || !node.isDirty }) else { return }
+        let owner = table.withLock { t in Credential(uid: node.status.uid, gid: node.status.gid) }
+        try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: false) }
     }
 
     private func writeDirtyBlocks(_ node: NFSNode, commit: Bool) throws {

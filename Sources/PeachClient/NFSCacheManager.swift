@@ -314,11 +314,16 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         // A size change and the file's writes take turns (`NFSNode.writes`): a write's block
         // read before the truncate and stored after it would bring truncated bytes back.
         guard changes.size != nil else { return try storeAttributes(node, changes) }
-        return try node.writes.withLock { try storeAttributes(node, changes) }
+        return try node.writes.withLock {
+            // No WRITE of this file may be unanswered while the SETATTR is out (`writeBacks`).
+            try node.writeBacks.withLock {
+                try writeBackHoldingLock(node)
+                return try storeAttributes(node, changes)
+            }
+        }
     }
 
     private func storeAttributes(_ node: NFSNode, _ changes: SetAttributes) throws -> Attributes {
-        if changes.size != nil, table.withLock({ t in node.isDirty }) { try writeBack(node, commit: false) }
         let (status, _) = try core.storeStatus(node.fid, changes)
         table.withLock { t in
             if let size = changes.size {

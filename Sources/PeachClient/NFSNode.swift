@@ -31,6 +31,12 @@ final class NFSNode: @unchecked Sendable {
     /// each start from the block as it was, and the later would undo the earlier's bytes.
     /// Lock order: this, then the table's lock.
     let writes = NIOLock()
+    /// Held while dirty blocks are sent (WRITE, COMMIT), and by a size change from before its
+    /// write-back until its SETATTR is answered. The server may carry out two requests of one
+    /// connection in either order, so a close's WRITE still unanswered when a truncate's SETATTR
+    /// went out could land after it and bring truncated bytes back (fsx saw the old size after a
+    /// reopen). Lock order: `writes`, then this, then the table's lock.
+    let writeBacks = NIOLock()
     var openCount = 0
     /// The data version the kernel's page cache holds, if any.
     var kernelVersion: UInt64?
