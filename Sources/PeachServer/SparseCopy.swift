@@ -15,26 +15,33 @@ enum SparseCopy {
 
     /// - Parameter source: nil when the old version has no file (an empty file).
     static func copy(from source: String?, to destination: String, size: Int64) throws {
-        let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard output >= 0 else { throw statusCode(errno) }
-        var done = false
-        defer {
-            close(output)
-            if !done { unlink(destination) }
-        }
-        if let source {
+        try makeVersionFile(destination, size: size) { output in
+            guard let source else { return }
             let input = open(source, O_RDONLY | O_CLOEXEC)
             guard input >= 0 else { throw errno == ENOENT ? SourceGone() : statusCode(errno) }
             defer { close(input) }
             try copyDataRanges(from: input, to: output, limit: size)
         }
-        guard ftruncate(output, off_t(size)) == 0 else { throw statusCode(errno) }
-        done = true
     }
 
     /// A new version file of `size` bytes starting with `bytes` (a small file's inline content),
     /// the rest a hole.
     static func write(_ bytes: [UInt8], to destination: String, size: Int64) throws {
+        try makeVersionFile(destination, size: size) { output in
+            let data = Array(bytes.prefix(Int(clamping: size)))
+            var written = 0
+            while written < data.count {
+                let n = data.withUnsafeBytes { pwrite(output, $0.baseAddress! + written, data.count - written, off_t(written)) }
+                if n < 0 && errno == EINTR { continue }
+                guard n > 0 else { throw n < 0 ? statusCode(errno) : .noSpace }
+                written += n
+            }
+        }
+    }
+
+    /// Creates `destination`, lets `fill` write its data, and sets its size; a file that fails
+    /// anywhere is removed at once.
+    private static func makeVersionFile(_ destination: String, size: Int64, fill: (Int32) throws -> Void) throws {
         let output = open(destination, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard output >= 0 else { throw statusCode(errno) }
         var done = false
@@ -42,14 +49,7 @@ enum SparseCopy {
             close(output)
             if !done { unlink(destination) }
         }
-        let data = Array(bytes.prefix(Int(clamping: size)))
-        var written = 0
-        while written < data.count {
-            let n = data.withUnsafeBytes { pwrite(output, $0.baseAddress! + written, data.count - written, off_t(written)) }
-            if n < 0 && errno == EINTR { continue }
-            guard n > 0 else { throw n < 0 ? statusCode(errno) : .noSpace }
-            written += n
-        }
+        try fill(output)
         guard ftruncate(output, off_t(size)) == 0 else { throw statusCode(errno) }
         done = true
     }

@@ -37,12 +37,7 @@ struct InlineStorageTests {
     }
 
     func content(_ store: VolumeStore, _ fid: FID, range: ByteRange = .whole) throws -> [UInt8] {
-        switch try store.fetchData(fid, range: range, client: "reader").2 {
-        case .bytes(let bytes): return bytes
-        case .file(let handle, let length):
-            defer { try? handle.close() }
-            return Array(try handle.read(upToCount: Int(length)) ?? Data())
-        }
+        try fetchedContent(store, fid, range: range)
     }
 
     /// The version files on the server's disk.

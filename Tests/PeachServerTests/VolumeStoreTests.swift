@@ -35,12 +35,7 @@ struct VolumeStoreTests {
     }
 
     func content(_ store: VolumeStore, _ fid: FID, range: ByteRange = .whole) throws -> [UInt8] {
-        switch try store.fetchData(fid, range: range, client: "reader").2 {
-        case .bytes(let bytes): return bytes
-        case .file(let handle, let length):
-            defer { try? handle.close() }
-            return Array(try handle.read(upToCount: Int(length)) ?? Data())
-        }
+        try fetchedContent(store, fid, range: range)
     }
 
     @Test("FetchData sends the part of a file asked for, as AFS-3's position and length", arguments: [
@@ -231,5 +226,16 @@ struct VolumeStoreTests {
             #expect(try store.callBackCount() == 0)
             #expect(try store.introduce(client: "c", epoch: 1) == true)
         }
+    }
+}
+
+/// What FetchData sends of `fid` for the client "reader", in either form (bytes from the
+/// database or a version file).
+func fetchedContent(_ store: VolumeStore, _ fid: FID, range: ByteRange = .whole) throws -> [UInt8] {
+    switch try store.fetchData(fid, range: range, client: "reader").2 {
+    case .bytes(let bytes): return bytes
+    case .file(let handle, let length):
+        defer { try? handle.close() }
+        return Array(try handle.read(upToCount: Int(length)) ?? Data())
     }
 }
