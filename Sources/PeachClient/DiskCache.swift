@@ -297,12 +297,14 @@ final class DiskCache: Sendable {
         try? index.write { db in try Self.write(db, .put(entry), for: entry.fid) }
     }
 
-    /// Queues a write that leaves the entry clean or gone. Called with `persistLock` held.
+    /// Queues a write that leaves the entry clean or gone. Called with `persistLock` held. The
+    /// batch is written 20 ms later: one wake-up of the writer thread for every file a burst of
+    /// creates and stores touched, not one per file.
     private func persistLater(_ fid: FID, _ write: PendingWrite) {
         pending[fid] = write
         guard !flushScheduled else { return }
         flushScheduled = true
-        indexWriter.async { [self] in flushIndex() }
+        indexWriter.asyncAfter(deadline: .now() + .milliseconds(20)) { [self] in flushIndex() }
     }
 
     /// Writes every pending entry in one transaction.
