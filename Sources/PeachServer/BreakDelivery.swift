@@ -43,7 +43,8 @@ struct BreakDelivery: Sendable {
             // comes back first (then the break goes to it over its new connection).
             if registry.saidFarewell(client) {
                 // It gave every promise up before leaving: nothing to wait for or to declare.
-                _ = registry.cancelWaiting(client, id: waiter)
+                // (Its waiter is taken back, or has just run: either way the promise completes.)
+                if registry.cancelWaiting(client, id: waiter) { returned.succeed(false) }
                 return eventLoop.makeSucceededVoidFuture()
             }
             let remaining = registry.lastContact(of: client) + lease - .now()

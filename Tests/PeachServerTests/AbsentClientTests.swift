@@ -133,6 +133,27 @@ struct AbsentClientTests {
         }
     }
 
+    @Test("a client that said farewell with a break unacknowledged is waited for by no one once it has gone")
+    func farewellWithABreakInFlight() throws {
+        try withCluster { cluster in
+            let root = try RawProtocolClient(port: cluster.address.port)
+            #expect(try root.hello().code == .ok)
+            let leaving = try RawProtocolClient(port: cluster.address.port, owner: Self.mallory)
+            #expect(try leaving.hello().code == .ok)
+            #expect(try promiseExpiry(leaving, on: .root) > 0)
+            let mkdir = try root.send(.makeDir(CreateRequest(directory: .root, name: "d", type: .directory, mode: 0o755, uid: 0, gid: 0)))
+            // The break arrives and is not acknowledged; then the farewell, and the client goes.
+            let push = try #require(try leaving.receiveFrame())
+            #expect(push.kind == .push)
+            let farewell = try leaving.send(.giveUpAllCallBacks)
+            #expect(try leaving.reply(to: farewell).code == .ok)
+            leaving.shutdownConnection()
+            #expect(try root.reply(to: mkdir, timeout: 30).code == .ok)
+            let counted = cluster.server.statistics.snapshot()
+            #expect(counted.breaksWaitingForAbsentClients == 0 && counted.clientsDeclaredUnreachable == 0)
+        }
+    }
+
     @Test("a principal has a bounded number of client ids: idle ones make room, ones holding promises do not")
     func clientIDsPerPrincipalAreBounded() throws {
         try withCluster(limits: ConnectionLimits(maximumClientIDsPerPrincipal: 3)) { cluster in
