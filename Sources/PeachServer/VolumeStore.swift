@@ -176,11 +176,15 @@ public final class VolumeStore: Sendable {
     /// Records promises on `vnodes` and returns the expiry the reply announces: 0 (no promise)
     /// for a stateless requester, and when the caller may not read one of them (a promise lets
     /// its holder make every change to the object wait for it, so only a reader gets one).
+    /// `known`: statuses the caller has read already in this transaction, as they now are.
     @discardableResult
-    func grant(_ db: Database, _ requester: Requester, vnodes: [Int64], now: Timespec) throws -> UInt64 {
+    func grant(_ db: Database, _ requester: Requester, vnodes: [Int64], now: Timespec, known: [FileStatus] = []) throws -> UInt64 {
         guard requester.grantsCallBacks else { return 0 }
         if let identity = requester.identity, !identity.isSuperUser {
-            for vnode in vnodes where !AccessCheck.mayHoldPromise(on: try VnodeTable.status(db, vnode), for: identity) { return 0 }
+            for vnode in vnodes {
+                let status = try known.first(where: { Int64($0.fid.vnode) == vnode }) ?? VnodeTable.status(db, vnode)
+                if !AccessCheck.mayHoldPromise(on: status, for: identity) { return 0 }
+            }
         }
         try CallBackTable.grant(db, client: requester.clientID, vnodes: vnodes, expiresAt: expiry(now: now))
         metrics.callBacksGranted.increment(by: vnodes.count)
@@ -266,7 +270,7 @@ public final class VolumeStore: Sendable {
         if let held, held - now.seconds > callBackLifetime / 2 { return (status, UInt64(held)) }
         return try writeTransaction { db in
             let (vnode, status) = try VnodeTable.resolve(db, fid)
-            return (status, try grant(db, client, vnodes: [vnode], now: now))
+            return (status, try grant(db, client, vnodes: [vnode], now: now, known: [status]))
         }
     }
 
@@ -300,7 +304,7 @@ public final class VolumeStore: Sendable {
                 do {
                     let (vnode, status) = try VnodeTable.resolve(db, fid)
                     // One expiry covers every entry: 0 if any of them got no promise.
-                    let expiry = try grant(db, client, vnodes: [vnode], now: now)
+                    let expiry = try grant(db, client, vnodes: [vnode], now: now, known: [status])
                     announced = min(announced ?? expiry, expiry)
                     entries.append(.status(status))
                 } catch let code as StatusCode {
@@ -336,7 +340,7 @@ public final class VolumeStore: Sendable {
                 default:
                     break
                 }
-                let expiry = try grant(db, client, vnodes: [vnode], now: now)
+                let expiry = try grant(db, client, vnodes: [vnode], now: now, known: [status])
                 switch status.type {
                 case .directory:
                     return (status, expiry, .bytes(Self.part(Array(buffer: DirectoryListingCodec.encode(try VnodeTable.entries(db, directory: vnode))), range)))
@@ -421,8 +425,9 @@ public final class VolumeStore: Sendable {
                         ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
                     """, arguments: [newSize, Int64(newVersion), mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
                 let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
-                let expiry = try grant(db, client, vnodes: [vnode], now: now)
-                return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .store, callBackExpiry: expiry)
+                let stored = try VnodeTable.status(db, vnode)
+                let expiry = try grant(db, client, vnodes: [vnode], now: now, known: [stored])
+                return Mutation(value: stored, breaks: breaks, reason: .store, callBackExpiry: expiry)
             }
             if let oldFile { unlink(oldFile) }
             if inline != nil, let uploadPath { unlink(uploadPath) }
@@ -536,8 +541,9 @@ public final class VolumeStore: Sendable {
             }
             try VnodeTable.touch(db, vnode, content: false, now: now)
             let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
-            let expiry = try grant(db, client, vnodes: [vnode], now: now)
-            return Mutation(value: try VnodeTable.status(db, vnode), breaks: breaks, reason: .setattr, callBackExpiry: expiry)
+            let changed = try VnodeTable.status(db, vnode)
+            let expiry = try grant(db, client, vnodes: [vnode], now: now, known: [changed])
+            return Mutation(value: changed, breaks: breaks, reason: .setattr, callBackExpiry: expiry)
         }
         if let removeAfterCommit { try? FileManager.default.removeItem(atPath: removeAfterCommit) }
         return mutation
@@ -757,7 +763,8 @@ public final class VolumeStore: Sendable {
                         reason: CallBackReason, now: Timespec, _ change: NamespaceChange) throws -> Mutation<NamespaceChange> {
         let breaks = try CallBackTable.breakAll(db, vnodes: changed, except: client.clientID, now: now.seconds, deleted: removed)
         try CallBackTable.forget(db, vnodes: removed.map { Int64($0.vnode) })
-        let expiry = try grant(db, client, vnodes: granted, now: now)
+        let known = [change.directory, change.target, change.otherDirectory].compactMap { $0 }
+        let expiry = try grant(db, client, vnodes: granted, now: now, known: known)
         return Mutation(value: change, breaks: breaks, reason: reason, callBackExpiry: expiry)
     }
 
