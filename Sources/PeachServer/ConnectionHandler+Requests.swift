@@ -220,14 +220,16 @@ extension Request {
     /// A request whose work is a few short SQLite statements and no file I/O, which an event
     /// loop may run itself (`ConnectionHandler.dispatch`). Not: anything that reads or writes a
     /// file's content, a READDIR (it reads the whole directory), a size change (it may copy a
-    /// file), GetVolumeStatus (it counts every vnode).
+    /// file), GetVolumeStatus (it counts every vnode), GiveUpCallBacks and GiveUpAllCallBacks (a
+    /// peer may name 300,000 FIDs in one frame, or hold as many promises, each a row to delete: the
+    /// loop's other connections would wait for them all).
     var isShort: Bool {
         switch self {
         case .storeStatus(_, let attributes): attributes.size == nil
         case .fetchStatus, .bulkStatus, .createFile, .makeDir, .symlink, .link, .removeFile, .removeDir, .rename,
-             .giveUpCallBacks, .giveUpAllCallBacks, .lookup, .readlink, .ping:
+             .lookup, .readlink, .ping:
             true
-        case .hello, .fetchData, .storeData, .getVolumeStatus, .read, .write, .commit, .readDir, .admin:
+        case .hello, .fetchData, .storeData, .getVolumeStatus, .read, .write, .commit, .readDir, .giveUpCallBacks, .giveUpAllCallBacks, .admin:
             false
         }
     }

@@ -234,6 +234,11 @@ struct EventLoopAnswerTests {
             released.signal()
             #expect(try client.reply(to: second, timeout: 10).code == .ok)
             #expect(cluster.server.statistics.snapshot().answeredOnEventLoop == before + 1)
+            // Giving promises up is never done on the loop: a peer decides how many rows it deletes.
+            let fids = [FID](repeating: .root, count: 1000)
+            let giveUp = try client.send(.giveUpCallBacks(fids))
+            #expect(try client.reply(to: giveUp).code == .ok)
+            #expect(cluster.server.statistics.snapshot().answeredOnEventLoop == before + 1)
         }
     }
 }
