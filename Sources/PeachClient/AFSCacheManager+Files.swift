@@ -98,15 +98,15 @@ extension AFSCacheManager {
 
     /// One read of a file read through: the range from the server, now.
     private func readThrough(_ file: OpenFile, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let stamp = table.withLock { t in t.breakStamp(file.vnode.inode) }
-        let (status, expiry, bytes) = try core.connection.fetchRange(file.vnode.fid, offset: offset, length: UInt64(buffer.count))
-        table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
-        let n = min(bytes.count, buffer.count)
-        if n > 0 { bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) } }
+        let n = try fetchRange(file.vnode.fid, offset: offset, length: UInt64(buffer.count)) { status, expiry, bytes, stamp in
+            table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
+            let n = min(bytes.count, buffer.count)
+            if n > 0 { bytes.withUnsafeBytes { buffer.baseAddress!.copyMemory(from: $0.baseAddress!, byteCount: n) } }
+            return n
+        }
         statistics.update {
             $0.reads += 1
             $0.readBytes += UInt64(n)
-            $0.fetchedBytes += UInt64(n)
         }
         return n
     }
@@ -129,34 +129,23 @@ extension AFSCacheManager {
 
     /// FetchData into a new cache file, then install it. Caller holds `vnode.io`.
     func fetchWholeFile(_ vnode: CachedVnode) throws {
-        let stamp = table.withLock { t in t.breakStamp(vnode.inode) }
         let expected = table.withLock { t in vnode.status.size }
         makeRoom(for: expected)
         let temporary = disk.directory + "/files/fetch-" + UUID().uuidString
         let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError(errno, "creating a cache file") }
-        let status: FileStatus
-        let expiry: UInt64
-        let received: UInt64
+        defer { Glibc.close(fd) }
         do {
-            defer { Glibc.close(fd) }
-            (status, expiry, received) = try core.connection.fetchData(vnode.fid, into: fd)
+            try fetchData(vnode.fid, into: fd) { status, expiry, stamp in
+                Glibc.rename(temporary, disk.path(vnode.fid, status.dataVersion))
+                disk.install(.init(fid: vnode.fid, dataVersion: status.dataVersion, size: status.size, dirty: false, lastUse: 0))
+                table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
+            }
         } catch {
             Glibc.unlink(temporary)
             throw error
         }
-        guard received == status.size else {
-            Glibc.unlink(temporary)
-            throw FileSystemError(EIO, "fetched \(received) bytes of \(status.size)")
-        }
-        Glibc.rename(temporary, disk.path(vnode.fid, status.dataVersion))
-        disk.install(.init(fid: vnode.fid, dataVersion: status.dataVersion, size: status.size, dirty: false, lastUse: 0))
-        table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
-        statistics.update {
-            $0.fetches += 1
-            $0.fetchedBytes += status.size
-            $0.cacheBytes = disk.totalBytes
-        }
+        statistics.update { $0.cacheBytes = disk.totalBytes }
     }
 
     /// Evicts clean, closed files until `bytes` more fit under the cache size.
@@ -272,7 +261,7 @@ extension AFSCacheManager {
             if vnode.forgotten, vnode.openCount == 0, !vnode.dirty, vnode.inode != FID.root.vnode,
                t.vnodes[vnode.inode] === vnode {
                 t.vnodes[vnode.inode] = nil
-                t.forgetBreakCount(vnode.inode)
+                t.forgetBreaks(of: vnode.inode)
                 statistics.update { $0.vnodes = t.vnodes.count }
             }
             return vnode.removed && vnode.openCount == 0
@@ -301,40 +290,36 @@ extension AFSCacheManager {
             defer { if givenFD == nil { Glibc.close(fd) } }
             // What is sent is the copy as it is now; a write after this makes it dirty again.
             let size = try Self.fileSize(fd)
-            let stamp = table.withLock { t in t.breakStamp(vnode.inode) }
             // A store at close is the closing process's; one at unmount or recovery, the owner's.
             let owner = table.withLock { t in vnode.ownerOnServer ?? Credential(uid: vnode.status.uid, gid: vnode.status.gid) }
             let status: FileStatus
-            let expiry: UInt64
             do {
-                (status, expiry) = try Caller.unlessNamed(owner) {
-                    try core.connection.storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending,
-                                             baseVersion: leftover ? entry.dataVersion : nil)
+                status = try Caller.unlessNamed(owner) {
+                    try storeData(vnode.fid, fd: fd, size: size, mtime: mtime, status: pending,
+                                  baseVersion: leftover ? entry.dataVersion : nil) { status, expiry, stamp in
+                        table.withLock { t in
+                            // What was sent is applied; changes made during the store wait for the next one.
+                            if vnode.pendingStatus == pending {
+                                vnode.pendingStatus = StoreStatusChange()
+                                vnode.ownerOnServer = nil
+                            }
+                            vnode.dirty = vnode.dirtyGeneration != generation
+                            t.install(status, expiry: expiry, stamp: stamp)
+                            // The kernel's pages hold what we just stored.
+                            if vnode.kernelVersion != nil { vnode.kernelVersion = status.dataVersion }
+                        }
+                        return status
+                    }
                 }
             } catch let error as FileSystemError where leftover && (error.serverCode == .versionConflict || error.serverCode == .stale) {
                 try keepAsConflict(vnode.fid, vnode: vnode, because: error.serverCode == .stale ? "the file was removed" : "the file changed")
                 return
             }
-            table.withLock { t in
-                // What was sent is applied; changes made during the store wait for the next one.
-                if vnode.pendingStatus == pending {
-                    vnode.pendingStatus = StoreStatusChange()
-                    vnode.ownerOnServer = nil
-                }
-                vnode.dirty = vnode.dirtyGeneration != generation
-                t.install(status, expiry: expiry, stamp: stamp)
-                // The kernel's pages hold what we just stored.
-                if vnode.kernelVersion != nil { vnode.kernelVersion = status.dataVersion }
-            }
             disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, storedGeneration: entry.generation)
             // The server set a new ctime: the kernel's cached attributes are stale.
             let inode = vnode.inode
             core.tellKernelLater { $0.invalidateAttributes(inode) }
-            statistics.update {
-                $0.stores += 1
-                $0.storedBytes += size
-                $0.cacheBytes = disk.totalBytes
-            }
+            statistics.update { $0.cacheBytes = disk.totalBytes }
         }
     }
 

@@ -17,27 +17,20 @@ extension AFSCacheManager {
                 return (directory, listing)
             }
             guard table.withLock({ t in directory.isDirectory }) else { throw FileSystemError.notDirectory }
-            let stamp = table.withLock { t in t.breakStamp(inode) }
-            let bytes = NIOLockedValueBox(ByteBuffer())
-            let (status, expiry) = try core.connection.fetchData(directory.fid, sink: { chunk in
-                var chunk = chunk
-                bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
-            }, reset: { bytes.withLockedValue { $0.clear() } })
-            let entries: [DirectoryEntry]
-            do {
-                entries = try DirectoryListingCodec.decode(bytes.withLockedValue { $0 })
-            } catch {
-                throw FileSystemError(EIO, "malformed directory listing: \(error)")
-            }
-            let listing = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
-            statistics.update {
-                $0.fetches += 1
-                $0.fetchedBytes += UInt64(bytes.withLockedValue { $0.readableBytes })
-            }
-            table.withLock { t in
-                t.install(status, expiry: expiry, stamp: stamp)
-                directory.listing = listing
-                directory.listingVersion = status.dataVersion
+            let listing = try fetchData(inMemory: directory.fid) { status, expiry, bytes, stamp in
+                let entries: [DirectoryEntry]
+                do {
+                    entries = try DirectoryListingCodec.decode(bytes)
+                } catch {
+                    throw FileSystemError(EIO, "malformed directory listing: \(error)")
+                }
+                let listing = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
+                table.withLock { t in
+                    t.install(status, expiry: expiry, stamp: stamp)
+                    directory.listing = listing
+                    directory.listingVersion = status.dataVersion
+                }
+                return listing
             }
             return (directory, listing)
         }
@@ -81,16 +74,16 @@ extension AFSCacheManager {
     /// status comes in the same request.
     func revalidateListing(_ inode: Inode, name: String) throws {
         let directory = try vnode(inode)
-        let request = table.withLock { t -> (fids: [FID], stamps: [UInt64])? in
+        let fids = table.withLock { t -> [FID]? in
             guard let listing = directory.listing, !t.hasValidCallBack(directory) else { return nil }
             var fids = [directory.fid]
             if let child = listing[name], !(t.vnodes[child.fid.vnode].map { $0.fid == child.fid && t.hasValidCallBack($0) } ?? false) {
                 fids.append(child.fid)
             }
-            return (fids, fids.map { t.breakStamp($0.vnode) })
+            return fids
         }
-        guard let request else { return }
-        try bulkStatus(request.fids, stamps: request.stamps)
+        guard let fids else { return }
+        try call(.bulkStatus(fids))
     }
 
     public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
@@ -138,20 +131,7 @@ extension AFSCacheManager {
     func bulkStatus(_ missing: [FID]) throws {
         for start in stride(from: 0, to: missing.count, by: Self.bulkStatusBatch) {
             let batch = Array(missing[start..<min(missing.count, start + Self.bulkStatusBatch)])
-            try bulkStatus(batch, stamps: table.withLock { t in batch.map { t.breakStamp($0.vnode) } })
-        }
-    }
-
-    /// One BulkStatus: each status is installed with its promise, unless a break for its FID came
-    /// after its stamp was taken.
-    private func bulkStatus(_ fids: [FID], stamps: [UInt64]) throws {
-        guard case .bulkStatus(let results, let expiry) = try core.connection.call(.bulkStatus(fids)) else {
-            throw FileSystemError.unexpectedReply
-        }
-        table.withLock { t in
-            for (index, result) in results.enumerated() where index < stamps.count {
-                if case .status(let status) = result { t.install(status, expiry: expiry, stamp: stamps[index]) }
-            }
+            try call(.bulkStatus(batch))
         }
     }
 
@@ -160,47 +140,22 @@ extension AFSCacheManager {
     public func readlink(_ inode: Inode) throws -> String {
         let link = try validated(inode)
         if let target = table.withLock({ t in t.hasValidCallBack(link) ? link.symlinkTarget : nil }) { return target }
-        let bytes = NIOLockedValueBox(ByteBuffer())
-        let stamp = table.withLock { t in t.breakStamp(inode) }
-        let (status, expiry) = try core.connection.fetchData(link.fid, sink: { chunk in
-            var chunk = chunk
-            bytes.withLockedValue { _ = $0.writeBuffer(&chunk) }
-        }, reset: { bytes.withLockedValue { $0.clear() } })
-        let target = String(buffer: bytes.withLockedValue { $0 })
-        table.withLock { t in
-            t.install(status, expiry: expiry, stamp: stamp)
-            link.symlinkTarget = target
+        return try fetchData(inMemory: link.fid) { status, expiry, bytes, stamp in
+            let target = String(buffer: bytes)
+            table.withLock { t in
+                t.install(status, expiry: expiry, stamp: stamp)
+                link.symlinkTarget = target
+            }
+            return target
         }
-        statistics.update { $0.fetches += 1; $0.fetchedBytes += UInt64(target.utf8.count) }
-        return target
     }
 
     // MARK: Changes
 
-    /// A namespace change through the core's pipeline, stamped with the break counters of
-    /// `directories`. The commit updates each directory's cached listing in place (`edit`) when
-    /// the reply shows ours was the only change since it was fetched, and drops it otherwise.
-    private func change(_ request: Request, directories: [Inode],
-                        edit: (_ directory: Inode, _ listing: inout [String: DirectoryEntry], _ change: NamespaceChange) -> Void) throws -> NamespaceChange {
-        try core.change(request, stamp: { table.withLock { t in directories.map { t.breakStamp($0) } } }) { change, expiry, stamps in
-            table.withLock { t in
-                for (index, status) in change.changedDirectories.enumerated() {
-                    let inode = status.fid.vnode
-                    let stamp = stamps[min(index, stamps.count - 1)]
-                    if let directory = t.vnodes[inode], directory.listing != nil,
-                       t.hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
-                        // Edited in place: a copy would cost the whole listing on every create.
-                        edit(inode, &directory.listing!, change)
-                        directory.listingVersion = status.dataVersion
-                    }
-                    t.install(status, expiry: expiry, stamp: stamp)
-                }
-                // A link count of 0: the object was removed; nothing to cache.
-                if let target = change.target, target.linkCount > 0 {
-                    t.install(target, expiry: expiry, stamp: t.breakStamp(target.fid.vnode))
-                }
-            }
-        }
+    /// A namespace change through the pipeline; `VnodeTable.apply` edits the cached listings.
+    private func change(_ request: Request) throws -> NamespaceChange {
+        guard case .namespace(let change, _) = try call(request) else { throw FileSystemError.unexpectedReply }
+        return change
     }
 
     private func newEntry(_ change: NamespaceChange, parent: Inode, name: String) throws -> Entry {
@@ -218,10 +173,7 @@ extension AFSCacheManager {
 
     func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
-        let change = try change(request, directories: [parent]) { _, listing, change in
-            if let target = change.target { listing[name] = DirectoryEntry(name: name, fid: target.fid, type: target.type) }
-        }
-        return try newEntry(change, parent: parent, name: name)
+        return try newEntry(try change(request), parent: parent, name: name)
     }
 
     func fid(of inode: Inode) throws -> FID { try vnode(inode).fid }
@@ -272,7 +224,7 @@ extension AFSCacheManager {
 
     private func remove(_ request: Request, parent: Inode, name: String) throws {
         try FileSystemError.checkName(name)
-        let change = try change(request, directories: [parent]) { _, listing, _ in listing[name] = nil }
+        let change = try change(request)
         guard let target = change.target, target.linkCount == 0 else { return }
         let fid = target.fid
         // The last name is gone: so is the object. An open descriptor keeps its cached copy.
@@ -298,12 +250,7 @@ extension AFSCacheManager {
                                      toDirectory: try vnode(newParent).fid, toName: newName)
         let moved = table.withLock { t in t.vnodes[parent]?.listing?[name] }
         let replaced = table.withLock { t in t.vnodes[newParent]?.listing?[newName] }
-        _ = try change(request, directories: [parent, newParent]) { directory, listing, change in
-            if directory == parent { listing[name] = nil }
-            if directory == newParent, let target = change.target {
-                listing[newName] = DirectoryEntry(name: newName, fid: target.fid, type: target.type)
-            }
-        }
+        _ = try change(request)
         table.withLock { t in
             if let moved, let vnode = t.vnodes[moved.fid.vnode] {
                 vnode.parent = newParent
@@ -361,9 +308,7 @@ extension AFSCacheManager {
             }
             return attributes(vnode)
         }
-        let stamp = table.withLock { t in t.breakStamp(inode) }
-        let (status, expiry) = try core.storeStatus(vnode.fid, remote)
-        table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
+        try call(.storeStatus(vnode.fid, remote))
         return attributes(vnode)
     }
 }

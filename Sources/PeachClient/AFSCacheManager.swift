@@ -36,10 +36,10 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         let (clientID, epoch) = try disk.identity()
         core = ClientCore(design: .afs, server: server, clientID: clientID, epoch: epoch, tls: tls, retry: retry,
                           readsGiveUpWhenAway: offlineReads, logger: logger)
-        table = Mutex(VnodeTable(connection: core.connection, disk: disk, statistics: core.statistics, offlineReads: offlineReads))
+        table = Mutex(VnodeTable(lease: core.lease, disk: disk, statistics: core.statistics, offlineReads: offlineReads))
         statistics.update { $0.cacheBytes = disk.totalBytes }
         statistics.metrics.limitBytes.record(Int64(clamping: cacheSize))
-        core.connection.setHandlers(
+        core.setHandlers(
             hello: { [weak self] reply, leaseLapsed in
                 if leaseLapsed || reply.callBacksLost { self?.dropAllPromises() }
             },
@@ -82,7 +82,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
                       store: { try store($0, fd: nil) }, unsaved: "it stays in the cache for the next start") {
             // Every promise the server recorded, including those this side never trusted (a
             // reply that raced a break) and those broken and not yet acknowledged.
-            _ = try? core.connection.call(.giveUpAllCallBacks)
+            _ = try? perform(.giveUpAllCallBacks) { _, _ in }
         }
         disk.releaseDirectory()
     }
@@ -113,7 +113,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     // MARK: Promises
 
     /// `--offline-reads`, and the server is away: cached files are served read-only, possibly stale.
-    var servingOffline: Bool { offlineReads && core.connection.serverIsAway }
+    var servingOffline: Bool { offlineReads && core.lease.serverIsAway }
 
     /// Runs `body`; if it failed for want of the server and the mount now serves offline, runs
     /// it again, from the cache.
@@ -134,7 +134,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
             return table.withLock { t in
                 var invalidations: [KernelInvalidation] = []
                 for fid in fids {
-                    t.breakCounts[fid.vnode, default: 0] += 1
+                    t.noteBreak(fid.vnode)
                     guard let vnode = t.vnodes[fid.vnode], vnode.fid == fid else { continue }
                     vnode.callBackExpiry = 0
                     vnode.kernelVersion = nil
@@ -171,7 +171,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     /// Every promise is gone (the server said so, or we reconnected and may have missed breaks).
     func dropAllPromises() {
         let invalidations: [KernelInvalidation] = table.withLock { t in
-            t.breakGeneration &+= 1
+            t.noteEveryPromiseBroken()
             // Listings stay: each is revalidated by its data version on next use (one BulkStatus).
             return t.vnodes.values.map { vnode in
                 vnode.callBackExpiry = 0
@@ -187,9 +187,9 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     /// so cached files are served through an outage. When the lease ends without a new answer
     /// from the server, the kernel's cached attributes, names and pages are dropped too.
     func keepPromisesWhileLeaseHolds() {
-        guard let remaining = core.connection.leaseRemaining() else { return dropAllPromises() }
+        guard let remaining = core.lease.remaining() else { return dropAllPromises() }
         DispatchQueue.global().asyncAfter(deadline: .now() + .nanoseconds(Int(remaining.nanoseconds))) { [weak self] in
-            guard let self, !self.core.connection.leaseIsValid() else { return }
+            guard let self, !self.core.lease.isValid() else { return }
             self.dropAllPromises()
         }
     }
@@ -217,12 +217,26 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         return vnode
     }
 
+    // MARK: The pipeline
+
+    func stampBeforeSending() -> BreakStamp { table.withLock { t in t.stamp() } }
+
+    /// `request` through the pipeline, every status of its reply installed (`VnodeTable.apply`).
+    @discardableResult
+    func call(_ request: Request) throws -> Reply {
+        try perform(request) { reply, stamp in
+            try table.withLock { t in try t.apply(reply, for: request, stamp: stamp) }
+            return reply
+        }
+    }
+
     /// FetchStatus: a fresh status and promise.
     @discardableResult
     func fetchStatus(_ fid: FID) throws -> CachedVnode {
-        let stamp = table.withLock { t in t.breakStamp(fid.vnode) }
-        let (status, expiry) = try core.fetchStatus(fid)
-        return table.withLock { t in t.install(status, expiry: expiry, stamp: stamp) }
+        try perform(.fetchStatus(fid)) { reply, stamp in
+            guard case .status(let status, let expiry) = reply else { throw FileSystemError.unexpectedReply }
+            return table.withLock { t in t.install(status, expiry: expiry, stamp: stamp) }
+        }
     }
 
     /// The vnode with a valid promise on its status, asking the server if needed. A file
@@ -265,7 +279,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
             t.referencedVnodes -= 1
             guard vnode.openCount == 0, !vnode.dirty, !t.keptForOffline(vnode) else { return }
             t.vnodes[inode] = nil
-            t.forgetBreakCount(inode)
+            t.forgetBreaks(of: inode)
             statistics.update { $0.vnodes = t.vnodes.count }
         }
     }

@@ -8,10 +8,14 @@ import PeachProtocol
 /// is there, as open(2) does).
 protocol CacheDesign: CacheManager {
     associatedtype OpenHandle: AnyObject & Sendable
+    /// What a reply's statuses are checked against, taken before its request leaves
+    /// (`ServerPipeline.swift`): AFS mode's break stamp; nothing in NFS mode.
+    associatedtype Stamp
     var core: ClientCore<OpenHandle> { get }
+    func stampBeforeSending() -> Stamp
     /// The FID the design knows `inode` by (ESTALE if it knows none).
     func fid(of inode: Inode) throws -> FID
-    /// Sends a CreateFile, MakeDir, Symlink or Link through the core's change pipeline, records
+    /// Sends a CreateFile, MakeDir, Symlink or Link through the pipeline, records
     /// the reply, and returns the entry.
     func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry
     /// Opens the file `entry` names, created empty by this client a moment ago: nothing to fetch.
@@ -22,16 +26,21 @@ extension CacheDesign {
     public var statistics: ClientStatistics { core.statistics }
 
     /// `peach fs checkservers`: 5 s at most for the answer.
-    public func checkServer() -> ServerCheck { core.connection.check(timeout: .seconds(5)) }
+    public func checkServer() -> ServerCheck { core.checkServer(timeout: .seconds(5)) }
 
     public func setKernelNotifier(_ notifier: KernelNotifier?) { core.setNotifier(notifier) }
 
     var notifier: KernelNotifier? { core.notifier }
 
-    public func volumeStatus() throws -> VolumeStatus { try core.volumeStatus() }
+    public func volumeStatus() throws -> VolumeStatus {
+        try perform(.getVolumeStatus) { reply, _ in
+            guard case .volumeStatus(let status) = reply else { throw FileSystemError.unexpectedReply }
+            return status
+        }
+    }
 
     public func location(of inode: Inode) throws -> FileLocation {
-        let address = core.connection.address
+        let address = core.serverAddress
         return FileLocation(server: "\(address.host):\(address.port)", fid: try fid(of: inode).description)
     }
 

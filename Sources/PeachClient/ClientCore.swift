@@ -7,9 +7,8 @@ import Synchronization
 
 /// The half of a cache manager that does not depend on the design, as in Linux's kAFS, where one
 /// client core serves every volume: the connection (with its retries, lease and numbering), the
-/// open-file handles, the kernel notifier, the statistics, the start and unmount sequence, and one
-/// pipeline for every namespace change: stamp what the design caches, send the request, commit
-/// the reply.
+/// open-file handles, the kernel notifier, the statistics, and the start and unmount sequence.
+/// The designs reach the server only through the pipeline in `ServerPipeline.swift`.
 ///
 /// A design (`CacheDesign`) adds its two policies: what keeps a cached status valid (callbacks in
 /// AFS mode, attribute timeouts in NFS mode) and where file data lives (whole files on disk, or
@@ -76,37 +75,36 @@ final class ClientCore<OpenHandle: AnyObject & Sendable>: Sendable {
         connection.close()
     }
 
-    // MARK: Requests
+    // MARK: The connection's state
 
-    /// The one pipeline of every namespace change (create, mkdir, symlink, link, remove, rmdir,
-    /// rename): `stamp` records, before the request leaves, what lets the design tell a change
-    /// made by someone else meanwhile (AFS mode: the break counters; NFS mode: nothing); the
-    /// request goes through the connection (numbered, so a retry is answered from the server's
-    /// record, never run twice); `commit` applies the reply to what the design caches.
-    func change<Stamp>(_ request: Request, stamp: () -> Stamp,
-                       commit: (_ change: NamespaceChange, _ expiry: UInt64, _ stamp: Stamp) -> Void) throws -> NamespaceChange {
-        let stamped = stamp()
-        guard case .namespace(let change, let expiry) = try connection.call(request) else { throw FileSystemError.unexpectedReply }
-        commit(change, expiry, stamped)
-        return change
-    }
+    /// Whether the lease holds and the server is there: what the tables may know of the
+    /// connection, without a way to send on it.
+    var lease: LeaseView { LeaseView(connection: connection) }
 
-    /// StoreStatus (chmod, chown, utime, truncate): the new status and, in AFS mode, its promise.
-    func storeStatus(_ fid: FID, _ changes: SetAttributes) throws -> (FileStatus, UInt64) {
-        guard case .status(let status, let expiry) = try connection.call(.storeStatus(fid, changes)) else { throw FileSystemError.unexpectedReply }
-        return (status, expiry)
-    }
+    var serverAddress: ServerAddress { connection.address }
 
-    /// FetchStatus (AFS) or GETATTR (NFS): one call, one meaning since protocol 3.
-    func fetchStatus(_ fid: FID) throws -> (FileStatus, UInt64) {
-        guard case .status(let status, let expiry) = try connection.call(.fetchStatus(fid)) else { throw FileSystemError.unexpectedReply }
-        return (status, expiry)
-    }
+    /// `peach fs checkservers`: one ping, answered within `timeout` or not.
+    func checkServer(timeout: TimeAmount) -> ServerCheck { connection.check(timeout: timeout) }
 
-    func volumeStatus() throws -> VolumeStatus {
-        guard case .volumeStatus(let status) = try connection.call(.getVolumeStatus) else { throw FileSystemError.unexpectedReply }
-        return status
+    /// What the connection calls back: a Hello's reply, a push, the connection's close.
+    func setHandlers(hello: @escaping ServerConnection.HelloHandler, push: @escaping ServerConnection.PushHandler,
+                     closed: ServerConnection.ClosedHandler? = nil) {
+        connection.setHandlers(hello: hello, push: push, closed: closed)
     }
+}
+
+/// The connection's lease and reachability, read-only.
+struct LeaseView: Sendable {
+    fileprivate let connection: ServerConnection
+
+    /// The server cannot have given this client's promises up unheard.
+    func isValid() -> Bool { connection.leaseIsValid() }
+
+    /// How long the lease still holds; nil if it does not.
+    func remaining() -> TimeAmount? { connection.leaseRemaining() }
+
+    /// The last request found no server, and none has answered since.
+    var serverIsAway: Bool { connection.serverIsAway }
 }
 
 extension NamespaceChange {

@@ -94,29 +94,26 @@ extension NFSCacheManager {
 
     /// READ of one block, cached as clean.
     private func readBlock(_ node: NFSNode, index: UInt64) throws -> [UInt8] {
-        let reply = try core.connection.call(.read(node.fid, offset: index * UInt64(blockSize), count: UInt32(blockSize)))
-        guard case .read(let status, let data) = reply else { throw FileSystemError.unexpectedReply }
-        statistics.update {
-            $0.fetches += 1
-            $0.fetchedBytes += UInt64(data.count)
-        }
-        table.withLock { t in
-            // Older than what is known (a READ that raced a truncate or write): its data is
-            // returned to this read, not cached. Nor is a block written here meanwhile (a write
-            // on another FUSE thread, such as a mapped page's, while this READ was out): the
-            // server's copy is older than the dirty one, and would come back once that is sent.
-            guard status.dataVersion >= node.status.dataVersion, node.dirtyBlocks[index] == nil else { return }
-            t.apply(status)
-            let evicted = t.blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
-            node.cachedBlocks.insert(index)
-            for key in evicted { t.nodes[key.inode]?.cachedBlocks.remove(key.index) }
-            let total = UInt64(t.blocks.totalCost)
-            statistics.update {
-                $0.evictions += evicted.count
-                $0.cacheBytes = total
+        try perform(.read(node.fid, offset: index * UInt64(blockSize), count: UInt32(blockSize))) { reply, _ in
+            guard case .read(let status, let data) = reply else { throw FileSystemError.unexpectedReply }
+            table.withLock { t in
+                // Older than what is known (a READ that raced a truncate or write): its data is
+                // returned to this read, not cached. Nor is a block written here meanwhile (a write
+                // on another FUSE thread, such as a mapped page's, while this READ was out): the
+                // server's copy is older than the dirty one, and would come back once that is sent.
+                guard status.dataVersion >= node.status.dataVersion, node.dirtyBlocks[index] == nil else { return }
+                t.apply(status)
+                let evicted = t.blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
+                node.cachedBlocks.insert(index)
+                for key in evicted { t.nodes[key.inode]?.cachedBlocks.remove(key.index) }
+                let total = UInt64(t.blocks.totalCost)
+                statistics.update {
+                    $0.evictions += evicted.count
+                    $0.cacheBytes = total
+                }
             }
+            return data
         }
-        return data
     }
 
     /// The blocks `buffer` covers, changed from their dirty, cached or READ content, by
@@ -234,35 +231,34 @@ extension NFSCacheManager {
         for (index, block) in dirty where block.dirtyEnd > block.dirtyStart {
             let slice = Array(block.data[block.dirtyStart..<block.dirtyEnd])
             let offset = index * UInt64(blockSize) + UInt64(block.dirtyStart)
-            let reply = try core.connection.call(.write(node.fid, offset: offset, data: slice))
-            guard case .write(let before, let status) = reply else { throw FileSystemError.unexpectedReply }
-            statistics.update {
-                $0.stores += 1
-                $0.storedBytes += UInt64(slice.count)
-            }
-            table.withLock { t in
-                if node.dirtyBlocks[index]?.dirtyEnd == block.dirtyEnd, node.dirtyBlocks[index]?.data == block.data {
-                    node.dirtyBlocks[index] = nil
-                    let key = BlockKey(inode: node.inode, index: index)
-                    if block.data.count == blockSize || offset + UInt64(slice.count) >= status.size {
-                        // Now a clean block of the new version.
-                        t.blocks.set(key, block.data, cost: block.data.count)
-                        node.cachedBlocks.insert(index)
-                    } else {
-                        // Part of a block: the rest is the server's. No older copy may stand for it.
-                        t.blocks.remove(key)
-                        node.cachedBlocks.remove(index)
+            try perform(.write(node.fid, offset: offset, data: slice)) { reply, _ in
+                guard case .write(let before, let status) = reply else { throw FileSystemError.unexpectedReply }
+                table.withLock { t in
+                    if node.dirtyBlocks[index]?.dirtyEnd == block.dirtyEnd, node.dirtyBlocks[index]?.data == block.data {
+                        node.dirtyBlocks[index] = nil
+                        let key = BlockKey(inode: node.inode, index: index)
+                        if block.data.count == blockSize || offset + UInt64(slice.count) >= status.size {
+                            // Now a clean block of the new version.
+                            t.blocks.set(key, block.data, cost: block.data.count)
+                            node.cachedBlocks.insert(index)
+                        } else {
+                            // Part of a block: the rest is the server's. No older copy may stand for it.
+                            t.blocks.remove(key)
+                            node.cachedBlocks.remove(index)
+                        }
                     }
+                    let ours = node.kernelVersion == before
+                    t.apply(status, ownChangeFrom: before)
+                    // The kernel's pages hold what we wrote.
+                    if ours { node.kernelVersion = status.dataVersion }
                 }
-                let ours = node.kernelVersion == before
-                t.apply(status, ownChangeFrom: before)
-                // The kernel's pages hold what we wrote.
-                if ours { node.kernelVersion = status.dataVersion }
             }
         }
         if commit {
-            guard case .status(let status, _) = try core.connection.call(.commit(node.fid)) else { throw FileSystemError.unexpectedReply }
-            table.withLock { t in _ = t.apply(status) }
+            try perform(.commit(node.fid)) { reply, _ in
+                guard case .status(let status, _) = reply else { throw FileSystemError.unexpectedReply }
+                table.withLock { t in _ = t.apply(status) }
+            }
         }
     }
 }

@@ -24,7 +24,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
                           logger: logger)
         table = Mutex(NFSNodeTable(core: core, options: options))
         core.statistics.metrics.limitBytes.record(Int64(clamping: options.cacheSize))
-        core.connection.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
+        core.setHandlers(hello: { _, _ in }, push: { _, ack in ack() })
     }
 
     public func start() throws {
@@ -40,6 +40,9 @@ public final class NFSCacheManager: CacheDesign, Sendable {
                       store: { try writeBack($0, commit: true) }, unsaved: "its unwritten blocks are lost")
     }
 
+    /// No promises to guard: a status is checked by its data version, not by a stamp.
+    func stampBeforeSending() {}
+
     // MARK: Attribute cache
 
     func node(_ inode: Inode) throws -> NFSNode {
@@ -51,8 +54,10 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     @discardableResult
     func getAttr(_ fid: FID) throws -> NFSNode {
         do {
-            let (status, _) = try core.fetchStatus(fid)
-            return table.withLock { t in t.apply(status) }
+            return try perform(.fetchStatus(fid)) { reply, _ in
+                guard case .status(let status, _) = reply else { throw FileSystemError.unexpectedReply }
+                return table.withLock { t in t.apply(status) }
+            }
         } catch let error as FileSystemError where error.errno == ESTALE {
             forgetName(of: fid)
             throw error
@@ -138,19 +143,20 @@ public final class NFSCacheManager: CacheDesign, Sendable {
                 }
             }
         }
-        let reply: Reply
+        let child: NFSNode
         do {
-            reply = try core.connection.call(.lookup(directory: directory.fid, name: name))
+            child = try perform(.lookup(directory: directory.fid, name: name)) { reply, _ in
+                guard case .lookup(let dirStatus, let object) = reply else { throw FileSystemError.unexpectedReply }
+                return table.withLock { t -> NFSNode in
+                    t.apply(dirStatus)
+                    let child = t.apply(object)
+                    directory.names[name] = child.inode
+                    return child
+                }
+            }
         } catch let error as FileSystemError where error.errno == ENOENT {
             table.withLock { t in directory.names[name] = .some(nil) }
             throw error
-        }
-        guard case .lookup(let dirStatus, let object) = reply else { throw FileSystemError.unexpectedReply }
-        let child = table.withLock { t -> NFSNode in
-            t.apply(dirStatus)
-            let child = t.apply(object)
-            directory.names[name] = child.inode
-            return child
         }
         return entry(child, in: directory, name: name)
     }
@@ -171,20 +177,21 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         var listing = table.withLock { t in directory.listing }
         if listing == nil {
             var entries: [DirectoryEntry] = []
-            var status: FileStatus?
             while true {
-                let reply = try core.connection.call(.readDir(directory.fid, cookie: UInt32(entries.count), count: 512))
-                guard case .readDir(let dirStatus, let page, let end) = reply else { throw FileSystemError.unexpectedReply }
-                entries += page
-                status = dirStatus
-                if end || page.isEmpty { break }
+                let request = Request.readDir(directory.fid, cookie: UInt32(entries.count), count: 512)
+                let last = try perform(request) { reply, _ in
+                    guard case .readDir(let status, let page, let end) = reply else { throw FileSystemError.unexpectedReply }
+                    entries += page
+                    let last = end || page.isEmpty
+                    table.withLock { t in
+                        t.apply(status)
+                        if last { directory.listing = entries }
+                    }
+                    return last
+                }
+                if last { break }
             }
-            statistics.update { $0.fetches += 1 }
             listing = entries
-            table.withLock { t in
-                if let status { t.apply(status) }
-                directory.listing = entries
-            }
         }
         let parent = table.withLock { t in directory.parent ?? inode }
         return [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
@@ -196,25 +203,25 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         let link = try node(inode)
         try revalidate(link)
         if let target = table.withLock({ t in link.symlinkTarget }) { return target }
-        guard case .readlink(let status, let target) = try core.connection.call(.readlink(link.fid)) else {
-            throw FileSystemError.unexpectedReply
+        return try perform(.readlink(link.fid)) { reply, _ in
+            guard case .readlink(let status, let target) = reply else { throw FileSystemError.unexpectedReply }
+            table.withLock { t in
+                t.apply(status)
+                link.symlinkTarget = target
+            }
+            return target
         }
-        table.withLock { t in
-            t.apply(status)
-            link.symlinkTarget = target
-        }
-        return target
     }
 
     // MARK: Namespace changes
 
-    /// A namespace procedure through the core's pipeline (no stamp: no promise to guard). The
-    /// commit keeps a directory's cached names (updated by `edit`) when ours was its only change,
+    /// A namespace procedure through the pipeline (no stamp: no promise to guard). It keeps a directory's cached names (updated by `edit`) when ours was its only change,
     /// and drops them on any other.
     func change(_ request: Request,
                 edit: (_ table: inout NFSNodeTable, _ directory: NFSNode, _ change: NamespaceChange) -> Void = { _, _, _ in }) throws -> NamespaceChange {
-        try core.change(request, stamp: {}) { change, _, _ in
-            table.withLock { t in
+        try perform(request) { reply, _ in
+            guard case .namespace(let change, _) = reply else { throw FileSystemError.unexpectedReply }
+            return table.withLock { t in
                 for status in change.changedDirectories {
                     let known = t.nodes[status.fid.vnode]
                     let ownChange = known.map { $0.status.dataVersion + 1 == status.dataVersion ? $0.status.dataVersion : nil } ?? nil
@@ -223,6 +230,7 @@ public final class NFSCacheManager: CacheDesign, Sendable {
                     edit(&t, directory, change)
                 }
                 if let target = change.target, target.linkCount > 0 { t.apply(target) }
+                return change
             }
         }
     }
@@ -324,17 +332,19 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     }
 
     private func storeAttributes(_ node: NFSNode, _ changes: SetAttributes) throws -> Attributes {
-        let (status, _) = try core.storeStatus(node.fid, changes)
-        table.withLock { t in
-            if let size = changes.size {
-                t.dropCachedData(node)
-                // Nothing past the new end may be sent later, nor count in the size: a block
-                // still dirty there (none should be, after the write-back above) would bring
-                // truncated bytes back at the next flush.
-                trimDirtyBlocks(node, to: size)
+        try perform(.storeStatus(node.fid, changes)) { reply, _ in
+            guard case .status(let status, _) = reply else { throw FileSystemError.unexpectedReply }
+            table.withLock { t in
+                if let size = changes.size {
+                    t.dropCachedData(node)
+                    // Nothing past the new end may be sent later, nor count in the size: a block
+                    // still dirty there (none should be, after the write-back above) would bring
+                    // truncated bytes back at the next flush.
+                    trimDirtyBlocks(node, to: size)
+                }
+                t.apply(status, ownChangeFrom: node.status.dataVersion)
+                if changes.size != nil { node.status.size = status.size }
             }
-            t.apply(status, ownChangeFrom: node.status.dataVersion)
-            if changes.size != nil { node.status.size = status.size }
         }
         return attributes(node)
     }

@@ -6,29 +6,32 @@ import PeachProtocol
 /// `CachedVnode` is a reference cell shared with the open files that use it; its fields are read
 /// and written only under this table's lock, as every method here is called.
 struct VnodeTable {
-    let connection: ServerConnection
+    let lease: LeaseView
     let disk: DiskCache
     let statistics: ClientStatistics
     /// `--offline-reads`.
     let offlineReads: Bool
 
     var vnodes: [Inode: CachedVnode] = [:]
-    /// Per-FID break counters (also for FIDs not cached yet) and a generation bumped when every
-    /// promise goes at once. A reply installs a promise only if neither moved while it was in flight.
-    var breakCounts: [Inode: UInt64] = [:]
-    var breakGeneration: UInt64 = 0
+    /// Breaks, numbered as they arrive: the number of the latest break of each FID (also of FIDs
+    /// not cached yet), and a floor that stands for every break forgotten or applied to all
+    /// promises at once. A reply installs a promise only if no break for its FID came after the
+    /// stamp its request took before it left (`BreakStamp`).
+    private var breaksSeen: UInt64 = 0
+    private var latestBreak: [Inode: UInt64] = [:]
+    private var everyPromiseBrokenAt: UInt64 = 0
     /// Vnodes with at least one kernel reference (FUSE lookup count above 0).
     var referencedVnodes = 0
 
-    init(connection: ServerConnection, disk: DiskCache, statistics: ClientStatistics, offlineReads: Bool) {
-        self.connection = connection
+    init(lease: LeaseView, disk: DiskCache, statistics: ClientStatistics, offlineReads: Bool) {
+        self.lease = lease
         self.disk = disk
         self.statistics = statistics
         self.offlineReads = offlineReads
     }
 
     /// `--offline-reads`, and the server is away: cached files are served read-only, possibly stale.
-    var servingOffline: Bool { offlineReads && connection.serverIsAway }
+    var servingOffline: Bool { offlineReads && lease.serverIsAway }
 
     /// Promises this close to expiry are not trusted.
     static let expiryMargin: UInt64 = 5
@@ -52,13 +55,29 @@ struct VnodeTable {
 
     /// A promise from the server that holds now.
     func hasLivePromise(_ vnode: CachedVnode) -> Bool {
-        vnode.callBackExpiry > Self.now() + Self.expiryMargin && connection.leaseIsValid()
+        vnode.callBackExpiry > Self.now() + Self.expiryMargin && lease.isValid()
     }
 
-    /// What a reply's promise is checked against: it moves with every break of `inode`, and
-    /// with every drop of all promises.
-    func breakStamp(_ inode: Inode) -> UInt64 {
-        breakGeneration &+ (breakCounts[inode] ?? 0)
+    /// Taken before a request leaves; the statuses its reply carries are trusted only if no
+    /// break for them arrived since. One stamp covers every FID, those the request names and
+    /// those only its reply will (a new object, a link's or a rename's target).
+    func stamp() -> BreakStamp { BreakStamp(breaksSeen: breaksSeen) }
+
+    /// A break of `inode`'s promise arrived after `stamp` was taken.
+    func brokenSince(_ stamp: BreakStamp, _ inode: Inode) -> Bool {
+        max(latestBreak[inode] ?? 0, everyPromiseBrokenAt) > stamp.breaksSeen
+    }
+
+    /// A break for `inode` arrived.
+    mutating func noteBreak(_ inode: Inode) {
+        breaksSeen += 1
+        latestBreak[inode] = breaksSeen
+    }
+
+    /// Every promise went at once (the server said so, or a reconnect may have missed breaks).
+    mutating func noteEveryPromiseBroken() {
+        breaksSeen += 1
+        everyPromiseBrokenAt = breaksSeen
     }
 
     /// Seconds the kernel may cache what it learns of `vnode`.
@@ -68,10 +87,10 @@ struct VnodeTable {
     }
 
     /// Records a status from the server and the promise that came with it, unless a break for the
-    /// FID arrived while the request was in flight (`stamp` moved): then the status is used but
+    /// FID arrived while the request was in flight (after `stamp`): then the status is used but
     /// not trusted.
     @discardableResult
-    mutating func install(_ status: FileStatus, expiry: UInt64, stamp: UInt64) -> CachedVnode {
+    mutating func install(_ status: FileStatus, expiry: UInt64, stamp: BreakStamp) -> CachedVnode {
         let vnode: CachedVnode
         if let known = vnodes[status.fid.vnode], known.fid == status.fid {
             vnode = known
@@ -92,7 +111,7 @@ struct VnodeTable {
         }
         if vnode.isDirectory, vnode.listingVersion != status.dataVersion { vnode.listing = nil }
         if vnode.status.type == .symlink, vnode.status.dataVersion != status.dataVersion { vnode.symlinkTarget = nil }
-        vnode.callBackExpiry = breakStamp(status.fid.vnode) == stamp ? expiry : 0
+        vnode.callBackExpiry = brokenSince(stamp, status.fid.vnode) ? 0 : expiry
         return vnode
     }
 
@@ -109,14 +128,14 @@ struct VnodeTable {
         return .inode(vnode.inode, names: vnode.listing.map { Array($0.keys) } ?? [])
     }
 
-    /// Drops a break counter; bumping the generation keeps every stamp taken before it from
-    /// matching again. Counters of FIDs never cached (breaks for them) are pruned in bulk the same
-    /// way.
-    mutating func forgetBreakCount(_ inode: Inode) {
-        if breakCounts.removeValue(forKey: inode) != nil { breakGeneration &+= 1 }
-        if breakCounts.count > 2 * vnodes.count + 1024 {
-            breakCounts = [:]
-            breakGeneration &+= 1
+    /// Drops the record of `inode`'s latest break. The floor rises to it, so that no stamp taken
+    /// before that break can match again. Records of FIDs never cached (breaks for them) are
+    /// pruned in bulk the same way.
+    mutating func forgetBreaks(of inode: Inode) {
+        if let latest = latestBreak.removeValue(forKey: inode) { everyPromiseBrokenAt = max(everyPromiseBrokenAt, latest) }
+        if latestBreak.count > 2 * vnodes.count + 1024 {
+            latestBreak = [:]
+            everyPromiseBrokenAt = breaksSeen
         }
     }
 
@@ -145,7 +164,7 @@ struct VnodeTable {
             && !keptForOffline(vnode)
             && inode != FID.root.vnode {
             vnodes[inode] = nil
-            forgetBreakCount(inode)
+            forgetBreaks(of: inode)
         }
     }
 
@@ -174,6 +193,11 @@ struct VnodeTable {
         }
         return nil
     }
+}
+
+/// The breaks a client had seen when a request left: what its reply's promises are checked against.
+struct BreakStamp: Sendable {
+    fileprivate let breaksSeen: UInt64
 }
 
 /// What the kernel must forget when a promise on `vnode` is broken.

@@ -122,4 +122,13 @@ public struct PathClient: Sendable {
         let (toParent, toName) = try split(to)
         try cacheManager.rename(parent: fromParent, name: fromName, newParent: toParent, newName: toName, noReplace: false)
     }
+
+    public func link(_ existing: String, _ new: String) throws {
+        let (parent, name) = try split(new)
+        _ = try cacheManager.link(try resolve(existing), newParent: parent, newName: name)
+    }
+
+    public func chmod(_ path: String, _ mode: UInt32) throws {
+        _ = try cacheManager.setAttributes(try resolve(path), SetAttributes(mode: mode), handle: nil)
+    }
 }

@@ -24,10 +24,13 @@ public final class TestCluster: @unchecked Sendable {
         address = ServerAddress(host: "127.0.0.1", port: port)
     }
 
-    /// A new started cache manager (cache directory `name`, reused if it exists: a restart).
-    public func addClient(named name: String? = nil, cacheSize: UInt64 = 1 << 30, tls: ClientTLS? = nil) throws -> AFSCacheManager {
+    /// A new started cache manager (cache directory `name`, reused if it exists: a restart),
+    /// connected to the server directly or `through` a proxy.
+    public func addClient(named name: String? = nil, cacheSize: UInt64 = 1 << 30, tls: ClientTLS? = nil,
+                          through proxy: TCPProxy? = nil) throws -> AFSCacheManager {
         let cache = try directory.subdirectory("cache-\(name ?? String(clients.count))")
-        let client = try AFSCacheManager(server: address, cacheDirectory: cache, cacheSize: cacheSize, tls: tls)
+        let server = proxy.map { ServerAddress(host: "127.0.0.1", port: $0.port) } ?? address
+        let client = try AFSCacheManager(server: server, cacheDirectory: cache, cacheSize: cacheSize, tls: tls)
         try client.start()
         clients.append(client)
         return client
