@@ -16,6 +16,7 @@ build: deps
 
 test: build
 	@scripts/ensure-deps.sh test
+	@scripts/check-imports.py
 	$(SWIFT) build $(RESOLVED) --build-tests
 	$(SWIFT) test $(RESOLVED)
 

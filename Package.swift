@@ -9,6 +9,8 @@ let package = Package(
         .library(name: "PeachProtocol", targets: ["PeachProtocol"]),
         .library(name: "PeachClient", targets: ["PeachClient"]),
         .library(name: "PeachServer", targets: ["PeachServer"]),
+        .library(name: "PeachSupport", targets: ["PeachSupport"]),
+        .library(name: "PeachLocalCluster", targets: ["PeachLocalCluster"]),
         .library(name: "PeachTesting", targets: ["PeachTesting"]),
         .library(name: "PeachBench", targets: ["PeachBench"]),
     ],
@@ -32,6 +34,12 @@ let package = Package(
             providers: [.apt(["libfuse3-dev"])]
         ),
         .systemLibrary(name: "CPeachSystem"),
+        // What the server, the clients and the CLI share that is not the protocol: server
+        // addresses, the directory lock, whole writes, text tables, child processes.
+        .target(
+            name: "PeachSupport",
+            dependencies: ["CPeachSystem", .product(name: "NIOCore", package: "swift-nio")]
+        ),
         .target(
             name: "PeachProtocol",
             dependencies: [.product(name: "NIOCore", package: "swift-nio")]
@@ -50,10 +58,11 @@ let package = Package(
         .target(
             name: "PeachServer",
             dependencies: [
-                "PeachProtocol", "CPeachSystem", "PeachSecurity",
+                "PeachProtocol", "PeachSupport", "CPeachSystem", "PeachSecurity",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOTLS", package: "swift-nio"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 // SQLite's C API, for the one statement stepped by hand (`VnodeTable.status`).
@@ -65,9 +74,10 @@ let package = Package(
         .target(
             name: "PeachClient",
             dependencies: [
-                "PeachProtocol", "PeachSecurity",
+                "PeachProtocol", "PeachSupport", "PeachSecurity",
                 .product(name: "NIOSSL", package: "swift-nio-ssl"),
                 .product(name: "NIOCore", package: "swift-nio"),
+                .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "NIOPosix", package: "swift-nio"),
                 .product(name: "GRDB", package: "GRDB.swift"),
                 .product(name: "Logging", package: "swift-log"),
@@ -87,15 +97,25 @@ let package = Package(
         ),
         .target(
             name: "PeachFUSE",
-            dependencies: ["PeachClient", "CFuse3", "CPeachSystem", .product(name: "Logging", package: "swift-log")]
+            dependencies: ["PeachClient", "PeachProtocol", "CFuse3", "CPeachSystem", .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log")]
         ),
+        // Servers and mounts on this machine, in processes of their own or in-process: what
+        // `peach bench` runs, and what the tests run.
+        .target(
+            name: "PeachLocalCluster",
+            dependencies: ["PeachSupport", "PeachServer", "PeachClient", "PeachSecurity", "PeachProtocol", "CPeachSystem"]
+        ),
+        // For tests only: a fault-injecting proxy, a raw protocol client, polling.
         .target(
             name: "PeachTesting",
-            dependencies: ["PeachServer", "PeachClient", "PeachSecurity", "CPeachSystem", .product(name: "NIOCore", package: "swift-nio")]
+            dependencies: ["PeachLocalCluster", "PeachSupport", "PeachProtocol", "CPeachSystem",
+                           .product(name: "NIOCore", package: "swift-nio"),
+                           .product(name: "NIOConcurrencyHelpers", package: "swift-nio")]
         ),
         .target(
             name: "PeachBench",
-            dependencies: ["PeachServer", "PeachClient", "PeachTesting", "CPeachSystem", .product(name: "Ink", package: "Ink")]
+            dependencies: ["PeachServer", "PeachClient", "PeachLocalCluster", "PeachSupport", "PeachProtocol", "CPeachSystem",
+                           .product(name: "Ink", package: "Ink")]
         ),
         // The per-input logic of the fuzz targets, shared with the corpus replay test.
         .target(
@@ -109,23 +129,34 @@ let package = Package(
         .executableTarget(
             name: "peach",
             dependencies: [
-                "PeachServer", "PeachClient", "PeachFUSE", "PeachBench", "PeachSecurity", "PeachMetrics", "CPeachSystem",
+                "PeachServer", "PeachClient", "PeachFUSE", "PeachBench", "PeachSecurity", "PeachMetrics", "PeachSupport",
+                "PeachProtocol", "PeachLocalCluster", "CPeachSystem",
+                .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOPosix", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
                 .product(name: "ArgumentParser", package: "swift-argument-parser"),
                 .product(name: "Logging", package: "swift-log"),
             ]
         ),
-        .testTarget(name: "PeachProtocolTests", dependencies: ["PeachProtocol"]),
-        .testTarget(name: "PeachServerTests", dependencies: ["PeachServer", "PeachClient", "PeachTesting", "PeachFuzzing"]),
+        .testTarget(name: "PeachProtocolTests", dependencies: ["PeachProtocol", .product(name: "NIOCore", package: "swift-nio")]),
+        .testTarget(name: "PeachServerTests", dependencies: [
+            "PeachServer", "PeachClient", "PeachProtocol", "PeachSupport", "PeachLocalCluster", "PeachTesting", "PeachFuzzing",
+            "PeachSecurity", .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
+        ]),
         .testTarget(name: "PeachSecurityTests", dependencies: [
-            "PeachSecurity", "PeachTesting", .product(name: "NIOSSL", package: "swift-nio-ssl"),
+            "PeachSecurity", "PeachSupport", "PeachLocalCluster", "PeachTesting", .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
         .testTarget(name: "PeachClientTests", dependencies: [
-            "PeachClient", "PeachTesting",
+            "PeachClient", "PeachProtocol", "PeachSupport", "PeachLocalCluster", "PeachTesting",
             .product(name: "NIOEmbedded", package: "swift-nio"),
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),
         ]),
-        .testTarget(name: "PeachFUSETests", dependencies: ["PeachTesting"]),
-        .testTarget(name: "PeachBenchTests", dependencies: ["PeachBench", "PeachTesting"]),
+        .testTarget(name: "PeachFUSETests", dependencies: [
+            "PeachClient", "PeachProtocol", "PeachServer", "PeachSupport", "PeachLocalCluster", "PeachTesting",
+            .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"),
+        ]),
+        .testTarget(name: "PeachBenchTests", dependencies: [
+            "PeachBench", "PeachProtocol", "PeachServer", "PeachSupport", "PeachLocalCluster", "PeachTesting",
+        ]),
     ],
     swiftLanguageModes: [.v6]
 )

@@ -1,6 +1,6 @@
 import Foundation
 import PeachProtocol
-import PeachTesting
+import PeachSupport
 
 /// `peach bench andrew`: the five phases through real mounts of both designs and in a local
 /// directory, cold (fresh client caches) and warm (the same client again, into a new target).

@@ -1,5 +1,5 @@
 import Foundation
-import PeachTesting
+import PeachSupport
 
 /// The Andrew benchmark's five phases over a source tree, on any `BenchFileSystem`.
 public struct AndrewWorkload: Sendable {

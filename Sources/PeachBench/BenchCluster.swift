@@ -1,8 +1,8 @@
 import Foundation
-import PeachProtocol
 import PeachClient
+import PeachLocalCluster
+import PeachProtocol
 import PeachServer
-import PeachTesting
 
 /// What a run shows to Prometheus (`peach bench andrew --metrics`): each cluster's server as it
 /// starts, and the `peach mount` options of each design's mount (their own `--metrics`).
@@ -19,16 +19,16 @@ public struct BenchMetricsHooks: Sendable {
 /// A fresh server with clients for one workload: in-process cache managers (exact counts, no
 /// mount), or `peach mount` processes (through the kernel). Always torn down.
 public final class BenchCluster {
-    private let inProcess: TestCluster?
+    private let inProcess: InProcessCluster?
     private let mountedCluster: MountedCluster?
     private let nfsOptions: NFSOptions
     private var mounts: [ClientDesign: MountedCluster.Mount] = [:]
     public private(set) var writer: BenchFileSystem
     /// Mounts speak mutual TLS with this cell's certificates (the server serves TLS only).
-    private let cell: TestCell?
+    private let cell: CertificateCell?
     private let metrics: BenchMetricsHooks?
 
-    init(mounted: Bool, nfsCacheSize: Int, blockSize: Int, cell: TestCell? = nil, metrics: BenchMetricsHooks? = nil) throws {
+    init(mounted: Bool, nfsCacheSize: Int, blockSize: Int, cell: CertificateCell? = nil, metrics: BenchMetricsHooks? = nil) throws {
         self.cell = cell
         self.metrics = metrics
         var options = NFSOptions()
@@ -44,14 +44,14 @@ public final class BenchCluster {
             writer = MountedFileSystem(root: try cluster.mount("writer", design: .afs,
                                                                extraArguments: cell?.mountArguments("alpha") ?? []).path)
         } else {
-            let cluster = try TestCluster()
+            let cluster = try InProcessCluster()
             inProcess = cluster
             mountedCluster = nil
             writer = InProcessFileSystem(try cluster.addClient(named: "writer"))
         }
     }
 
-    public static func with<T>(mounted: Bool, nfsCacheSize: Int = 256 << 20, blockSize: Int = 64 << 10, cell: TestCell? = nil,
+    public static func with<T>(mounted: Bool, nfsCacheSize: Int = 256 << 20, blockSize: Int = 64 << 10, cell: CertificateCell? = nil,
                                metrics: BenchMetricsHooks? = nil, _ body: (BenchCluster) throws -> T) throws -> T {
         let cluster = try BenchCluster(mounted: mounted, nfsCacheSize: nfsCacheSize, blockSize: blockSize, cell: cell, metrics: metrics)
         defer { cluster.shutdown() }

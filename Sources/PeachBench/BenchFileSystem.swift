@@ -1,8 +1,8 @@
 import CPeachSystem
 import Foundation
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
-import PeachTesting
 
 /// What a workload does to a file system, so one workload runs against an in-process cache
 /// manager (exact counts, no mount) or a real mount (system calls through the kernel).

@@ -1,5 +1,6 @@
 import Foundation
-import PeachTesting
+import PeachLocalCluster
+import PeachSupport
 
 /// `peach bench io`: the mount's data path against local disk, as ratios taken in one run:
 /// re-read of a cached 64 MiB file, cold whole-file fetch over loopback, and open-read-close of

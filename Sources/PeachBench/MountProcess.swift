@@ -1,7 +1,8 @@
 import Foundation
-import PeachProtocol
 import PeachClient
-import PeachTesting
+import PeachLocalCluster
+import PeachProtocol
+import PeachSupport
 
 /// A `peach mount --foreground` process against a server process, so the cache manager's CPU
 /// time can be read apart from the benchmark's. Unmounted and reaped by `stop()`.

@@ -1,4 +1,5 @@
 import Foundation
+import PeachSupport
 
 /// The OSTEP suite's outputs: the terminal table, the JSON document, the report with charts.
 public struct OSTEPReport: BenchReport {

@@ -1,7 +1,6 @@
 import Foundation
 import PeachProtocol
 import PeachClient
-import PeachTesting
 
 /// The eleven workloads of OSTEP's AFS-versus-NFS comparison ("The Andrew File System",
 /// Figure "Comparison: AFS vs. NFS"), each against a fresh server with one client of each design.

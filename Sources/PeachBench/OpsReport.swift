@@ -1,4 +1,5 @@
 import Foundation
+import PeachSupport
 
 /// `peach bench ops` as tables (latency, then CPU per operation, then workloads), JSON and a
 /// report with a latency chart.

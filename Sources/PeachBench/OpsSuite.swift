@@ -1,7 +1,8 @@
-import Foundation
 import CPeachSystem
+import Foundation
 import PeachClient
-import PeachTesting
+import PeachLocalCluster
+import PeachSupport
 
 /// `peach bench ops`: what each operation that reaches the server costs, through AFS-mode and
 /// NFS-mode mounts of one server process, a local directory, and any `--compare` directory (an
@@ -82,7 +83,7 @@ public struct OpsSuite: Sendable {
             throw BenchError("--compare \(path): not a writable directory")
         }
         let parent = tmpfs ? "/dev/shm" : nil
-        let server = try ServerProcess(extraArguments: sync.map { ["--sync", $0] } ?? [], in: parent)
+        let server = try ServerProcess(arguments: sync.map { ["--sync", $0] } ?? [], temporaryIn: parent ?? "/tmp")
         defer { server.stop() }
         let afs = try MountProcess(design: .afs, server: server.address, in: parent)
         defer { afs.stop() }

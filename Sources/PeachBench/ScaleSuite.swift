@@ -1,7 +1,8 @@
 import Foundation
-import PeachProtocol
 import PeachClient
-import PeachTesting
+import PeachLocalCluster
+import PeachProtocol
+import PeachSupport
 
 /// `peach bench scale`: N in-process clients at once, each running the Andrew workload in its
 /// own subtree against one server process (the 1988 AFS paper's load-unit experiment).

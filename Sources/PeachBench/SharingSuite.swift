@@ -1,7 +1,8 @@
 import Foundation
-import PeachProtocol
 import PeachClient
-import PeachTesting
+import PeachLocalCluster
+import PeachProtocol
+import PeachSupport
 
 /// `peach bench sharing`: K readers and one writer on a shared set of files. A read is stale
 /// when the content it got right after its open is older than the last write whose close had

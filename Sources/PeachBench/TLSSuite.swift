@@ -1,5 +1,6 @@
 import Foundation
-import PeachTesting
+import PeachLocalCluster
+import PeachSupport
 
 /// `peach bench tls`: what mutual TLS costs, side by side in one run. The same workloads through
 /// AFS-mode mounts of a plain-TCP server and of a TLS-only server: cold whole-file fetches
@@ -27,7 +28,7 @@ public struct TLSSuite: Sendable {
     }
 
     public func run(progress: Progress = Progress()) throws -> [Row] {
-        let cell = try TestCell(clients: ["alpha", "beta"])
+        let cell = try CertificateCell(clients: ["alpha", "beta"])
         let data = content(largeSize, seed: 21)
         let megabytes = Double(largeSize) / 1e6
         return try BenchCluster.with(mounted: true) { plain in

@@ -152,7 +152,7 @@ extension AFSCacheManager {
 
     // MARK: Changes
 
-    /// A namespace change through the pipeline; `VnodeTable.apply` edits the cached listings.
+    /// A namespace change through the pipeline; `CachedVnodeTable.apply` edits the cached listings.
     private func change(_ request: Request) throws -> NamespaceChange {
         guard case .namespace(let change, _) = try call(request) else { throw FileSystemError.unexpectedReply }
         return change

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PeachProtocol
 import PeachSecurity
+import PeachSupport
 import Synchronization
 
 /// The AFS-style cache manager: whole files fetched on open and cached on local disk under
@@ -16,7 +17,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
 
     /// Every vnode and break counter, behind one lock. Lock order: a vnode's `io`, then this one,
     /// never the reverse.
-    let table: Mutex<VnodeTable>
+    let table: Mutex<CachedVnodeTable>
 
     /// Callback breaks are handled here, off the connection's event loop and off FUSE threads.
     let breakQueue = DispatchQueue(label: "peach.afs.callbacks")
@@ -36,7 +37,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         let (clientID, epoch) = try disk.identity()
         core = ClientCore(design: .afs, server: server, clientID: clientID, epoch: epoch, tls: tls, retry: retry,
                           readsGiveUpWhenAway: offlineReads, logger: logger)
-        table = Mutex(VnodeTable(lease: core.lease, disk: disk, statistics: core.statistics, offlineReads: offlineReads))
+        table = Mutex(CachedVnodeTable(lease: core.lease, disk: disk, statistics: core.statistics, offlineReads: offlineReads))
         statistics.update { $0.cacheBytes = disk.totalBytes }
         statistics.metrics.limitBytes.record(Int64(clamping: cacheSize))
         core.setHandlers(
@@ -221,7 +222,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
 
     func stampBeforeSending() -> BreakStamp { table.withLock { t in t.stamp() } }
 
-    /// `request` through the pipeline, every status of its reply installed (`VnodeTable.apply`).
+    /// `request` through the pipeline, every status of its reply installed (`CachedVnodeTable.apply`).
     @discardableResult
     func call(_ request: Request) throws -> Reply {
         try perform(request) { reply, stamp in

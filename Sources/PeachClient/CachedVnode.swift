@@ -2,7 +2,7 @@ import NIOConcurrencyHelpers
 import PeachProtocol
 
 /// What the AFS-mode cache manager knows of one vnode. Fields are guarded by the lock of the
-/// manager's `VnodeTable`; `io` serializes fetches and stores of this one vnode and is never
+/// manager's `CachedVnodeTable`; `io` serializes fetches and stores of this one vnode and is never
 /// taken while holding the table's lock.
 final class CachedVnode: @unchecked Sendable {
     let fid: FID

@@ -3,6 +3,7 @@ import Logging
 import NIOCore
 import PeachProtocol
 import PeachSecurity
+import PeachSupport
 import Synchronization
 
 /// The half of a cache manager that does not depend on the design, as in Linux's kAFS, where one

@@ -2,6 +2,7 @@ import Foundation
 import GRDB
 import NIOConcurrencyHelpers
 import PeachProtocol
+import PeachSupport
 
 /// The AFS-mode cache on local disk: one file per cached (FID, data version), named
 /// `<vnode>.<unique>.<dataVersion>`, and an SQLite index of FID → data version, size, dirty

@@ -1,6 +1,7 @@
 import Dispatch
 import Glibc
 import NIOCore
+import PeachSupport
 import Synchronization
 
 /// Writes a fetch's chunks into the cache file on a queue of its own, never on the connection's
@@ -72,16 +73,7 @@ final class FetchWriter: Sendable {
     }
 
     private func write(_ chunk: ByteBuffer, at offset: UInt64) -> FileSystemError? {
-        chunk.withUnsafeReadableBytes { bytes in
-            var done = 0
-            while done < bytes.count {
-                let n = pwrite(fd, bytes.baseAddress! + done, bytes.count - done, off_t(offset) + off_t(done))
-                if n < 0 && errno == EINTR { continue }
-                guard n > 0 else { return FileSystemError(n < 0 ? errno : EIO, "writing the cache") }
-                done += n
-            }
-            return nil
-        }
+        WholeWrite.write(chunk, to: fd, at: offset).map { FileSystemError($0, "writing the cache") }
     }
 
     /// Waits until every accepted chunk is written (call it before closing `fd`, whatever the

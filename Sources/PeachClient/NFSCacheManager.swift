@@ -2,6 +2,7 @@ import Foundation
 import Logging
 import PeachProtocol
 import PeachSecurity
+import PeachSupport
 import Synchronization
 
 /// The NFS-style client: a block cache in memory, an attribute cache with the Linux client's

@@ -10,8 +10,6 @@ import PeachProtocol
 public final class FUSEFileSystem: @unchecked Sendable {
     public struct Options: Sendable {
         public var allowOther = false
-        /// Threads serving kernel requests.
-        public var maxThreads: UInt32 = 16
         /// What /proc/mounts and df show as the source: the server's address, as NFS shows its export.
         public var fsName = "peachfs"
         /// Off only for the negative control of the invalidation tests: then a break leaves the

@@ -3,7 +3,10 @@ import Glibc
 import PeachClient
 
 /// Tells the kernel of this mount that what it cached of an inode or a name is stale.
-/// Called from the cache manager's callback thread, never from a thread serving a request.
+/// Inode and entry invalidations wait for kernel locks (the inode's pages, the directory's) that
+/// a request in progress may hold, so the cache manager sends them from its kernel queue, never
+/// from a thread serving a request. An attributes-only invalidation (`invalidateAttributes`)
+/// takes no such lock: an open sends it from its own thread, before it replies.
 final class KernelInvalidator: KernelNotifier, @unchecked Sendable {
     /// The session outlives every call: it is destroyed only after the notifier is removed.
     private let session: OpaquePointer

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import PeachProtocol
+import PeachSupport
 
 /// Reads a tar archive member by member (the ustar and GNU header forms GNU tar writes), so that
 /// `peach server --restore` creates every file itself and follows no link: it is told each

@@ -1,6 +1,7 @@
 import Foundation
 import NIOCore
 import PeachProtocol
+import PeachSupport
 
 /// Writes a POSIX ustar archive (what `tar -tf` lists and any tar unpacks) of a backup's staging
 /// directory. The server writes it itself rather than run tar: tar fails a member whose ctime

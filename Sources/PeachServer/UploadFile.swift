@@ -1,6 +1,7 @@
 import Glibc
 import NIOCore
 import PeachProtocol
+import PeachSupport
 
 /// The file syscalls of an incoming StoreData, run on the file I/O pool (never an event loop).
 enum UploadFile {

@@ -1,6 +1,7 @@
 import Foundation
 import GRDB
 import PeachProtocol
+import PeachSupport
 import Synchronization
 
 /// The server's storage, as an AFS vice partition: SQLite (WAL) holds vnodes, directory entries,

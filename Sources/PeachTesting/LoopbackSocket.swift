@@ -1,4 +1,5 @@
 import Foundation
+import PeachLocalCluster
 
 /// TCP sockets on 127.0.0.1 for tests: a listener on a free (or given) port, a client connected
 /// to a port, a port free to hand to a process.

@@ -1,5 +1,6 @@
 import Foundation
 import NIOConcurrencyHelpers
+import PeachLocalCluster
 
 /// A loopback TCP proxy in front of a server, for network faults a test turns on and off:
 /// `holdReplies` stops forwarding from the server to the clients (a one-way partition: the
@@ -9,7 +10,7 @@ import NIOConcurrencyHelpers
 /// `dropConnection(afterForwarding:)` cuts a connection in the middle of a request. Blocking
 /// sockets, two threads per connection; plain TCP (`holdRepliesOnly` reads the frames); for
 /// tests only.
-public final class TCPProxy: @unchecked Sendable {
+public final class TCPProxy: LoopbackRelay, @unchecked Sendable {
     public let port: Int
     private let target: Int
     private let listener: Int32

@@ -1,10 +1,10 @@
 import ArgumentParser
 import Foundation
 import NIOCore
-import PeachBench
 import PeachClient
 import PeachProtocol
 import PeachSecurity
+import PeachSupport
 
 struct AdminCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,12 +1,13 @@
 import ArgumentParser
-import PeachProtocol
-import PeachMetrics
-import NIOConcurrencyHelpers
 import Foundation
+import NIOConcurrencyHelpers
 import PeachBench
 import PeachClient
+import PeachLocalCluster
+import PeachMetrics
+import PeachProtocol
 import PeachServer
-import PeachTesting
+import PeachSupport
 
 struct BenchCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

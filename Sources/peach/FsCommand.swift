@@ -1,9 +1,9 @@
 import ArgumentParser
 import CPeachSystem
 import Foundation
-import PeachBench
 import PeachClient
 import PeachFUSE
+import PeachSupport
 
 struct FsCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

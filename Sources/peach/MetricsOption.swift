@@ -1,7 +1,7 @@
 import Foundation
 import NIOCore
-import PeachClient
 import PeachMetrics
+import PeachSupport
 
 extension MetricsEndpoint {
     /// `--metrics` names a host and a port, both: a metrics port has no default.

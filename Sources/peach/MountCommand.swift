@@ -4,10 +4,11 @@ import Logging
 import NIOConcurrencyHelpers
 import NIOCore
 import PeachClient
-import PeachSecurity
 import PeachFUSE
 import PeachMetrics
 import PeachProtocol
+import PeachSecurity
+import PeachSupport
 
 struct MountCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,14 +1,14 @@
 import ArgumentParser
 import Foundation
 import Logging
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOPosix
+import PeachMetrics
 import PeachProtocol
-import PeachClient
 import PeachSecurity
 import PeachServer
-import PeachMetrics
-import NIOConcurrencyHelpers
+import PeachSupport
 
 struct ServerCommand: ParsableCommand {
     static let configuration = CommandConfiguration(

@@ -1,7 +1,9 @@
 import Foundation
 import PeachBench
+import PeachLocalCluster
 import PeachProtocol
 import PeachServer
+import PeachSupport
 import PeachTesting
 import Synchronization
 import Testing

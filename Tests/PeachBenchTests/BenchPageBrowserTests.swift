@@ -1,5 +1,6 @@
 import Foundation
 import PeachBench
+import PeachSupport
 import PeachTesting
 import Testing
 

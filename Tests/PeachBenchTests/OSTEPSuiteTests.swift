@@ -1,4 +1,7 @@
+import Foundation
 import PeachBench
+import PeachLocalCluster
+import PeachSupport
 import PeachTesting
 import Testing
 
@@ -68,5 +71,3 @@ struct OSTEPSuiteTests {
     }
 }
 
-import Foundation
-import PeachTesting

@@ -1,5 +1,7 @@
 import Foundation
 import PeachBench
+import PeachLocalCluster
+import PeachSupport
 import PeachTesting
 import Testing
 

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
 import PeachTesting
 import Testing

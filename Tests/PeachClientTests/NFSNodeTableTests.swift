@@ -1,5 +1,6 @@
 import Logging
 import PeachProtocol
+import PeachSupport
 import Testing
 @testable import PeachClient
 

@@ -1,5 +1,6 @@
 import Foundation
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
 import PeachTesting
 import Testing

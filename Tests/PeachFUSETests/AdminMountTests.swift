@@ -1,5 +1,7 @@
 import Foundation
+import PeachLocalCluster
 import PeachServer
+import PeachSupport
 import PeachTesting
 import Testing
 
@@ -73,7 +75,7 @@ struct AdminMountTests {
             #expect(asUser.status != 0)
             #expect(asUser.output.contains("refused"))
         }
-        let cell = try TestCell(clients: ["alpha", "ops"])
+        let cell = try CertificateCell(clients: ["alpha", "ops"])
         try withMounts(tls: try cell.serverTLS(), identityPolicy: IdentityPolicy(administrators: ["ops"])) { cluster in
             func admin(_ name: String) throws -> ShellResult {
                 try shell("\(peach) admin stats --server \(cluster.address) " + cell.mountArguments(name).map { "'\($0)'" }.joined(separator: " "))

@@ -1,6 +1,8 @@
 import Foundation
 import NIOConcurrencyHelpers
+import PeachLocalCluster
 import PeachProtocol
+import PeachSupport
 import PeachTesting
 import Testing
 

@@ -1,5 +1,7 @@
 import Foundation
+import PeachLocalCluster
 import PeachProtocol
+import PeachSupport
 import PeachTesting
 import Testing
 

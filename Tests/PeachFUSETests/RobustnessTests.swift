@@ -1,4 +1,6 @@
 import Foundation
+import PeachLocalCluster
+import PeachSupport
 import PeachTesting
 import Testing
 

@@ -1,5 +1,7 @@
 import Dispatch
 import Foundation
+import PeachLocalCluster
+import PeachSupport
 import PeachTesting
 import Testing
 

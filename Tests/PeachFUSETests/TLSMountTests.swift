@@ -1,5 +1,7 @@
 import Foundation
+import PeachLocalCluster
 import PeachServer
+import PeachSupport
 import PeachTesting
 import Testing
 
@@ -11,7 +13,7 @@ struct TLSMountTests {
 
     @Test("two machines mount with their certificates; a write on one is read on the other")
     func mutualTLSMounts() throws {
-        let cell = try TestCell()
+        let cell = try CertificateCell()
         try withMounts(tls: try cell.serverTLS(), identityPolicy: IdentityPolicy(noRootSquash: ["alpha", "beta"])) { cluster in
             let a = try cluster.mount("a", extraArguments: cell.mountArguments("alpha"))
             let b = try cluster.mount("b", extraArguments: cell.mountArguments("beta"))
@@ -22,7 +24,7 @@ struct TLSMountTests {
 
     @Test("a mount with no, a foreign, an expired or a revoked certificate fails with one line and leaves nothing mounted")
     func refusedMounts() throws {
-        let cell = try TestCell(clients: ["alpha", "revoked-one"])
+        let cell = try CertificateCell(clients: ["alpha", "revoked-one"])
         try withMounts(tls: try cell.serverTLS(revoked: ["revoked-one"])) { cluster in
             let cases: [(String, [String], String)] = [
                 ("none", [], "may require TLS"),
@@ -60,7 +62,7 @@ struct TLSMountTests {
 
     @Test("first use over TLS: a volume made with --root-owner 1000:1000 lets uid 1000 write at once; a restart that asks for another owner is refused")
     func newVolumeWritableByItsOwner() throws {
-        let cell = try TestCell()
+        let cell = try CertificateCell()
         let server = cell.serverFiles()
         let tlsArguments = ["--tls-cert", server.certificate, "--tls-key", server.key, "--tls-ca", server.certificateAuthority]
         try withMounts(serverArguments: tlsArguments + ["--root-owner", "1000:1000"]) { cluster in

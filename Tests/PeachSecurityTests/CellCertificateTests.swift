@@ -1,5 +1,6 @@
 import Foundation
 import NIOSSL
+import PeachLocalCluster
 import PeachTesting
 import Testing
 @testable import PeachSecurity
@@ -9,7 +10,7 @@ import Testing
 struct CellCertificateTests {
     @Test("cert init writes the CA and server files, keys readable by the owner only")
     func certificateFiles() throws {
-        let cell = try TestCell()
+        let cell = try CertificateCell()
         for name in ["ca", "server", "alpha"] {
             var info = stat()
             #expect(stat(cell.path + "/\(name)-key.pem", &info) == 0)
@@ -23,7 +24,7 @@ struct CellCertificateTests {
 
     @Test("cert server renews the server certificate under the same CA; clients' certificates still check")
     func serverRenewal() async throws {
-        let cell = try TestCell(clients: ["alpha"])
+        let cell = try CertificateCell(clients: ["alpha"])
         let before = try String(contentsOfFile: cell.path + "/server.pem", encoding: .utf8)
         try CellCertificates.issueServer(directory: cell.path, hosts: ["fs.example.org", "192.0.2.10"])
         let after = try String(contentsOfFile: cell.path + "/server.pem", encoding: .utf8)
@@ -40,7 +41,7 @@ struct CellCertificateTests {
 
     @Test("the server's check gives the reason for each refusal")
     func refusalReasons() async throws {
-        let cell = try TestCell(clients: ["alpha", "revoked-one"])
+        let cell = try CertificateCell(clients: ["alpha", "revoked-one"])
         let tls = try cell.serverTLS(revoked: ["revoked-one"])
         func reason(_ files: TLSFiles) async throws -> String {
             let chain = try NIOSSLCertificate.fromPEMFile(files.certificate)

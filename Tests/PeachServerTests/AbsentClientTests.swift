@@ -1,5 +1,6 @@
 import Foundation
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
 import PeachTesting
 import Testing
@@ -34,7 +35,7 @@ struct AbsentClientTests {
     }
 
     /// A client of `owner` that takes a promise on `/` and leaves without a word.
-    func throwawayClient(_ cluster: TestCluster, owner: uid_t) throws -> UInt64 {
+    func throwawayClient(_ cluster: InProcessCluster, owner: uid_t) throws -> UInt64 {
         let client = try RawProtocolClient(port: cluster.address.port, owner: owner)
         #expect(try client.hello().code == .ok)
         let expiry = try promiseExpiry(client, on: .root)
@@ -42,7 +43,7 @@ struct AbsentClientTests {
         return expiry
     }
 
-    func waitUntilGone(_ cluster: TestCluster, clients expected: Int) throws {
+    func waitUntilGone(_ cluster: InProcessCluster, clients expected: Int) throws {
         let deadline = Date().addingTimeInterval(10)
         while cluster.server.connectedClients > expected, deadline.timeIntervalSinceNow > 0 { Thread.sleep(forTimeInterval: 0.02) }
         #expect(cluster.server.connectedClients == expected)

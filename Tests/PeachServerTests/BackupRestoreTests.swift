@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import PeachProtocol
+import PeachSupport
 import PeachTesting
 import Testing
 @testable import PeachServer

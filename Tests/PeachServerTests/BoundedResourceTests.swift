@@ -1,7 +1,9 @@
 import Foundation
 import NIOCore
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
+import PeachSupport
 import PeachTesting
 import Testing
 @testable import PeachServer
@@ -42,7 +44,7 @@ struct BoundedResourceTests {
     func fid(of path: String, _ client: PathClient) throws -> FID { try client.stat(path).fid }
 
     /// The server's upload files, once they are gone or after 5 s.
-    func uploadFilesLeft(_ cluster: TestCluster) throws -> [String] {
+    func uploadFilesLeft(_ cluster: InProcessCluster) throws -> [String] {
         let uploads = cluster.directory.path + "/server/uploads"
         var left: [String] = []
         for _ in 0..<50 {

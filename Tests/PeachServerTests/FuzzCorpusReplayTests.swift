@@ -2,6 +2,7 @@ import Foundation
 import PeachFuzzing
 import PeachProtocol
 import PeachServer
+import PeachSupport
 import PeachTesting
 import Testing
 

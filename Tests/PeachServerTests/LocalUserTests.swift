@@ -1,7 +1,9 @@
 import Foundation
 import NIOCore
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
+import PeachSupport
 import PeachTesting
 import Testing
 @testable import PeachServer

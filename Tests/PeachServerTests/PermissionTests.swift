@@ -1,5 +1,6 @@
 import Foundation
 import PeachProtocol
+import PeachSupport
 import PeachTesting
 import Testing
 @testable import PeachServer

@@ -1,9 +1,11 @@
 import Foundation
 import NIOCore
+import PeachLocalCluster
 import PeachProtocol
-@testable import PeachServer
+import PeachSupport
 import PeachTesting
 import Testing
+@testable import PeachServer
 
 /// Numbered requests are carried out once: a repeat, after a lost reply or a server restart,
 /// gets the reply recorded with the change (issue 9).

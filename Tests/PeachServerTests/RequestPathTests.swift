@@ -1,9 +1,11 @@
 import Foundation
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
-@testable import PeachServer
+import PeachSupport
 import PeachTesting
 import Testing
+@testable import PeachServer
 
 /// Protocol 3's one request path: the design declared in Hello decides callbacks; StoreData goes
 /// through the request processor with its status; `--sync` says when replies wait for the disk.

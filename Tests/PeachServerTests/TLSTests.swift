@@ -2,8 +2,10 @@ import Foundation
 import Logging
 import NIOConcurrencyHelpers
 import PeachClient
+import PeachLocalCluster
 import PeachProtocol
 import PeachSecurity
+import PeachSupport
 import PeachTesting
 import Testing
 @testable import PeachServer
@@ -15,7 +17,7 @@ import Testing
 struct TLSTests {
     @Test("two client machines with the cell's certificates share files and callback breaks over TLS", arguments: ClientDesign.allCases)
     func servedOverTLS(design: ClientDesign) throws {
-        let cell = try TestCell()
+        let cell = try CertificateCell()
         try withCluster(tls: try cell.serverTLS(), identityPolicy: IdentityPolicy(noRootSquash: ["alpha", "beta"])) { cluster in
             let alpha = PathClient(try cluster.addClient(tls: try cell.clientTLS("alpha")))
             let betaManager: CacheManager = design == .afs ? try cluster.addClient(tls: try cell.clientTLS("beta"))
@@ -30,7 +32,7 @@ struct TLSTests {
 
     @Test("a wrongly signed, expired or revoked certificate, or none, gets no file service and a clear reason")
     func refusals() throws {
-        let cell = try TestCell(clients: ["alpha", "revoked-one"])
+        let cell = try CertificateCell(clients: ["alpha", "revoked-one"])
         try withCluster(tls: try cell.serverTLS(revoked: ["revoked-one"])) { cluster in
             func failure(_ tls: ClientTLS?) -> String? {
                 do {
@@ -65,7 +67,7 @@ struct TLSTests {
 
     @Test("a machine's root is squashed unless listed in --no-root-squash; a read-only machine changes nothing")
     func rootSquashAndReadOnly() throws {
-        let cell = try TestCell(clients: ["alpha", "beta", "kiosk"])
+        let cell = try CertificateCell(clients: ["alpha", "beta", "kiosk"])
         let policy = IdentityPolicy(noRootSquash: ["alpha"], readOnlyClients: ["kiosk"])
         try withCluster(tls: try cell.serverTLS(), identityPolicy: policy) { cluster in
             let alpha = PathClient(try cluster.addClient(tls: try cell.clientTLS("alpha")))
@@ -88,7 +90,7 @@ struct TLSTests {
 
     @Test("the server logs each refusal with the peer's address, the certificate's subject and the reason")
     func refusalsAreLogged() throws {
-        let cell = try TestCell(clients: ["alpha", "revoked-one"])
+        let cell = try CertificateCell(clients: ["alpha", "revoked-one"])
         let directory = try TemporaryDirectory(prefix: "peach-tls-log")
         defer { directory.remove() }
         let records = CapturedLog()

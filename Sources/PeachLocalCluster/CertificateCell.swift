@@ -1,10 +1,11 @@
 import Foundation
 import PeachSecurity
+import PeachSupport
 
 /// A cell's certificates in a temporary directory, made by the same code as `peach cert`:
 /// a CA, the server's certificate, client machines, and the bad certificates a test needs
 /// (expired, signed by another CA, named in a revocation list).
-public final class TestCell: @unchecked Sendable {
+public final class CertificateCell: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public var path: String { directory.path + "/cell" }
     /// Another cell: its certificates are signed by a CA this cell's server does not trust.

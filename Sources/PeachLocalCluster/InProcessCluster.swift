@@ -1,13 +1,14 @@
 import Foundation
-import PeachProtocol
 import PeachClient
+import PeachProtocol
 import PeachSecurity
 import PeachServer
+import PeachSupport
 
 /// A file server on loopback and any number of in-process AFS cache managers, each with its
 /// own cache directory, all in one temporary directory. `shutdown()` stops everything and
 /// removes the directory; `withCluster` does it in every outcome.
-public final class TestCluster: @unchecked Sendable {
+public final class InProcessCluster: @unchecked Sendable {
     public let directory: TemporaryDirectory
     public let server: FileServer
     public let address: ServerAddress
@@ -27,7 +28,7 @@ public final class TestCluster: @unchecked Sendable {
     /// A new started cache manager (cache directory `name`, reused if it exists: a restart),
     /// connected to the server directly or `through` a proxy.
     public func addClient(named name: String? = nil, cacheSize: UInt64 = 1 << 30, tls: ClientTLS? = nil,
-                          through proxy: TCPProxy? = nil) throws -> AFSCacheManager {
+                          through proxy: (any LoopbackRelay)? = nil) throws -> AFSCacheManager {
         let cache = try directory.subdirectory("cache-\(name ?? String(clients.count))")
         let server = proxy.map { ServerAddress(host: "127.0.0.1", port: $0.port) } ?? address
         let client = try AFSCacheManager(server: server, cacheDirectory: cache, cacheSize: cacheSize, tls: tls)
@@ -70,10 +71,16 @@ public final class TestCluster: @unchecked Sendable {
     deinit { shutdown() }
 }
 
+/// A process on loopback that clients may reach the server through (a test's `TCPProxy`).
+public protocol LoopbackRelay: AnyObject {
+    /// The port it listens on, on 127.0.0.1.
+    var port: Int { get }
+}
+
 /// The two cache-manager designs.
 public func withCluster<T>(callBackTimeout: Int64 = 5, limits: ConnectionLimits = ConnectionLimits(), tls: ServerTLS? = nil,
-                           identityPolicy: IdentityPolicy = IdentityPolicy(), _ body: (TestCluster) throws -> T) throws -> T {
-    let cluster = try TestCluster(callBackTimeout: callBackTimeout, limits: limits, tls: tls, identityPolicy: identityPolicy)
+                           identityPolicy: IdentityPolicy = IdentityPolicy(), _ body: (InProcessCluster) throws -> T) throws -> T {
+    let cluster = try InProcessCluster(callBackTimeout: callBackTimeout, limits: limits, tls: tls, identityPolicy: identityPolicy)
     defer { cluster.shutdown() }
     return try body(cluster)
 }

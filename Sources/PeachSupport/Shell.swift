@@ -9,7 +9,7 @@ public struct ShellResult: Sendable {
 @discardableResult
 public func shell(_ command: String, in directory: String? = nil, environment: [String: String] = [:]) throws -> ShellResult {
     var fds: [Int32] = [0, 0]
-    guard pipe(&fds) == 0 else { throw MountError(description: "pipe failed") }
+    guard pipe(&fds) == 0 else { throw ProcessError(description: "pipe failed") }
     for fd in fds { _ = fcntl(fd, F_SETFD, FD_CLOEXEC) }
     let child: ChildProcess
     do {
@@ -30,14 +30,4 @@ public func shell(_ command: String, in directory: String? = nil, environment: [
     }
     close(fds[0])
     return ShellResult(status: child.wait(), output: String(decoding: output, as: UTF8.self))
-}
-
-/// `peach ARGUMENTS --json` (the binary the mounts run), its output decoded as a JSON object;
-/// a failure, or output that is not one, throws with what it printed.
-public func peachJSON(_ arguments: String) throws -> [String: Any] {
-    let result = try shell("'\(MountSupport.peachBinary)' \(arguments) --json")
-    guard result.status == 0, let object = try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
-        throw MountError(description: "peach \(arguments): \(result.output)")
-    }
-    return object
 }

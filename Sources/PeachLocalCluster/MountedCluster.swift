@@ -1,8 +1,9 @@
 import Foundation
-import PeachProtocol
 import PeachClient
+import PeachProtocol
 import PeachSecurity
 import PeachServer
+import PeachSupport
 
 /// Why a mount test cannot run here.
 public enum MountSupport {
@@ -104,7 +105,7 @@ public final class MountedCluster: @unchecked Sendable {
 
     /// Mounts a new cache manager of `design` and waits until the mount answers.
     @discardableResult
-    public func mount(_ name: String, design: ClientDesign, extraArguments: [String] = [], through proxy: TCPProxy? = nil,
+    public func mount(_ name: String, design: ClientDesign, extraArguments: [String] = [], through proxy: (any LoopbackRelay)? = nil,
                       cache: String? = nil) throws -> Mount {
         try mount(name, extraArguments: ["--mode", design.rawValue] + extraArguments, through: proxy, cache: cache)
     }
@@ -114,7 +115,7 @@ public final class MountedCluster: @unchecked Sendable {
     /// directory is there (default: one in the cluster's directory).
     @discardableResult
     public func mount(_ name: String, extraArguments: [String] = [], environment: [String: String] = [:],
-                      through proxy: TCPProxy? = nil, cache: String? = nil) throws -> Mount {
+                      through proxy: (any LoopbackRelay)? = nil, cache: String? = nil) throws -> Mount {
         let path = try directory.subdirectory(name)
         let cache = cache ?? directory.path + "/cache-" + name
         let log = directory.path + "/\(name).log"
@@ -197,4 +198,14 @@ public func withMounts<T>(tls: ServerTLS? = nil, identityPolicy: IdentityPolicy 
     let cluster = try MountedCluster(tls: tls, identityPolicy: identityPolicy, serverArguments: serverArguments, serverRoot: serverRoot)
     defer { cluster.shutdown() }
     return try body(cluster)
+}
+
+/// `peach ARGUMENTS --json` (the binary the mounts run), its output decoded as a JSON object;
+/// a failure, or output that is not one, throws with what it printed.
+public func peachJSON(_ arguments: String) throws -> [String: Any] {
+    let result = try shell("'\(MountSupport.peachBinary)' \(arguments) --json")
+    guard result.status == 0, let object = try? JSONSerialization.jsonObject(with: Data(result.output.utf8)) as? [String: Any] else {
+        throw MountError(description: "peach \(arguments): \(result.output)")
+    }
+    return object
 }

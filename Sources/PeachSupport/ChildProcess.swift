@@ -37,7 +37,7 @@ public final class ChildProcess: @unchecked Sendable {
         posix_spawnattr_setflags(&attributes, Int16(POSIX_SPAWN_SETSIGMASK | POSIX_SPAWN_SETSIGDEF))
         var pid: pid_t = 0
         let result = posix_spawnp(&pid, arguments[0], &actions, &attributes, argv, envp)
-        guard result == 0 else { throw MountError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
+        guard result == 0 else { throw ProcessError(description: "cannot start \(arguments[0]): \(String(cString: strerror(result)))") }
         self.pid = pid
     }
 
@@ -66,4 +66,10 @@ public final class ChildProcess: @unchecked Sendable {
     public func signal(_ signal: Int32) {
         if isRunning { kill(pid, signal) }
     }
+}
+
+/// A child process that could not be started or talked to.
+public struct ProcessError: Error, CustomStringConvertible {
+    public var description: String
+    public init(description: String) { self.description = description }
 }

@@ -2,7 +2,7 @@ import Glibc
 import PeachProtocol
 
 /// The one place a reply's statuses reach AFS mode's table (`ServerPipeline.swift` brings them).
-extension VnodeTable {
+extension CachedVnodeTable {
     /// Installs every status `reply` carries, each with its promise unless a break for its FID
     /// arrived after `stamp` (taken before `request` left). A namespace change also edits the
     /// cached listings it touched (`applyNamespaceChange`).

@@ -5,7 +5,7 @@ import PeachProtocol
 /// vnodes by inode, the break counters, and how many vnodes the kernel references. A
 /// `CachedVnode` is a reference cell shared with the open files that use it; its fields are read
 /// and written only under this table's lock, as every method here is called.
-struct VnodeTable {
+struct CachedVnodeTable {
     let lease: LeaseView
     let disk: DiskCache
     let statistics: ClientStatistics
