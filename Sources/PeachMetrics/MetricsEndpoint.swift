@@ -1,3 +1,4 @@
+import Dispatch
 import Metrics
 import NIOCore
 import NIOHTTP1
@@ -112,15 +113,29 @@ private final class ScrapeHandler: ChannelInboundHandler {
 
     private func respond(to request: HTTPRequestHead, context: ChannelHandlerContext) {
         let path = request.uri.split(separator: "?", maxSplits: 1).first.map(String.init) ?? request.uri
-        let (status, contentType, body): (HTTPResponseStatus, String, [UInt8])
         if path != "/metrics" {
-            (status, contentType, body) = (.notFound, "text/plain", Array("not found: the metrics are at /metrics\n".utf8))
-        } else if request.method != .GET && request.method != .HEAD {
-            (status, contentType, body) = (.methodNotAllowed, "text/plain", Array("GET /metrics\n".utf8))
-        } else {
-            refresh()
-            (status, contentType, body) = (.ok, "text/plain; version=0.0.4; charset=utf-8", registry.emitToBuffer())
+            return send(.notFound, "text/plain", Array("not found: the metrics are at /metrics\n".utf8), for: request, context: context)
         }
+        guard request.method == .GET || request.method == .HEAD else {
+            return send(.methodNotAllowed, "text/plain", Array("GET /metrics\n".utf8), for: request, context: context)
+        }
+        // `refresh` reads the server's database (counts of callbacks and files): off the event
+        // loop, which answers the reply once it is ready.
+        let loop = context.eventLoop
+        let bound = NIOLoopBound((self, context), eventLoop: loop)
+        let (refresh, registry) = (self.refresh, self.registry)
+        DispatchQueue.global().async {
+            refresh()
+            let body = registry.emitToBuffer()
+            loop.execute {
+                let (handler, context) = bound.value
+                handler.send(.ok, "text/plain; version=0.0.4; charset=utf-8", body, for: request, context: context)
+            }
+        }
+    }
+
+    private func send(_ status: HTTPResponseStatus, _ contentType: String, _ body: [UInt8], for request: HTTPRequestHead,
+                      context: ChannelHandlerContext) {
         var headers = HTTPHeaders()
         headers.add(name: "Content-Type", value: contentType)
         headers.add(name: "Content-Length", value: String(body.count))

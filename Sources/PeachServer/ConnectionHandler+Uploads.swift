@@ -14,9 +14,12 @@ extension ConnectionHandler {
         var failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
         // The upload is written before the store's transaction: it may not take the disk's
         // reserve, nor may the uploads announced together (held until the data is on the disk).
+        // The disk is looked at off the event loop: before the first data frame is written, or,
+        // for a small store kept in memory, before its transaction.
         var reserved: UInt64 = 0
         if failure == nil {
-            if (try? server.store.reserve.reserve(size)) == nil { failure = .noSpace } else { reserved = size }
+            server.store.reserve.hold(size)
+            reserved = size
         }
         // A small store stays in memory and goes into the database whole: no file is made.
         let buffered = failure == nil && size <= UInt64(server.store.inlineMaximum)
@@ -51,7 +54,12 @@ extension ConnectionHandler {
         uploads[frame.id] = upload
         let (fd, body, path) = (upload.fd, frame.body, upload.path)
         let sync = server.store.syncPolicy.syncsUploads
-        onFileIOPool({ UploadFile.step(fd: fd, path: path, body: body, last: last, sync: sync) }) { handler, step in
+        let reserve = server.store.reserve
+        onFileIOPool({
+            // Before the file is made: room for it and for every upload announced with it.
+            if fd < 0, (try? reserve.checkHeld()) == nil { return UploadFile.Step(fd: -1, succeeded: false, finished: false) }
+            return UploadFile.step(fd: fd, path: path, body: body, last: last, sync: sync)
+        }) { handler, step in
             handler.uploadStepDone(frame.id) { upload in
                 upload.fd = step.fd
                 upload.finished = step.finished
@@ -94,20 +102,26 @@ extension ConnectionHandler {
             }
             return sendError(failure, id: id, opcode: opcode)
         }
-        // Its bytes are in the file now, which the disk's free space counts (or, for a small
-        // store, go to the database in a moment).
-        server.store.reserve.release(upload.reserved)
-        upload.reserved = 0
         let content: VolumeStore.UploadedContent
+        // A file's bytes are on the disk now, which its free space counts. A small store's go to
+        // the database in a moment: its hold ends once the disk is checked, off the event loop.
+        var heldUntilChecked: UInt64 = 0
         if let buffered = upload.buffered {
             bufferedUploadBytes -= Int(upload.size)
             content = .bytes(buffered)
+            heldUntilChecked = upload.reserved
         } else {
             content = .file(upload.path)
+            server.store.reserve.release(upload.reserved)
         }
-        let (request, requester) = (upload.request, upload.requester)
+        upload.reserved = 0
+        let (request, requester, reserve, held) = (upload.request, upload.requester, server.store.reserve, heldUntilChecked)
         dispatch(id: id, opcode: opcode, isChange: true) { processor in
-            try processor.process(request, for: requester, upload: content)
+            if held > 0 {
+                defer { reserve.release(held) }
+                try reserve.checkHeld()
+            }
+            return try processor.process(request, for: requester, upload: content)
         }
     }
 

@@ -29,7 +29,11 @@ extension VolumeStore {
     /// Takes a backup. Throws `busy` while another runs on this volume, `noSpace` when the
     /// root's disk cannot hold a second copy of the volume.
     public func backup() throws -> Backup {
-        guard backupRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
+        // Once no NFS WRITE is writing a version file in place: those that start later copy a
+        // version the backup links (`write`).
+        guard fileWorkGate.exclusive({
+            backupRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
+        }) else {
             throw StatusCode.busy
         }
         defer { backupRunning.store(false, ordering: .releasing) }

@@ -45,16 +45,107 @@ extension VolumeStore {
     }
 
     /// WRITE: the data goes into the current version file in place, which becomes the next data
-    /// version (NFS writes are not atomic, unlike StoreData). Unstable until `commit`. A file
-    /// that stays within `inlineMaximum` is rewritten inline instead, in the transaction.
+    /// version (NFS writes are not atomic, unlike StoreData). Unstable until `commit`.
+    ///
+    /// The bytes are written outside the database's writer (`writeInPlace`), so that other
+    /// changes never wait for a WRITE's disk I/O; only the version's new name and the row's new
+    /// version are made under it. A small file (within `inlineMaximum`), one with no version file
+    /// yet, or any file while a backup runs, takes `writeUnderWriter`.
+    public func write(_ fid: FID, offset: UInt64, data: [UInt8], client: Requester) throws -> Mutation<WriteResult> {
+        let now = Timespec.now()
+        let range = try WireValues.range(offset: offset, count: data.count, maximumFileSize: limits.maximumFileSize)
+        for _ in 0..<Self.writeInPlaceAttempts {
+            switch try writeInPlace(fid, range: range, data: data, client: client, now: now) {
+            case .done(let mutation): return mutation
+            case .versionMoved: continue
+            case .underWriter: return try writeUnderWriter(fid, range: range, data: data, client: client, now: now)
+            }
+        }
+        return try writeUnderWriter(fid, range: range, data: data, client: client, now: now)
+    }
+
+    /// Versions stored meanwhile (a StoreData, another WRITE) send a WRITE back to its start this
+    /// many times at most; then it waits for the writer.
+    static let writeInPlaceAttempts = 8
+
+    /// Where a WRITE's bytes go (`WireValues.range`).
+    typealias WriteRange = (offset: off_t, end: UInt64)
+
+    private enum InPlace {
+        case done(Mutation<WriteResult>)
+        case versionMoved
+        case underWriter
+    }
+
+    /// The checks (permission, quota, the disk's reserve) under a read transaction, the bytes into
+    /// the version file with no lock held but `fileWorkGate`'s shared side, then, under the
+    /// writer, a second name for the file as the next version and the row's new version, if the
+    /// version written is still the file's. The old name goes once that commits, so at every
+    /// instant the version the committed row names has its file (as in `writeUnderWriter`).
+    ///
+    /// Checked before the bytes are written, not again after: like a descriptor open before a
+    /// chmod, a WRITE that passed its checks completes. The quota may be passed by at most the
+    /// WRITEs checked at the same moment (1 MiB each).
+    private func writeInPlace(_ fid: FID, range: WriteRange, data: [UInt8], client: Requester, now: Timespec) throws -> InPlace {
+        try fileWorkGate.shared {
+            // A backup links version files: while one runs, a WRITE copies the version instead.
+            guard !backupRunning.load(ordering: .acquiring) else { return .underWriter }
+            let found = try database.read { db -> (vnode: Int64, status: FileStatus)? in
+                let (vnode, status) = try VnodeTable.resolve(db, fid)
+                guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+                try AccessCheck.requireWritable(client.identity)
+                try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
+                try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
+                guard max(status.size, range.end) > UInt64(inlineMaximum), try Self.inlineBytes(db, vnode: vnode) == nil else { return nil }
+                return (vnode, status)
+            }
+            guard let (vnode, status) = found else { return .underWriter }
+            // At most the bytes written are allocated (a hole before them takes no space).
+            try reserve.check(growth: UInt64(data.count))
+            let path = dataPath(vnode: vnode, version: status.dataVersion)
+            let fd = open(path, O_WRONLY | O_CLOEXEC)
+            guard fd >= 0 else {
+                guard errno == ENOENT else { throw StatusCode.ioError }
+                // An empty file may have no version file; else a newer version replaced this one.
+                return status.size == 0 ? .underWriter : .versionMoved
+            }
+            defer { close(fd) }
+            let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, range.offset) }
+            // A short write to a regular file means the disk filled.
+            guard written == data.count else { throw written >= 0 ? StatusCode.noSpace : SparseCopy.statusCode(errno) }
+            var removeAfterCommit: String?
+            let mutation = try writeTransaction { db -> Mutation<WriteResult>? in
+                let (_, current) = try VnodeTable.resolve(db, fid)
+                guard current.dataVersion == status.dataVersion, try Self.inlineBytes(db, vnode: vnode) == nil else { return nil }
+                try dropPrivilegeBitsOnWrite(db, vnode, current, by: client.identity)
+                let newPath = dataPath(vnode: vnode, version: current.dataVersion + 1)
+                unlink(newPath)  // a name left by a write whose transaction failed
+                guard Glibc.link(path, newPath) == 0 else { throw StatusCode.ioError }
+                groupSync.noteDirectoryChange()
+                do {
+                    let mutation = try recordWrite(db, vnode: vnode, status: current, size: max(current.size, range.end),
+                                                   client: client, now: now)
+                    removeAfterCommit = path
+                    return mutation
+                } catch {
+                    unlink(newPath)
+                    throw error
+                }
+            }
+            if let removeAfterCommit { unlink(removeAfterCommit) }
+            return mutation.map { .done($0) } ?? .versionMoved
+        }
+    }
+
+    /// WRITE with the file work under the database's writer: a small file's bytes rewritten
+    /// inline in the transaction, or the next version made from the current one (a link, or a
+    /// copy while a backup holds a link to it) and written.
     ///
     /// The next version's name is a second hard link to the same file, made before the
     /// transaction and the old name removed only after it commits: at every instant the version
     /// the committed row names has its file, so a crash anywhere (start-up removes the name no
     /// row names) leaves the file with the write or without it, never without the file.
-    public func write(_ fid: FID, offset: UInt64, data: [UInt8], client: Requester) throws -> Mutation<WriteResult> {
-        let now = Timespec.now()
-        let range = try WireValues.range(offset: offset, count: data.count, maximumFileSize: limits.maximumFileSize)
+    private func writeUnderWriter(_ fid: FID, range: WriteRange, data: [UInt8], client: Requester, now: Timespec) throws -> Mutation<WriteResult> {
         var removeAfterCommit: String?
         let mutation = try writeTransaction { db -> Mutation<WriteResult> in
             let (vnode, status) = try VnodeTable.resolve(db, fid)

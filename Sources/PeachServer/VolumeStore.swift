@@ -30,6 +30,8 @@ public final class VolumeStore: Sendable {
     let groupSync: GroupSync
     /// Every write transaction passes through it (`runIfWriterFree`).
     let writerGate = WriterGate()
+    /// NFS WRITEs in place against backups' links (`FileWorkGate`).
+    let fileWorkGate = FileWorkGate()
     /// The server's metrics (`peach server --metrics`).
     public let metrics = ServerMetrics()
     /// Disk space that file content may not take (metadata changes need it).

@@ -3,7 +3,7 @@ import Glibc
 /// Who may start a write transaction: every writer of the volume's database passes through it,
 /// so that an event loop can run a short change itself when no one else is writing
 /// (`tryRun`), rather than hop to the thread pool and back (two thread switches per request),
-/// and never waits behind a long writer (a backup's snapshot, an NFS WRITE's file I/O).
+/// and never waits behind a long writer (a backup's snapshot).
 /// Recursive: a change run under it may open several transactions.
 final class WriterGate: @unchecked Sendable {
     private let mutex: UnsafeMutablePointer<pthread_mutex_t>

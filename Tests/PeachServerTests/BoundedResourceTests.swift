@@ -244,12 +244,14 @@ struct BoundedResourceTests {
         let free = UInt64(st.f_bavail) * UInt64(st.f_frsize)
         let reserve = DiskReserve(directory: directory.path)
         let share = free / 10 * 6
-        try reserve.reserve(share)
+        reserve.hold(share)
+        try reserve.checkHeld()
         // Each alone fits; the second on top of the first does not.
         try reserve.check(growth: free / 10 * 3)
-        #expect(throws: StatusCode.noSpace) { try reserve.reserve(share) }
+        reserve.hold(share)
+        #expect(throws: StatusCode.noSpace) { try reserve.checkHeld() }
         reserve.release(share)
-        try reserve.reserve(share)
+        try reserve.checkHeld()
         reserve.release(share)
     }
 

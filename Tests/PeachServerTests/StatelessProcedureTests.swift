@@ -1,4 +1,5 @@
 import Foundation
+import NIOConcurrencyHelpers
 import PeachProtocol
 import PeachSupport
 import PeachTesting
@@ -84,6 +85,42 @@ struct StatelessProcedureTests {
             #expect(try store.lookup(directory: .root, name: "l").object.fid == link.fid)
             #expect(try store.readlink(link.fid).1 == "target")
             #expect(throws: StatusCode.notFound) { _ = try store.lookup(directory: .root, name: "nope") }
+        }
+    }
+
+    @Test("a WRITE's disk I/O holds up no other change: while one waits to write its version file, a chmod completes")
+    func writeOutsideTheWriter() throws {
+        try withStore { store in
+            let nfs = Requester.client("nfs", design: .nfs)
+            let fid = try newFile(store, "big")
+            // Past the inline limit: the file has a version file.
+            _ = try store.write(fid, offset: UInt64(store.inlineMaximum), data: [1], client: nfs)
+            let other = try newFile(store, "other")
+            let (status, _) = try store.fetchStatus(fid, client: nfs)
+            let path = store.dataPath(vnode: Int64(fid.vnode), version: status.dataVersion)
+            // The version file becomes a FIFO: the next WRITE's open waits for a reader, as a
+            // WRITE waits for a stalled disk.
+            #expect(unlink(path) == 0 && mkfifo(path, 0o644) == 0)
+            let writeDone = NIOLockedValueBox(false)
+            Thread {
+                _ = try? store.write(fid, offset: 0, data: [2], client: nfs)
+                writeDone.withLockedValue { $0 = true }
+            }.start()
+            // The WRITE's thread waits in the FIFO's open (no other thread here opens one).
+            #expect(eventually {
+                let tasks = (try? FileManager.default.contentsOfDirectory(atPath: "/proc/self/task")) ?? []
+                return tasks.contains { (try? String(contentsOfFile: "/proc/self/task/\($0)/wchan", encoding: .utf8)) == "wait_for_partner" }
+            })
+            let changed = NIOLockedValueBox(false)
+            Thread {
+                _ = try? store.setAttributes(other, SetAttributes(mode: 0o600), client: nfs)
+                changed.withLockedValue { $0 = true }
+            }.start()
+            #expect(eventually(within: 10) { changed.withLockedValue { $0 } }, "the chmod waited for the stuck WRITE")
+            // Let the WRITE go (it fails: a FIFO has no offsets), and the chmod if it waited.
+            let reader = open(path, O_RDONLY | O_NONBLOCK)
+            #expect(eventually { writeDone.withLockedValue { $0 } && changed.withLockedValue { $0 } })
+            close(reader)
         }
     }
 }
