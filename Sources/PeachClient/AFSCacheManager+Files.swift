@@ -122,9 +122,9 @@ extension AFSCacheManager {
             let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
             Glibc.close(fd)
-            disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
+            try disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
         }
-        markDirty(vnode, size: 0)
+        try markDirty(vnode, size: 0)
     }
 
     /// FetchData into a new cache file, then install it. Caller holds `vnode.io`.
@@ -138,7 +138,7 @@ extension AFSCacheManager {
         do {
             try fetchData(vnode.fid, into: fd) { status, expiry, stamp in
                 Glibc.rename(temporary, disk.path(vnode.fid, status.dataVersion))
-                disk.install(.init(fid: vnode.fid, dataVersion: status.dataVersion, size: status.size, dirty: false, lastUse: 0))
+                try disk.install(.init(fid: vnode.fid, dataVersion: status.dataVersion, size: status.size, dirty: false, lastUse: 0))
                 table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
             }
         } catch {
@@ -162,8 +162,9 @@ extension AFSCacheManager {
     /// Records a local change of the cached copy. The first change of a clean copy must be
     /// recorded before it reaches the file (see `DiskCache`).
     /// `writtenBy`: the writer, who takes the set-id bits away unless root (the server does the
-    /// same when the store arrives; here fstat shows it at once).
-    func markDirty(_ vnode: CachedVnode, size: UInt64, writtenBy writer: UInt32? = nil) {
+    /// same when the store arrives; here fstat shows it at once). Throws if the cache index could
+    /// not record the mark: the change must then not reach the file.
+    func markDirty(_ vnode: CachedVnode, size: UInt64, writtenBy writer: UInt32? = nil) throws {
         let now = Timespec.now()
         let path = table.withLock { t -> String? in
             if let writer { vnode.status.losePrivilegeBits(onWriteBy: writer) }
@@ -175,7 +176,7 @@ extension AFSCacheManager {
             vnode.status.ctime = now
             return path
         }
-        disk.markDirty(vnode.fid, size: size, path: path)
+        try disk.markDirty(vnode.fid, size: size, path: path)
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
@@ -194,14 +195,14 @@ extension AFSCacheManager {
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
         let file = try core.handles.get(handle)
         if let size = table.withLock({ t in file.vnode.dirty ? nil : file.vnode.status.size }) {
-            markDirty(file.vnode, size: size)  // in the index before the data
+            try markDirty(file.vnode, size: size)  // in the index before the data
         }
         let n = pwrite(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
         guard n >= 0 else { throw FileSystemError(errno, "writing the cached copy") }
         // The size is the file's, read after the write: another process's O_TRUNC open or
         // truncate may have come between (a size computed from the one before would then claim
         // bytes the copy does not have, and every store of it would fail).
-        markDirty(file.vnode, size: try Self.fileSize(file.fd), writtenBy: Caller.userID)
+        try markDirty(file.vnode, size: try Self.fileSize(file.fd), writtenBy: Caller.userID)
         statistics.update {
             $0.writes += 1
             $0.writeBytes += UInt64(n)
@@ -315,7 +316,7 @@ extension AFSCacheManager {
                 try keepAsConflict(vnode.fid, vnode: vnode, because: error.serverCode == .stale ? "the file was removed" : "the file changed")
                 return
             }
-            disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, storedGeneration: entry.generation)
+            try disk.markStored(vnode.fid, newVersion: status.dataVersion, size: size, storedGeneration: entry.generation)
             // The server set a new ctime: the kernel's cached attributes are stale.
             let inode = vnode.inode
             core.tellKernelLater { $0.invalidateAttributes(inode) }

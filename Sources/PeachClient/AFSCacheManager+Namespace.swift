@@ -185,7 +185,12 @@ extension AFSCacheManager {
         let path = disk.path(vnode.fid, dataVersion)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
-        disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
+        do {
+            try disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
+        } catch {
+            Glibc.close(fd)
+            throw error
+        }
         table.withLock { t in
             vnode.openCount += 1
             vnode.kernelVersion = dataVersion
@@ -272,7 +277,7 @@ extension AFSCacheManager {
                     throw FileSystemError(errno, "truncating the cached copy")
                 }
             }
-            markDirty(vnode, size: size)
+            try markDirty(vnode, size: size)
             remote.size = nil
         }
         if table.withLock({ t in vnode.removed }) {

@@ -191,23 +191,24 @@ final class DiskCache: Sendable {
 
     /// Records `fid` at `dataVersion` as held in its file; replaces (and deletes the file of) any
     /// older version. Descriptors open on an older file keep reading it.
-    func install(_ entry: Entry) {
+    func install(_ entry: Entry) throws {
         var installed = entry
         installed.lastUse = clock.withLockedValue { $0 += 1; return $0 }
-        persistLock.withLock {
+        try persistLock.withLock {
             let previous = replace(entry.fid, with: installed)
             if let previous, previous.dataVersion != entry.dataVersion {
                 unlink(path(previous.fid, previous.dataVersion))
             }
-            if installed.dirty { persist(installed) } else { persistLater(entry.fid, .put(installed)) }
+            if installed.dirty { try persist(installed) } else { persistLater(entry.fid, .put(installed)) }
         }
     }
 
     /// The cached copy changes locally: new size, and dirty until stored. Called before the
     /// first change of a clean copy reaches its file, so that a crash leaves it marked dirty;
-    /// `path` is kept with it, for a conflict.
-    func markDirty(_ fid: FID, size: UInt64, path: String? = nil) {
-        persistInOrder {
+    /// `path` is kept with it, for a conflict. Throws if the mark could not be written: the
+    /// change must then not reach the file.
+    func markDirty(_ fid: FID, size: UInt64, path: String? = nil) throws {
+        try persistInOrder {
             var changed = false
             let entry = update(fid) { e in
                 changed = !e.dirty
@@ -232,8 +233,8 @@ final class DiskCache: Sendable {
 
     /// After a store of the copy as it was at `storedGeneration`: the local file is now
     /// `newVersion` on the server, and clean unless it changed since.
-    func markStored(_ fid: FID, newVersion: UInt64, size: UInt64, storedGeneration: UInt64) {
-        persistLock.withLock {
+    func markStored(_ fid: FID, newVersion: UInt64, size: UInt64, storedGeneration: UInt64) throws {
+        try persistLock.withLock {
             let entry = update(fid) { e in
                 if e.dataVersion != newVersion {
                     // Under the lock, with the entry: no one sees the one without the other.
@@ -247,15 +248,15 @@ final class DiskCache: Sendable {
                 }
             }
             // Still dirty (written during the store): under its new name, at once.
-            if let entry { if entry.dirty { persist(entry) } else { persistLater(fid, .put(entry)) } }
+            if let entry { if entry.dirty { try persist(entry) } else { persistLater(fid, .put(entry)) } }
         }
     }
 
     /// Runs `change` and writes the entry it returns to the index, one change at a time, so
     /// that the index gets the entries in the order they were made.
-    private func persistInOrder(_ change: () -> Entry?) {
-        persistLock.withLock {
-            if let entry = change() { persist(entry) }
+    private func persistInOrder(_ change: () -> Entry?) throws {
+        try persistLock.withLock {
+            if let entry = change() { try persist(entry) }
         }
     }
 
@@ -292,10 +293,14 @@ final class DiskCache: Sendable {
     }
 
     /// Writes `entry` now (a dirty mark: it must be in the index before the file changes).
-    /// Called with `persistLock` held.
-    private func persist(_ entry: Entry) {
+    /// Called with `persistLock` held. A failure is the caller's: crash recovery depends on it.
+    private func persist(_ entry: Entry) throws {
         pending[entry.fid] = nil
-        try? index.write { db in try Self.write(db, .put(entry), for: entry.fid) }
+        do {
+            try index.write { db in try Self.write(db, .put(entry), for: entry.fid) }
+        } catch {
+            throw FileSystemError(EIO, "recording a dirty copy in the cache index: \(error)")
+        }
     }
 
     /// Queues a write that leaves the entry clean or gone. Called with `persistLock` held. The
@@ -315,6 +320,9 @@ final class DiskCache: Sendable {
             guard !pending.isEmpty else { return }
             let batch = pending
             pending = [:]
+            // Best effort: these entries end clean or gone, and an index that lags behind them
+            // is what start-up already handles (a name without its file, or a file without its
+            // name, is dropped and refetched; the version in each name keeps a stale copy out).
             try? index.write { db in
                 for (fid, write) in batch { try Self.write(db, write, for: fid) }
             }
