@@ -26,7 +26,7 @@ extension AFSCacheManager {
     }
 
     public func storeAllDirty() -> SyncReport {
-        let dirty = table.withLock { t in t.vnodes.values.filter { $0.dirty && !$0.removed }.map { ($0, t.path(of: $0, searchingListings: true)) } }
+        let dirty = table.withLock { t in t.vnodes.values.filter { t.isDirty($0) && !$0.removed }.map { ($0, t.path(of: $0, searchingListings: true)) } }
         var failed: [UnsavedFile] = []
         for (vnode, path) in dirty {
             do { try store(vnode, fd: nil) } catch {
@@ -40,7 +40,7 @@ extension AFSCacheManager {
     /// files the kernel already forgot.
     public func flushAll() -> FlushReport {
         let cached = table.withLock { t in
-            t.vnodes.values.filter { $0.listing != nil || $0.symlinkTarget != nil || $0.dirty || t.disk.entry($0.fid) != nil }
+            t.vnodes.values.filter { $0.listing != nil || $0.symlinkTarget != nil || t.disk.entry($0.fid) != nil }
                 .map { ($0, t.path(of: $0, searchingListings: true)) }
         }
         var report = FlushReport(dropped: 0, keptOpen: 0, failed: [])

@@ -17,7 +17,7 @@ extension AFSCacheManager {
 
     private func openOnce(_ inode: Inode, flags: Int32) throws -> OpenReply {
         let vnode = try vnode(inode)
-        if table.withLock({ t in vnode.dirty && vnode.openCount == 0 && !t.hasValidCallBack(vnode) }) {
+        if table.withLock({ t in t.isDirty(vnode) && vnode.openCount == 0 && !t.hasValidCallBack(vnode) }) {
             // A copy left dirty by a failed store: stored now if the server still has the version
             // it was based on, else kept aside as a conflict and the server's version fetched.
             do { try store(vnode, fd: nil) } catch {
@@ -151,7 +151,7 @@ extension AFSCacheManager {
     /// Evicts clean, closed files until `bytes` more fit under the cache size.
     func makeRoom(for bytes: UInt64) {
         let evicted = disk.evict(reserving: bytes) { fid in
-            table.withLock { t in t.vnodes[fid.vnode].map { $0.openCount > 0 || $0.dirty } ?? false }
+            table.withLock { t in t.vnodes[fid.vnode].map { $0.openCount > 0 } ?? false }
         }
         if evicted > 0 {
             statistics.update { $0.evictions += evicted }
@@ -168,9 +168,7 @@ extension AFSCacheManager {
         let now = Timespec.now()
         let path = table.withLock { t -> String? in
             if let writer { vnode.status.losePrivilegeBits(onWriteBy: writer) }
-            let path = vnode.dirty ? nil : t.path(of: vnode)
-            vnode.dirty = true
-            vnode.dirtyGeneration += 1
+            let path = t.isDirty(vnode) ? nil : t.path(of: vnode)
             vnode.status.size = size
             vnode.status.mtime = now
             vnode.status.ctime = now
@@ -194,7 +192,7 @@ extension AFSCacheManager {
 
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
         let file = try core.handles.get(handle)
-        if let size = table.withLock({ t in file.vnode.dirty ? nil : file.vnode.status.size }) {
+        if let size = table.withLock({ t in t.isDirty(file.vnode) ? nil : file.vnode.status.size }) {
             try markDirty(file.vnode, size: size)  // in the index before the data
         }
         let n = pwrite(file.fd, buffer.baseAddress, buffer.count, off_t(offset))
@@ -217,7 +215,7 @@ extension AFSCacheManager {
     /// A close's flush may leave the store to `storeBehind`; an fsync's never does.
     private func flush(handle: UInt64, storeBehindAllowed: Bool) throws {
         let file = try core.handles.get(handle)
-        guard table.withLock({ t in file.vnode.dirty && !file.vnode.removed }) else { return }
+        guard table.withLock({ t in t.isDirty(file.vnode) && !file.vnode.removed }) else { return }
         let vnode = file.vnode
         // The store behind acts for the closing process, as the store at close would.
         if storeBehindAllowed, storeBehind.isEnabled {
@@ -259,7 +257,7 @@ extension AFSCacheManager {
             let vnode = file.vnode
             vnode.openCount -= 1
             // Forgotten by the kernel while open: it goes now (forget left it for this close).
-            if vnode.forgotten, vnode.openCount == 0, !vnode.dirty, vnode.inode != FID.root.vnode,
+            if vnode.forgotten, vnode.openCount == 0, !t.isDirty(vnode), vnode.inode != FID.root.vnode,
                t.vnodes[vnode.inode] === vnode {
                 t.vnodes[vnode.inode] = nil
                 t.forgetBreaks(of: vnode.inode)
@@ -279,10 +277,11 @@ extension AFSCacheManager {
     /// still has the version it was based on; otherwise it is kept aside as a conflict.
     func store(_ vnode: CachedVnode, fd givenFD: Int32?) throws {
         try vnode.io.withLock {
-            let (dirty, generation, mtime, removed, pending, leftover) = table.withLock { t in
-                (vnode.dirty, vnode.dirtyGeneration, vnode.status.mtime, vnode.removed, vnode.pendingStatus, vnode.openCount == 0)
+            let (mtime, removed, pending, leftover) = table.withLock { t in
+                (vnode.status.mtime, vnode.removed, vnode.pendingStatus, vnode.openCount == 0)
             }
-            guard dirty, !removed, let entry = disk.entry(vnode.fid) else { return }
+            // The entry's generation counts local changes: one made after this stays dirty.
+            guard !removed, let entry = disk.entry(vnode.fid), entry.dirty else { return }
             var fd = givenFD ?? -1
             if givenFD == nil {
                 fd = Glibc.open(disk.path(vnode.fid, entry.dataVersion), O_RDONLY | O_CLOEXEC)
@@ -304,7 +303,6 @@ extension AFSCacheManager {
                                 vnode.pendingStatus = StoreStatusChange()
                                 vnode.ownerOnServer = nil
                             }
-                            vnode.dirty = vnode.dirtyGeneration != generation
                             t.install(status, expiry: expiry, stamp: stamp)
                             // The kernel's pages hold what we just stored.
                             if vnode.kernelVersion != nil { vnode.kernelVersion = status.dataVersion }
@@ -344,7 +342,6 @@ extension AFSCacheManager {
                        metadata: ["fid": "\(fid)", "path": "\(conflict.path ?? "unknown")", "kept": "\(conflict.file)"])
         guard let vnode else { return }
         table.withLock { t in
-            vnode.dirty = false
             vnode.pendingStatus = StoreStatusChange()
             vnode.ownerOnServer = nil
             vnode.callBackExpiry = 0

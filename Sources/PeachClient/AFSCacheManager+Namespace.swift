@@ -285,7 +285,7 @@ extension AFSCacheManager {
             table.withLock { t in vnode.status.applyLocally(remote) }
             return attributes(vnode)
         }
-        if table.withLock({ t in vnode.dirty }), let mtime = changes.mtime {
+        if table.withLock({ t in t.isDirty(vnode) }), let mtime = changes.mtime {
             // The coming store carries the local mtime: set it here too.
             table.withLock { t in
                 switch mtime {
@@ -324,7 +324,7 @@ extension AFSCacheManager {
     /// mode and times), so that a refusal at the store cannot surprise anyone.
     func rideAlong(_ changes: SetAttributes, on vnode: CachedVnode) -> StoreStatusChange? {
         guard changes.size == nil, changes.mtime == nil else { return nil }
-        let (eligible, owner) = table.withLock { t in (vnode.openCount > 0 && vnode.dirty && !vnode.removed && vnode.status.type == .regular, vnode.status.uid) }
+        let (eligible, owner) = table.withLock { t in (vnode.openCount > 0 && t.isDirty(vnode) && !vnode.removed && vnode.status.type == .regular, vnode.status.uid) }
         guard eligible else { return nil }
         let caller = Caller.credential.uid
         guard caller == 0 || (caller == owner && changes.uid == nil && changes.gid == nil) else { return nil }

@@ -79,7 +79,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     /// What cannot be stored within the grace stays dirty in the cache, for the next start.
     public func shutdown() {
         storeBehind.stop()
-        core.shutdown(storing: table.withLock { t in t.vnodes.values.filter { $0.dirty } }, fid: \.fid,
+        core.shutdown(storing: table.withLock { t in t.vnodes.values.filter { t.isDirty($0) } }, fid: \.fid,
                       store: { try store($0, fd: nil) }, unsaved: "it stays in the cache for the next start") {
             // Every promise the server recorded, including those this side never trusted (a
             // reply that raced a break) and those broken and not yet acknowledged.
@@ -101,7 +101,6 @@ public final class AFSCacheManager: CacheDesign, Sendable {
                     continue
                 }
                 table.withLock { t in
-                    vnode.dirty = true
                     vnode.status.size = entry.size
                 }
                 try store(vnode, fd: nil)
@@ -159,7 +158,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         let dropped = table.withLock { t -> Int in
             var count = 0
             for fid in fids {
-                if let vnode = t.vnodes[fid.vnode], vnode.fid == fid, vnode.openCount > 0 || vnode.dirty { continue }
+                if let vnode = t.vnodes[fid.vnode], vnode.fid == fid, vnode.openCount > 0 { continue }
                 guard let entry = t.disk.entry(fid), !entry.dirty else { continue }
                 t.disk.remove(fid)
                 count += 1
@@ -278,7 +277,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         table.withLock { t in
             guard inode != FID.root.vnode, let vnode = t.vnodes[inode], vnode.kernelDropped(count) else { return }
             t.referencedVnodes -= 1
-            guard vnode.openCount == 0, !vnode.dirty, !t.keptForOffline(vnode) else { return }
+            guard vnode.openCount == 0, !t.isDirty(vnode), !t.keptForOffline(vnode) else { return }
             t.vnodes[inode] = nil
             t.forgetBreaks(of: inode)
             statistics.update { $0.vnodes = t.vnodes.count }
@@ -299,7 +298,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
 
     public func flushCachedCopy(_ inode: Inode) throws {
         let vnode = try vnode(inode)
-        if table.withLock({ t in vnode.dirty }) { try store(vnode, fd: nil) }
+        if table.withLock({ t in t.isDirty(vnode) }) { try store(vnode, fd: nil) }
         // An open file keeps its copy: its descriptors read and write it (OpenAFS answers EBUSY too).
         if table.withLock({ t in vnode.openCount > 0 }) { throw FileSystemError(EBUSY, "the file is open") }
         vnode.io.withLock {

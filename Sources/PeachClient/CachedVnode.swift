@@ -20,11 +20,9 @@ final class CachedVnode: @unchecked Sendable {
     /// Symlinks: the cached target.
     var symlinkTarget: String?
 
-    /// Files: local state of the cached copy.
+    /// Files: local state of the cached copy. Whether it is dirty is the disk cache's to say
+    /// (`CachedVnodeTable.isDirty`): one place, which its index mirrors durably.
     var openCount = 0
-    var dirty = false
-    /// Bumped on every local write, so a store that raced a write leaves the file dirty.
-    var dirtyGeneration: UInt64 = 0
     /// The data version the kernel's page cache holds for this inode, if any.
     var kernelVersion: UInt64?
     /// Removed on the server while open here: nothing to store back to.

@@ -94,7 +94,7 @@ struct CachedVnodeTable {
         let vnode: CachedVnode
         if let known = vnodes[status.fid.vnode], known.fid == status.fid {
             vnode = known
-            if vnode.dirty {
+            if isDirty(vnode) {
                 // The local copy is newer than the server's size and mtime until it is stored.
                 var merged = status
                 merged.size = vnode.status.size
@@ -114,6 +114,10 @@ struct CachedVnodeTable {
         vnode.callBackExpiry = brokenSince(stamp, status.fid.vnode) ? 0 : expiry
         return vnode
     }
+
+    /// The cached copy of `vnode` has local changes not stored yet. The disk cache holds this,
+    /// and its index records it before the first change reaches the copy.
+    func isDirty(_ vnode: CachedVnode) -> Bool { disk.entry(vnode.fid)?.dirty ?? false }
 
     /// No status of `fid` that may be trusted now is cached.
     func lacksValidStatus(_ fid: FID) -> Bool {
@@ -160,7 +164,7 @@ struct CachedVnodeTable {
     /// Removes every vnode the kernel holds no reference to and nothing here uses. Runs once per
     /// `unreferencedAllowance` new vnodes at most.
     mutating func dropUnreferencedVnodes() {
-        for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !vnode.dirty
+        for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !isDirty(vnode)
             && !keptForOffline(vnode)
             && inode != FID.root.vnode {
             vnodes[inode] = nil
