@@ -50,7 +50,7 @@ public struct InProcessFileSystem: BenchFileSystem {
         try file.close()
     }
 
-    public func readFile(_ path: String) throws -> Int {
+    @discardableResult public func readFile(_ path: String) throws -> Int {
         let file = try client.open(path)
         defer { try? file.close() }
         var total = 0
@@ -111,7 +111,7 @@ public struct MountedFileSystem: BenchFileSystem {
         try Self.check(Int(close(fd)), "close \(path)")
     }
 
-    public func readFile(_ path: String) throws -> Int {
+    @discardableResult public func readFile(_ path: String) throws -> Int {
         let fd = open(full(path), O_RDONLY | O_CLOEXEC)
         try Self.check(Int(fd), "open \(path)")
         defer { close(fd) }

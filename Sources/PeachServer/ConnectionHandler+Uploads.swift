@@ -11,7 +11,7 @@ extension ConnectionHandler {
         // On failure the data frames are still read (and dropped), then the failure is answered.
         // The file is created by the first data frame's step: a small store costs one trip to the
         // file I/O pool (create, write, fsync, close) and one to the database's.
-        var failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
+        let failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
         // The upload is written before the store's transaction: it may not take the disk's
         // reserve, nor may the uploads announced together (held until the data is on the disk).
         // The disk is looked at off the event loop: before the first data frame is written, or,

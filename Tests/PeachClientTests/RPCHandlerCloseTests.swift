@@ -1,3 +1,4 @@
+import NIOConcurrencyHelpers
 import NIOCore
 import NIOEmbedded
 import NIOSSL
@@ -9,10 +10,12 @@ import Testing
 /// of a close and a request there is a race on a real socket.
 @Suite("Requests on a closed connection")
 struct RPCHandlerCloseTests {
+    /// The failure the promise was already completed with (an embedded channel runs callbacks
+    /// at once).
     func failure(of promise: EventLoopPromise<Reply>) -> FileSystemError? {
-        var seen: FileSystemError?
-        promise.futureResult.whenFailure { seen = $0 as? FileSystemError }
-        return seen
+        let seen = NIOLockedValueBox<FileSystemError?>(nil)
+        promise.futureResult.whenFailure { error in seen.withLockedValue { $0 = error as? FileSystemError } }
+        return seen.withLockedValue { $0 }
     }
 
     @Test("a request made after a TLS refusal closed the connection fails with the refusal, not 'connection closed'")

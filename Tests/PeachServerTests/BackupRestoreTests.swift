@@ -19,11 +19,11 @@ struct BackupRestoreTests {
         let file = try store.create(CreateRequest(directory: .root, name: "f", type: .regular, mode: 0o644, uid: 0, gid: 0),
                                     client: "a").value.target!
         let upload = store.newUploadPath()
-        FileManager.default.createFile(atPath: upload, contents: Data(content.utf8))
+        _ = FileManager.default.createFile(atPath: upload, contents: Data(content.utf8))
         _ = try store.store(file.fid, client: "a", uploadPath: upload, size: UInt64(content.utf8.count), mtime: .now())
         let backup = try store.backup()
         let archive = directory.path + "/backup.tar"
-        FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
+        _ = FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
         #expect(backup.files == 1)
         return (archive, file.fid)
     }
@@ -66,7 +66,7 @@ struct BackupRestoreTests {
             let fid = try store.create(CreateRequest(directory: .root, name: name, type: .regular, mode: 0o644, uid: 0, gid: 0),
                                        client: "a").value.target!.fid
             let upload = store.newUploadPath()
-            FileManager.default.createFile(atPath: upload, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: upload, contents: Data(bytes))
             _ = try store.store(fid, client: "a", uploadPath: upload, size: UInt64(bytes.count), mtime: .now())
             return fid
         }
@@ -74,7 +74,7 @@ struct BackupRestoreTests {
         let large = try put("large", [UInt8](repeating: 7, count: 100_000))
         let backup = try store.backup()
         let archive = directory.path + "/backup.tar"
-        FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
+        _ = FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
         #expect(backup.files == 1)  // the large file's version; the small one is in volume.sqlite
         store.releaseRoot()
         let restored = try VolumeRestore.restore(archive: archive, into: directory.path + "/restored")
@@ -102,7 +102,7 @@ struct BackupRestoreTests {
         let (archive, _) = try backedUpStore(in: directory)
         let root = directory.path + "/busy"
         try FileManager.default.createDirectory(atPath: root, withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: root + "/keep", contents: Data("mine".utf8))
+        _ = FileManager.default.createFile(atPath: root + "/keep", contents: Data("mine".utf8))
         #expect(throws: VolumeRestore.Failure.self) { try VolumeRestore.restore(archive: archive, into: root) }
         #expect(try FileManager.default.contentsOfDirectory(atPath: root) == ["keep"])
     }
@@ -118,13 +118,13 @@ struct BackupRestoreTests {
         switch kind {
         case "escape":
             // A member that would land outside the root (-P keeps the ../ tar would strip).
-            FileManager.default.createFile(atPath: directory.path + "/escaped", contents: Data())
+            _ = FileManager.default.createFile(atPath: directory.path + "/escaped", contents: Data())
             _ = try shell("cd '\(work)' && tar -xf '\(good)' && tar -P -cf '\(archive)' volume.sqlite data ../escaped && rm ../escaped")
         case "foreign":
-            FileManager.default.createFile(atPath: work + "/data/notes.txt", contents: Data())
+            _ = FileManager.default.createFile(atPath: work + "/data/notes.txt", contents: Data())
             _ = try shell("cd '\(work)' && tar -xf '\(good)' && tar -cf '\(archive)' volume.sqlite data")
         case "garbage":
-            FileManager.default.createFile(atPath: archive, contents: Data(repeating: 0x41, count: 10_000))
+            _ = FileManager.default.createFile(atPath: archive, contents: Data(repeating: 0x41, count: 10_000))
         case "huge-size":
             // One header announcing a member of nearly 2^64 bytes (GNU base-256): offsets past it would overflow.
             _ = try shell("""
@@ -154,7 +154,7 @@ struct BackupRestoreTests {
         try FileManager.default.createDirectory(atPath: work, withIntermediateDirectories: true)
         try FileManager.default.createDirectory(atPath: outside, withIntermediateDirectories: true)
         // The size of the backed-up file, so that the restore's size check alone would not refuse a link to it.
-        FileManager.default.createFile(atPath: outside + "/precious", contents: Data("keep!".utf8))
+        _ = FileManager.default.createFile(atPath: outside + "/precious", contents: Data("keep!".utf8))
         let archive = directory.path + "/\(kind).tar"
         let unpacked = "cd '\(work)' && tar -xf '\(good)' && v=$(ls data) && "
         switch kind {
@@ -189,7 +189,7 @@ struct BackupRestoreTests {
         let content: @Sendable (Int, Int) -> [UInt8] = { i, round in [UInt8](repeating: UInt8(truncatingIfNeeded: i &+ round), count: 2 << 20) }
         @Sendable func put(_ fid: FID, _ bytes: [UInt8]) throws {
             let upload = store.newUploadPath()
-            FileManager.default.createFile(atPath: upload, contents: Data(bytes))
+            _ = FileManager.default.createFile(atPath: upload, contents: Data(bytes))
             _ = try store.store(fid, client: "w", uploadPath: upload, size: UInt64(bytes.count), mtime: .now())
         }
         var fids: [FID] = []
@@ -219,7 +219,7 @@ struct BackupRestoreTests {
         for attempt in 0..<10 {
             let backup = try store.backup()
             let archive = directory.path + "/backup-\(attempt).tar"
-            FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
+            _ = FileManager.default.createFile(atPath: archive, contents: try backup.handle.readToEnd())
             let restored = try VolumeRestore.restore(archive: archive, into: directory.path + "/restored-\(attempt)")
             #expect(restored.files == 40)
         }
@@ -233,7 +233,7 @@ struct BackupRestoreTests {
         try VolumeStore(root: root).releaseRoot()
         let staging = root + "/" + VolumeStore.backupStagingPrefix + "X"
         try FileManager.default.createDirectory(atPath: staging + "/data", withIntermediateDirectories: true)
-        FileManager.default.createFile(atPath: staging + ".tar", contents: Data(count: 100))
+        _ = FileManager.default.createFile(atPath: staging + ".tar", contents: Data(count: 100))
         let store = try VolumeStore(root: root)
         defer { store.releaseRoot() }
         #expect(!FileManager.default.fileExists(atPath: staging))

@@ -56,7 +56,7 @@ struct RequestPathTests {
             let created = try introduceTwoClientsAndCreateFile(in: store)
             let atime = Timespec(seconds: 1_600_000_000, nanoseconds: 5)
             let upload = store.newUploadPath()
-            FileManager.default.createFile(atPath: upload, contents: Data("abc".utf8))
+            _ = FileManager.default.createFile(atPath: upload, contents: Data("abc".utf8))
             let stored = try store.store(created.fid, client: "a", uploadPath: upload, size: 3, mtime: Timespec(seconds: 7),
                                          status: StoreStatusChange(mode: 0o600, uid: 1234, gid: 99, atime: atime)).value
             #expect(stored.size == 3 && stored.mode == 0o600 && stored.uid == 1234 && stored.gid == 99)
@@ -64,7 +64,7 @@ struct RequestPathTests {
             // Only root gives a file away: a user's store carrying a chown is refused, data and all.
             let bob = Identity(uid: 1234, gid: 99)
             let second = store.newUploadPath()
-            FileManager.default.createFile(atPath: second, contents: Data("new".utf8))
+            _ = FileManager.default.createFile(atPath: second, contents: Data("new".utf8))
             #expect(throws: StatusCode.permissionDenied) {
                 _ = try store.store(created.fid, client: .afs("b", as: bob), uploadPath: second, size: 3, mtime: .now(),
                                     status: StoreStatusChange(uid: 0))
@@ -79,7 +79,7 @@ struct RequestPathTests {
             let created = try introduceTwoClientsAndCreateFile(in: store)
             func upload(_ text: String) -> String {
                 let path = store.newUploadPath()
-                FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
+                _ = FileManager.default.createFile(atPath: path, contents: Data(text.utf8))
                 return path
             }
             let base = created.dataVersion
@@ -130,7 +130,7 @@ struct RequestPathTests {
         let directory = try TemporaryDirectory(prefix: "peach-groupsync")
         defer { directory.remove() }
         let path = directory.path + "/log"
-        FileManager.default.createFile(atPath: path, contents: Data())
+        _ = FileManager.default.createFile(atPath: path, contents: Data())
         let sync = try GroupSync(directory: directory.path, log: path, duration: ServerMetrics().fsyncDuration)
         let callers = 32
         DispatchQueue.concurrentPerform(iterations: callers) { _ in
@@ -148,7 +148,7 @@ struct RequestPathTests {
         let directory = try TemporaryDirectory(prefix: "peach-groupsync")
         defer { directory.remove() }
         let path = directory.path + "/log"
-        FileManager.default.createFile(atPath: path, contents: Data())
+        _ = FileManager.default.createFile(atPath: path, contents: Data())
         let sync = try GroupSync(directory: directory.path, log: path, duration: ServerMetrics().fsyncDuration)
         try sync.sync()  // the first round syncs it: nothing is known of what came before
         let first = sync.directoryFsyncs
