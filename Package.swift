@@ -146,6 +146,7 @@ let package = Package(
         ]),
         .testTarget(name: "PeachClientTests", dependencies: [
             "PeachClient", "PeachProtocol", "PeachSupport", "PeachLocalCluster", "PeachTesting",
+            .product(name: "GRDB", package: "GRDB.swift"),
             .product(name: "NIOEmbedded", package: "swift-nio"),
             .product(name: "NIOCore", package: "swift-nio"), .product(name: "NIOConcurrencyHelpers", package: "swift-nio"), .product(name: "Logging", package: "swift-log"),
             .product(name: "NIOSSL", package: "swift-nio-ssl"),

@@ -41,7 +41,7 @@ final class DiskCache: Sendable {
     /// The entries, and the sum of their sizes (kept, not recounted: stats read it at every fetch).
     private let entries = NIOLockedValueBox([FID: Entry]())
     private let total = NIOLockedValueBox<UInt64>(0)
-    /// Held from an entry's change to its index write (`persistInOrder`); lock order: this, then
+    /// Held from an entry's change to its index write (`markDirty`, `markStored`, `install`); lock order: this, then
     /// `entries`, then `total`.
     private let persistLock = NIOLock()
     private let clock = NIOLockedValueBox<UInt64>(0)
@@ -208,7 +208,7 @@ final class DiskCache: Sendable {
     /// `path` is kept with it, for a conflict. Throws if the mark could not be written: the
     /// change must then not reach the file.
     func markDirty(_ fid: FID, size: UInt64, path: String? = nil) throws {
-        try persistInOrder {
+        try persistLock.withLock {
             var changed = false
             let entry = update(fid) { e in
                 changed = !e.dirty
@@ -217,7 +217,17 @@ final class DiskCache: Sendable {
                 e.generation &+= 1
                 if changed { e.path = path }
             }
-            return changed ? entry : nil
+            guard let entry, changed else { return }
+            do {
+                try persist(entry)
+            } catch {
+                // Not recorded, so not dirty: the next change tries to record it again.
+                _ = update(fid) { e in
+                    e.dirty = false
+                    e.path = nil
+                }
+                throw error
+            }
         }
     }
 
@@ -249,14 +259,6 @@ final class DiskCache: Sendable {
             }
             // Still dirty (written during the store): under its new name, at once.
             if let entry { if entry.dirty { try persist(entry) } else { persistLater(fid, .put(entry)) } }
-        }
-    }
-
-    /// Runs `change` and writes the entry it returns to the index, one change at a time, so
-    /// that the index gets the entries in the order they were made.
-    private func persistInOrder(_ change: () -> Entry?) throws {
-        try persistLock.withLock {
-            if let entry = change() { try persist(entry) }
         }
     }
 

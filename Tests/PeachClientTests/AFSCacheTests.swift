@@ -1,4 +1,5 @@
 import Foundation
+import GRDB
 import PeachClient
 import PeachLocalCluster
 import PeachProtocol
@@ -112,6 +113,27 @@ struct AFSCacheTests {
             let paths = Set(client.callBacks().compactMap(\.path))
             #expect(paths.isSuperset(of: ["/", "/dir", "/dir/file"]))
             #expect(client.callBacks().allSatisfy { $0.expiresAt > UInt64(Date().timeIntervalSince1970) })
+        }
+    }
+
+    @Test("a write whose dirty mark the cache index cannot record fails with EIO and changes nothing; the next one records it")
+    func unrecordedDirtyMark() throws {
+        try withCluster { cluster in
+            let client = PathClient(try cluster.addClient(named: "a"))
+            try client.writeFile("/f", "stored")
+            // Another connection holds the index's write lock: the dirty mark cannot be written.
+            var configuration = Configuration()
+            configuration.allowsUnsafeTransactions = true  // the lock stays held between the two calls
+            let index = try DatabaseQueue(path: cluster.directory.path + "/cache-a/index.sqlite", configuration: configuration)
+            try index.inDatabase { db in try db.execute(sql: "BEGIN IMMEDIATE") }
+            let file = try client.open("/f", flags: O_RDWR)
+            #expect(throws: FileSystemError.self) { try file.write(Array("CHANGED".utf8)) }
+            #expect(try file.readAll() == Array("stored".utf8), "the refused write reached the cached copy")
+            // The lock goes: the next write records its mark, and the close stores it.
+            try index.inDatabase { db in try db.execute(sql: "ROLLBACK") }
+            try file.write(Array("changed".utf8))
+            try file.close()
+            #expect(try PathClient(try cluster.addClient(named: "b")).readText("/f") == "changed")
         }
     }
 }
