@@ -68,8 +68,11 @@ extension ConnectionHandler {
         let (registry, maximumIDs) = (server.registry, server.limits.maximumClientIDsPerPrincipal)
         server.threadPool.runIfActive(eventLoop: context.eventLoop) {
             let principal = try known ?? LoopbackPeer.requirePrincipal(peer: peer, local: local)
+            // Root on the server's machine is not bounded (it could stop the server anyway), as
+            // it is not suspended: `peach bench scale` runs hundreds of clients as root.
+            let bound = principal.ownerKey == Principal.localRoot.ownerKey ? Int.max : maximumIDs
             let lost = try store.introduce(client: hello.clientID, epoch: hello.epoch, owner: principal.ownerKey,
-                                           maximumIDs: maximumIDs, isConnected: { registry.connectionID(for: $0) != nil })
+                                           maximumIDs: bound, isConnected: { registry.connectionID(for: $0) != nil })
             return (lost, principal)
         }.whenComplete { result in
             let handler = loopBound.value
