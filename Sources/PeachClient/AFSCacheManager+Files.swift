@@ -111,20 +111,23 @@ extension AFSCacheManager {
         return n
     }
 
-    /// O_TRUNC: no fetch; the local copy becomes empty and dirty. Caller holds `vnode.io`.
+    /// O_TRUNC: no fetch; the local copy becomes empty and dirty (marked first: the index must
+    /// say so before the copy changes). Caller holds `vnode.io`.
     private func truncateLocalCopy(_ vnode: CachedVnode, cached: DiskCache.Entry?, dataVersion: UInt64) throws {
         if let cached {
+            try markDirty(vnode, size: 0)
             guard Glibc.truncate(disk.path(vnode.fid, cached.dataVersion), 0) == 0 else {
                 throw FileSystemError(errno, "truncating the cached copy")
             }
         } else {
+            // A new empty copy: nothing in it yet to protect, so it is marked once it exists.
             let path = disk.path(vnode.fid, dataVersion)
             let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
             Glibc.close(fd)
             try disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
+            try markDirty(vnode, size: 0)
         }
-        try markDirty(vnode, size: 0)
     }
 
     /// FetchData into a new cache file, then install it. Caller holds `vnode.io`.
@@ -273,12 +276,13 @@ extension AFSCacheManager {
     ///
     /// A store from an open descriptor (close, fsync) wins over any other version, as AFS's last
     /// close does. A copy no descriptor holds open (left dirty by a failed store or a crash,
-    /// stored at unmount, at the next start or by `peach fs flush`) is stored only if the server
-    /// still has the version it was based on; otherwise it is kept aside as a conflict.
+    /// stored at unmount, at the next start or by `peach fs flush`), and a copy an earlier run
+    /// left dirty (`leftovers`) whoever stores it, is stored only if the server still has the
+    /// version it was based on; otherwise it is kept aside as a conflict.
     func store(_ vnode: CachedVnode, fd givenFD: Int32?) throws {
         try vnode.io.withLock {
             let (mtime, removed, pending, leftover) = table.withLock { t in
-                (vnode.status.mtime, vnode.removed, vnode.pendingStatus, vnode.openCount == 0)
+                (vnode.status.mtime, vnode.removed, vnode.pendingStatus, vnode.openCount == 0 || t.leftovers.contains(vnode.fid))
             }
             // The entry's generation counts local changes: one made after this stays dirty.
             guard !removed, let entry = disk.entry(vnode.fid), entry.dirty else { return }
@@ -304,6 +308,7 @@ extension AFSCacheManager {
                                 vnode.ownerOnServer = nil
                             }
                             t.install(status, expiry: expiry, stamp: stamp)
+                            t.leftovers.remove(vnode.fid)
                             // The kernel's pages hold what we just stored.
                             if vnode.kernelVersion != nil { vnode.kernelVersion = status.dataVersion }
                         }
@@ -340,6 +345,7 @@ extension AFSCacheManager {
         }
         core.logger.warning("a dirty copy was not stored: \(reason) on the server since the copy was taken; it is kept as a conflict (peach fs conflicts)",
                        metadata: ["fid": "\(fid)", "path": "\(conflict.path ?? "unknown")", "kept": "\(conflict.file)"])
+        table.withLock { t in _ = t.leftovers.remove(fid) }
         guard let vnode else { return }
         table.withLock { t in
             vnode.pendingStatus = StoreStatusChange()

@@ -270,14 +270,19 @@ extension AFSCacheManager {
         let vnode = try vnode(inode)
         var remote = changes
         if let size = changes.size, table.withLock({ t in vnode.openCount > 0 && vnode.status.type == .regular }) {
-            // An open file is truncated in its cached copy and stored whole on close.
+            // An open file is truncated in its cached copy and stored whole on close; the index
+            // says the copy is dirty before it changes.
             try vnode.io.withLock {
                 guard let entry = disk.entry(vnode.fid) else { throw FileSystemError(EIO, "no cached copy") }
+                try markDirty(vnode, size: entry.size)
                 guard Glibc.truncate(disk.path(vnode.fid, entry.dataVersion), off_t(size)) == 0 else {
-                    throw FileSystemError(errno, "truncating the cached copy")
+                    // Nothing changed (EFBIG: past the local file system's largest file).
+                    let error = FileSystemError(errno, "truncating the cached copy")
+                    if !entry.dirty { disk.undoDirtyMark(vnode.fid) }
+                    throw error
                 }
+                try markDirty(vnode, size: size)
             }
-            try markDirty(vnode, size: size)
             remote.size = nil
         }
         if table.withLock({ t in vnode.removed }) {

@@ -91,7 +91,9 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     /// Files left dirty by an earlier run (a failed close, a crash): each is stored now if the
     /// server still has the version it was based on, else kept as a conflict (`store`).
     private func storeLeftoverDirtyFiles() {
-        for entry in disk.dirtyEntries {
+        let leftovers = disk.dirtyEntries
+        table.withLock { t in t.leftovers = Set(leftovers.map(\.fid)) }
+        for entry in leftovers {
             do {
                 let vnode: CachedVnode
                 do {
@@ -159,9 +161,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
             var count = 0
             for fid in fids {
                 if let vnode = t.vnodes[fid.vnode], vnode.fid == fid, vnode.openCount > 0 { continue }
-                guard let entry = t.disk.entry(fid), !entry.dirty else { continue }
-                t.disk.remove(fid)
-                count += 1
+                if t.disk.removeIfClean(fid) { count += 1 }
             }
             return count
         }

@@ -20,6 +20,10 @@ struct CachedVnodeTable {
     private var breaksSeen: UInt64 = 0
     private var latestBreak: [Inode: UInt64] = [:]
     private var everyPromiseBrokenAt: UInt64 = 0
+    /// Dirty copies left by an earlier run and not stored yet: a store of one, even from an open
+    /// descriptor (a read-only open and close), sends the version it was based on, so that it
+    /// never overwrites a newer version as a copy written in this run may (`store`).
+    var leftovers: Set<FID> = []
     /// Vnodes with at least one kernel reference (FUSE lookup count above 0).
     var referencedVnodes = 0
 
@@ -106,7 +110,7 @@ struct CachedVnodeTable {
         } else {
             vnode = CachedVnode(status: status)
             vnodes[status.fid.vnode] = vnode
-            if vnodes.count - referencedVnodes > Self.unreferencedAllowance { dropUnreferencedVnodes() }
+            if vnodes.count - referencedVnodes > Self.unreferencedAllowance { dropUnreferencedVnodes(keeping: status.fid.vnode) }
             statistics.update { $0.vnodes = vnodes.count }
         }
         if vnode.isDirectory, vnode.listingVersion != status.dataVersion { vnode.listing = nil }
@@ -161,12 +165,13 @@ struct CachedVnodeTable {
         }
     }
 
-    /// Removes every vnode the kernel holds no reference to and nothing here uses. Runs once per
+    /// Removes every vnode the kernel holds no reference to and nothing here uses, but `kept`
+    /// (the one being installed, which its caller is about to use). Runs once per
     /// `unreferencedAllowance` new vnodes at most.
-    mutating func dropUnreferencedVnodes() {
+    mutating func dropUnreferencedVnodes(keeping kept: Inode) {
         for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !isDirty(vnode)
             && !keptForOffline(vnode)
-            && inode != FID.root.vnode {
+            && inode != FID.root.vnode && inode != kept {
             vnodes[inode] = nil
             forgetBreaks(of: inode)
         }

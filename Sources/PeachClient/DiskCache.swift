@@ -217,7 +217,9 @@ final class DiskCache: Sendable {
                 e.generation &+= 1
                 if changed { e.path = path }
             }
-            guard let entry, changed else { return }
+            // No copy to mark: it was dropped (evicted, removed) before this change began.
+            guard let entry else { throw FileSystemError(EIO, "the cached copy is gone") }
+            guard changed else { return }
             do {
                 try persist(entry)
             } catch {
@@ -228,6 +230,18 @@ final class DiskCache: Sendable {
                 }
                 throw error
             }
+        }
+    }
+
+    /// A change marked with `markDirty` did not reach the copy (it failed), and the copy was
+    /// clean before: it is clean again.
+    func undoDirtyMark(_ fid: FID) {
+        persistLock.withLock {
+            guard let entry = update(fid, { e in
+                e.dirty = false
+                e.path = nil
+            }) else { return }
+            persistLater(fid, .put(entry))
         }
     }
 
@@ -282,12 +296,25 @@ final class DiskCache: Sendable {
         let candidates = entries.withLockedValue { $0.values.sorted { $0.lastUse < $1.lastUse } }
         var total = candidates.reduce(0) { $0 + $1.size } + extra
         for candidate in candidates where total > sizeLimit {
-            guard !candidate.dirty, !isBusy(candidate.fid) else { continue }
-            remove(candidate.fid)
+            guard !candidate.dirty, !isBusy(candidate.fid), removeIfClean(candidate.fid) else { continue }
             total -= candidate.size
             evicted += 1
         }
         return evicted
+    }
+
+    /// Removes the copy unless it is dirty now: a copy's first change marks it dirty under the
+    /// same lock, so a copy checked clean a moment ago (an eviction's candidate, a removed file)
+    /// is never dropped once a change has begun. Returns whether it was removed.
+    @discardableResult
+    func removeIfClean(_ fid: FID) -> Bool {
+        persistLock.withLock {
+            guard let current = entries.withLockedValue({ $0[fid] }), !current.dirty,
+                  let old = replace(fid, with: nil) else { return false }
+            unlink(path(fid, old.dataVersion))
+            persistLater(fid, .delete)
+            return true
+        }
     }
 
     var dirtyEntries: [Entry] {

@@ -13,14 +13,10 @@ extension ConnectionHandler {
         // file I/O pool (create, write, fsync, close) and one to the database's.
         let failure: StatusCode? = size <= server.store.limits.maximumFileSize ? nil : .fileTooLarge
         // The upload is written before the store's transaction: it may not take the disk's
-        // reserve, nor may the uploads announced together (held until the data is on the disk).
-        // The disk is looked at off the event loop: before the first data frame is written, or,
-        // for a small store kept in memory, before its transaction.
-        var reserved: UInt64 = 0
-        if failure == nil {
-            server.store.reserve.hold(size)
-            reserved = size
-        }
+        // reserve, nor may the uploads announced together (each holds its size from its check
+        // until its data is on the disk). The disk is looked at off the event loop: before the
+        // first data frame is written, on the file pool, or before a small store's transaction.
+        let reserved: UInt64 = 0
         // A small store stays in memory and goes into the database whole: no file is made.
         let buffered = failure == nil && size <= UInt64(server.store.inlineMaximum)
             && bufferedUploadBytes + Int(size) <= Self.maximumBufferedUploadBytes
@@ -54,13 +50,20 @@ extension ConnectionHandler {
         uploads[frame.id] = upload
         let (fd, body, path) = (upload.fd, frame.body, upload.path)
         let sync = server.store.syncPolicy.syncsUploads
-        let reserve = server.store.reserve
-        onFileIOPool({
-            // Before the file is made: room for it and for every upload announced with it.
-            if fd < 0, (try? reserve.checkHeld()) == nil { return UploadFile.Step(fd: -1, succeeded: false, finished: false) }
-            return UploadFile.step(fd: fd, path: path, body: body, last: last, sync: sync)
-        }) { handler, step in
+        let (reserve, size) = (server.store.reserve, upload.size)
+        let needsRoom = fd < 0 && upload.reserved == 0
+        onFileIOPool({ () -> (UploadFile.Step, UInt64) in
+            // Before the file is made: room for it beside every upload held now.
+            if needsRoom {
+                guard (try? reserve.reserve(size)) != nil else { return (UploadFile.Step(fd: -1, succeeded: false, finished: false), 0) }
+            }
+            return (UploadFile.step(fd: fd, path: path, body: body, last: last, sync: sync), needsRoom ? size : 0)
+        }) { handler, result in
+            let (step, held) = result
+            // Held from here until the data is on the disk; released at once if the upload went.
+            guard handler.uploads[frame.id] != nil else { return reserve.release(held) }
             handler.uploadStepDone(frame.id) { upload in
+                upload.reserved += held
                 upload.fd = step.fd
                 upload.finished = step.finished
                 if !step.succeeded { upload.failure = .noSpace }
@@ -102,25 +105,23 @@ extension ConnectionHandler {
             }
             return sendError(failure, id: id, opcode: opcode)
         }
+        // A file's bytes are on the disk now, which its free space counts.
+        server.store.reserve.release(upload.reserved)
+        upload.reserved = 0
         let content: VolumeStore.UploadedContent
-        // A file's bytes are on the disk now, which its free space counts. A small store's go to
-        // the database in a moment: its hold ends once the disk is checked, off the event loop.
-        var heldUntilChecked: UInt64 = 0
+        // A small store's go to the database: room for them is checked and held while it runs.
+        var roomNeeded: UInt64 = 0
         if let buffered = upload.buffered {
             bufferedUploadBytes -= Int(upload.size)
             content = .bytes(buffered)
-            heldUntilChecked = upload.reserved
+            roomNeeded = upload.size
         } else {
             content = .file(upload.path)
-            server.store.reserve.release(upload.reserved)
         }
-        upload.reserved = 0
-        let (request, requester, reserve, held) = (upload.request, upload.requester, server.store.reserve, heldUntilChecked)
+        let (request, requester, reserve, room) = (upload.request, upload.requester, server.store.reserve, roomNeeded)
         dispatch(id: id, opcode: opcode, isChange: true) { processor in
-            if held > 0 {
-                defer { reserve.release(held) }
-                try reserve.checkHeld()
-            }
+            try reserve.reserve(room)
+            defer { reserve.release(room) }
             return try processor.process(request, for: requester, upload: content)
         }
     }

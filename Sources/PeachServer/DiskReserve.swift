@@ -30,18 +30,14 @@ struct DiskReserve: Sendable {
         try check(growth: growth, pending: pending.bytes.withLock { $0 })
     }
 
-    /// Holds `bytes` for an upload until `release`, without looking at the disk (an event loop
-    /// may not wait for statvfs): `checkHeld`, off the loop, then checks them with every other
-    /// upload's. Twenty concurrent 40 MB announcements each passed a check alone and together
-    /// filled the disk.
-    func hold(_ bytes: UInt64) {
+    /// As `check`, and holds `bytes` for an upload until `release`: twenty concurrent 40 MB
+    /// announcements each passed the check alone and together filled the disk.
+    func reserve(_ bytes: UInt64) throws {
         guard bytes > 0 else { return }
-        pending.bytes.withLock { $0 += bytes }
-    }
-
-    /// noSpace unless the uploads held now leave the reserve free.
-    func checkHeld() throws {
-        try check(growth: 0, pending: pending.bytes.withLock { $0 })
+        try pending.bytes.withLock { held in
+            try check(growth: bytes, pending: held)
+            held += bytes
+        }
     }
 
     /// The upload is on the disk now (statvfs counts it), or will never be.

@@ -29,14 +29,14 @@ extension VolumeStore {
     /// Takes a backup. Throws `busy` while another runs on this volume, `noSpace` when the
     /// root's disk cannot hold a second copy of the volume.
     public func backup() throws -> Backup {
-        // Once no NFS WRITE is writing a version file in place: those that start later copy a
-        // version the backup links (`write`).
-        guard fileWorkGate.exclusive({
-            backupRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged
-        }) else {
+        guard backupRunning.compareExchange(expected: false, desired: true, ordering: .acquiringAndReleasing).exchanged else {
             throw StatusCode.busy
         }
         defer { backupRunning.store(false, ordering: .releasing) }
+        // NFS WRITEs that start from now on see `backupRunning` and copy a version the backup
+        // links; those already writing a version file in place are waited for. (Set first, so
+        // that a stream of WRITEs cannot keep the backup out.)
+        fileWorkGate.exclusive {}
         try requireSpaceForBackup()
         let staging = root + "/" + Self.backupStagingPrefix + UUID().uuidString
         defer { try? FileManager.default.removeItem(atPath: staging) }

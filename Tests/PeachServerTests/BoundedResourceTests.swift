@@ -244,15 +244,33 @@ struct BoundedResourceTests {
         let free = UInt64(st.f_bavail) * UInt64(st.f_frsize)
         let reserve = DiskReserve(directory: directory.path)
         let share = free / 10 * 6
-        reserve.hold(share)
-        try reserve.checkHeld()
+        try reserve.reserve(share)
         // Each alone fits; the second on top of the first does not.
         try reserve.check(growth: free / 10 * 3)
-        reserve.hold(share)
-        #expect(throws: StatusCode.noSpace) { try reserve.checkHeld() }
+        #expect(throws: StatusCode.noSpace) { try reserve.reserve(share) }
         reserve.release(share)
-        try reserve.checkHeld()
+        try reserve.reserve(share)
         reserve.release(share)
+    }
+
+    @Test("an upload announced larger than the disk holds no room: other stores go on while it waits, and after it fails")
+    func oversizedAnnouncementHoldsNothing() throws {
+        try withCluster { cluster in
+            let writer = PathClient(try cluster.addClient())
+            try writer.writeFile("/target", "old")
+            let target = try fid(of: "/target", writer)
+            let raw = try RawProtocolClient(port: cluster.address.port)
+            try raw.hello()
+            let id = try raw.send(.storeData(target, size: VolumeLimits.defaultMaximumFileSize, mtime: .now()))
+            // Announced, with no data yet: a small store (kept in memory) and a large one go on.
+            try writer.writeFile("/small", "fits")
+            try writer.writeFile("/large", [UInt8](repeating: 1, count: 1 << 20))
+            // Its first data frame finds no room; nothing is held for it after that either.
+            try raw.send(Frame(kind: .data, id: id, opcode: Opcode.storeData.rawValue, body: ByteBuffer(bytes: [UInt8](repeating: 7, count: 4096))))
+            try writer.writeFile("/small2", "fits too")
+            #expect(try writer.readText("/small") == "fits" && writer.readText("/small2") == "fits too")
+            #expect(try writer.readText("/target") == "old")
+        }
     }
 
     @Test("an upload whose client stops sending is dropped with its connection after the idle timeout, and its file deleted")
