@@ -165,7 +165,7 @@ public final class ServerConnection: Sendable {
                         if let tls {
                             try channel.pipeline.syncOperations.addHandler(NIOSSLClientHandler(context: tls.context, serverHostname: serverName))
                         }
-                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(FrameDecoder()))
+                        try channel.pipeline.syncOperations.addHandler(ByteToMessageHandler(StreamingFrameDecoder()))
                         try channel.pipeline.syncOperations.addHandler(MessageToByteHandler(FrameEncoder()))
                         try channel.pipeline.syncOperations.addHandler(RPCHandler(onPush: pushHandler, onClose: closedHandler))
                     }
