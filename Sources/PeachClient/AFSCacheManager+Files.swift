@@ -120,12 +120,13 @@ extension AFSCacheManager {
                 throw FileSystemError(errno, "truncating the cached copy")
             }
         } else {
-            // A new empty copy: nothing in it yet to protect, so it is marked once it exists.
+            // A new empty copy, installed dirty (so no eviction can take it before the open
+            // count rises), then recorded here as changed.
             let path = disk.path(vnode.fid, dataVersion)
             let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
             guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
             Glibc.close(fd)
-            try disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
+            try disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: true, lastUse: 0))
             try markDirty(vnode, size: 0)
         }
     }
@@ -167,7 +168,8 @@ extension AFSCacheManager {
     /// `writtenBy`: the writer, who takes the set-id bits away unless root (the server does the
     /// same when the store arrives; here fstat shows it at once). Throws if the cache index could
     /// not record the mark: the change must then not reach the file.
-    func markDirty(_ vnode: CachedVnode, size: UInt64, writtenBy writer: UInt32? = nil) throws {
+    @discardableResult
+    func markDirty(_ vnode: CachedVnode, size: UInt64, writtenBy writer: UInt32? = nil) throws -> UInt64 {
         let now = Timespec.now()
         let path = table.withLock { t -> String? in
             if let writer { vnode.status.losePrivilegeBits(onWriteBy: writer) }
@@ -177,7 +179,7 @@ extension AFSCacheManager {
             vnode.status.ctime = now
             return path
         }
-        try disk.markDirty(vnode.fid, size: size, path: path)
+        return try disk.markDirty(vnode.fid, size: size, path: path)
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {

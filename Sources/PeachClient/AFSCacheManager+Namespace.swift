@@ -274,11 +274,11 @@ extension AFSCacheManager {
             // says the copy is dirty before it changes.
             try vnode.io.withLock {
                 guard let entry = disk.entry(vnode.fid) else { throw FileSystemError(EIO, "no cached copy") }
-                try markDirty(vnode, size: entry.size)
+                let generation = try markDirty(vnode, size: entry.size)
                 guard Glibc.truncate(disk.path(vnode.fid, entry.dataVersion), off_t(size)) == 0 else {
                     // Nothing changed (EFBIG: past the local file system's largest file).
                     let error = FileSystemError(errno, "truncating the cached copy")
-                    if !entry.dirty { disk.undoDirtyMark(vnode.fid) }
+                    if !entry.dirty { disk.undoDirtyMark(vnode.fid, generation: generation) }
                     throw error
                 }
                 try markDirty(vnode, size: size)

@@ -207,7 +207,9 @@ final class DiskCache: Sendable {
     /// first change of a clean copy reaches its file, so that a crash leaves it marked dirty;
     /// `path` is kept with it, for a conflict. Throws if the mark could not be written: the
     /// change must then not reach the file.
-    func markDirty(_ fid: FID, size: UInt64, path: String? = nil) throws {
+    /// Returns the entry's generation after this change, for `undoDirtyMark`.
+    @discardableResult
+    func markDirty(_ fid: FID, size: UInt64, path: String? = nil) throws -> UInt64 {
         try persistLock.withLock {
             var changed = false
             let entry = update(fid) { e in
@@ -219,7 +221,7 @@ final class DiskCache: Sendable {
             }
             // No copy to mark: it was dropped (evicted, removed) before this change began.
             guard let entry else { throw FileSystemError(EIO, "the cached copy is gone") }
-            guard changed else { return }
+            guard changed else { return entry.generation }
             do {
                 try persist(entry)
             } catch {
@@ -230,17 +232,20 @@ final class DiskCache: Sendable {
                 }
                 throw error
             }
+            return entry.generation
         }
     }
 
-    /// A change marked with `markDirty` did not reach the copy (it failed), and the copy was
-    /// clean before: it is clean again.
-    func undoDirtyMark(_ fid: FID) {
+    /// A change marked with `markDirty` (which returned `generation`) did not reach the copy,
+    /// and the copy was clean before: it is clean again, unless another change was marked since
+    /// (its bytes may be in the copy now).
+    func undoDirtyMark(_ fid: FID, generation: UInt64) {
         persistLock.withLock {
-            guard let entry = update(fid, { e in
-                e.dirty = false
-                e.path = nil
-            }) else { return }
+            guard entries.withLockedValue({ $0[fid]?.generation }) == generation,
+                  let entry = update(fid, { e in
+                      e.dirty = false
+                      e.path = nil
+                  }) else { return }
             persistLater(fid, .put(entry))
         }
     }

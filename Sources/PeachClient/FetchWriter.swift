@@ -118,9 +118,14 @@ final class FetchWriter: Sendable {
         let total = run.reduce(0) { $0 + $1.chunk.readableBytes }
         var vectors: [iovec] = []
         vectors.reserveCapacity(run.count)
-        let written = Self.withVectors(run, &vectors) { pwritev(fd, $0, Int32($1), off_t(run.first!.offset)) }
+        var failure: Int32 = 0
+        let written = Self.withVectors(run, &vectors) { vectors, count in
+            let n = pwritev(fd, vectors, Int32(count), off_t(run.first!.offset))
+            failure = errno
+            return n
+        }
         if written == total { return nil }
-        if written < 0 && errno != EINTR { return FileSystemError(errno, "writing the cache") }
+        if written < 0 && failure != EINTR { return FileSystemError(failure, "writing the cache") }
         var skip = max(written, 0)
         for (chunk, offset) in run {
             let count = chunk.readableBytes

@@ -60,8 +60,13 @@ extension ConnectionHandler {
             return (UploadFile.step(fd: fd, path: path, body: body, last: last, sync: sync), needsRoom ? size : 0)
         }) { handler, result in
             let (step, held) = result
-            // Held from here until the data is on the disk; released at once if the upload went.
-            guard handler.uploads[frame.id] != nil else { return reserve.release(held) }
+            // Held from here until the data is on the disk; released at once if the upload went
+            // (with the file the step made).
+            guard handler.uploads[frame.id] != nil else {
+                reserve.release(held)
+                handler.server.fileIO.submit { _ in UploadFile.discard(step.fd, path: path) }
+                return
+            }
             handler.uploadStepDone(frame.id) { upload in
                 upload.reserved += held
                 upload.fd = step.fd

@@ -60,7 +60,7 @@ extension VolumeStore {
         for _ in 0..<Self.writeInPlaceAttempts {
             switch try writeInPlace(fid, range: range, data: data, client: client, now: now, checked: written) {
             case .done(let mutation): return mutation
-            case .versionMoved: written = true
+            case .versionMoved(let wrote): written = written || wrote
             case .underWriter: return try writeUnderWriter(fid, range: range, data: data, client: client, now: now, checked: written)
             }
         }
@@ -76,7 +76,8 @@ extension VolumeStore {
 
     private enum InPlace {
         case done(Mutation<WriteResult>)
-        case versionMoved
+        /// The version moved before the WRITE's transaction; `wrote`: its bytes are in a version file.
+        case versionMoved(wrote: Bool)
         case underWriter
     }
 
@@ -117,7 +118,7 @@ extension VolumeStore {
             guard fd >= 0 else {
                 guard errno == ENOENT else { throw StatusCode.ioError }
                 // An empty file may have no version file; else a newer version replaced this one.
-                return status.size == 0 ? .underWriter : .versionMoved
+                return status.size == 0 ? .underWriter : .versionMoved(wrote: false)
             }
             defer { close(fd) }
             let written = data.withUnsafeBytes { pwrite(fd, $0.baseAddress, data.count, range.offset) }
@@ -143,7 +144,7 @@ extension VolumeStore {
                 }
             }
             if let removeAfterCommit { unlink(removeAfterCommit) }
-            return mutation.map { .done($0) } ?? .versionMoved
+            return mutation.map { .done($0) } ?? .versionMoved(wrote: true)
         }
     }
 

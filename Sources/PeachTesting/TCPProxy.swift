@@ -47,22 +47,24 @@ public final class TCPProxy: LoopbackRelay, @unchecked Sendable {
     /// as usual.
     public func dropConnection(afterForwarding bytes: Int) { cutAfter.withLockedValue { $0 = bytes } }
 
-    /// Closes the listener and every connection. Once: a second close of the listener would close
-    /// whatever descriptor the process has opened under its number since.
+    /// Stops the listener and every connection (their descriptors are closed by the threads that
+    /// use them, once those return). Once only.
     public func stop() {
         let alreadyStopped = stopped.withLockedValue { stopped in
             defer { stopped = true }
             return stopped
         }
         guard !alreadyStopped else { return }
+        // Shut down, not closed: the accept loop closes the listener when it returns, so that
+        // no call of it can meet the number reused by another socket of this process.
         shutdown(listener, Int32(SHUT_RDWR))
-        close(listener)
         for fd in sockets.withLockedValue({ $0 }) { shutdown(fd, Int32(SHUT_RDWR)) }
     }
 
     deinit { stop() }
 
     private func acceptLoop() {
+        defer { close(listener) }
         while !stopped.withLockedValue({ $0 }) {
             let client = accept(listener, nil, nil)
             guard client >= 0 else { if errno == EINTR { continue } else { return } }

@@ -324,7 +324,8 @@ struct ServerAwayMountTests {
             let closeErrno = errno
             #expect(closed == 0, "close: \(String(cString: strerror(closeErrno)))")
             // Sent twice: cut, then whole on a new connection.
-            #expect((try Files.stats(a)["rpcs"] as? [String: Int])?["StoreData"] == 2)
+            let rpcs = try Files.stats(a)["rpcs"] as? [String: Int]
+            #expect(rpcs?["StoreData"] == 2, "\(rpcs ?? [:])")
             let sums = try shell("sha256sum < '\(cluster.directory.path)/source'; sha256sum < '\(b.path)/f'").output
                 .split(separator: "\n")
             #expect(sums.count == 2 && sums[0] == sums[1], "\(sums)")
