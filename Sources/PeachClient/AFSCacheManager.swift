@@ -15,7 +15,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     /// `--offline-reads`.
     let offlineReads: Bool
 
-    /// Every vnode and break counter, behind one lock. Lock order: a vnode's `io`, then this one,
+    /// Every vnode and the numbered breaks, behind one lock. Lock order: a vnode's `io`, then this one,
     /// never the reverse.
     let table: Mutex<CachedVnodeTable>
 

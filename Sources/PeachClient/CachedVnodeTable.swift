@@ -2,7 +2,7 @@ import Glibc
 import PeachProtocol
 
 /// What the AFS-mode cache manager knows, behind its one `Mutex` (`AFSCacheManager.table`): the
-/// vnodes by inode, the break counters, and how many vnodes the kernel references. A
+/// vnodes by inode, the numbered breaks, and how many vnodes the kernel references. A
 /// `CachedVnode` is a reference cell shared with the open files that use it; its fields are read
 /// and written only under this table's lock, as every method here is called.
 struct CachedVnodeTable {

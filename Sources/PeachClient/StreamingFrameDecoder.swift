@@ -33,9 +33,9 @@ struct StreamingFrameDecoder: ByteToMessageDecoder {
 
     /// Whatever the buffer holds of the streamed frame's body, as a frame of its own.
     private mutating func nextPiece(from buffer: inout ByteBuffer) -> Frame? {
-        guard var (header, remaining) = streaming, buffer.readableBytes > 0 else { return nil }
-        let count = min(remaining, buffer.readableBytes)
-        remaining -= count
+        guard let (header, left) = streaming, buffer.readableBytes > 0 else { return nil }
+        let count = min(left, buffer.readableBytes)
+        let remaining = left - count
         var piece = header
         piece.body = buffer.readSlice(length: count)!
         if remaining > 0 {

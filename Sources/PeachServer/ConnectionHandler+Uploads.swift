@@ -16,12 +16,12 @@ extension ConnectionHandler {
         // reserve, nor may the uploads announced together (each holds its size from its check
         // until its data is on the disk). The disk is looked at off the event loop: before the
         // first data frame is written, on the file pool, or before a small store's transaction.
-        let reserved: UInt64 = 0
+        // Nothing is held before that check.
         // A small store stays in memory and goes into the database whole: no file is made.
         let buffered = failure == nil && size <= UInt64(server.store.inlineMaximum)
             && bufferedUploadBytes + Int(size) <= Self.maximumBufferedUploadBytes
         var upload = Upload(request: request, size: size, path: buffered ? "" : server.store.newUploadPath(), requester: requester,
-                            reserved: reserved, failure: failure)
+                            reserved: 0, failure: failure)
         if buffered {
             upload.buffered = []
             upload.buffered?.reserveCapacity(Int(size))

@@ -123,4 +123,51 @@ struct StatelessProcedureTests {
             close(reader)
         }
     }
+
+    @Test("WRITEs in place from four writers, beside stores and backups of the volume: every WRITE lands, none fails")
+    func concurrentWritesInPlace() throws {
+        try withStore { store in
+            let nfs = Requester.client("nfs", design: .nfs)
+            let fid = try newFile(store, "shared")
+            let other = try newFile(store, "other")
+            let block = 4096, blocksPerWriter = 48, writers = 4
+            // Past the inline limit from the start: every WRITE goes to the version file.
+            _ = try store.write(fid, offset: UInt64(writers * blocksPerWriter * block - 1), data: [0], client: nfs)
+            let failures = NIOLockedValueBox<[String]>([])
+            let group = DispatchGroup()
+            for writer in 0..<writers {
+                group.enter()
+                Thread {
+                    defer { group.leave() }
+                    for n in 0..<blocksPerWriter {
+                        let offset = UInt64((n * writers + writer) * block)
+                        do {
+                            _ = try store.write(fid, offset: offset, data: [UInt8](repeating: UInt8(writer + 1), count: block), client: nfs)
+                        } catch { failures.withLockedValue { $0.append("write \(writer)/\(n): \(error)") } }
+                    }
+                }.start()
+            }
+            group.enter()
+            Thread {
+                defer { group.leave() }
+                for n in 0..<8 {
+                    do {
+                        let upload = store.newUploadPath()
+                        _ = FileManager.default.createFile(atPath: upload, contents: Data(repeating: UInt8(n), count: 100_000))
+                        _ = try store.store(other, client: "afs", uploadPath: upload, size: 100_000, mtime: .now())
+                        let backup = try store.backup()
+                        try backup.handle.close()
+                    } catch { failures.withLockedValue { $0.append("store or backup \(n): \(error)") } }
+                }
+            }.start()
+            group.wait()
+            #expect(failures.withLockedValue { $0 }.isEmpty, "\(failures.withLockedValue { $0 })")
+            var content: [UInt8] = []
+            while content.count < writers * blocksPerWriter * block {
+                content += try store.read(fid, offset: UInt64(content.count), count: UInt32(Frame.dataChunkSize)).1
+            }
+            let expected = (0..<(writers * blocksPerWriter)).flatMap { [UInt8](repeating: UInt8($0 % writers + 1), count: block) }
+            #expect(content == expected)
+        }
+    }
 }
