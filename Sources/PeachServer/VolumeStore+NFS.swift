@@ -100,13 +100,7 @@ extension VolumeStore {
             // A backup links version files: while one runs, a WRITE copies the version instead.
             guard !backupRunning.load(ordering: .acquiring) else { return .underWriter }
             let found = try database.read { db -> (vnode: Int64, status: FileStatus)? in
-                let (vnode, status) = try VnodeTable.resolve(db, fid)
-                guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
-                if !checked {
-                    try AccessCheck.requireWritable(client.identity)
-                    try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
-                    try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
-                }
+                let (vnode, status) = try fileToWrite(db, fid, range: range, client: client, checked: checked)
                 guard max(status.size, range.end) > UInt64(inlineMaximum), try Self.inlineBytes(db, vnode: vnode) == nil else { return nil }
                 return (vnode, status)
             }
@@ -160,15 +154,9 @@ extension VolumeStore {
                                   checked: Bool = false) throws -> Mutation<WriteResult> {
         var removeAfterCommit: String?
         let mutation = try writeTransaction { db -> Mutation<WriteResult> in
-            let (vnode, status) = try VnodeTable.resolve(db, fid)
-            guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
-            if !checked {
-                try AccessCheck.requireWritable(client.identity)
-                try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
-                try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
-                // At most the bytes written are allocated (a hole before them takes no space).
-                try reserve.check(growth: UInt64(data.count))
-            }
+            let (vnode, status) = try fileToWrite(db, fid, range: range, client: client, checked: checked)
+            // At most the bytes written are allocated (a hole before them takes no space).
+            if !checked { try reserve.check(growth: UInt64(data.count)) }
             try dropPrivilegeBitsOnWrite(db, vnode, status, by: client.identity)
             let oldPath = dataPath(vnode: vnode, version: status.dataVersion)
             let size = max(status.size, range.end)
@@ -210,6 +198,20 @@ extension VolumeStore {
         }
         if let removeAfterCommit { unlink(removeAfterCommit) }
         return mutation
+    }
+
+    /// The file a WRITE goes to: a regular file that the caller may write, within the quota
+    /// (not checked again when `checked`: a retry whose bytes are already in place).
+    private func fileToWrite(_ db: Database, _ fid: FID, range: WriteRange, client: Requester,
+                             checked: Bool) throws -> (vnode: Int64, status: FileStatus) {
+        let (vnode, status) = try VnodeTable.resolve(db, fid)
+        guard status.type == .regular else { throw status.type == .directory ? StatusCode.isDirectory : StatusCode.invalidArgument }
+        if !checked {
+            try AccessCheck.requireWritable(client.identity)
+            try AccessCheck.requireData(AccessCheck.write, on: status, for: client.identity)
+            try checkQuota(db, growth: Int64(range.end) - Int64(status.size))
+        }
+        return (vnode, status)
     }
 
     /// The new size and version of a WRITE, and the breaks it makes.

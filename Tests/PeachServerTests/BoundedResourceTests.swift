@@ -253,14 +253,20 @@ struct BoundedResourceTests {
         reserve.release(share)
     }
 
+    /// A client that wrote "/target" ("old"), its FID, and a raw connection introduced to upload to it.
+    func uploadTarget(_ cluster: InProcessCluster) throws -> (PathClient, FID, RawProtocolClient) {
+        let writer = PathClient(try cluster.addClient())
+        try writer.writeFile("/target", "old")
+        let target = try fid(of: "/target", writer)
+        let raw = try RawProtocolClient(port: cluster.address.port)
+        try raw.hello()
+        return (writer, target, raw)
+    }
+
     @Test("an upload announced larger than the disk holds no room: other stores go on while it waits, and after it fails")
     func oversizedAnnouncementHoldsNothing() throws {
         try withCluster { cluster in
-            let writer = PathClient(try cluster.addClient())
-            try writer.writeFile("/target", "old")
-            let target = try fid(of: "/target", writer)
-            let raw = try RawProtocolClient(port: cluster.address.port)
-            try raw.hello()
+            let (writer, target, raw) = try uploadTarget(cluster)
             let id = try raw.send(.storeData(target, size: VolumeLimits.defaultMaximumFileSize, mtime: .now()))
             // Announced, with no data yet: a small store (kept in memory) and a large one go on.
             try writer.writeFile("/small", "fits")
@@ -276,11 +282,7 @@ struct BoundedResourceTests {
     @Test("an upload whose client stops sending is dropped with its connection after the idle timeout, and its file deleted")
     func stalledUpload() throws {
         try withCluster(limits: ConnectionLimits(idleTimeout: .milliseconds(500))) { cluster in
-            let writer = PathClient(try cluster.addClient())
-            try writer.writeFile("/target", "old")
-            let target = try fid(of: "/target", writer)
-            let raw = try RawProtocolClient(port: cluster.address.port)
-            try raw.hello()
+            let (writer, target, raw) = try uploadTarget(cluster)
             let id = try raw.send(.storeData(target, size: 1 << 20, mtime: .now()))
             try raw.send(Frame(kind: .data, id: id, opcode: Opcode.storeData.rawValue, body: ByteBuffer(bytes: [UInt8](repeating: 7, count: 4096))))
             #expect(raw.isClosedByServer(within: 5), "a stalled upload kept its connection")
@@ -334,11 +336,7 @@ struct BoundedResourceTests {
     @Test("a data chunk of an upload the client never finishes is deleted when the connection closes")
     func abandonedUpload() throws {
         try withCluster { cluster in
-            let writer = PathClient(try cluster.addClient())
-            try writer.writeFile("/target", "old")
-            let target = try fid(of: "/target", writer)
-            let raw = try RawProtocolClient(port: cluster.address.port)
-            try raw.hello()
+            let (writer, target, raw) = try uploadTarget(cluster)
             let id = try raw.send(.storeData(target, size: 10, mtime: .now()))
             try raw.send(Frame(kind: .data, id: id, opcode: Opcode.storeData.rawValue, body: ByteBuffer(bytes: [1, 2, 3])))
             Thread.sleep(forTimeInterval: 0.3)
