@@ -44,7 +44,9 @@ extension ServerConnection {
         let collected = NIOLockedValueBox<[UInt8]>([])
         let reply = try withRetries(request) { channel, handler, deadline, _ -> Reply in
             collected.withLockedValue { $0.removeAll(keepingCapacity: true) }
+            let budget = DataBudget(Int(clamping: length))
             return try send(request, on: channel, handler: handler, until: deadline, sink: { chunk in
+                try budget.take(chunk.readableBytes)
                 collected.withLockedValue { $0 += chunk.readableBytesView }
             })
         }
@@ -75,9 +77,14 @@ extension ServerConnection {
                 writer.waitUntilQueued(atMost: Self.maximumQueuedFetchBytes - Self.fetchWindow)
                 let request = Request.fetchData(fid, range: ByteRange(offset: offset, length: UInt64(Self.fetchWindow)))
                 let reply = try withRetries(request) { channel, handler, deadline, _ -> Reply in
-                    // Each attempt writes the window from its start.
+                    // Each attempt writes the window from its start, and takes no more than it
+                    // asked for: a server that sends more fails the call, its excess dropped.
                     writer.rewind(to: offset)
-                    return try send(request, on: channel, handler: handler, until: deadline, sink: { writer.accept($0) })
+                    let budget = DataBudget(Self.fetchWindow)
+                    return try send(request, on: channel, handler: handler, until: deadline, sink: { chunk in
+                        try budget.take(chunk.readableBytes)
+                        writer.accept(chunk)
+                    })
                 }
                 guard case .fetchData(let status, let expiry) = reply else { throw FileSystemError(EIO, "unexpected reply") }
                 if let version, version != status.dataVersion {
@@ -179,5 +186,21 @@ extension ServerConnection {
             if inFlight.count >= 4 { try inFlight.removeFirst().wait() }
         } while offset < size
         for future in inFlight { try future.wait() }
+    }
+}
+
+/// The bytes a FetchData asked for: the data frames of its reply may bring no more. Past it the
+/// sink throws, so the call fails once its last frame is in and nothing more of it is kept (a
+/// faulty server cannot fill the client's memory or cache).
+final class DataBudget: Sendable {
+    private let left: NIOLockedValueBox<Int>
+
+    init(_ bytes: Int) { left = NIOLockedValueBox(bytes) }
+
+    func take(_ bytes: Int) throws {
+        try left.withLockedValue { left in
+            guard bytes <= left else { throw FileSystemError(EIO, "the file server sent more data than was asked for") }
+            left -= bytes
+        }
     }
 }

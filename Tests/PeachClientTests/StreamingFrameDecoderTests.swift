@@ -66,4 +66,12 @@ struct StreamingFrameDecoderTests {
         #expect(throws: ProtocolError.frameTooLarge(Frame.maximumBodySize + 1)) { try channel.writeInbound(header) }
         _ = try? channel.finish()
     }
+
+    @Test("a fetch's data budget takes what was asked for and refuses a byte more")
+    func dataBudget() throws {
+        let budget = DataBudget(100)
+        try budget.take(60)
+        try budget.take(40)
+        #expect(throws: FileSystemError.self) { try budget.take(1) }
+    }
 }
