@@ -66,8 +66,4 @@ struct StreamingFrameDecoder: ByteToMessageDecoder {
         streaming = (Frame(kind: .data, flags: flags, id: id, opcode: opcode, body: ByteBuffer()), bodyLength)
         return true
     }
-
-    mutating func decodeLast(context: ChannelHandlerContext, buffer: inout ByteBuffer, seenEOF: Bool) throws -> DecodingState {
-        try decode(context: context, buffer: &buffer)
-    }
 }

@@ -41,6 +41,12 @@ func replyAttributes(_ request: fuse_req_t?, _ attributes: Attributes) {
     fuse_reply_attr(request, &attr, attributes.timeout)
 }
 
+/// The cache manager's handle of the open file a request is about.
+func openHandle(_ info: UnsafeMutablePointer<fuse_file_info>?) throws -> UInt64 {
+    guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+    return handle
+}
+
 func apply(_ reply: OpenReply, to info: UnsafeMutablePointer<fuse_file_info>?) {
     info?.pointee.fh = reply.handle
     info?.pointee.keep_cache = reply.keepCache ? 1 : 0
@@ -232,7 +238,7 @@ private func create(request: fuse_req_t?, parent: fuse_ino_t, rawName: UnsafePoi
 
 private func read(request: fuse_req_t?, _: fuse_ino_t, size: Int, offset: off_t, info: UnsafeMutablePointer<fuse_file_info>?) {
     serve(request) { fs in
-        guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+        let handle = try openHandle(info)
         let buffer = UnsafeMutableRawBufferPointer.allocate(byteCount: size, alignment: 16)
         defer { buffer.deallocate() }
         let count = try fs.cacheManager.read(handle: handle, offset: UInt64(offset), into: buffer)
@@ -242,7 +248,7 @@ private func read(request: fuse_req_t?, _: fuse_ino_t, size: Int, offset: off_t,
 
 private func write(request: fuse_req_t?, _: fuse_ino_t, bytes: UnsafePointer<CChar>?, size: Int, offset: off_t, info: UnsafeMutablePointer<fuse_file_info>?) {
     serve(request) { fs in
-        guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+        let handle = try openHandle(info)
         let count = try fs.cacheManager.write(handle: handle, offset: UInt64(offset),
                                               from: UnsafeRawBufferPointer(start: bytes, count: size))
         fuse_reply_write(request, count)
@@ -252,7 +258,7 @@ private func write(request: fuse_req_t?, _: fuse_ino_t, bytes: UnsafePointer<CCh
 /// close(2) of one descriptor: the store of a dirty file.
 private func flush(request: fuse_req_t?, _: fuse_ino_t, info: UnsafeMutablePointer<fuse_file_info>?) {
     serve(request) { fs in
-        guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+        let handle = try openHandle(info)
         try fs.cacheManager.flush(handle: handle)
         fuse_reply_err(request, 0)
     }
@@ -268,7 +274,7 @@ private func release(request: fuse_req_t?, _: fuse_ino_t, info: UnsafeMutablePoi
 
 private func fsync(request: fuse_req_t?, _: fuse_ino_t, _: Int32, info: UnsafeMutablePointer<fuse_file_info>?) {
     serve(request) { fs in
-        guard let handle = info?.pointee.fh else { throw FileSystemError.badHandle }
+        let handle = try openHandle(info)
         try fs.cacheManager.fsync(handle: handle)
         fuse_reply_err(request, 0)
     }

@@ -1,6 +1,7 @@
 import Foundation
 import NIOConcurrencyHelpers
 import PeachLocalCluster
+import PeachSupport
 
 /// A loopback TCP proxy in front of a server, for network faults a test turns on and off:
 /// `holdReplies` stops forwarding from the server to the clients (a one-way partition: the
@@ -140,13 +141,7 @@ public final class TCPProxy: LoopbackRelay, @unchecked Sendable {
     }
 
     private static func writeAll(_ bytes: ArraySlice<UInt8>, to destination: Int32) -> Bool {
-        var sent = 0
-        while sent < bytes.count {
-            let m = bytes.withUnsafeBytes { write(destination, $0.baseAddress! + sent, bytes.count - sent) }
-            guard m > 0 else { return false }
-            sent += m
-        }
-        return true
+        bytes.withUnsafeBytes { WholeWrite.write($0, to: destination) == nil }
     }
 
     /// Counts `forwarded` client bytes against an armed cut; true when the cut is due (it disarms).

@@ -124,7 +124,7 @@ struct StatelessProcedureTests {
         }
     }
 
-    @Test("WRITEs in place from four writers, beside stores and backups of the volume: every WRITE lands, none fails")
+    @Test("WRITEs from four writers to one file, beside stores and backups of the volume: every WRITE lands, none fails")
     func concurrentWritesInPlace() throws {
         try withStore { store in
             let nfs = Requester.client("nfs", design: .nfs)
