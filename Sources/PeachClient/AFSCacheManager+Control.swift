@@ -26,10 +26,12 @@ extension AFSCacheManager {
     }
 
     public func storeAllDirty() -> SyncReport {
-        let dirty = table.withLock { t in t.vnodes.values.filter { t.isDirty($0) && !$0.removed }.map { ($0, t.path(of: $0, searchingListings: true)) } }
+        let dirty = table.withLock { t in
+            t.allVnodes.filter { t.isDirty($0.fid) && !$0.removed }.map { ($0, t.path(of: $0, searchingListings: true)) }
+        }
         var failed: [UnsavedFile] = []
         for (vnode, path) in dirty {
-            do { try store(vnode, fd: nil) } catch {
+            do { try store(vnode.fid, fd: nil) } catch {
                 failed.append(UnsavedFile(fid: vnode.fid.description, path: path, error: "\(error)"))
             }
         }
@@ -54,7 +56,7 @@ extension AFSCacheManager {
                 report.failed.append(UnsavedFile(fid: vnode.fid.description, path: path, error: "\(error)"))
             }
         }
-        let known = table.withLock { t in Set(t.vnodes.values.map(\.fid)) }
+        let known = table.withLock { t in Set(t.allVnodes.map(\.fid)) }
         for fid in disk.cleanFIDs where !known.contains(fid) {
             disk.remove(fid)
             report.dropped += 1

@@ -7,17 +7,14 @@ import PeachProtocol
 /// cached listing updated from the reply.
 extension AFSCacheManager {
     /// The directory with a valid promise and its listing cached, fetching it whole if needed.
-    func directoryWithListing(_ inode: Inode) throws -> (CachedVnode, [String: DirectoryEntry]) {
+    func directoryWithListing(_ inode: Inode) throws -> (FID, [String: DirectoryEntry]) {
         let directory = try vnode(inode)
-        if let listing = table.withLock({ t in t.hasValidCallBack(directory) ? directory.listing : nil }) {
-            return (directory, listing)
-        }
+        let fid = directory.fid
+        if let listing = table.withLock({ t in t.validListing(fid) }) { return (fid, listing) }
         return try directory.io.withLock {
-            if let listing = table.withLock({ t in t.hasValidCallBack(directory) ? directory.listing : nil }) {
-                return (directory, listing)
-            }
-            guard table.withLock({ t in directory.isDirectory }) else { throw FileSystemError.notDirectory }
-            let listing = try fetchData(inMemory: directory.fid) { status, expiry, bytes, stamp in
+            if let listing = table.withLock({ t in t.validListing(fid) }) { return (fid, listing) }
+            guard directory.isDirectory else { throw FileSystemError.notDirectory }
+            let listing = try fetchData(inMemory: fid) { status, expiry, bytes, stamp in
                 let entries: [DirectoryEntry]
                 do {
                     entries = try DirectoryListingCodec.decode(bytes)
@@ -27,12 +24,14 @@ extension AFSCacheManager {
                 let listing = Dictionary(entries.map { ($0.name, $0) }, uniquingKeysWith: { a, _ in a })
                 table.withLock { t in
                     t.install(status, expiry: expiry, stamp: stamp)
-                    directory.listing = listing
-                    directory.listingVersion = status.dataVersion
+                    t.update(fid) { directory in
+                        directory.listing = listing
+                        directory.listingVersion = status.dataVersion
+                    }
                 }
                 return listing
             }
-            return (directory, listing)
+            return (fid, listing)
         }
     }
 
@@ -43,10 +42,12 @@ extension AFSCacheManager {
         } catch let error as FileSystemError where error.errno == ESTALE {
             // The listing named an object removed meanwhile (a rename over the name raced the
             // fetch): fetch the listing again and look once more, as Linux's NFS client does.
-            let directory = try vnode(parent)
+            let directory = try vnode(parent).fid
             table.withLock { t in
-                directory.listing = nil
-                directory.callBackExpiry = 0
+                t.update(directory) { directory in
+                    directory.listing = nil
+                    directory.callBackExpiry = 0
+                }
             }
             return try lookupOnce(parent: parent, name: name)
         }
@@ -56,16 +57,10 @@ extension AFSCacheManager {
         try revalidateListing(parent, name: name)
         let (directory, listing) = try directoryWithListing(parent)
         guard let entry = listing[name] else { throw FileSystemError.notFound }
-        var child = table.withLock { t in t.vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid && t.hasValidCallBack($0) ? $0 : nil } }
-        if child == nil { child = try statusForLookup(entry, in: listing) }
-        return table.withLock { t in
-            let child = child!
-            child.parent = parent
-            child.name = name
-            t.handedToKernel(child)
-            return Entry(attributes: Attributes(status: child.status, timeout: t.kernelTimeout(child)),
-                         entryTimeout: t.kernelTimeout(directory))
+        if !table.withLock({ t in t[fid: entry.fid].map(t.hasValidCallBack) ?? false }) {
+            try statusForLookup(entry, in: listing)
         }
+        return try handToKernel(entry.fid, parent: parent, name: name, directory: directory)
     }
 
     /// A directory whose listing is held but whose promise lapsed (expiry, a reconnect, a break
@@ -74,10 +69,11 @@ extension AFSCacheManager {
     /// status comes in the same request.
     func revalidateListing(_ inode: Inode, name: String) throws {
         let directory = try vnode(inode)
+        guard let listing = directory.listing else { return }
         let fids = table.withLock { t -> [FID]? in
-            guard let listing = directory.listing, !t.hasValidCallBack(directory) else { return nil }
+            guard !t.hasValidCallBack(directory) else { return nil }
             var fids = [directory.fid]
-            if let child = listing[name], !(t.vnodes[child.fid.vnode].map { $0.fid == child.fid && t.hasValidCallBack($0) } ?? false) {
+            if let child = listing[name], !(t[fid: child.fid].map(t.hasValidCallBack) ?? false) {
                 fids.append(child.fid)
             }
             return fids
@@ -94,7 +90,7 @@ extension AFSCacheManager {
             // Only a prefetch: each lookup asks for what is missing.
             core.logger.debug("statuses not prefetched", metadata: ["error": "\(error)"])
         }
-        let parent = table.withLock { t in directory.parent ?? inode }
+        let parent = table.withLock { t in t[fid: directory]?.parent ?? inode }
         var result = [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
                       DirectoryListingEntry(name: "..", inode: parent, type: .directory)]
         for name in listing.keys.sorted() {
@@ -114,7 +110,7 @@ extension AFSCacheManager {
     /// The status of a looked-up object with no valid promise, fetched in one BulkStatus with
     /// those of up to 127 siblings that lack one, as OpenAFS's bulkstat does: a program that looks
     /// up one name of a directory usually goes on with the next (cp -r, tar, make).
-    func statusForLookup(_ entry: DirectoryEntry, in listing: [String: DirectoryEntry]) throws -> CachedVnode {
+    func statusForLookup(_ entry: DirectoryEntry, in listing: [String: DirectoryEntry]) throws {
         let siblings = table.withLock { t in
             var siblings: [FID] = []
             for sibling in listing.values where siblings.count < Self.bulkStatusBatch - 1 {
@@ -123,8 +119,9 @@ extension AFSCacheManager {
             return siblings
         }
         try bulkStatus([entry.fid] + siblings)
-        if let vnode = table.withLock({ t in t.vnodes[entry.fid.vnode].flatMap { $0.fid == entry.fid ? $0 : nil } }) { return vnode }
-        return try fetchStatus(entry.fid)  // refused in the batch: ask alone, for its error
+        if table.withLock({ t in t[fid: entry.fid] }) == nil {
+            try fetchStatus(entry.fid)  // refused in the batch: ask alone, for its error
+        }
     }
 
     /// BulkStatus of `fids`, in batches, each status installed with its promise.
@@ -144,7 +141,7 @@ extension AFSCacheManager {
             let target = String(buffer: bytes)
             table.withLock { t in
                 t.install(status, expiry: expiry, stamp: stamp)
-                link.symlinkTarget = target
+                t.update(link.fid) { $0.symlinkTarget = target }
             }
             return target
         }
@@ -158,17 +155,18 @@ extension AFSCacheManager {
         return change
     }
 
+    /// The entry the kernel gets for `fid`, reached as `name` in `parent` (whose FID is `directory`).
+    private func handToKernel(_ fid: FID, parent: Inode, name: String, directory: FID) throws -> Entry {
+        try table.withLock { t in
+            let vnode = try t.handedToKernel(fid, parent: parent, name: name)
+            return Entry(attributes: Attributes(status: vnode.status, timeout: t.kernelTimeout(vnode)),
+                         entryTimeout: t[fid: directory].map { t.kernelTimeout($0) } ?? 0)
+        }
+    }
+
     private func newEntry(_ change: NamespaceChange, parent: Inode, name: String) throws -> Entry {
         guard let target = change.target else { throw FileSystemError(EIO, "reply without the new object") }
-        return table.withLock { t in
-            let vnode = t.vnodes[target.fid.vnode]!
-            vnode.parent = parent
-            vnode.name = name
-            t.handedToKernel(vnode)
-            let directory = t.vnodes[parent]
-            return Entry(attributes: Attributes(status: vnode.status, timeout: t.kernelTimeout(vnode)),
-                         entryTimeout: directory.map { t.kernelTimeout($0) } ?? 0)
-        }
+        return try handToKernel(target.fid, parent: parent, name: name, directory: try vnode(parent).fid)
     }
 
     func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry {
@@ -181,7 +179,7 @@ extension AFSCacheManager {
     /// The new file is empty on the server and here: no fetch, and its reads are hits.
     func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let vnode = try vnode(entry.inode)
-        let dataVersion = table.withLock { t in vnode.status.dataVersion }
+        let dataVersion = vnode.status.dataVersion
         let path = disk.path(vnode.fid, dataVersion)
         let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
         guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
@@ -191,11 +189,18 @@ extension AFSCacheManager {
             Glibc.close(fd)
             throw error
         }
-        table.withLock { t in
-            vnode.openCount += 1
-            vnode.kernelVersion = dataVersion
+        do {
+            try table.withLock { t in
+                try t.updateKnown(vnode.fid) { vnode in
+                    vnode.openCount += 1
+                    vnode.kernelVersion = dataVersion
+                }
+            }
+        } catch {
+            Glibc.close(fd)
+            throw error
         }
-        let handle = core.handles.insert(OpenFile(vnode: vnode, fd: fd, servedFromCache: true))
+        let handle = core.handles.insert(OpenFile(fid: vnode.fid, io: vnode.io, fd: fd, servedFromCache: true))
         return OpenReply(handle: handle, keepCache: false, flags: flags)
     }
 
@@ -203,8 +208,10 @@ extension AFSCacheManager {
         let request = try createRequest(parent: parent, name: name, type: .directory, mode: mode, context: context)
         let entry = try createdEntry(.makeDir(request), parent: parent, name: name)
         // An empty directory: its listing is known without a fetch.
+        let fid = try vnode(entry.inode).fid
         table.withLock { t in
-            if let vnode = t.vnodes[entry.inode], vnode.listing == nil {
+            t.update(fid) { vnode in
+                guard vnode.listing == nil else { return }
                 vnode.listing = [:]
                 vnode.listingVersion = vnode.status.dataVersion
             }
@@ -215,7 +222,8 @@ extension AFSCacheManager {
     public func symlink(parent: Inode, name: String, target: String, context: RequestContext) throws -> Entry {
         let request = try createRequest(parent: parent, name: name, type: .symlink, mode: 0o777, target: target, context: context)
         let entry = try createdEntry(.symlink(request), parent: parent, name: name)
-        table.withLock { t in t.vnodes[entry.inode]?.symlinkTarget = target }
+        let fid = try vnode(entry.inode).fid
+        table.withLock { t in t.update(fid) { $0.symlinkTarget = target } }
         return entry
     }
 
@@ -234,11 +242,12 @@ extension AFSCacheManager {
         let fid = target.fid
         // The last name is gone: so is the object. An open descriptor keeps its cached copy.
         let dropNow = table.withLock { t -> Bool in
-            guard let vnode = t.vnodes[fid.vnode], vnode.fid == fid else { return true }
-            vnode.removed = true
-            vnode.status.linkCount = 0
-            vnode.callBackExpiry = 0
-            return vnode.openCount == 0
+            t.update(fid) { vnode in
+                vnode.removed = true
+                vnode.status.linkCount = 0
+                vnode.callBackExpiry = 0
+                return vnode.openCount == 0
+            } ?? true
         }
         if dropNow { disk.remove(fid) }
     }
@@ -257,69 +266,76 @@ extension AFSCacheManager {
         let replaced = table.withLock { t in t.vnodes[newParent]?.listing?[newName] }
         _ = try change(request)
         table.withLock { t in
-            if let moved, let vnode = t.vnodes[moved.fid.vnode] {
-                vnode.parent = newParent
-                vnode.name = newName
+            if let moved {
+                t.update(moved.fid) { vnode in
+                    vnode.parent = newParent
+                    vnode.name = newName
+                }
             }
             // The replaced object lost a name and may be gone: ask the server before trusting it again.
-            if let replaced, replaced.fid != moved?.fid, let vnode = t.vnodes[replaced.fid.vnode] { vnode.callBackExpiry = 0 }
+            if let replaced, replaced.fid != moved?.fid { t.update(replaced.fid) { $0.callBackExpiry = 0 } }
         }
     }
 
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
         let vnode = try vnode(inode)
+        let fid = vnode.fid
         var remote = changes
-        if let size = changes.size, table.withLock({ t in vnode.openCount > 0 && vnode.status.type == .regular }) {
+        if let size = changes.size, vnode.openCount > 0, vnode.status.type == .regular {
             // An open file is truncated in its cached copy and stored whole on close; the index
             // says the copy is dirty before it changes.
             try vnode.io.withLock {
-                guard let entry = disk.entry(vnode.fid) else { throw FileSystemError(EIO, "no cached copy") }
-                let generation = try markDirty(vnode, size: entry.size)
-                guard Glibc.truncate(disk.path(vnode.fid, entry.dataVersion), off_t(size)) == 0 else {
+                guard let entry = disk.entry(fid) else { throw FileSystemError(EIO, "no cached copy") }
+                let generation = try markDirty(fid, size: entry.size)
+                guard Glibc.truncate(disk.path(fid, entry.dataVersion), off_t(size)) == 0 else {
                     // Nothing changed (EFBIG: past the local file system's largest file).
                     let error = FileSystemError(errno, "truncating the cached copy")
-                    if !entry.dirty { disk.undoDirtyMark(vnode.fid, generation: generation) }
+                    if !entry.dirty { disk.undoDirtyMark(fid, generation: generation) }
                     throw error
                 }
-                try markDirty(vnode, size: size)
+                try markDirty(fid, size: size)
             }
             remote.size = nil
         }
-        if table.withLock({ t in vnode.removed }) {
+        if table.withLock({ t in t[fid: fid]?.removed ?? false }) {
             // Unlinked while open: the server has nothing to change.
-            table.withLock { t in vnode.status.applyLocally(remote) }
-            return attributes(vnode)
+            table.withLock { t in t.update(fid) { $0.status.applyLocally(remote) } }
+            return try attributes(fid)
         }
-        if table.withLock({ t in t.isDirty(vnode) }), let mtime = changes.mtime {
+        if table.withLock({ t in t.isDirty(fid) }), let mtime = changes.mtime {
             // The coming store carries the local mtime: set it here too.
             table.withLock { t in
-                switch mtime {
-                case .now: vnode.status.mtime = Timespec.now()
-                case .at(let t): vnode.status.mtime = t
+                t.update(fid) { vnode in
+                    switch mtime {
+                    case .now: vnode.status.mtime = Timespec.now()
+                    case .at(let time): vnode.status.mtime = time
+                    }
                 }
             }
             remote.mtime = nil
         }
-        if remote.isEmpty { return attributes(vnode) }
-        if let pending = rideAlong(remote, on: vnode) {
+        if remote.isEmpty { return try attributes(fid) }
+        if let pending = rideAlong(remote, on: fid) {
             // Open and dirty: the change goes with the coming store, as AFS-3's StoreData carries
             // a status (`cp -a`'s fchown, fchmod and futimens cost no request of their own).
             let now = Timespec.now()
             table.withLock { t in
-                if vnode.ownerOnServer == nil, pending.uid != nil || pending.gid != nil {
-                    vnode.ownerOnServer = Credential(uid: vnode.status.uid, gid: vnode.status.gid)
+                t.update(fid) { vnode in
+                    if vnode.ownerOnServer == nil, pending.uid != nil || pending.gid != nil {
+                        vnode.ownerOnServer = Credential(uid: vnode.status.uid, gid: vnode.status.gid)
+                    }
+                    vnode.pendingStatus = vnode.pendingStatus.merged(with: pending)
+                    if let mode = pending.mode { vnode.status.mode = mode & 0o7777 }
+                    if let uid = pending.uid { vnode.status.uid = uid }
+                    if let gid = pending.gid { vnode.status.gid = gid }
+                    if let atime = pending.atime { vnode.status.atime = atime }
+                    vnode.status.ctime = now
                 }
-                vnode.pendingStatus = vnode.pendingStatus.merged(with: pending)
-                if let mode = pending.mode { vnode.status.mode = mode & 0o7777 }
-                if let uid = pending.uid { vnode.status.uid = uid }
-                if let gid = pending.gid { vnode.status.gid = gid }
-                if let atime = pending.atime { vnode.status.atime = atime }
-                vnode.status.ctime = now
             }
-            return attributes(vnode)
+            return try attributes(fid)
         }
-        try call(.storeStatus(vnode.fid, remote))
-        return attributes(vnode)
+        try call(.storeStatus(fid, remote))
+        return try attributes(fid)
     }
 }
 
@@ -327,9 +343,13 @@ extension AFSCacheManager {
     /// `changes` as a status change for the next store, if they may wait for it: the file is open
     /// and dirty here, no size change, and the caller may make them (root, or the owner changing
     /// mode and times), so that a refusal at the store cannot surprise anyone.
-    func rideAlong(_ changes: SetAttributes, on vnode: CachedVnode) -> StoreStatusChange? {
+    func rideAlong(_ changes: SetAttributes, on fid: FID) -> StoreStatusChange? {
         guard changes.size == nil, changes.mtime == nil else { return nil }
-        let (eligible, owner) = table.withLock { t in (vnode.openCount > 0 && t.isDirty(vnode) && !vnode.removed && vnode.status.type == .regular, vnode.status.uid) }
+        let (eligible, owner) = table.withLock { t in
+            t[fid: fid].map { vnode in
+                (vnode.openCount > 0 && t.isDirty(fid) && !vnode.removed && vnode.status.type == .regular, vnode.status.uid)
+            } ?? (false, 0)
+        }
         guard eligible else { return nil }
         let caller = Caller.credential.uid
         guard caller == 0 || (caller == owner && changes.uid == nil && changes.gid == nil) else { return nil }

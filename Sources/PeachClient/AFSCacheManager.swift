@@ -70,7 +70,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     public func start() throws {
         try core.start {
             let root = try fetchStatus(FID.root)
-            table.withLock { t in root.parent = root.inode }
+            table.withLock { t in t.update(root.fid) { $0.parent = $0.inode } }
         }
         statistics.update { $0.conflicts = disk.conflicts.list().count }
         storeLeftoverDirtyFiles()
@@ -79,7 +79,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     /// What cannot be stored within the grace stays dirty in the cache, for the next start.
     public func shutdown() {
         storeBehind.stop()
-        core.shutdown(storing: table.withLock { t in t.vnodes.values.filter { t.isDirty($0) } }, fid: \.fid,
+        core.shutdown(storing: table.withLock { t in t.allVnodes.map(\.fid).filter(t.isDirty) },
                       store: { try store($0, fd: nil) }, unsaved: "it stays in the cache for the next start") {
             // Every promise the server recorded, including those this side never trusted (a
             // reply that raced a break) and those broken and not yet acknowledged.
@@ -95,17 +95,14 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         table.withLock { t in t.leftovers = Set(leftovers.map(\.fid)) }
         for entry in leftovers {
             do {
-                let vnode: CachedVnode
                 do {
-                    vnode = try fetchStatus(entry.fid)
+                    try fetchStatus(entry.fid)
                 } catch let error as FileSystemError where error.serverCode == .stale {
-                    try keepAsConflict(entry.fid, vnode: nil, because: "the file was removed")
+                    try keepAsConflict(entry.fid, because: "the file was removed")
                     continue
                 }
-                table.withLock { t in
-                    vnode.status.size = entry.size
-                }
-                try store(vnode, fd: nil)
+                table.withLock { t in t.update(entry.fid) { $0.status.size = entry.size } }
+                try store(entry.fid, fd: nil)
             } catch {
                 core.logger.warning("a dirty file from an earlier run could not be stored", metadata: ["fid": "\(entry.fid)", "error": "\(error)"])
             }
@@ -137,13 +134,15 @@ public final class AFSCacheManager: CacheDesign, Sendable {
                 var invalidations: [KernelInvalidation] = []
                 for fid in fids {
                     t.noteBreak(fid.vnode)
-                    guard let vnode = t.vnodes[fid.vnode], vnode.fid == fid else { continue }
-                    vnode.callBackExpiry = 0
-                    vnode.kernelVersion = nil
+                    guard let vnode = t.update(fid, { vnode in
+                        vnode.callBackExpiry = 0
+                        vnode.kernelVersion = nil
+                        return vnode
+                    }) else { continue }
                     invalidations.append(t.kernelInvalidation(for: vnode))
                     // A directory's names changed, unless only its status did: then the listing
                     // stays, and one status request revalidates it.
-                    if reason != .setattr { vnode.listing = nil }
+                    if reason != .setattr { t.update(fid) { $0.listing = nil } }
                 }
                 return invalidations
             }
@@ -160,7 +159,7 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         let dropped = table.withLock { t -> Int in
             var count = 0
             for fid in fids {
-                if let vnode = t.vnodes[fid.vnode], vnode.fid == fid, vnode.openCount > 0 { continue }
+                if let vnode = t[fid: fid], vnode.openCount > 0 { continue }
                 if t.disk.removeIfClean(fid) { count += 1 }
             }
             return count
@@ -173,11 +172,11 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         let invalidations: [KernelInvalidation] = table.withLock { t in
             t.noteEveryPromiseBroken()
             // Listings stay: each is revalidated by its data version on next use (one BulkStatus).
-            return t.vnodes.values.map { vnode in
+            t.updateAll { vnode in
                 vnode.callBackExpiry = 0
                 vnode.kernelVersion = nil
-                return t.kernelInvalidation(for: vnode)
             }
+            return t.allVnodes.map { t.kernelInvalidation(for: $0) }
         }
         tellKernelLater(invalidations)
     }
@@ -212,9 +211,15 @@ public final class AFSCacheManager: CacheDesign, Sendable {
 
     // MARK: Status
 
+    /// The vnode the kernel reaches as `inode`, as it is now.
     func vnode(_ inode: Inode) throws -> CachedVnode {
         guard let vnode = table.withLock({ t in t.vnodes[inode] }) else { throw FileSystemError.stale }
         return vnode
+    }
+
+    /// The vnode of `fid`, as it is now.
+    func vnode(_ fid: FID) throws -> CachedVnode {
+        try table.withLock { t in try t.vnode(fid) }
     }
 
     // MARK: The pipeline
@@ -247,25 +252,31 @@ public final class AFSCacheManager: CacheDesign, Sendable {
         return try fetchStatus(vnode.fid)
     }
 
-    func attributes(_ vnode: CachedVnode) -> Attributes {
-        table.withLock { t in Attributes(status: vnode.status, timeout: t.kernelTimeout(vnode)) }
+    /// What the kernel may cache of the vnode of `fid` as it is now.
+    func attributes(_ fid: FID) throws -> Attributes {
+        try table.withLock { t in
+            let vnode = try t.vnode(fid)
+            return Attributes(status: vnode.status, timeout: t.kernelTimeout(vnode))
+        }
     }
 
     public func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes {
         do {
-            return attributes(try orOffline { try validated(inode) })
+            return try attributes(try orOffline { try validated(inode) }.fid)
         } catch let error as FileSystemError where error.errno == ESTALE {
             // Removed on the server (another client renamed over it or unlinked it) while open
             // here: like a file unlinked while open, its descriptors keep the cached copy.
-            let vnode = try vnode(inode)
-            let open = table.withLock { t -> Bool in
-                guard vnode.openCount > 0 else { return false }
-                vnode.removed = true
-                vnode.status.linkCount = 0
-                return true
+            let fid = try vnode(inode).fid
+            let open = table.withLock { t in
+                t.update(fid) { vnode -> Bool in
+                    guard vnode.openCount > 0 else { return false }
+                    vnode.removed = true
+                    vnode.status.linkCount = 0
+                    return true
+                } ?? false
             }
             guard open else { throw error }
-            return attributes(vnode)
+            return try attributes(fid)
         }
     }
 
@@ -274,21 +285,14 @@ public final class AFSCacheManager: CacheDesign, Sendable {
     /// Its cached copy stays on disk (the disk cache is indexed by FID) and is revalidated by
     /// data version on the next lookup.
     public func forget(_ inode: Inode, count: UInt64) {
-        table.withLock { t in
-            guard inode != FID.root.vnode, let vnode = t.vnodes[inode], vnode.kernelDropped(count) else { return }
-            t.referencedVnodes -= 1
-            guard vnode.openCount == 0, !t.isDirty(vnode), !t.keptForOffline(vnode) else { return }
-            t.vnodes[inode] = nil
-            t.forgetBreaks(of: inode)
-            statistics.update { $0.vnodes = t.vnodes.count }
-        }
+        table.withLock { t in _ = t.kernelForgot(inode, count: count) }
     }
 
     // MARK: Control
 
     public func callBacks() -> [CallBackInfo] {
         table.withLock { t in
-            t.vnodes.values.filter { t.hasLivePromise($0) }.map {
+            t.allVnodes.filter { t.hasLivePromise($0) }.map {
                 CallBackInfo(fid: $0.fid.description, path: t.path(of: $0, searchingListings: true), expiresAt: $0.callBackExpiry)
             }.sorted { ($0.path ?? "~") < ($1.path ?? "~") }
         }
@@ -298,14 +302,16 @@ public final class AFSCacheManager: CacheDesign, Sendable {
 
     public func flushCachedCopy(_ inode: Inode) throws {
         let vnode = try vnode(inode)
-        if table.withLock({ t in t.isDirty(vnode) }) { try store(vnode, fd: nil) }
+        if table.withLock({ t in t.isDirty(vnode.fid) }) { try store(vnode.fid, fd: nil) }
         // An open file keeps its copy: its descriptors read and write it (OpenAFS answers EBUSY too).
-        if table.withLock({ t in vnode.openCount > 0 }) { throw FileSystemError(EBUSY, "the file is open") }
+        if table.withLock({ t in t[fid: vnode.fid]?.openCount ?? 0 > 0 }) { throw FileSystemError(EBUSY, "the file is open") }
         vnode.io.withLock {
             table.withLock { t in
-                vnode.listing = nil
-                vnode.symlinkTarget = nil
-                vnode.kernelVersion = nil
+                t.update(vnode.fid) { vnode in
+                    vnode.listing = nil
+                    vnode.symlinkTarget = nil
+                    vnode.kernelVersion = nil
+                }
             }
             disk.remove(vnode.fid)
         }

@@ -7,7 +7,7 @@ import PeachProtocol
 /// for the calling process, send it, and for a create without O_EXCL that lost a race, open what
 /// is there, as open(2) does).
 protocol CacheDesign: CacheManager {
-    associatedtype OpenHandle: AnyObject & Sendable
+    associatedtype OpenHandle: Sendable
     /// What a reply's statuses are checked against, taken before its request leaves
     /// (`ServerPipeline.swift`): AFS mode's break stamp; nothing in NFS mode.
     associatedtype Stamp

@@ -1,10 +1,10 @@
 import NIOConcurrencyHelpers
 import PeachProtocol
 
-/// What the AFS-mode cache manager knows of one vnode. Fields are guarded by the lock of the
-/// manager's `CachedVnodeTable`; `io` serializes fetches and stores of this one vnode and is never
-/// taken while holding the table's lock.
-final class CachedVnode: @unchecked Sendable {
+/// What the AFS-mode cache manager knows of one vnode: a value owned by the manager's
+/// `CachedVnodeTable`, read and changed only under its lock, through its methods. Open files
+/// name it by FID (`OpenFile`).
+struct CachedVnode: Sendable {
     let fid: FID
     /// The latest status from the server (for a dirty file, size and mtime are the local copy's).
     var status: FileStatus
@@ -37,6 +37,8 @@ final class CachedVnode: @unchecked Sendable {
     /// The kernel forgot it while it was open or dirty: it goes once it is neither.
     var forgotten = false
 
+    /// Serializes fetches and stores of this vnode; never taken while holding the table's lock.
+    /// NIOLock has reference semantics: every copy of this value, and the open files, share it.
     let io = NIOLock()
 
     init(status: FileStatus) {
@@ -49,8 +51,11 @@ final class CachedVnode: @unchecked Sendable {
 }
 
 /// An open file: a descriptor on the cached copy it opened, so it keeps reading that version.
-final class OpenFile: Sendable {
-    let vnode: CachedVnode
+/// Its vnode stays in the table, by FID, while it is open (`CachedVnodeTable.detached`).
+struct OpenFile: Sendable {
+    let fid: FID
+    /// The vnode's `io` lock.
+    let io: NIOLock
     /// The cached copy; -1 for a file read through (`readThrough`).
     let fd: Int32
     /// The data was cached and valid at open: its reads count as hits.
@@ -58,10 +63,4 @@ final class OpenFile: Sendable {
     /// A file larger than the whole cache, opened read-only: each read is a ranged FetchData,
     /// and nothing is cached (as OpenAFS's cache bypass).
     var readThrough: Bool { fd < 0 }
-
-    init(vnode: CachedVnode, fd: Int32, servedFromCache: Bool) {
-        self.vnode = vnode
-        self.fd = fd
-        self.servedFromCache = servedFromCache
-    }
 }

@@ -27,15 +27,19 @@ extension CachedVnodeTable {
     private mutating func applyNamespaceChange(_ change: NamespaceChange, expiry: UInt64, request: Request, stamp: BreakStamp) {
         let (removed, added) = Self.names(request)
         for status in change.changedDirectories {
-            let inode = status.fid.vnode
-            if let directory = vnodes[inode], directory.listing != nil,
-               hasValidCallBack(directory), directory.listingVersion + 1 == status.dataVersion {
-                // Edited in place: a copy would cost the whole listing on every create.
-                if let removed, removed.directory == status.fid { directory.listing![removed.name] = nil }
-                if let added, added.directory == status.fid, let target = change.target {
-                    directory.listing![added.name] = DirectoryEntry(name: added.name, fid: target.fid, type: target.type)
+            // Decided on a copy that is gone before the edit, which then changes the listing in place.
+            let editable = self[fid: status.fid].map {
+                $0.listing != nil && hasValidCallBack($0) && $0.listingVersion + 1 == status.dataVersion
+            } ?? false
+            if editable {
+                update(status.fid) { directory in
+                    // Edited in place: a copy would cost the whole listing on every create.
+                    if let removed, removed.directory == status.fid { directory.listing![removed.name] = nil }
+                    if let added, added.directory == status.fid, let target = change.target {
+                        directory.listing![added.name] = DirectoryEntry(name: added.name, fid: target.fid, type: target.type)
+                    }
+                    directory.listingVersion = status.dataVersion
                 }
-                directory.listingVersion = status.dataVersion
             }
             install(status, expiry: expiry, stamp: stamp)
         }

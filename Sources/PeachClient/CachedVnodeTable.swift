@@ -2,9 +2,9 @@ import Glibc
 import PeachProtocol
 
 /// What the AFS-mode cache manager knows, behind its one `Mutex` (`AFSCacheManager.table`): the
-/// vnodes by inode, the numbered breaks, and how many vnodes the kernel references. A
-/// `CachedVnode` is a reference cell shared with the open files that use it; its fields are read
-/// and written only under this table's lock, as every method here is called.
+/// vnodes by inode, the numbered breaks, and how many vnodes the kernel references. Each
+/// `CachedVnode` is a value it owns: callers name one by inode or FID, read a copy, and change
+/// it through `update` and the methods here, all under the lock.
 struct CachedVnodeTable {
     let lease: LeaseView
     let disk: DiskCache
@@ -12,7 +12,11 @@ struct CachedVnodeTable {
     /// `--offline-reads`.
     let offlineReads: Bool
 
-    var vnodes: [Inode: CachedVnode] = [:]
+    /// The vnodes the kernel can reach, by inode.
+    private(set) var vnodes: [Inode: CachedVnode] = [:]
+    /// Open vnodes whose inode now names another FID (the server answered with a new uniquifier
+    /// for the vnode number, as after a restore): their open files keep them until the last close.
+    private var detached: [FID: CachedVnode] = [:]
     /// Breaks, numbered as they arrive: the number of the latest break of each FID (also of FIDs
     /// not cached yet), and a floor that stands for every break forgotten or applied to all
     /// promises at once. A reply installs a promise only if no break for its FID came after the
@@ -78,6 +82,12 @@ struct CachedVnodeTable {
         latestBreak[inode] = breaksSeen
     }
 
+    /// As `update`, for one that must be known: ESTALE if not.
+    mutating func updateKnown<R>(_ fid: FID, _ change: (inout CachedVnode) throws -> R) throws -> R {
+        guard let result = try update(fid, change) else { throw FileSystemError.stale }
+        return result
+    }
+
     /// Every promise went at once (the server said so, or a reconnect may have missed breaks).
     mutating func noteEveryPromiseBroken() {
         breaksSeen += 1
@@ -90,38 +100,74 @@ struct CachedVnodeTable {
         return min(Double(vnode.callBackExpiry - Self.now() - Self.expiryMargin), Self.maximumKernelTimeout)
     }
 
+    /// The vnode of `fid`, where the kernel reaches it or where its open files do.
+    subscript(fid fid: FID) -> CachedVnode? {
+        if let vnode = vnodes[fid.vnode], vnode.fid == fid { return vnode }
+        return detached[fid]
+    }
+
+    /// The vnode of `fid`; ESTALE if none is known.
+    func vnode(_ fid: FID) throws -> CachedVnode {
+        guard let vnode = self[fid: fid] else { throw FileSystemError.stale }
+        return vnode
+    }
+
+    /// Changes the vnode of `fid` in place; nil if none is known.
+    @discardableResult
+    mutating func update<R>(_ fid: FID, _ change: (inout CachedVnode) throws -> R) rethrows -> R? {
+        if vnodes[fid.vnode]?.fid == fid { return try change(&vnodes[fid.vnode]!) }
+        if detached[fid] != nil { return try change(&detached[fid]!) }
+        return nil
+    }
+
+    /// Changes every vnode the kernel can reach.
+    mutating func updateAll(_ change: (inout CachedVnode) -> Void) {
+        for inode in vnodes.keys { change(&vnodes[inode]!) }
+        for fid in detached.keys { change(&detached[fid]!) }
+    }
+
+    /// The listing of the directory `fid`, if cached under a promise that holds.
+    func validListing(_ fid: FID) -> [String: DirectoryEntry]? {
+        self[fid: fid].flatMap { hasValidCallBack($0) ? $0.listing : nil }
+    }
+
+    /// Every vnode: those the kernel reaches and those only open files do.
+    var allVnodes: [CachedVnode] { Array(vnodes.values) + Array(detached.values) }
+
     /// Records a status from the server and the promise that came with it, unless a break for the
     /// FID arrived while the request was in flight (after `stamp`): then the status is used but
-    /// not trusted.
+    /// not trusted. Returns the vnode as it now is.
     @discardableResult
     mutating func install(_ status: FileStatus, expiry: UInt64, stamp: BreakStamp) -> CachedVnode {
-        let vnode: CachedVnode
-        if let known = vnodes[status.fid.vnode], known.fid == status.fid {
-            vnode = known
-            if isDirty(vnode) {
+        let fid = status.fid
+        if self[fid: fid] == nil {
+            if let replaced = vnodes[fid.vnode], replaced.openCount > 0 { detached[replaced.fid] = replaced }
+            vnodes[fid.vnode] = CachedVnode(status: status)
+            if vnodes.count - referencedVnodes > Self.unreferencedAllowance { dropUnreferencedVnodes(keeping: fid.vnode) }
+            statistics.update { $0.vnodes = vnodes.count }
+        }
+        let dirty = isDirty(fid)
+        let trusted = !brokenSince(stamp, fid.vnode)
+        return update(fid) { vnode in
+            let old = vnode.status
+            if dirty {
                 // The local copy is newer than the server's size and mtime until it is stored.
-                var merged = status
-                merged.size = vnode.status.size
-                merged.mtime = vnode.status.mtime
-                vnode.status = merged
+                vnode.status = status
+                vnode.status.size = old.size
+                vnode.status.mtime = old.mtime
             } else {
                 vnode.status = status
             }
-        } else {
-            vnode = CachedVnode(status: status)
-            vnodes[status.fid.vnode] = vnode
-            if vnodes.count - referencedVnodes > Self.unreferencedAllowance { dropUnreferencedVnodes(keeping: status.fid.vnode) }
-            statistics.update { $0.vnodes = vnodes.count }
-        }
-        if vnode.isDirectory, vnode.listingVersion != status.dataVersion { vnode.listing = nil }
-        if vnode.status.type == .symlink, vnode.status.dataVersion != status.dataVersion { vnode.symlinkTarget = nil }
-        vnode.callBackExpiry = brokenSince(stamp, status.fid.vnode) ? 0 : expiry
-        return vnode
+            if vnode.isDirectory, vnode.listingVersion != status.dataVersion { vnode.listing = nil }
+            if status.type == .symlink, old.dataVersion != status.dataVersion { vnode.symlinkTarget = nil }
+            vnode.callBackExpiry = trusted ? expiry : 0
+            return vnode
+        }!
     }
 
     /// The cached copy of `vnode` has local changes not stored yet. The disk cache holds this,
     /// and its index records it before the first change reaches the copy.
-    func isDirty(_ vnode: CachedVnode) -> Bool { disk.entry(vnode.fid)?.dirty ?? false }
+    func isDirty(_ fid: FID) -> Bool { disk.entry(fid)?.dirty ?? false }
 
     /// No status of `fid` that may be trusted now is cached.
     func lacksValidStatus(_ fid: FID) -> Bool {
@@ -147,10 +193,50 @@ struct CachedVnodeTable {
         }
     }
 
-    /// An entry for `vnode` goes to the kernel: one more reference for it to forget.
-    mutating func handedToKernel(_ vnode: CachedVnode) {
-        if vnode.kernelReferences == 0 { referencedVnodes += 1 }
-        vnode.handedToKernel()
+    /// An entry for the vnode of `fid`, reached as `name` in `parent`, goes to the kernel: one
+    /// more reference for it to forget. Returns the vnode.
+    mutating func handedToKernel(_ fid: FID, parent: Inode, name: String) throws -> CachedVnode {
+        guard let vnode = update(fid, { vnode in
+            vnode.handedToKernel()
+            vnode.parent = parent
+            vnode.name = name
+            return vnode
+        }) else { throw FileSystemError.stale }
+        if vnode.kernelReferences == 1 { referencedVnodes += 1 }
+        return vnode
+    }
+
+    /// The kernel dropped `count` references to `inode`: a vnode it no longer knows, with nothing
+    /// open or dirty, goes. Returns whether it went.
+    mutating func kernelForgot(_ inode: Inode, count: UInt64) -> Bool {
+        guard inode != FID.root.vnode, vnodes[inode]?.kernelDropped(count) == true, let vnode = vnodes[inode] else { return false }
+        referencedVnodes -= 1
+        guard vnode.openCount == 0, !isDirty(vnode.fid), !keptForOffline(vnode) else { return false }
+        remove(inode)
+        return true
+    }
+
+    /// A descriptor of `fid` closed. A vnode the kernel forgot while it was open (or that only
+    /// open files reached) goes with its last close. Returns whether it was removed on the
+    /// server while open, so its copy can go too.
+    mutating func closed(_ fid: FID) -> Bool {
+        guard let vnode = update(fid, { vnode in
+            vnode.openCount -= 1
+            return vnode
+        }) else { return false }
+        guard vnode.openCount == 0 else { return false }
+        if detached[fid] != nil {
+            detached[fid] = nil
+        } else if vnode.forgotten, !isDirty(fid), vnode.inode != FID.root.vnode {
+            remove(vnode.inode)
+        }
+        return vnode.removed
+    }
+
+    private mutating func remove(_ inode: Inode) {
+        vnodes[inode] = nil
+        forgetBreaks(of: inode)
+        statistics.update { $0.vnodes = vnodes.count }
     }
 
     /// With `--offline-reads`, a vnode whose data is cached (a file's copy, a directory's listing,
@@ -169,7 +255,7 @@ struct CachedVnodeTable {
     /// (the one being installed, which its caller is about to use). Runs once per
     /// `unreferencedAllowance` new vnodes at most.
     mutating func dropUnreferencedVnodes(keeping kept: Inode) {
-        for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !isDirty(vnode)
+        for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !isDirty(vnode.fid)
             && !keptForOffline(vnode)
             && inode != FID.root.vnode && inode != kept {
             vnodes[inode] = nil

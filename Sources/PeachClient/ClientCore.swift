@@ -14,7 +14,7 @@ import Synchronization
 /// A design (`CacheDesign`) adds its two policies: what keeps a cached status valid (callbacks in
 /// AFS mode, attribute timeouts in NFS mode) and where file data lives (whole files on disk, or
 /// blocks in memory). See docs/architecture.md.
-final class ClientCore<OpenHandle: AnyObject & Sendable>: Sendable {
+final class ClientCore<OpenHandle: Sendable>: Sendable {
     let connection: ServerConnection
     let statistics: ClientStatistics
     let logger: Logger
@@ -63,13 +63,12 @@ final class ClientCore<OpenHandle: AnyObject & Sendable>: Sendable {
     /// fails is logged and becomes what `unsaved` says) and for the design's `farewell` (AFS mode
     /// gives its callbacks up). Then the connection closes: a server that is away may not hold
     /// the unmount up.
-    func shutdown<Dirty>(storing dirty: [Dirty], fid: (Dirty) -> FID, store: (Dirty) throws -> Void,
-                         unsaved: String, farewell: () -> Void = {}) {
+    func shutdown(storing dirty: [FID], store: (FID) throws -> Void, unsaved: String, farewell: () -> Void = {}) {
         connection.beginShutdown(within: Self.shutdownGrace)
-        for file in dirty {
-            do { try store(file) } catch {
+        for fid in dirty {
+            do { try store(fid) } catch {
                 logger.error("a dirty file could not be stored at unmount; \(unsaved)",
-                             metadata: ["fid": "\(fid(file))", "error": "\(error)"])
+                             metadata: ["fid": "\(fid)", "error": "\(error)"])
             }
         }
         farewell()

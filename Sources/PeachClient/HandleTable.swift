@@ -1,7 +1,7 @@
 import Synchronization
 
 /// Open files by the handle number the kernel holds (fuse_file_info.fh).
-final class HandleTable<Value: AnyObject & Sendable>: Sendable {
+final class HandleTable<Value: Sendable>: Sendable {
     private let table = Mutex<(next: UInt64, open: [UInt64: Value])>((1, [:]))
 
     func insert(_ value: Value) -> UInt64 {

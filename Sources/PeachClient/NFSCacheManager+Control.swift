@@ -6,7 +6,7 @@ extension NFSCacheManager {
     public func cacheParameters() -> CacheParameters {
         table.withLock { t in
             CacheParameters(usedBytes: UInt64(t.blocks.totalCost), limitBytes: UInt64(t.blocks.capacity),
-                            files: t.nodes.values.filter { !$0.cachedBlocks.isEmpty }.count)
+                            files: t.allNodes.filter { !$0.cachedBlocks.isEmpty }.count)
         }
     }
 
@@ -23,13 +23,7 @@ extension NFSCacheManager {
 
     public func setCacheSize(_ bytes: UInt64) -> CacheParameters {
         table.withLock { t in
-            let evicted = t.blocks.resize(to: Int(clamping: bytes))
-            for key in evicted { t.nodes[key.inode]?.cachedBlocks.remove(key.index) }
-            let total = UInt64(t.blocks.totalCost)
-            statistics.update {
-                $0.evictions += evicted.count
-                $0.cacheBytes = total
-            }
+            t.forgetEvicted(t.blocks.resize(to: Int(clamping: bytes)))
         }
         statistics.metrics.limitBytes.record(Int64(clamping: bytes))
         core.logger.notice("cache size set", metadata: ["bytes": "\(bytes)"])
@@ -37,11 +31,11 @@ extension NFSCacheManager {
     }
 
     public func storeAllDirty() -> SyncReport {
-        let dirty = table.withLock { t in t.nodes.values.filter { $0.isDirty && !$0.removed } }
+        let dirty = table.withLock { t in t.allNodes.filter { $0.isDirty && !$0.removed }.map(\.fid) }
         var failed: [UnsavedFile] = []
-        for node in dirty {
-            do { try writeBack(node, commit: true) } catch {
-                failed.append(UnsavedFile(fid: node.fid.description, path: nil, error: "\(error)"))
+        for fid in dirty {
+            do { try writeBack(fid, commit: true) } catch {
+                failed.append(UnsavedFile(fid: fid.description, path: nil, error: "\(error)"))
             }
         }
         return SyncReport(stored: dirty.count - failed.count, failed: failed)
@@ -52,14 +46,14 @@ extension NFSCacheManager {
         let sync = storeAllDirty()
         return table.withLock { t in
             var report = FlushReport(dropped: 0, keptOpen: 0, failed: sync.failed)
-            for node in t.nodes.values where !node.isDirty {
+            for node in t.allNodes where !node.isDirty {
                 guard node.openCount == 0 else {
                     report.keptOpen += 1
                     continue
                 }
                 let hadData = !node.cachedBlocks.isEmpty || node.listing != nil || node.symlinkTarget != nil
-                t.dropCachedData(node)
-                node.fetchedAt = 0
+                t.dropCachedData(node.fid)
+                t.update(node.fid) { $0.fetchedAt = 0 }
                 if hadData { report.dropped += 1 }
             }
             return report

@@ -9,46 +9,37 @@ extension NFSCacheManager {
     public func open(_ inode: Inode, flags: Int32) throws -> OpenReply {
         statistics.update { $0.opens += 1 }
         let node = try node(inode)
-        guard table.withLock({ t in node.status.type }) == .regular else {
-            throw table.withLock({ t in node.isDirectory }) ? FileSystemError.isDirectory : FileSystemError.invalid
+        guard node.status.type == .regular else {
+            throw node.isDirectory ? FileSystemError.isDirectory : FileSystemError.invalid
         }
         // Close-to-open: fresh attributes at every open; nocto trusts the attribute cache.
-        var askedServer = try revalidate(node, force: options.cto)
+        var askedServer = try revalidate(node.fid, force: options.cto)
         if flags & O_TRUNC != 0 {
             _ = try setAttributes(inode, SetAttributes(size: 0), handle: nil)
             askedServer = true
         }
-        let keepCache = table.withLock { t -> Bool in
-            node.openCount += 1
-            let keep = node.kernelVersion == node.status.dataVersion
-            node.kernelVersion = node.status.dataVersion
-            return keep
+        let keepCache = try table.withLock { t in
+            try t.updateKnown(node.fid) { node -> Bool in
+                node.openCount += 1
+                let keep = node.kernelVersion == node.status.dataVersion
+                node.kernelVersion = node.status.dataVersion
+                return keep
+            }
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
-        return OpenReply(handle: core.handles.insert(NFSOpenFile(node: node)), keepCache: keepCache, flags: flags)
+        return OpenReply(handle: core.handles.insert(NFSOpenFile(fid: node.fid, locks: node.locks)), keepCache: keepCache, flags: flags)
     }
 
     public func release(handle: UInt64) {
         guard let file = core.handles.remove(handle) else { return }
-        table.withLock { t in
-            let node = file.node
-            node.openCount -= 1
-            if node.removed && node.openCount == 0 {
-                // The last descriptor of an unlinked file: its data goes with it.
-                node.dirtyBlocks = [:]
-                if t.nodes[node.inode] === node { t.nodes[node.inode] = nil }
-                statistics.update { $0.vnodes = t.nodes.count }
-                return
-            }
-            t.releaseIfForgotten(node)
-        }
+        table.withLock { t in t.closed(file.fid) }
     }
 
     public func read(handle: UInt64, offset: UInt64, into buffer: UnsafeMutableRawBufferPointer) throws -> Int {
-        let node = try core.handles.get(handle).node
+        let fid = try core.handles.get(handle).fid
         // An expired attribute cache is revalidated before cached blocks are trusted again.
-        try revalidate(node)
-        let size = table.withLock { t in node.status.size }
+        try revalidate(fid)
+        let size = try node(fid).status.size
         guard offset < size else {
             statistics.update { $0.reads += 1 }
             return 0
@@ -59,7 +50,7 @@ extension NFSCacheManager {
         while position < end {
             let index = position / UInt64(blockSize)
             let blockStart = index * UInt64(blockSize)
-            let (block, wasCached) = try blockForRead(node, index: index)
+            let (block, wasCached) = try blockForRead(fid, index: index)
             let inBlock = Int(position - blockStart)
             // The block's bytes within the file. A block holds fewer when the file has a hole up
             // to a later write (the server's READ stops at its end of file, or a write past the
@@ -85,32 +76,25 @@ extension NFSCacheManager {
     }
 
     /// A block's content: dirty, cached, or READ now. `cached` is false when it took a READ.
-    private func blockForRead(_ node: NFSNode, index: UInt64) throws -> (data: [UInt8], cached: Bool) {
-        if let local = table.withLock({ t in node.dirtyBlocks[index]?.data ?? t.blocks.get(BlockKey(inode: node.inode, index: index)) }) {
+    private func blockForRead(_ fid: FID, index: UInt64) throws -> (data: [UInt8], cached: Bool) {
+        if let local = table.withLock({ t in t[fid: fid]?.dirtyBlocks[index]?.data ?? t.blocks.get(BlockKey(inode: fid.vnode, index: index)) }) {
             return (local, true)
         }
-        return (try readBlock(node, index: index), false)
+        return (try readBlock(fid, index: index), false)
     }
 
     /// READ of one block, cached as clean.
-    private func readBlock(_ node: NFSNode, index: UInt64) throws -> [UInt8] {
-        try perform(.read(node.fid, offset: index * UInt64(blockSize), count: UInt32(blockSize))) { reply, _ in
+    private func readBlock(_ fid: FID, index: UInt64) throws -> [UInt8] {
+        try perform(.read(fid, offset: index * UInt64(blockSize), count: UInt32(blockSize))) { reply, _ in
             guard case .read(let status, let data) = reply else { throw FileSystemError.unexpectedReply }
             table.withLock { t in
                 // Older than what is known (a READ that raced a truncate or write): its data is
                 // returned to this read, not cached. Nor is a block written here meanwhile (a write
                 // on another FUSE thread, such as a mapped page's, while this READ was out): the
                 // server's copy is older than the dirty one, and would come back once that is sent.
-                guard status.dataVersion >= node.status.dataVersion, node.dirtyBlocks[index] == nil else { return }
+                guard let node = t[fid: fid], status.dataVersion >= node.status.dataVersion, node.dirtyBlocks[index] == nil else { return }
                 t.apply(status)
-                let evicted = t.blocks.set(BlockKey(inode: node.inode, index: index), data, cost: data.count)
-                node.cachedBlocks.insert(index)
-                for key in evicted { t.nodes[key.inode]?.cachedBlocks.remove(key.index) }
-                let total = UInt64(t.blocks.totalCost)
-                statistics.update {
-                    $0.evictions += evicted.count
-                    $0.cacheBytes = total
-                }
+                t.cacheBlock(fid, index: index, data)
             }
             return data
         }
@@ -119,7 +103,7 @@ extension NFSCacheManager {
     /// The blocks `buffer` covers, changed from their dirty, cached or READ content, by
     /// `writer`, who takes the set-id bits away unless root (as the server will when the WRITE
     /// arrives; fstat shows it at once). Caller holds `node.writes`.
-    private func writeBlocks(_ node: NFSNode, offset: UInt64, from buffer: UnsafeRawBufferPointer, by writer: UInt32) throws {
+    private func writeBlocks(_ fid: FID, offset: UInt64, from buffer: UnsafeRawBufferPointer, by writer: UInt32) throws {
         var position = offset
         let end = offset + UInt64(buffer.count)
         while position < end {
@@ -127,35 +111,37 @@ extension NFSCacheManager {
             let blockStart = index * UInt64(blockSize)
             let inBlock = Int(position - blockStart)
             let count = min(Int(end - position), blockSize - inBlock)
-            var block = try dirtyBlock(node, index: index, coversWholeBlock: inBlock == 0 && count == blockSize)
+            var block = try dirtyBlock(fid, index: index, coversWholeBlock: inBlock == 0 && count == blockSize)
             if block.data.count < inBlock + count { block.data += [UInt8](repeating: 0, count: inBlock + count - block.data.count) }
             block.data.withUnsafeMutableBytes { target in
                 target.baseAddress!.advanced(by: inBlock).copyMemory(from: buffer.baseAddress!.advanced(by: Int(position - offset)), byteCount: count)
             }
             block.dirtyStart = min(block.dirtyStart, inBlock)
             block.dirtyEnd = max(block.dirtyEnd, inBlock + count)
-            table.withLock { t in
-                node.dirtyBlocks[index] = block
-                t.blocks.remove(BlockKey(inode: node.inode, index: index))
-                node.cachedBlocks.remove(index)
-                node.status.size = max(node.status.size, position + UInt64(count))
-                node.status.mtime = Timespec.now()
-                node.status.losePrivilegeBits(onWriteBy: writer)
+            let end = position + UInt64(count)
+            try table.withLock { t in
+                t.uncacheBlock(fid, index: index)
+                try t.updateKnown(fid) { node in
+                    node.dirtyBlocks[index] = block
+                    node.status.size = max(node.status.size, end)
+                    node.status.mtime = Timespec.now()
+                    node.status.losePrivilegeBits(onWriteBy: writer)
+                }
             }
             position += UInt64(count)
         }
     }
 
     public func write(handle: UInt64, offset: UInt64, from buffer: UnsafeRawBufferPointer) throws -> Int {
-        let node = try core.handles.get(handle).node
+        let file = try core.handles.get(handle)
         let writer = Caller.userID
-        try node.writes.withLock { try writeBlocks(node, offset: offset, from: buffer, by: writer) }
+        try file.locks.writes.withLock { try writeBlocks(file.fid, offset: offset, from: buffer, by: writer) }
         statistics.update {
             $0.writes += 1
             $0.writeBytes += UInt64(buffer.count)
         }
         // noac: writes go to the server at once (nfs(5): noac implies sync).
-        if options.noac { try writeBack(node, commit: false) }
+        if options.noac { try writeBack(file.fid, commit: false) }
         return buffer.count
     }
 
@@ -163,44 +149,46 @@ extension NFSCacheManager {
     /// ones (a clean range), so the open descriptors can read the whole file once the server has
     /// removed it, as the Linux NFS client's silly rename allows. A file larger than the block
     /// cache is not held: its unread blocks become unreadable (ESTALE).
-    func holdBlocks(of node: NFSNode) throws {
-        let size = table.withLock { t in node.status.size }
+    func holdBlocks(of fid: FID) throws {
+        let size = try node(fid).status.size
         guard size <= options.cacheSize else { return }
         let count = (size + UInt64(blockSize) - 1) / UInt64(blockSize)
         for index in 0..<count {
-            guard table.withLock({ t in node.dirtyBlocks[index] == nil }) else { continue }
-            let (data, _) = try blockForRead(node, index: index)
+            guard table.withLock({ t in t[fid: fid]?.dirtyBlocks[index] == nil }) else { continue }
+            let (data, _) = try blockForRead(fid, index: index)
             table.withLock { t in
-                if node.dirtyBlocks[index] == nil { node.dirtyBlocks[index] = DirtyBlock(data: data, dirtyStart: Int.max, dirtyEnd: 0) }
+                t.update(fid) { node in
+                    if node.dirtyBlocks[index] == nil { node.dirtyBlocks[index] = DirtyBlock(data: data, dirtyStart: Int.max, dirtyEnd: 0) }
+                }
             }
         }
     }
 
     /// The dirty block to change, starting from the current content: a whole-block write needs
     /// none; beyond the end of the file it is zeros; otherwise the cached or READ block.
-    private func dirtyBlock(_ node: NFSNode, index: UInt64, coversWholeBlock: Bool) throws -> DirtyBlock {
-        let existing = table.withLock { t -> DirtyBlock? in
-            if let dirty = node.dirtyBlocks[index] { return dirty }
-            if let clean = t.blocks.get(BlockKey(inode: node.inode, index: index)) {
-                return DirtyBlock(data: clean, dirtyStart: Int.max, dirtyEnd: 0)
+    private func dirtyBlock(_ fid: FID, index: UInt64, coversWholeBlock: Bool) throws -> DirtyBlock {
+        let (existing, size) = try table.withLock { t -> (DirtyBlock?, UInt64) in
+            let node = try t.node(fid)
+            if let dirty = node.dirtyBlocks[index] { return (dirty, node.status.size) }
+            if let clean = t.blocks.get(BlockKey(inode: fid.vnode, index: index)) {
+                return (DirtyBlock(data: clean, dirtyStart: Int.max, dirtyEnd: 0), node.status.size)
             }
-            return nil
+            return (nil, node.status.size)
         }
         if let existing { return existing }
-        let size = table.withLock { t in node.status.size }
         if coversWholeBlock || index * UInt64(blockSize) >= size {
             return DirtyBlock(data: [], dirtyStart: Int.max, dirtyEnd: 0)
         }
-        return DirtyBlock(data: try readBlock(node, index: index), dirtyStart: Int.max, dirtyEnd: 0)
+        return DirtyBlock(data: try readBlock(fid, index: index), dirtyStart: Int.max, dirtyEnd: 0)
     }
 
     public func flush(handle: UInt64) throws {
-        let node = try core.handles.get(handle).node
-        guard table.withLock({ t in node.isDirty }) else { return }
+        let fid = try core.handles.get(handle).fid
+        guard table.withLock({ t in t[fid: fid]?.isDirty ?? false }) else { return }
         do {
-            try writeBack(node, commit: true)
+            try writeBack(fid, commit: true)
         } catch {
-            core.logger.warning("store failed", metadata: ["fid": "\(node.fid)", "error": "\(error)"])
+            core.logger.warning("store failed", metadata: ["fid": "\(fid)", "error": "\(error)"])
             throw error
         }
     }
@@ -211,51 +199,51 @@ extension NFSCacheManager {
 
     /// WRITE of every dirty block (its dirty range), then COMMIT. A block is clean once its WRITE
     /// succeeded; on failure the rest stay dirty and the error goes to close(2) or fsync(2).
-    func writeBack(_ node: NFSNode, commit: Bool) throws {
+    func writeBack(_ fid: FID, commit: Bool) throws {
+        let node = try node(fid)
         // An unlinked file's writes stay here: nobody can open it any more.
-        guard !table.withLock({ t in node.removed }) else { return }
+        guard !node.removed else { return }
         // Written at close for the closing process; at unmount, for the file's owner.
-        let owner = table.withLock { t in Credential(uid: node.status.uid, gid: node.status.gid) }
-        try node.writeBacks.withLock { try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: commit) } }
+        let owner = Credential(uid: node.status.uid, gid: node.status.gid)
+        try node.locks.writeBacks.withLock { try Caller.unlessNamed(owner) { try writeDirtyBlocks(fid, commit: commit) } }
     }
 
-    /// As `writeBack`, for a caller that holds `node.writeBacks`.
-    func writeBackHoldingLock(_ node: NFSNode) throws {
-        guard !table.withLock({ t in node.removed || !node.isDirty }) else { return }
-        let owner = table.withLock { t in Credential(uid: node.status.uid, gid: node.status.gid) }
-        try Caller.unlessNamed(owner) { try writeDirtyBlocks(node, commit: false) }
+    /// As `writeBack`, for a caller that holds the node's `writeBacks`.
+    func writeBackHoldingLock(_ fid: FID) throws {
+        let node = try node(fid)
+        guard !node.removed, node.isDirty else { return }
+        let owner = Credential(uid: node.status.uid, gid: node.status.gid)
+        try Caller.unlessNamed(owner) { try writeDirtyBlocks(fid, commit: false) }
     }
 
-    private func writeDirtyBlocks(_ node: NFSNode, commit: Bool) throws {
-        let dirty = table.withLock { t in node.dirtyBlocks.sorted { $0.key < $1.key } }
+    private func writeDirtyBlocks(_ fid: FID, commit: Bool) throws {
+        let dirty = try node(fid).dirtyBlocks.sorted { $0.key < $1.key }
         for (index, block) in dirty where block.dirtyEnd > block.dirtyStart {
             let slice = Array(block.data[block.dirtyStart..<block.dirtyEnd])
             let offset = index * UInt64(blockSize) + UInt64(block.dirtyStart)
-            try perform(.write(node.fid, offset: offset, data: slice)) { reply, _ in
+            try perform(.write(fid, offset: offset, data: slice)) { reply, _ in
                 guard case .write(let before, let status) = reply else { throw FileSystemError.unexpectedReply }
                 table.withLock { t in
-                    if node.dirtyBlocks[index]?.dirtyEnd == block.dirtyEnd, node.dirtyBlocks[index]?.data == block.data {
-                        node.dirtyBlocks[index] = nil
-                        let key = BlockKey(inode: node.inode, index: index)
+                    let current = t[fid: fid]?.dirtyBlocks[index]
+                    if current?.dirtyEnd == block.dirtyEnd, current?.data == block.data {
+                        t.update(fid) { $0.dirtyBlocks[index] = nil }
                         if block.data.count == blockSize || offset + UInt64(slice.count) >= status.size {
                             // Now a clean block of the new version.
-                            t.blocks.set(key, block.data, cost: block.data.count)
-                            node.cachedBlocks.insert(index)
+                            t.cacheBlock(fid, index: index, block.data)
                         } else {
                             // Part of a block: the rest is the server's. No older copy may stand for it.
-                            t.blocks.remove(key)
-                            node.cachedBlocks.remove(index)
+                            t.uncacheBlock(fid, index: index)
                         }
                     }
-                    let ours = node.kernelVersion == before
+                    let ours = t[fid: fid]?.kernelVersion == before
                     t.apply(status, ownChangeFrom: before)
                     // The kernel's pages hold what we wrote.
-                    if ours { node.kernelVersion = status.dataVersion }
+                    if ours { t.update(fid) { $0.kernelVersion = status.dataVersion } }
                 }
             }
         }
         if commit {
-            try perform(.commit(node.fid)) { reply, _ in
+            try perform(.commit(fid)) { reply, _ in
                 guard case .status(let status, _) = reply else { throw FileSystemError.unexpectedReply }
                 table.withLock { t in _ = t.apply(status) }
             }

@@ -31,13 +31,13 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     public func start() throws {
         try core.start {
             let root = try getAttr(FID.root)
-            table.withLock { t in root.parent = root.inode }
+            table.withLock { t in t.update(root.fid) { $0.parent = $0.inode } }
         }
     }
 
     /// Dirty blocks that cannot be written within the grace are lost, as with an NFS soft mount.
     public func shutdown() {
-        core.shutdown(storing: table.withLock { t in t.nodes.values.filter { $0.isDirty && !$0.removed } }, fid: \.fid,
+        core.shutdown(storing: table.withLock { t in t.allNodes.filter { $0.isDirty && !$0.removed }.map(\.fid) },
                       store: { try writeBack($0, commit: true) }, unsaved: "its unwritten blocks are lost")
     }
 
@@ -46,9 +46,15 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     // MARK: Attribute cache
 
+    /// The node the kernel reaches as `inode`, as it is now.
     func node(_ inode: Inode) throws -> NFSNode {
         guard let node = table.withLock({ t in t.nodes[inode] }) else { throw FileSystemError.stale }
         return node
+    }
+
+    /// The node of `fid`, as it is now.
+    func node(_ fid: FID) throws -> NFSNode {
+        try table.withLock { t in try t.node(fid) }
     }
 
     /// GETATTR, always.
@@ -70,44 +76,47 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     /// the call (with a fresh lookup, as after any ESTALE) asks the server for what the name is now.
     func forgetName(of fid: FID) {
         let entry = table.withLock { t -> (Inode, String)? in
-            guard let node = t.nodes[fid.vnode], node.fid == fid else { return nil }
-            node.fetchedAt = 0
+            guard let node = t.update(fid, { node in
+                node.fetchedAt = 0
+                return node
+            }) else { return nil }
             guard let parent = node.parent, let name = node.name, let directory = t.nodes[parent],
                   directory.names[name] == .some(node.inode) else { return nil }
-            directory.names[name] = nil
+            t.update(directory.fid) { $0.names[name] = nil }
             return (parent, name)
         }
         guard let (parent, name) = entry else { return }
         core.tellKernelLater { $0.invalidateEntry(parent: parent, name: name) }
     }
 
-    /// The node with attributes no older than its timeout, asking the server if they are.
-    /// Returns whether the server was asked.
+    /// The node of `fid` with attributes no older than their timeout, asking the server if they
+    /// are. Returns whether the server was asked.
     @discardableResult
-    func revalidate(_ node: NFSNode, force: Bool = false) throws -> Bool {
+    func revalidate(_ fid: FID, force: Bool = false) throws -> Bool {
         // Unlinked while open: what is known here is all there is.
-        if table.withLock({ t in node.removed || (!force && t.isFresh(node)) }) { return false }
-        try getAttr(node.fid)
+        if try table.withLock({ t in try t.node(fid).removed || (!force && t.isFresh(try t.node(fid))) }) { return false }
+        try getAttr(fid)
         return true
     }
 
-    func attributes(_ node: NFSNode) -> Attributes {
-        table.withLock { t in Attributes(status: node.status, timeout: t.remainingTimeout(node)) }
+    /// What the kernel may cache of the node of `fid` as it is now.
+    func attributes(_ fid: FID) throws -> Attributes {
+        try table.withLock { t in
+            let node = try t.node(fid)
+            return Attributes(status: node.status, timeout: t.remainingTimeout(node))
+        }
     }
 
     public func getAttributes(_ inode: Inode, handle: UInt64?) throws -> Attributes {
-        let node = try node(inode)
-        try revalidate(node)
-        return attributes(node)
+        let fid = try node(inode).fid
+        try revalidate(fid)
+        return try attributes(fid)
     }
 
     /// The kernel dropped `count` references: a node it no longer knows, with nothing open or
     /// dirty, goes with its cached blocks, so memory is bounded by the kernel's inodes.
     public func forget(_ inode: Inode, count: UInt64) {
-        table.withLock { t in
-            guard inode != FID.root.vnode, let node = t.nodes[inode], node.kernelDropped(count) else { return }
-            t.releaseIfForgotten(node)
-        }
+        table.withLock { t in t.kernelForgot(inode, count: count) }
     }
 
     public func callBacks() -> [CallBackInfo] { [] }
@@ -116,11 +125,11 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     public func conflicts() -> [Conflict] { [] }
 
     public func flushCachedCopy(_ inode: Inode) throws {
-        let node = try node(inode)
-        if table.withLock({ t in node.isDirty }) { try writeBack(node, commit: true) }
+        let fid = try node(inode).fid
+        if try node(fid).isDirty { try writeBack(fid, commit: true) }
         table.withLock { t in
-            t.dropCachedData(node)
-            node.fetchedAt = 0
+            t.dropCachedData(fid)
+            t.update(fid) { $0.fetchedAt = 0 }
         }
     }
 
@@ -128,65 +137,64 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     public func lookup(parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
-        let directory = try node(parent)
+        let directory = try node(parent).fid
         try revalidate(directory)
         // A name looked up before is trusted while the directory is unchanged (a dentry).
-        if let cached = table.withLock({ t in directory.names[name] }) {
+        if let cached = table.withLock({ t in t[fid: directory]?.names[name] }) {
             guard let inode = cached else { throw FileSystemError.notFound }
-            if let child = table.withLock({ t in t.nodes[inode] }) {
+            if let child = table.withLock({ t in t.nodes[inode]?.fid }) {
                 do {
                     try revalidate(child)
-                    return entry(child, in: directory, name: name)
+                    return try entry(child, in: directory, parent: parent, name: name)
                 } catch let error as FileSystemError where error.errno == ESTALE {
                     // Removed behind our back: forget the name and ask the server (as the
                     // kernel's ESTALE retry with LOOKUP_REVAL does).
-                    _ = table.withLock { t in directory.names.removeValue(forKey: name) }
+                    table.withLock { t in t.update(directory) { _ = $0.names.removeValue(forKey: name) } }
                 }
             }
         }
-        let child: NFSNode
+        let child: FID
         do {
-            child = try perform(.lookup(directory: directory.fid, name: name)) { reply, _ in
+            child = try perform(.lookup(directory: directory, name: name)) { reply, _ in
                 guard case .lookup(let dirStatus, let object) = reply else { throw FileSystemError.unexpectedReply }
-                return table.withLock { t -> NFSNode in
+                return table.withLock { t -> FID in
                     t.apply(dirStatus)
                     let child = t.apply(object)
-                    directory.names[name] = child.inode
-                    return child
+                    t.update(directory) { $0.names[name] = child.inode }
+                    return child.fid
                 }
             }
         } catch let error as FileSystemError where error.errno == ENOENT {
-            table.withLock { t in directory.names[name] = .some(nil) }
+            table.withLock { t in t.update(directory) { $0.names[name] = .some(nil) } }
             throw error
         }
-        return entry(child, in: directory, name: name)
+        return try entry(child, in: directory, parent: parent, name: name)
     }
 
-    func entry(_ child: NFSNode, in directory: NFSNode, name: String) -> Entry {
-        table.withLock { t in
-            child.parent = directory.inode
-            child.name = name
-            child.handedToKernel()
+    /// The entry the kernel gets for `child`, reached as `name` in `parent` (whose FID is `directory`).
+    func entry(_ child: FID, in directory: FID, parent: Inode, name: String) throws -> Entry {
+        try table.withLock { t in
+            let child = try t.handedToKernel(child, parent: parent, name: name)
             return Entry(attributes: Attributes(status: child.status, timeout: t.remainingTimeout(child)),
-                         entryTimeout: t.remainingTimeout(directory))
+                         entryTimeout: t[fid: directory].map { t.remainingTimeout($0) } ?? 0)
         }
     }
 
     public func readDirectory(_ inode: Inode) throws -> [DirectoryListingEntry] {
-        let directory = try node(inode)
+        let directory = try node(inode).fid
         try revalidate(directory)
-        var listing = table.withLock { t in directory.listing }
+        var listing = table.withLock { t in t[fid: directory]?.listing }
         if listing == nil {
             var entries: [DirectoryEntry] = []
             while true {
-                let request = Request.readDir(directory.fid, cookie: UInt32(entries.count), count: 512)
+                let request = Request.readDir(directory, cookie: UInt32(entries.count), count: 512)
                 let last = try perform(request) { reply, _ in
                     guard case .readDir(let status, let page, let end) = reply else { throw FileSystemError.unexpectedReply }
                     entries += page
                     let last = end || page.isEmpty
                     table.withLock { t in
                         t.apply(status)
-                        if last { directory.listing = entries }
+                        if last { t.update(directory) { $0.listing = entries } }
                     }
                     return last
                 }
@@ -194,21 +202,21 @@ public final class NFSCacheManager: CacheDesign, Sendable {
             }
             listing = entries
         }
-        let parent = table.withLock { t in directory.parent ?? inode }
+        let parent = table.withLock { t in t[fid: directory]?.parent ?? inode }
         return [DirectoryListingEntry(name: ".", inode: inode, type: .directory),
                 DirectoryListingEntry(name: "..", inode: parent, type: .directory)]
             + listing!.map { DirectoryListingEntry(name: $0.name, inode: $0.fid.vnode, type: $0.type) }
     }
 
     public func readlink(_ inode: Inode) throws -> String {
-        let link = try node(inode)
+        let link = try node(inode).fid
         try revalidate(link)
-        if let target = table.withLock({ t in link.symlinkTarget }) { return target }
-        return try perform(.readlink(link.fid)) { reply, _ in
+        if let target = table.withLock({ t in t[fid: link]?.symlinkTarget }) { return target }
+        return try perform(.readlink(link)) { reply, _ in
             guard case .readlink(let status, let target) = reply else { throw FileSystemError.unexpectedReply }
             table.withLock { t in
                 t.apply(status)
-                link.symlinkTarget = target
+                t.update(link) { $0.symlinkTarget = target }
             }
             return target
         }
@@ -216,19 +224,20 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     // MARK: Namespace changes
 
-    /// A namespace procedure through the pipeline (no stamp: no promise to guard). It keeps a directory's cached names (updated by `edit`) when ours was its only change,
-    /// and drops them on any other.
+    /// A namespace procedure through the pipeline (no stamp: no promise to guard). It keeps a
+    /// directory's cached names (updated by `edit`, given each changed directory's FID) when ours
+    /// was its only change, and drops them on any other.
     func change(_ request: Request,
-                edit: (_ table: inout NFSNodeTable, _ directory: NFSNode, _ change: NamespaceChange) -> Void = { _, _, _ in }) throws -> NamespaceChange {
+                edit: (_ table: inout NFSNodeTable, _ directory: FID, _ change: NamespaceChange) -> Void = { _, _, _ in }) throws -> NamespaceChange {
         try perform(request) { reply, _ in
             guard case .namespace(let change, _) = reply else { throw FileSystemError.unexpectedReply }
             return table.withLock { t in
                 for status in change.changedDirectories {
-                    let known = t.nodes[status.fid.vnode]
+                    let known = t[fid: status.fid]
                     let ownChange = known.map { $0.status.dataVersion + 1 == status.dataVersion ? $0.status.dataVersion : nil } ?? nil
-                    let directory = t.apply(status, ownChangeFrom: ownChange)
-                    directory.listing = nil
-                    edit(&t, directory, change)
+                    t.apply(status, ownChangeFrom: ownChange)
+                    t.update(status.fid) { $0.listing = nil }
+                    edit(&t, status.fid, change)
                 }
                 if let target = change.target, target.linkCount > 0 { t.apply(target) }
                 return change
@@ -239,14 +248,10 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     func createdEntry(_ request: Request, parent: Inode, name: String) throws -> Entry {
         try FileSystemError.checkName(name)
         let change = try change(request) { t, directory, change in
-            if directory.inode == parent, let target = change.target { directory.names[name] = target.fid.vnode }
+            if directory.vnode == parent, let target = change.target { t.update(directory) { $0.names[name] = target.fid.vnode } }
         }
         guard let target = change.target else { throw FileSystemError(EIO, "reply without the new object") }
-        let (child, directory) = try table.withLock { t throws -> (NFSNode, NFSNode) in
-            guard let child = t.nodes[target.fid.vnode], let directory = t.nodes[parent] else { throw FileSystemError.stale }
-            return (child, directory)
-        }
-        return entry(child, in: directory, name: name)
+        return try entry(target.fid, in: try node(parent).fid, parent: parent, name: name)
     }
 
     func fid(of inode: Inode) throws -> FID { try node(inode).fid }
@@ -254,11 +259,13 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     /// The new file is empty on the server and here: its blocks are written locally until close.
     func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let node = try node(entry.inode)
-        table.withLock { t in
-            node.openCount += 1
-            node.kernelVersion = node.status.dataVersion
+        try table.withLock { t in
+            try t.updateKnown(node.fid) { node in
+                node.openCount += 1
+                node.kernelVersion = node.status.dataVersion
+            }
         }
-        return OpenReply(handle: core.handles.insert(NFSOpenFile(node: node)), keepCache: false, flags: flags)
+        return OpenReply(handle: core.handles.insert(NFSOpenFile(fid: node.fid, locks: node.locks)), keepCache: false, flags: flags)
     }
 
     public func makeDirectory(parent: Inode, name: String, mode: UInt32, context: RequestContext) throws -> Entry {
@@ -273,25 +280,27 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     public func unlink(parent: Inode, name: String) throws {
         let directory = try node(parent)
-        let open = table.withLock { t in directory.names[name]?.flatMap { t.nodes[$0] }.flatMap { $0.openCount > 0 ? $0 : nil } }
+        let open = table.withLock { t in directory.names[name]?.flatMap { t.nodes[$0] }.flatMap { $0.openCount > 0 ? $0.fid : nil } }
         if let open { try holdBlocks(of: open) }
         var removedOpenFile = false
         defer { if let open, !removedOpenFile { table.withLock { t in t.releaseHeldBlocks(of: open) } } }
         let change = try change(.removeFile(directory: directory.fid, name: name)) { t, directory, _ in
-            if directory.inode == parent { directory.names[name] = .some(nil) }
+            if directory.vnode == parent { t.update(directory) { $0.names[name] = .some(nil) } }
         }
-        if let open, let target = change.target, target.fid == open.fid, target.linkCount == 0 {
+        if let open, let target = change.target, target.fid == open, target.linkCount == 0 {
             removedOpenFile = true
             table.withLock { t in
-                open.removed = true
-                open.status.linkCount = 0
+                t.update(open) { node in
+                    node.removed = true
+                    node.status.linkCount = 0
+                }
             }
         }
     }
 
     public func removeDirectory(parent: Inode, name: String) throws {
         _ = try change(.removeDir(directory: try node(parent).fid, name: name)) { t, directory, _ in
-            if directory.inode == parent { directory.names[name] = .some(nil) }
+            if directory.vnode == parent { t.update(directory) { $0.names[name] = .some(nil) } }
         }
     }
 
@@ -306,10 +315,10 @@ public final class NFSCacheManager: CacheDesign, Sendable {
         let request = Request.rename(fromDirectory: try node(parent).fid, fromName: name,
                                         toDirectory: try node(newParent).fid, toName: newName)
         _ = try change(request) { t, directory, change in
-            if directory.inode == parent { directory.names[name] = .some(nil) }
-            if directory.inode == newParent, let target = change.target {
-                directory.names[newName] = target.fid.vnode
-                if let moved = t.nodes[target.fid.vnode] {
+            if directory.vnode == parent { t.update(directory) { $0.names[name] = .some(nil) } }
+            if directory.vnode == newParent, let target = change.target {
+                t.update(directory) { $0.names[newName] = target.fid.vnode }
+                t.update(target.fid) { moved in
                     moved.parent = newParent
                     moved.name = newName
                 }
@@ -319,39 +328,39 @@ public final class NFSCacheManager: CacheDesign, Sendable {
 
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
         let node = try node(inode)
-        if table.withLock({ t in node.removed }) { return setRemovedFileAttributes(node, changes) }
-        // A size change and the file's writes take turns (`NFSNode.writes`): a write's block
+        if node.removed { return try setRemovedFileAttributes(node.fid, changes) }
+        // A size change and the file's writes take turns (`NFSNodeLocks.writes`): a write's block
         // read before the truncate and stored after it would bring truncated bytes back.
-        guard changes.size != nil else { return try storeAttributes(node, changes) }
-        return try node.writes.withLock {
+        guard changes.size != nil else { return try storeAttributes(node.fid, changes) }
+        return try node.locks.writes.withLock {
             // No WRITE of this file may be unanswered while the SETATTR is out (`writeBacks`).
-            try node.writeBacks.withLock {
-                try writeBackHoldingLock(node)
-                return try storeAttributes(node, changes)
+            try node.locks.writeBacks.withLock {
+                try writeBackHoldingLock(node.fid)
+                return try storeAttributes(node.fid, changes)
             }
         }
     }
 
-    private func storeAttributes(_ node: NFSNode, _ changes: SetAttributes) throws -> Attributes {
-        try perform(.storeStatus(node.fid, changes)) { reply, _ in
+    private func storeAttributes(_ fid: FID, _ changes: SetAttributes) throws -> Attributes {
+        try perform(.storeStatus(fid, changes)) { reply, _ in
             guard case .status(let status, _) = reply else { throw FileSystemError.unexpectedReply }
             table.withLock { t in
                 if let size = changes.size {
-                    t.dropCachedData(node)
+                    t.dropCachedData(fid)
                     // Nothing past the new end may be sent later, nor count in the size: a block
                     // still dirty there (none should be, after the write-back above) would bring
                     // truncated bytes back at the next flush.
-                    trimDirtyBlocks(node, to: size)
+                    t.update(fid) { trimDirtyBlocks(&$0, to: size) }
                 }
-                t.apply(status, ownChangeFrom: node.status.dataVersion)
-                if changes.size != nil { node.status.size = status.size }
+                t.apply(status, ownChangeFrom: t[fid: fid]?.status.dataVersion)
+                if changes.size != nil { t.update(fid) { $0.status.size = status.size } }
             }
         }
-        return attributes(node)
+        return try attributes(fid)
     }
 
-    /// Drops the dirty bytes of `node` at and past `size`. Caller holds the table's lock.
-    private func trimDirtyBlocks(_ node: NFSNode, to size: UInt64) {
+    /// Drops the dirty bytes of `node` at and past `size`.
+    private func trimDirtyBlocks(_ node: inout NFSNode, to size: UInt64) {
         let blockSize = UInt64(options.blockSize)
         for (index, var block) in node.dirtyBlocks {
             let start = index * blockSize
@@ -369,11 +378,13 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     }
 
     /// A file unlinked while open changes only here: its held blocks are its content.
-    private func setRemovedFileAttributes(_ node: NFSNode, _ changes: SetAttributes) -> Attributes {
+    private func setRemovedFileAttributes(_ fid: FID, _ changes: SetAttributes) throws -> Attributes {
         table.withLock { t in
-            if let size = changes.size { trimDirtyBlocks(node, to: size) }
-            node.status.applyLocally(changes)
+            t.update(fid) { node in
+                if let size = changes.size { trimDirtyBlocks(&node, to: size) }
+                node.status.applyLocally(changes)
+            }
         }
-        return attributes(node)
+        return try attributes(fid)
     }
 }

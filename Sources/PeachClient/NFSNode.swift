@@ -2,9 +2,9 @@ import NIOConcurrencyHelpers
 import PeachProtocol
 
 /// What the NFS-style client knows of one file or directory: attributes with their cache
-/// timeout, a directory's listing and names, a file's dirty blocks. Guarded by the lock of the
-/// manager's `NFSNodeTable`.
-final class NFSNode: @unchecked Sendable {
+/// timeout, a directory's listing and names, a file's dirty blocks. A value owned by the
+/// manager's `NFSNodeTable`, read and changed only under its lock, through its methods.
+struct NFSNode: Sendable {
     let fid: FID
     var status: FileStatus
     /// Monotonic seconds when `status` came from the server.
@@ -26,17 +26,8 @@ final class NFSNode: @unchecked Sendable {
     var cachedBlocks: Set<UInt64> = []
     /// Files: written blocks not yet sent, by block index.
     var dirtyBlocks: [UInt64: DirtyBlock] = [:]
-    /// Held by a write for its read-modify-write of dirty blocks: two writes into one block on
-    /// two FUSE threads (the kernel sends a mapping's dirty pages in parallel) would otherwise
-    /// each start from the block as it was, and the later would undo the earlier's bytes.
-    /// Lock order: this, then the table's lock.
-    let writes = NIOLock()
-    /// Held while dirty blocks are sent (WRITE, COMMIT), and by a size change from before its
-    /// write-back until its SETATTR is answered. The server may carry out two requests of one
-    /// connection in either order, so a close's WRITE still unanswered when a truncate's SETATTR
-    /// went out could land after it and bring truncated bytes back (fsx saw the old size after a
-    /// reopen). Lock order: `writes`, then this, then the table's lock.
-    let writeBacks = NIOLock()
+    /// The node's `writes` and `writeBacks` locks, shared with its open files.
+    let locks = NFSNodeLocks()
     var openCount = 0
     /// The data version the kernel's page cache holds, if any.
     var kernelVersion: UInt64?
@@ -73,11 +64,25 @@ struct BlockKey: Hashable {
     var index: UInt64
 }
 
-/// An open file of the NFS-style client.
-final class NFSOpenFile: Sendable {
-    let node: NFSNode
+/// The locks that order a node's writes, write-backs and size changes. A class: every copy of
+/// the node and every open file of it share them.
+final class NFSNodeLocks: Sendable {
+    /// Held by a write for its read-modify-write of dirty blocks: two writes into one block on
+    /// two FUSE threads (the kernel sends a mapping's dirty pages in parallel) would otherwise
+    /// each start from the block as it was, and the later would undo the earlier's bytes.
+    /// Lock order: this, then the table's lock.
+    let writes = NIOLock()
+    /// Held while dirty blocks are sent (WRITE, COMMIT), and by a size change from before its
+    /// write-back until its SETATTR is answered. The server may carry out two requests of one
+    /// connection in either order, so a close's WRITE still unanswered when a truncate's SETATTR
+    /// went out could land after it and bring truncated bytes back (fsx saw the old size after a
+    /// reopen). Lock order: `writes`, then this, then the table's lock.
+    let writeBacks = NIOLock()
+}
 
-    init(node: NFSNode) {
-        self.node = node
-    }
+/// An open file of the NFS-style client: the node it opened, by FID (its node stays in the
+/// table while it is open), and the node's locks.
+struct NFSOpenFile: Sendable {
+    let fid: FID
+    let locks: NFSNodeLocks
 }

@@ -19,12 +19,13 @@ struct NFSNodeTableTests {
         let core = ClientCore<NFSOpenFile>(design: .nfs, server: ServerAddress("127.0.0.1:9")!, clientID: "test", epoch: 1, tls: nil,
                                            retry: .failFast, logger: Logger(label: "test"))
         var table = NFSNodeTable(core: core, options: NFSOptions())
+        let fid = FID(vnode: 5)
         table.apply(status(dataVersion: 3, size: 259_849))
-        let node = table.apply(status(dataVersion: 4, size: 162_648))  // the truncate's reply
-        table.apply(status(dataVersion: 3, size: 259_849))               // the READ served before it
-        #expect(node.status.dataVersion == 4)
-        #expect(node.status.size == 162_648)
-        table.apply(status(dataVersion: 5, size: 7))                     // a newer one still counts
-        #expect(node.status.size == 7)
+        table.apply(status(dataVersion: 4, size: 162_648))  // the truncate's reply
+        table.apply(status(dataVersion: 3, size: 259_849))  // the READ served before it
+        #expect(table[fid: fid]?.status.dataVersion == 4)
+        #expect(table[fid: fid]?.status.size == 162_648)
+        table.apply(status(dataVersion: 5, size: 7))        // a newer one still counts
+        #expect(table[fid: fid]?.status.size == 7)
     }
 }
