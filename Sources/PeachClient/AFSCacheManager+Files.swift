@@ -29,7 +29,7 @@ extension AFSCacheManager {
         if let readThrough = try openReadThrough(fid, flags: flags) { return readThrough }
         var askedServer = false
         var fetched = false
-        let (fd, keepCache): (Int32, Bool) = try vnode.io.withLock {
+        let (copy, keepCache): (SpareCacheFiles.Descriptor, Bool) = try vnode.io.withLock {
             if !table.withLock({ t in t[fid: fid].map(t.hasValidCallBack) ?? false }) {
                 if !truncate, disk.entry(fid) == nil, vnode.status.type == .regular {
                     // Nothing cached to revalidate: FetchData brings the status with the content.
@@ -53,8 +53,7 @@ extension AFSCacheManager {
                 fetched = true
             }
             guard let entry = disk.entry(fid) else { throw FileSystemError(EIO, "cached copy vanished") }
-            let fd = Glibc.open(disk.path(fid, entry.dataVersion), O_RDWR | O_CLOEXEC)
-            guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
+            let copy = try disk.open(fid, entry.dataVersion, flags: O_RDWR)
             disk.touch(fid)
             let keep: Bool
             do {
@@ -67,7 +66,7 @@ extension AFSCacheManager {
                     }
                 }
             } catch {
-                Glibc.close(fd)
+                disk.close(copy)
                 throw error
             }
             if !keep {
@@ -76,10 +75,10 @@ extension AFSCacheManager {
                 // lock this open holds; the pages go with keep_cache off).
                 notifier?.invalidateAttributes(inode)
             }
-            return (fd, keep)
+            return (copy, keep)
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
-        let handle = core.handles.insert(OpenFile(fid: fid, io: vnode.io, fd: fd, servedFromCache: !fetched))
+        let handle = core.handles.insert(OpenFile(fid: fid, io: vnode.io, copy: copy, servedFromCache: !fetched))
         return OpenReply(handle: handle, keepCache: keepCache, flags: flags)
     }
 
@@ -103,7 +102,7 @@ extension AFSCacheManager {
         }
         statistics.update { $0.readThroughOpens += 1 }
         notifier?.invalidateAttributes(fid.vnode)
-        let handle = core.handles.insert(OpenFile(fid: fid, io: vnode.io, fd: -1, servedFromCache: false))
+        let handle = core.handles.insert(OpenFile(fid: fid, io: vnode.io, copy: nil, servedFromCache: false))
         return OpenReply(handle: handle, keepCache: false, flags: flags)
     }
 
@@ -133,10 +132,7 @@ extension AFSCacheManager {
         } else {
             // A new empty copy, installed dirty (so no eviction can take it before the open
             // count rises), then recorded here as changed.
-            let path = disk.path(fid, dataVersion)
-            let fd = Glibc.open(path, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-            guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
-            Glibc.close(fd)
+            disk.close(try disk.create(disk.path(fid, dataVersion), flags: O_WRONLY))
             try disk.install(.init(fid: fid, dataVersion: dataVersion, size: 0, dirty: true, lastUse: 0))
             try markDirty(fid, size: 0)
         }
@@ -146,11 +142,10 @@ extension AFSCacheManager {
     func fetchWholeFile(_ fid: FID) throws {
         makeRoom(for: try vnode(fid).status.size)
         let temporary = disk.directory + "/files/fetch-" + UUID().uuidString
-        let fd = Glibc.open(temporary, O_WRONLY | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileSystemError(errno, "creating a cache file") }
-        defer { Glibc.close(fd) }
+        let file = try disk.create(temporary, flags: O_WRONLY)
+        defer { disk.close(file) }
         do {
-            try fetchData(fid, into: fd) { status, expiry, stamp in
+            try fetchData(fid, into: file.fd) { status, expiry, stamp in
                 Glibc.rename(temporary, disk.path(fid, status.dataVersion))
                 try disk.install(.init(fid: fid, dataVersion: status.dataVersion, size: status.size, dirty: false, lastUse: 0))
                 table.withLock { t in _ = t.install(status, expiry: expiry, stamp: stamp) }
@@ -269,7 +264,7 @@ extension AFSCacheManager {
 
     public func release(handle: UInt64) {
         guard let file = core.handles.remove(handle) else { return }
-        if !file.readThrough { Glibc.close(file.fd) }
+        if let copy = file.copy { disk.close(copy) }
         if table.withLock({ t in t.closed(file.fid) }) { disk.remove(file.fid) }
     }
 
@@ -288,12 +283,9 @@ extension AFSCacheManager {
             let (mtime, pending) = (vnode.status.mtime, vnode.pendingStatus)
             // The entry's generation counts local changes: one made after this stays dirty.
             guard !vnode.removed, let entry = disk.entry(fid), entry.dirty else { return }
-            var fd = givenFD ?? -1
-            if givenFD == nil {
-                fd = Glibc.open(disk.path(fid, entry.dataVersion), O_RDONLY | O_CLOEXEC)
-                guard fd >= 0 else { throw FileSystemError(errno, "opening the cached copy") }
-            }
-            defer { if givenFD == nil { Glibc.close(fd) } }
+            let opened = givenFD == nil ? try disk.open(fid, entry.dataVersion, flags: O_RDONLY) : nil
+            defer { if let opened { disk.close(opened) } }
+            let fd = givenFD ?? opened!.fd
             // What is sent is the copy as it is now; a write after this makes it dirty again.
             let size = try Self.fileSize(fd)
             // A store at close is the closing process's; one at unmount or recovery, the owner's.

@@ -180,13 +180,11 @@ extension AFSCacheManager {
     func openCreated(_ entry: Entry, flags: Int32) throws -> OpenReply {
         let vnode = try vnode(entry.inode)
         let dataVersion = vnode.status.dataVersion
-        let path = disk.path(vnode.fid, dataVersion)
-        let fd = Glibc.open(path, O_RDWR | O_CREAT | O_TRUNC | O_CLOEXEC, 0o600)
-        guard fd >= 0 else { throw FileSystemError(errno, "creating the cached copy") }
+        let copy = try disk.create(disk.path(vnode.fid, dataVersion), flags: O_RDWR)
         do {
             try disk.install(.init(fid: vnode.fid, dataVersion: dataVersion, size: 0, dirty: false, lastUse: 0))
         } catch {
-            Glibc.close(fd)
+            disk.close(copy)
             throw error
         }
         do {
@@ -197,10 +195,10 @@ extension AFSCacheManager {
                 }
             }
         } catch {
-            Glibc.close(fd)
+            disk.close(copy)
             throw error
         }
-        let handle = core.handles.insert(OpenFile(fid: vnode.fid, io: vnode.io, fd: fd, servedFromCache: true))
+        let handle = core.handles.insert(OpenFile(fid: vnode.fid, io: vnode.io, copy: copy, servedFromCache: true))
         return OpenReply(handle: handle, keepCache: false, flags: flags)
     }
 

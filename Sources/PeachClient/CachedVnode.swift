@@ -56,11 +56,12 @@ struct OpenFile: Sendable {
     let fid: FID
     /// The vnode's `io` lock.
     let io: NIOLock
-    /// The cached copy; -1 for a file read through (`readThrough`).
-    let fd: Int32
+    /// The cached copy, open; nil for a file read through (`readThrough`).
+    let copy: SpareCacheFiles.Descriptor?
     /// The data was cached and valid at open: its reads count as hits.
     let servedFromCache: Bool
     /// A file larger than the whole cache, opened read-only: each read is a ranged FetchData,
     /// and nothing is cached (as OpenAFS's cache bypass).
-    var readThrough: Bool { fd < 0 }
+    var readThrough: Bool { copy == nil }
+    var fd: Int32 { copy?.fd ?? -1 }
 }

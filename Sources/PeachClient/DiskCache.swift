@@ -58,6 +58,10 @@ final class DiskCache: Sendable {
     private nonisolated(unsafe) var flushScheduled = false
     private let indexWriter = DispatchQueue(label: "peach.cache-index")
 
+    /// Files of copies that went, reused for new ones; every descriptor on a cache file goes
+    /// through it (`open`, `create`, `close`).
+    let spares: SpareCacheFiles
+
     /// Held until `close()`: one cache manager per cache directory.
     private let directoryLock: ExclusiveDirectoryLock.Held
 
@@ -72,6 +76,7 @@ final class DiskCache: Sendable {
         }
         directoryLock = try ExclusiveDirectoryLock.acquire(directory, what: "cache directory")
         conflicts = try ConflictStore(cacheDirectory: directory)
+        spares = try SpareCacheFiles(cacheDirectory: directory)
         var configuration = Configuration()
         configuration.prepareDatabase { db in
             // A cache index: WAL without a sync per commit. After a crash the index may lag its
@@ -146,6 +151,22 @@ final class DiskCache: Sendable {
         "\(directory)/files/\(fid.vnode).\(fid.unique).\(dataVersion)"
     }
 
+    /// Opens the cached copy of `fid` at `dataVersion`; close it with `close`.
+    func open(_ fid: FID, _ dataVersion: UInt64, flags: Int32) throws -> SpareCacheFiles.Descriptor {
+        guard let descriptor = spares.open(path(fid, dataVersion), flags: flags) else {
+            throw FileSystemError(errno, "opening the cached copy")
+        }
+        return descriptor
+    }
+
+    /// A new, empty cache file at `path` (a spare if there is one); close it with `close`.
+    func create(_ path: String, flags: Int32) throws -> SpareCacheFiles.Descriptor {
+        guard let descriptor = spares.create(path, flags: flags) else { throw FileSystemError(errno, "creating a cache file") }
+        return descriptor
+    }
+
+    func close(_ descriptor: SpareCacheFiles.Descriptor) { spares.close(descriptor) }
+
     func entry(_ fid: FID) -> Entry? {
         entries.withLockedValue { $0[fid] }
     }
@@ -197,7 +218,7 @@ final class DiskCache: Sendable {
         try persistLock.withLock {
             let previous = replace(entry.fid, with: installed)
             if let previous, previous.dataVersion != entry.dataVersion {
-                unlink(path(previous.fid, previous.dataVersion))
+                spares.retire(path(previous.fid, previous.dataVersion))
             }
             if installed.dirty { try persist(installed) } else { persistLater(entry.fid, .put(installed)) }
         }
@@ -284,7 +305,7 @@ final class DiskCache: Sendable {
     func remove(_ fid: FID) {
         persistLock.withLock {
             guard let old = replace(fid, with: nil) else { return }
-            unlink(path(fid, old.dataVersion))
+            spares.retire(path(fid, old.dataVersion))
             persistLater(fid, .delete)
         }
     }
@@ -316,7 +337,7 @@ final class DiskCache: Sendable {
         persistLock.withLock {
             guard let current = entries.withLockedValue({ $0[fid] }), !current.dirty,
                   let old = replace(fid, with: nil) else { return false }
-            unlink(path(fid, old.dataVersion))
+            spares.retire(path(fid, old.dataVersion))
             persistLater(fid, .delete)
             return true
         }
