@@ -316,6 +316,7 @@ extension AFSCacheManager {
                 return
             }
             try disk.markStored(fid, newVersion: status.dataVersion, size: size, storedGeneration: entry.generation)
+            table.withLock { t in t.stored(fid) }
             // The server set a new ctime: the kernel's cached attributes are stale.
             core.tellKernelLater { $0.invalidateAttributes(fid.vnode) }
             statistics.update { $0.cacheBytes = disk.totalBytes }

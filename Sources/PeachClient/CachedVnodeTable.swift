@@ -14,8 +14,10 @@ struct CachedVnodeTable {
 
     /// The vnodes the kernel can reach, by inode.
     private(set) var vnodes: [Inode: CachedVnode] = [:]
-    /// Open vnodes whose inode now names another FID (the server answered with a new uniquifier
-    /// for the vnode number, as after a restore): their open files keep them until the last close.
+    /// Open or dirty vnodes whose inode now names another FID (the server answered with a new
+    /// uniquifier for the vnode number, as after a restore): their open files keep them until the
+    /// last close, and a dirty one stays until it is stored (a store behind a close, `fs sync`,
+    /// unmount).
     private var detached: [FID: CachedVnode] = [:]
     /// Breaks, numbered as they arrive: the number of the latest break of each FID (also of FIDs
     /// not cached yet), and a floor that stands for every break forgotten or applied to all
@@ -122,8 +124,9 @@ struct CachedVnodeTable {
 
     /// Changes every vnode the kernel can reach.
     mutating func updateAll(_ change: (inout CachedVnode) -> Void) {
-        for inode in vnodes.keys { change(&vnodes[inode]!) }
-        for fid in detached.keys { change(&detached[fid]!) }
+        // By index: walking the keys while changing the values would copy the dictionary.
+        for index in vnodes.values.indices { change(&vnodes.values[index]) }
+        for index in detached.values.indices { change(&detached.values[index]) }
     }
 
     /// The listing of the directory `fid`, if cached under a promise that holds.
@@ -141,7 +144,7 @@ struct CachedVnodeTable {
     mutating func install(_ status: FileStatus, expiry: UInt64, stamp: BreakStamp) -> CachedVnode {
         let fid = status.fid
         if self[fid: fid] == nil {
-            if let replaced = vnodes[fid.vnode], replaced.openCount > 0 { detached[replaced.fid] = replaced }
+            if let replaced = vnodes[fid.vnode], replaced.openCount > 0 || isDirty(replaced.fid) { detached[replaced.fid] = replaced }
             vnodes[fid.vnode] = CachedVnode(status: status)
             if vnodes.count - referencedVnodes > Self.unreferencedAllowance { dropUnreferencedVnodes(keeping: fid.vnode) }
             statistics.update { $0.vnodes = vnodes.count }
@@ -226,11 +229,17 @@ struct CachedVnodeTable {
         }) else { return false }
         guard vnode.openCount == 0 else { return false }
         if detached[fid] != nil {
-            detached[fid] = nil
+            stored(fid)
         } else if vnode.forgotten, !isDirty(fid), vnode.inode != FID.root.vnode {
             remove(vnode.inode)
         }
         return vnode.removed
+    }
+
+    /// A detached vnode goes once nothing holds it: no open file, nothing left to store.
+    mutating func stored(_ fid: FID) {
+        guard let vnode = detached[fid], vnode.openCount == 0, !isDirty(fid) else { return }
+        detached[fid] = nil
     }
 
     private mutating func remove(_ inode: Inode) {

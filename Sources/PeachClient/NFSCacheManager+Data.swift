@@ -8,18 +8,19 @@ extension NFSCacheManager {
 
     public func open(_ inode: Inode, flags: Int32) throws -> OpenReply {
         statistics.update { $0.opens += 1 }
-        let node = try node(inode)
-        guard node.status.type == .regular else {
-            throw node.isDirectory ? FileSystemError.isDirectory : FileSystemError.invalid
+        let (fid, type, locks) = try table.withLock { t in
+            guard let node = t.nodes[inode] else { throw FileSystemError.stale }
+            return (node.fid, node.status.type, node.locks)
         }
+        guard type == .regular else { throw type == .directory ? FileSystemError.isDirectory : FileSystemError.invalid }
         // Close-to-open: fresh attributes at every open; nocto trusts the attribute cache.
-        var askedServer = try revalidate(node.fid, force: options.cto)
+        var askedServer = try revalidate(fid, force: options.cto)
         if flags & O_TRUNC != 0 {
             _ = try setAttributes(inode, SetAttributes(size: 0), handle: nil)
             askedServer = true
         }
         let keepCache = try table.withLock { t in
-            try t.updateKnown(node.fid) { node -> Bool in
+            try t.updateKnown(fid) { node -> Bool in
                 node.openCount += 1
                 let keep = node.kernelVersion == node.status.dataVersion
                 node.kernelVersion = node.status.dataVersion
@@ -27,7 +28,7 @@ extension NFSCacheManager {
             }
         }
         if !askedServer { statistics.update { $0.openHits += 1 } }
-        return OpenReply(handle: core.handles.insert(NFSOpenFile(fid: node.fid, locks: node.locks)), keepCache: keepCache, flags: flags)
+        return OpenReply(handle: core.handles.insert(NFSOpenFile(fid: fid, locks: locks)), keepCache: keepCache, flags: flags)
     }
 
     public func release(handle: UInt64) {
@@ -77,7 +78,7 @@ extension NFSCacheManager {
 
     /// A block's content: dirty, cached, or READ now. `cached` is false when it took a READ.
     private func blockForRead(_ fid: FID, index: UInt64) throws -> (data: [UInt8], cached: Bool) {
-        if let local = table.withLock({ t in t[fid: fid]?.dirtyBlocks[index]?.data ?? t.blocks.get(BlockKey(inode: fid.vnode, index: index)) }) {
+        if let local = table.withLock({ t in t[fid: fid]?.dirtyBlocks[index]?.data ?? t.blocks.get(BlockKey(fid: fid, index: index)) }) {
             return (local, true)
         }
         return (try readBlock(fid, index: index), false)
@@ -92,7 +93,10 @@ extension NFSCacheManager {
                 // returned to this read, not cached. Nor is a block written here meanwhile (a write
                 // on another FUSE thread, such as a mapped page's, while this READ was out): the
                 // server's copy is older than the dirty one, and would come back once that is sent.
-                guard let node = t[fid: fid], status.dataVersion >= node.status.dataVersion, node.dirtyBlocks[index] == nil else { return }
+                // Decided on values, not a copy of the node, which would stay alive through
+                // `cacheBlock` and make it copy the node's block set.
+                guard let (known, dirty) = t[fid: fid].map({ ($0.status.dataVersion, $0.dirtyBlocks[index] != nil) }),
+                      status.dataVersion >= known, !dirty else { return }
                 t.apply(status)
                 t.cacheBlock(fid, index: index, data)
             }
@@ -170,7 +174,7 @@ extension NFSCacheManager {
         let (existing, size) = try table.withLock { t -> (DirtyBlock?, UInt64) in
             let node = try t.node(fid)
             if let dirty = node.dirtyBlocks[index] { return (dirty, node.status.size) }
-            if let clean = t.blocks.get(BlockKey(inode: fid.vnode, index: index)) {
+            if let clean = t.blocks.get(BlockKey(fid: fid, index: index)) {
                 return (DirtyBlock(data: clean, dirtyStart: Int.max, dirtyEnd: 0), node.status.size)
             }
             return (nil, node.status.size)
@@ -199,25 +203,31 @@ extension NFSCacheManager {
 
     /// WRITE of every dirty block (its dirty range), then COMMIT. A block is clean once its WRITE
     /// succeeded; on failure the rest stay dirty and the error goes to close(2) or fsync(2).
+    /// A node gone from the table (written back and released by another close) has nothing to send.
     func writeBack(_ fid: FID, commit: Bool) throws {
-        let node = try node(fid)
-        // An unlinked file's writes stay here: nobody can open it any more.
-        guard !node.removed else { return }
-        // Written at close for the closing process; at unmount, for the file's owner.
-        let owner = Credential(uid: node.status.uid, gid: node.status.gid)
-        try node.locks.writeBacks.withLock { try Caller.unlessNamed(owner) { try writeDirtyBlocks(fid, commit: commit) } }
+        // An unlinked file's writes stay here: nobody can open it any more. Written at close for
+        // the closing process; at unmount, for the file's owner.
+        guard let (owner, locks) = writeBackOwner(fid) else { return }
+        try locks.writeBacks.withLock { try Caller.unlessNamed(owner) { try writeDirtyBlocks(fid, commit: commit) } }
     }
 
     /// As `writeBack`, for a caller that holds the node's `writeBacks`.
     func writeBackHoldingLock(_ fid: FID) throws {
-        let node = try node(fid)
-        guard !node.removed, node.isDirty else { return }
-        let owner = Credential(uid: node.status.uid, gid: node.status.gid)
+        guard table.withLock({ t in t[fid: fid]?.isDirty ?? false }), let (owner, _) = writeBackOwner(fid) else { return }
         try Caller.unlessNamed(owner) { try writeDirtyBlocks(fid, commit: false) }
     }
 
+    /// Who a write-back of `fid` acts for, and its locks; nil if there is nothing to write back.
+    /// Values, not a copy of the node: a copy kept through the write-back would make each reply's
+    /// change to the node's blocks copy them whole.
+    private func writeBackOwner(_ fid: FID) -> (Credential, NFSNodeLocks)? {
+        table.withLock { t in
+            t[fid: fid].flatMap { $0.removed ? nil : (Credential(uid: $0.status.uid, gid: $0.status.gid), $0.locks) }
+        }
+    }
+
     private func writeDirtyBlocks(_ fid: FID, commit: Bool) throws {
-        let dirty = try node(fid).dirtyBlocks.sorted { $0.key < $1.key }
+        let dirty = table.withLock { t in t[fid: fid]?.dirtyBlocks.sorted { $0.key < $1.key } ?? [] }
         for (index, block) in dirty where block.dirtyEnd > block.dirtyStart {
             let slice = Array(block.data[block.dirtyStart..<block.dirtyEnd])
             let offset = index * UInt64(blockSize) + UInt64(block.dirtyStart)
@@ -248,5 +258,6 @@ extension NFSCacheManager {
                 table.withLock { t in _ = t.apply(status) }
             }
         }
+        table.withLock { t in t.writtenBack(fid) }
     }
 }

@@ -76,13 +76,12 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     /// the call (with a fresh lookup, as after any ESTALE) asks the server for what the name is now.
     func forgetName(of fid: FID) {
         let entry = table.withLock { t -> (Inode, String)? in
-            guard let node = t.update(fid, { node in
+            guard let (parent, name) = t.update(fid, { node in
                 node.fetchedAt = 0
-                return node
-            }) else { return nil }
-            guard let parent = node.parent, let name = node.name, let directory = t.nodes[parent],
-                  directory.names[name] == .some(node.inode) else { return nil }
-            t.update(directory.fid) { $0.names[name] = nil }
+                return node.parent.flatMap { parent in node.name.map { (parent, $0) } }
+            }) ?? nil, let directory = t.nodes[parent]?.fid,
+                  t.nodes[parent]?.names[name] == .some(fid.vnode) else { return nil }
+            t.update(directory) { $0.names[name] = nil }
             return (parent, name)
         }
         guard let (parent, name) = entry else { return }
@@ -233,8 +232,9 @@ public final class NFSCacheManager: CacheDesign, Sendable {
             guard case .namespace(let change, _) = reply else { throw FileSystemError.unexpectedReply }
             return table.withLock { t in
                 for status in change.changedDirectories {
-                    let known = t[fid: status.fid]
-                    let ownChange = known.map { $0.status.dataVersion + 1 == status.dataVersion ? $0.status.dataVersion : nil } ?? nil
+                    // A value, not a copy of the node: `edit` changes the node's names in place.
+                    let known = t[fid: status.fid]?.status.dataVersion
+                    let ownChange = known.flatMap { $0 + 1 == status.dataVersion ? $0 : nil }
                     t.apply(status, ownChangeFrom: ownChange)
                     t.update(status.fid) { $0.listing = nil }
                     edit(&t, status.fid, change)
@@ -279,12 +279,14 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     }
 
     public func unlink(parent: Inode, name: String) throws {
-        let directory = try node(parent)
-        let open = table.withLock { t in directory.names[name]?.flatMap { t.nodes[$0] }.flatMap { $0.openCount > 0 ? $0.fid : nil } }
+        let directory = try node(parent).fid
+        let open = table.withLock { t in
+            t[fid: directory]?.names[name]?.flatMap { t.nodes[$0] }.flatMap { $0.openCount > 0 ? $0.fid : nil }
+        }
         if let open { try holdBlocks(of: open) }
         var removedOpenFile = false
         defer { if let open, !removedOpenFile { table.withLock { t in t.releaseHeldBlocks(of: open) } } }
-        let change = try change(.removeFile(directory: directory.fid, name: name)) { t, directory, _ in
+        let change = try change(.removeFile(directory: directory, name: name)) { t, directory, _ in
             if directory.vnode == parent { t.update(directory) { $0.names[name] = .some(nil) } }
         }
         if let open, let target = change.target, target.fid == open, target.linkCount == 0 {
@@ -327,16 +329,20 @@ public final class NFSCacheManager: CacheDesign, Sendable {
     }
 
     public func setAttributes(_ inode: Inode, _ changes: SetAttributes, handle: UInt64?) throws -> Attributes {
-        let node = try node(inode)
-        if node.removed { return try setRemovedFileAttributes(node.fid, changes) }
+        // Values, not a copy of the node, which would stay alive through the write-back.
+        let (fid, removed, locks) = try table.withLock { t in
+            guard let node = t.nodes[inode] else { throw FileSystemError.stale }
+            return (node.fid, node.removed, node.locks)
+        }
+        if removed { return try setRemovedFileAttributes(fid, changes) }
         // A size change and the file's writes take turns (`NFSNodeLocks.writes`): a write's block
         // read before the truncate and stored after it would bring truncated bytes back.
-        guard changes.size != nil else { return try storeAttributes(node.fid, changes) }
-        return try node.locks.writes.withLock {
+        guard changes.size != nil else { return try storeAttributes(fid, changes) }
+        return try locks.writes.withLock {
             // No WRITE of this file may be unanswered while the SETATTR is out (`writeBacks`).
-            try node.locks.writeBacks.withLock {
-                try writeBackHoldingLock(node.fid)
-                return try storeAttributes(node.fid, changes)
+            try locks.writeBacks.withLock {
+                try writeBackHoldingLock(fid)
+                return try storeAttributes(fid, changes)
             }
         }
     }

@@ -60,7 +60,9 @@ struct DirtyBlock {
 
 /// A clean block of a file at one data version.
 struct BlockKey: Hashable {
-    var inode: Inode
+    /// The FID, not the inode: a node detached from its inode (a vnode number the server reused)
+    /// and the one that took the inode must not share blocks.
+    var fid: FID
     var index: UInt64
 }
 

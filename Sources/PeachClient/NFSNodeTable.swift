@@ -10,8 +10,9 @@ struct NFSNodeTable {
     let options: NFSOptions
     /// The nodes the kernel can reach, by inode.
     private(set) var nodes: [Inode: NFSNode] = [:]
-    /// Open nodes whose inode now names another FID (a new uniquifier for the vnode number, as
-    /// after a restore): their open files keep them until the last close.
+    /// Open or dirty nodes whose inode now names another FID (a new uniquifier for the vnode
+    /// number, as after a restore): their open files keep them until the last close, and unsent
+    /// writes until they are sent.
     private var detached: [FID: NFSNode] = [:]
     var blocks: LRUCache<BlockKey, [UInt8]>
 
@@ -78,7 +79,7 @@ struct NFSNodeTable {
     mutating func apply(_ status: FileStatus, ownChangeFrom: UInt64? = nil) -> NFSNode {
         let (minimum, maximum) = options.timeouts(forDirectory: status.type == .directory)
         guard let old = self[fid: status.fid] else {
-            if let replaced = nodes[status.fid.vnode], replaced.openCount > 0 { detached[replaced.fid] = replaced }
+            if let replaced = nodes[status.fid.vnode], replaced.openCount > 0 || replaced.isDirty { detached[replaced.fid] = replaced }
             var node = NFSNode(status: status, timeout: minimum)
             node.fetchedAt = Self.now()
             node.namesVersion = status.dataVersion
@@ -119,20 +120,20 @@ struct NFSNodeTable {
     /// Puts `data` in the block cache as block `index` of `fid`; blocks it evicts leave their
     /// nodes' sets.
     mutating func cacheBlock(_ fid: FID, index: UInt64, _ data: [UInt8]) {
-        let evicted = blocks.set(BlockKey(inode: fid.vnode, index: index), data, cost: data.count)
+        let evicted = blocks.set(BlockKey(fid: fid, index: index), data, cost: data.count)
         update(fid) { _ = $0.cachedBlocks.insert(index) }
         forgetEvicted(evicted)
     }
 
     /// Takes block `index` of `fid` out of the block cache.
     mutating func uncacheBlock(_ fid: FID, index: UInt64) {
-        blocks.remove(BlockKey(inode: fid.vnode, index: index))
+        blocks.remove(BlockKey(fid: fid, index: index))
         update(fid) { _ = $0.cachedBlocks.remove(index) }
     }
 
     /// Blocks the cache let go: their nodes no longer list them.
     mutating func forgetEvicted(_ evicted: [BlockKey]) {
-        for key in evicted { nodes[key.inode]?.cachedBlocks.remove(key.index) }
+        for key in evicted { update(key.fid) { _ = $0.cachedBlocks.remove(key.index) } }
         let total = UInt64(blocks.totalCost)
         statistics.update {
             $0.evictions += evicted.count
@@ -143,7 +144,7 @@ struct NFSNodeTable {
     /// Forgets a node's clean data (blocks, listing, names, link target) and the kernel's copy.
     mutating func dropCachedData(_ fid: FID) {
         guard let node = self[fid: fid] else { return }
-        for index in node.cachedBlocks { blocks.remove(BlockKey(inode: node.inode, index: index)) }
+        for index in node.cachedBlocks { blocks.remove(BlockKey(fid: fid, index: index)) }
         update(fid) { node in
             node.cachedBlocks = []
             node.listing = nil
@@ -196,12 +197,19 @@ struct NFSNodeTable {
         }) else { return }
         guard node.openCount == 0 else { return }
         if detached[fid] != nil {
-            detached[fid] = nil
+            writtenBack(fid)
         } else if node.removed {
             remove(node.inode)
         } else {
             releaseIfForgotten(fid)
         }
+    }
+
+    /// A detached node goes once nothing holds it: no open file, no unsent write.
+    mutating func writtenBack(_ fid: FID) {
+        guard let node = detached[fid], node.openCount == 0, !node.isDirty else { return }
+        for index in node.cachedBlocks { blocks.remove(BlockKey(fid: fid, index: index)) }
+        detached[fid] = nil
     }
 
     /// Drops a node the kernel forgot once it is neither open nor dirty.
@@ -213,7 +221,7 @@ struct NFSNodeTable {
 
     private mutating func remove(_ inode: Inode) {
         if let node = nodes.removeValue(forKey: inode) {
-            for index in node.cachedBlocks { blocks.remove(BlockKey(inode: inode, index: index)) }
+            for index in node.cachedBlocks { blocks.remove(BlockKey(fid: node.fid, index: index)) }
         }
         statistics.update {
             $0.vnodes = nodes.count

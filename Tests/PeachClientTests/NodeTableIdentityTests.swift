@@ -29,8 +29,8 @@ struct NodeTableIdentityTests {
         let directory = try TemporaryDirectory(prefix: "peach-identity")
         defer { directory.remove() }
         let core = Self.core(.afs, OpenFile.self)
-        var table = CachedVnodeTable(lease: core.lease, disk: try DiskCache(directory: directory.path, sizeLimit: 1 << 20),
-                                     statistics: core.statistics, offlineReads: false)
+        let disk = try DiskCache(directory: directory.path, sizeLimit: 1 << 20)
+        var table = CachedVnodeTable(lease: core.lease, disk: disk, statistics: core.statistics, offlineReads: false)
         let stamp = table.stamp()
         table.install(status(Self.old, size: 10), expiry: 0, stamp: stamp)
         try table.updateKnown(Self.old) { $0.openCount += 1 }
@@ -48,7 +48,28 @@ struct NodeTableIdentityTests {
         #expect(table[fid: Self.new]?.status.size == 99)
     }
 
-    @Test("NFS mode: the open node keeps its dirty blocks by FID and goes at its last close")
+    @Test("AFS mode: a dirty vnode that loses its inode stays until it is stored")
+    func afsDirtyVnode() throws {
+        let directory = try TemporaryDirectory(prefix: "peach-identity")
+        defer { directory.remove() }
+        let core = Self.core(.afs, OpenFile.self)
+        let disk = try DiskCache(directory: directory.path, sizeLimit: 1 << 20)
+        var table = CachedVnodeTable(lease: core.lease, disk: disk, statistics: core.statistics, offlineReads: false)
+        let stamp = table.stamp()
+        table.install(status(Self.old), expiry: 0, stamp: stamp)
+        try disk.install(.init(fid: Self.old, dataVersion: 1, size: 10, dirty: true, lastUse: 0))  // closed, not stored yet
+
+        table.install(status(Self.new), expiry: 0, stamp: stamp)
+        #expect(table[fid: Self.old] != nil, "a store behind the close, fs sync or unmount still finds it")
+        #expect(table.allVnodes.filter { table.isDirty($0.fid) }.map(\.fid) == [Self.old])
+        table.stored(Self.old)
+        #expect(table[fid: Self.old] != nil, "still dirty: it stays")
+        disk.remove(Self.old)
+        table.stored(Self.old)
+        #expect(table[fid: Self.old] == nil, "clean and closed: it goes")
+    }
+
+    @Test("NFS mode: the open node keeps its dirty blocks by FID and goes once closed and written back")
     func nfsTable() throws {
         var table = NFSNodeTable(core: Self.core(.nfs, NFSOpenFile.self), options: NFSOptions())
         table.apply(status(Self.old, size: 10))
@@ -63,6 +84,9 @@ struct NodeTableIdentityTests {
         #expect(table.allNodes.count == 2, "a sync or unmount still finds them")
 
         table.closed(Self.old)
+        #expect(table[fid: Self.old] != nil, "closed with unsent writes: kept until they are sent")
+        try table.updateKnown(Self.old) { $0.dirtyBlocks = [:] }
+        table.writtenBack(Self.old)
         #expect(table[fid: Self.old] == nil)
         #expect(table.allNodes.map(\.fid) == [Self.new])
     }
