@@ -11,10 +11,17 @@ import PeachProtocol
 /// same vnode waits for it again, a server restarted after a crash still knows of it, and the
 /// client's next Hello says that its promises are lost (docs/consistency.md).
 enum CallBackTable {
+    /// Records `client`'s promise on each of `vnodes` until `expiresAt` (a new one, or a broken
+    /// or older one renewed). A live promise that already runs to `expiresAt` (granted earlier in
+    /// the same second: a directory a burst of creates changes, a file a loop of chmods does) is
+    /// left as it is, so the transaction writes no page for it.
     static func grant(_ db: Database, client: String, vnodes: [Int64], expiresAt: Int64) throws {
         for vnode in vnodes {
-            try db.execute(cached: "INSERT OR REPLACE INTO callBack (client, vnode, expiresAt) VALUES (?, ?, ?)",
-                           arguments: [client, vnode, expiresAt])
+            try db.execute(cached: """
+                INSERT INTO callBack (client, vnode, expiresAt) VALUES (?, ?, ?)
+                ON CONFLICT (client, vnode) DO UPDATE SET expiresAt = excluded.expiresAt, brokenUniquifier = NULL
+                WHERE callBack.expiresAt != excluded.expiresAt OR callBack.brokenUniquifier IS NOT NULL
+                """, arguments: [client, vnode, expiresAt])
         }
     }
 
