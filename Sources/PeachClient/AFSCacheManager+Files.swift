@@ -254,8 +254,7 @@ extension AFSCacheManager {
     /// any leftover copy is; a failure leaves it dirty for the next close, `fs sync` or unmount.
     private func storeBehindClose(_ fid: FID) {
         do {
-            try store(fid, fd: nil)
-            statistics.update { $0.storesBehind += 1 }
+            if try store(fid, fd: nil) { statistics.update { $0.storesBehind += 1 } }
         } catch {
             core.logger.warning("store behind a close failed; the copy stays dirty in the cache",
                                 metadata: ["fid": "\(fid)", "error": "\(error)"])
@@ -276,13 +275,16 @@ extension AFSCacheManager {
     /// stored at unmount, at the next start or by `peach fs flush`), and a copy an earlier run
     /// left dirty (`leftovers`) whoever stores it, is stored only if the server still has the
     /// version it was based on; otherwise it is kept aside as a conflict.
-    func store(_ fid: FID, fd givenFD: Int32?) throws {
-        guard let io = table.withLock({ t in t[fid: fid]?.io }) else { return }
-        try io.withLock {
-            guard let (vnode, leftover) = table.withLock({ t in t[fid: fid].map { ($0, $0.openCount == 0 || t.leftovers.contains(fid)) } }) else { return }
+    /// Returns whether a store was made (nothing is left to store once another one, `fs sync` or
+    /// a close, stored the copy first).
+    @discardableResult
+    func store(_ fid: FID, fd givenFD: Int32?) throws -> Bool {
+        guard let io = table.withLock({ t in t[fid: fid]?.io }) else { return false }
+        return try io.withLock {
+            guard let (vnode, leftover) = table.withLock({ t in t[fid: fid].map { ($0, $0.openCount == 0 || t.leftovers.contains(fid)) } }) else { return false }
             let (mtime, pending) = (vnode.status.mtime, vnode.pendingStatus)
             // The entry's generation counts local changes: one made after this stays dirty.
-            guard !vnode.removed, let entry = disk.entry(fid), entry.dirty else { return }
+            guard !vnode.removed, let entry = disk.entry(fid), entry.dirty else { return false }
             let opened = givenFD == nil ? try disk.open(fid, entry.dataVersion, flags: O_RDONLY) : nil
             defer { if let opened { disk.close(opened) } }
             let fd = givenFD ?? opened!.fd
@@ -313,13 +315,14 @@ extension AFSCacheManager {
                 }
             } catch let error as FileSystemError where leftover && (error.serverCode == .versionConflict || error.serverCode == .stale) {
                 try keepAsConflict(fid, because: error.serverCode == .stale ? "the file was removed" : "the file changed")
-                return
+                return false
             }
             try disk.markStored(fid, newVersion: status.dataVersion, size: size, storedGeneration: entry.generation)
             table.withLock { t in t.stored(fid) }
             // The server set a new ctime: the kernel's cached attributes are stale.
             core.tellKernelLater { $0.invalidateAttributes(fid.vnode) }
             statistics.update { $0.cacheBytes = disk.totalBytes }
+            return true
         }
     }
 
