@@ -84,12 +84,6 @@ struct CachedVnodeTable {
         latestBreak[inode] = breaksSeen
     }
 
-    /// As `update`, for one that must be known: ESTALE if not.
-    mutating func updateKnown<R>(_ fid: FID, _ change: (inout CachedVnode) throws -> R) throws -> R {
-        guard let result = try update(fid, change) else { throw FileSystemError.stale }
-        return result
-    }
-
     /// Every promise went at once (the server said so, or a reconnect may have missed breaks).
     mutating func noteEveryPromiseBroken() {
         breaksSeen += 1
@@ -120,6 +114,12 @@ struct CachedVnodeTable {
         if vnodes[fid.vnode]?.fid == fid { return try change(&vnodes[fid.vnode]!) }
         if detached[fid] != nil { return try change(&detached[fid]!) }
         return nil
+    }
+
+    /// As `update`, for one that must be known: ESTALE if not.
+    mutating func updateKnown<R>(_ fid: FID, _ change: (inout CachedVnode) throws -> R) throws -> R {
+        guard let result = try update(fid, change) else { throw FileSystemError.stale }
+        return result
     }
 
     /// Changes every vnode the kernel can reach.

@@ -527,22 +527,16 @@ public final class VolumeStore: Sendable {
                     UPDATE vnode SET size = ?, dataVersion = ?, mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?
                     """, arguments: [newSize, Int64(newVersion), now.seconds, now.nanoseconds, vnode])
             }
-            if mode != status.mode {
-                try db.execute(cached: "UPDATE vnode SET mode = ? WHERE id = ?", arguments: [mode, vnode])
-            }
-            if let uid = attributes.uid { try db.execute(cached: "UPDATE vnode SET uid = ? WHERE id = ?", arguments: [uid, vnode]) }
-            if let gid = attributes.gid { try db.execute(cached: "UPDATE vnode SET gid = ? WHERE id = ?", arguments: [gid, vnode]) }
-            if let atime = attributes.atime {
-                let t = resolve(atime, now: now)
-                try db.execute(cached: "UPDATE vnode SET atimeSeconds = ?, atimeNanoseconds = ? WHERE id = ?",
-                               arguments: [t.seconds, t.nanoseconds, vnode])
-            }
-            if let mtime = attributes.mtime {
-                let t = resolve(mtime, now: now)
-                try db.execute(cached: "UPDATE vnode SET mtimeSeconds = ?, mtimeNanoseconds = ? WHERE id = ?",
-                               arguments: [t.seconds, t.nanoseconds, vnode])
-            }
-            try VnodeTable.touch(db, vnode, content: false, now: now)
+            // Mode, owner, times and ctime in one statement, from the status read above (a size
+            // change, above, set the mtime to now). No trigger watches these columns.
+            let resized = newSize.map { UInt64($0) != status.size } ?? false
+            let atime = attributes.atime.map { resolve($0, now: now) } ?? status.atime
+            let mtime = attributes.mtime.map { resolve($0, now: now) } ?? (resized ? now : status.mtime)
+            try db.execute(cached: """
+                UPDATE vnode SET mode = ?, uid = ?, gid = ?, atimeSeconds = ?, atimeNanoseconds = ?,
+                    mtimeSeconds = ?, mtimeNanoseconds = ?, ctimeSeconds = ?, ctimeNanoseconds = ? WHERE id = ?
+                """, arguments: [mode, attributes.uid ?? status.uid, attributes.gid ?? status.gid, atime.seconds, atime.nanoseconds,
+                                 mtime.seconds, mtime.nanoseconds, now.seconds, now.nanoseconds, vnode])
             let breaks = try CallBackTable.breakAll(db, vnodes: [vnode], except: client.clientID, now: now.seconds)
             let changed = try VnodeTable.status(db, vnode)
             let expiry = try grant(db, client, vnodes: [vnode], now: now, known: [changed])
