@@ -51,7 +51,7 @@ struct CachedVnode: Sendable {
 }
 
 /// An open file: a descriptor on the cached copy it opened, so it keeps reading that version.
-/// Its vnode stays in the table, by FID, while it is open (`CachedVnodeTable.detached`).
+/// Its vnode stays in the table, by FID, while it is open (`NodesByInode.detached`).
 struct OpenFile: Sendable {
     let fid: FID
     /// The vnode's `io` lock.

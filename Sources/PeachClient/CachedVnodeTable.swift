@@ -12,13 +12,11 @@ struct CachedVnodeTable {
     /// `--offline-reads`.
     let offlineReads: Bool
 
+    /// The vnodes, by inode; an open or dirty one whose inode a new FID took stays, detached,
+    /// until its last close and its store (a store behind a close, `fs sync`, unmount).
+    private var nodes = NodesByInode<CachedVnode>()
     /// The vnodes the kernel can reach, by inode.
-    private(set) var vnodes: [Inode: CachedVnode] = [:]
-    /// Open or dirty vnodes whose inode now names another FID (the server answered with a new
-    /// uniquifier for the vnode number, as after a restore): their open files keep them until the
-    /// last close, and a dirty one stays until it is stored (a store behind a close, `fs sync`,
-    /// unmount).
-    private var detached: [FID: CachedVnode] = [:]
+    var vnodes: [Inode: CachedVnode] { nodes.byInode }
     /// Breaks, numbered as they arrive: the number of the latest break of each FID (also of FIDs
     /// not cached yet), and a floor that stands for every break forgotten or applied to all
     /// promises at once. A reply installs a promise only if no break for its FID came after the
@@ -97,10 +95,7 @@ struct CachedVnodeTable {
     }
 
     /// The vnode of `fid`, where the kernel reaches it or where its open files do.
-    subscript(fid fid: FID) -> CachedVnode? {
-        if let vnode = vnodes[fid.vnode], vnode.fid == fid { return vnode }
-        return detached[fid]
-    }
+    subscript(fid fid: FID) -> CachedVnode? { nodes[fid: fid] }
 
     /// The vnode of `fid`; ESTALE if none is known.
     func vnode(_ fid: FID) throws -> CachedVnode {
@@ -111,9 +106,7 @@ struct CachedVnodeTable {
     /// Changes the vnode of `fid` in place; nil if none is known.
     @discardableResult
     mutating func update<R>(_ fid: FID, _ change: (inout CachedVnode) throws -> R) rethrows -> R? {
-        if vnodes[fid.vnode]?.fid == fid { return try change(&vnodes[fid.vnode]!) }
-        if detached[fid] != nil { return try change(&detached[fid]!) }
-        return nil
+        try nodes.update(fid, change)
     }
 
     /// As `update`, for one that must be known: ESTALE if not.
@@ -125,8 +118,8 @@ struct CachedVnodeTable {
     /// Changes every vnode the kernel can reach.
     mutating func updateAll(_ change: (inout CachedVnode) -> Void) {
         // By index: walking the keys while changing the values would copy the dictionary.
-        for index in vnodes.values.indices { change(&vnodes.values[index]) }
-        for index in detached.values.indices { change(&detached.values[index]) }
+        for index in nodes.byInode.values.indices { change(&nodes.byInode.values[index]) }
+        for index in nodes.detached.values.indices { change(&nodes.detached.values[index]) }
     }
 
     /// The listing of the directory `fid`, if cached under a promise that holds.
@@ -135,7 +128,7 @@ struct CachedVnodeTable {
     }
 
     /// Every vnode: those the kernel reaches and those only open files do.
-    var allVnodes: [CachedVnode] { Array(vnodes.values) + Array(detached.values) }
+    var allVnodes: [CachedVnode] { nodes.all }
 
     /// Records a status from the server and the promise that came with it, unless a break for the
     /// FID arrived while the request was in flight (after `stamp`): then the status is used but
@@ -144,8 +137,8 @@ struct CachedVnodeTable {
     mutating func install(_ status: FileStatus, expiry: UInt64, stamp: BreakStamp) -> CachedVnode {
         let fid = status.fid
         if self[fid: fid] == nil {
-            if let replaced = vnodes[fid.vnode], replaced.openCount > 0 || isDirty(replaced.fid) { detached[replaced.fid] = replaced }
-            vnodes[fid.vnode] = CachedVnode(status: status)
+            let disk = disk
+            nodes.place(CachedVnode(status: status), keepingReplacedIf: { $0.openCount > 0 || disk.entry($0.fid)?.dirty == true })
             if vnodes.count - referencedVnodes > Self.unreferencedAllowance { dropUnreferencedVnodes(keeping: fid.vnode) }
             statistics.update { $0.vnodes = vnodes.count }
         }
@@ -212,7 +205,7 @@ struct CachedVnodeTable {
     /// The kernel dropped `count` references to `inode`: a vnode it no longer knows, with nothing
     /// open or dirty, goes. Returns whether it went.
     mutating func kernelForgot(_ inode: Inode, count: UInt64) -> Bool {
-        guard inode != FID.root.vnode, vnodes[inode]?.kernelDropped(count) == true, let vnode = vnodes[inode] else { return false }
+        guard inode != FID.root.vnode, nodes.byInode[inode]?.kernelDropped(count) == true, let vnode = vnodes[inode] else { return false }
         referencedVnodes -= 1
         guard vnode.openCount == 0, !isDirty(vnode.fid), !keptForOffline(vnode) else { return false }
         remove(inode)
@@ -228,7 +221,7 @@ struct CachedVnodeTable {
             return vnode
         }) else { return false }
         guard vnode.openCount == 0 else { return false }
-        if detached[fid] != nil {
+        if nodes.detached[fid] != nil {
             stored(fid)
         } else if vnode.forgotten, !isDirty(fid), vnode.inode != FID.root.vnode {
             remove(vnode.inode)
@@ -238,12 +231,12 @@ struct CachedVnodeTable {
 
     /// A detached vnode goes once nothing holds it: no open file, nothing left to store.
     mutating func stored(_ fid: FID) {
-        guard let vnode = detached[fid], vnode.openCount == 0, !isDirty(fid) else { return }
-        detached[fid] = nil
+        guard let vnode = nodes.detached[fid], vnode.openCount == 0, !isDirty(fid) else { return }
+        nodes.detached[fid] = nil
     }
 
     private mutating func remove(_ inode: Inode) {
-        vnodes[inode] = nil
+        nodes.byInode[inode] = nil
         forgetBreaks(of: inode)
         statistics.update { $0.vnodes = vnodes.count }
     }
@@ -267,7 +260,7 @@ struct CachedVnodeTable {
         for (inode, vnode) in vnodes where vnode.kernelReferences == 0 && vnode.openCount == 0 && !isDirty(vnode.fid)
             && !keptForOffline(vnode)
             && inode != FID.root.vnode && inode != kept {
-            vnodes[inode] = nil
+            nodes.byInode[inode] = nil
             forgetBreaks(of: inode)
         }
     }

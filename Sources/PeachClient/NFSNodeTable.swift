@@ -8,12 +8,11 @@ import PeachProtocol
 struct NFSNodeTable {
     let core: ClientCore<NFSOpenFile>
     let options: NFSOptions
+    /// The nodes, by inode; an open or dirty one whose inode a new FID took stays, detached,
+    /// until its last close and until its unsent writes are sent.
+    private var held = NodesByInode<NFSNode>()
     /// The nodes the kernel can reach, by inode.
-    private(set) var nodes: [Inode: NFSNode] = [:]
-    /// Open or dirty nodes whose inode now names another FID (a new uniquifier for the vnode
-    /// number, as after a restore): their open files keep them until the last close, and unsent
-    /// writes until they are sent.
-    private var detached: [FID: NFSNode] = [:]
+    var nodes: [Inode: NFSNode] { held.byInode }
     var blocks: LRUCache<BlockKey, [UInt8]>
 
     init(core: ClientCore<NFSOpenFile>, options: NFSOptions) {
@@ -32,10 +31,7 @@ struct NFSNodeTable {
     }
 
     /// The node of `fid`, where the kernel reaches it or where its open files do.
-    subscript(fid fid: FID) -> NFSNode? {
-        if let node = nodes[fid.vnode], node.fid == fid { return node }
-        return detached[fid]
-    }
+    subscript(fid fid: FID) -> NFSNode? { held[fid: fid] }
 
     /// The node of `fid`; ESTALE if none is known.
     func node(_ fid: FID) throws -> NFSNode {
@@ -46,9 +42,7 @@ struct NFSNodeTable {
     /// Changes the node of `fid` in place; nil if none is known.
     @discardableResult
     mutating func update<R>(_ fid: FID, _ change: (inout NFSNode) throws -> R) rethrows -> R? {
-        if nodes[fid.vnode]?.fid == fid { return try change(&nodes[fid.vnode]!) }
-        if detached[fid] != nil { return try change(&detached[fid]!) }
-        return nil
+        try held.update(fid, change)
     }
 
     /// As `update`, for one that must be known: ESTALE if not.
@@ -58,7 +52,7 @@ struct NFSNodeTable {
     }
 
     /// Every node: those the kernel reaches and those only open files do.
-    var allNodes: [NFSNode] { Array(nodes.values) + Array(detached.values) }
+    var allNodes: [NFSNode] { held.all }
 
     /// The node's attributes are still within their timeout.
     func isFresh(_ node: NFSNode) -> Bool {
@@ -79,11 +73,10 @@ struct NFSNodeTable {
     mutating func apply(_ status: FileStatus, ownChangeFrom: UInt64? = nil) -> NFSNode {
         let (minimum, maximum) = options.timeouts(forDirectory: status.type == .directory)
         guard let old = self[fid: status.fid] else {
-            if let replaced = nodes[status.fid.vnode], replaced.openCount > 0 || replaced.isDirty { detached[replaced.fid] = replaced }
             var node = NFSNode(status: status, timeout: minimum)
             node.fetchedAt = Self.now()
             node.namesVersion = status.dataVersion
-            nodes[status.fid.vnode] = node
+            held.place(node, keepingReplacedIf: { $0.openCount > 0 || $0.isDirty })
             statistics.update { $0.vnodes = nodes.count }
             return node
         }
@@ -183,7 +176,7 @@ struct NFSNodeTable {
     /// The kernel dropped `count` references to `inode`: a node it no longer knows goes once it is
     /// neither open nor dirty.
     mutating func kernelForgot(_ inode: Inode, count: UInt64) {
-        guard inode != FID.root.vnode, let fid = nodes[inode]?.fid, nodes[inode]?.kernelDropped(count) == true else { return }
+        guard inode != FID.root.vnode, let fid = nodes[inode]?.fid, held.byInode[inode]?.kernelDropped(count) == true else { return }
         releaseIfForgotten(fid)
     }
 
@@ -196,7 +189,7 @@ struct NFSNodeTable {
             return node
         }) else { return }
         guard node.openCount == 0 else { return }
-        if detached[fid] != nil {
+        if held.detached[fid] != nil {
             writtenBack(fid)
         } else if node.removed {
             remove(node.inode)
@@ -207,9 +200,9 @@ struct NFSNodeTable {
 
     /// A detached node goes once nothing holds it: no open file, no unsent write.
     mutating func writtenBack(_ fid: FID) {
-        guard let node = detached[fid], node.openCount == 0, !node.isDirty else { return }
+        guard let node = held.detached[fid], node.openCount == 0, !node.isDirty else { return }
         for index in node.cachedBlocks { blocks.remove(BlockKey(fid: fid, index: index)) }
-        detached[fid] = nil
+        held.detached[fid] = nil
     }
 
     /// Drops a node the kernel forgot once it is neither open nor dirty.
@@ -220,7 +213,7 @@ struct NFSNodeTable {
     }
 
     private mutating func remove(_ inode: Inode) {
-        if let node = nodes.removeValue(forKey: inode) {
+        if let node = held.byInode.removeValue(forKey: inode) {
             for index in node.cachedBlocks { blocks.remove(BlockKey(fid: node.fid, index: index)) }
         }
         statistics.update {
