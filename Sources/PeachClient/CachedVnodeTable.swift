@@ -98,10 +98,7 @@ struct CachedVnodeTable {
     subscript(fid fid: FID) -> CachedVnode? { nodes[fid: fid] }
 
     /// The vnode of `fid`; ESTALE if none is known.
-    func vnode(_ fid: FID) throws -> CachedVnode {
-        guard let vnode = self[fid: fid] else { throw FileSystemError.stale }
-        return vnode
-    }
+    func vnode(_ fid: FID) throws -> CachedVnode { try nodes.known(fid) }
 
     /// Changes the vnode of `fid` in place; nil if none is known.
     @discardableResult
@@ -111,8 +108,7 @@ struct CachedVnodeTable {
 
     /// As `update`, for one that must be known: ESTALE if not.
     mutating func updateKnown<R>(_ fid: FID, _ change: (inout CachedVnode) throws -> R) throws -> R {
-        guard let result = try update(fid, change) else { throw FileSystemError.stale }
-        return result
+        try nodes.updateKnown(fid, change)
     }
 
     /// Changes every vnode the kernel can reach.

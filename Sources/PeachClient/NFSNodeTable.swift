@@ -34,10 +34,7 @@ struct NFSNodeTable {
     subscript(fid fid: FID) -> NFSNode? { held[fid: fid] }
 
     /// The node of `fid`; ESTALE if none is known.
-    func node(_ fid: FID) throws -> NFSNode {
-        guard let node = self[fid: fid] else { throw FileSystemError.stale }
-        return node
-    }
+    func node(_ fid: FID) throws -> NFSNode { try held.known(fid) }
 
     /// Changes the node of `fid` in place; nil if none is known.
     @discardableResult
@@ -47,8 +44,7 @@ struct NFSNodeTable {
 
     /// As `update`, for one that must be known: ESTALE if not.
     mutating func updateKnown<R>(_ fid: FID, _ change: (inout NFSNode) throws -> R) throws -> R {
-        guard let result = try update(fid, change) else { throw FileSystemError.stale }
-        return result
+        try held.updateKnown(fid, change)
     }
 
     /// Every node: those the kernel reaches and those only open files do.

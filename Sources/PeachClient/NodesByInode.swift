@@ -30,6 +30,18 @@ struct NodesByInode<Node: FIDNamed> {
         return nil
     }
 
+    /// The node of `fid`; ESTALE if none is known.
+    func known(_ fid: FID) throws -> Node {
+        guard let node = self[fid: fid] else { throw FileSystemError.stale }
+        return node
+    }
+
+    /// As `update`, for one that must be known: ESTALE if not.
+    mutating func updateKnown<R>(_ fid: FID, _ change: (inout Node) throws -> R) throws -> R {
+        guard let result = try update(fid, change) else { throw FileSystemError.stale }
+        return result
+    }
+
     /// `node` takes its inode; the node that had it stays, detached, if `stillHeld` says so.
     mutating func place(_ node: Node, keepingReplacedIf stillHeld: (Node) -> Bool) {
         if let replaced = byInode[node.fid.vnode], replaced.fid != node.fid, stillHeld(replaced) { detached[replaced.fid] = replaced }

@@ -24,49 +24,53 @@ struct NodeTableIdentityTests {
                            retry: .failFast, logger: Logger(label: "test"))
     }
 
-    @Test("AFS mode: the open vnode keeps its state by FID and goes at its last close")
-    func afsTable() throws {
+    /// An AFS-mode table on a real disk cache in a temporary directory.
+    func withAFSTable(_ body: (DiskCache, inout CachedVnodeTable) throws -> Void) throws {
         let directory = try TemporaryDirectory(prefix: "peach-identity")
         defer { directory.remove() }
         let core = Self.core(.afs, OpenFile.self)
         let disk = try DiskCache(directory: directory.path, sizeLimit: 1 << 20)
         var table = CachedVnodeTable(lease: core.lease, disk: disk, statistics: core.statistics, offlineReads: false)
-        let stamp = table.stamp()
-        table.install(status(Self.old, size: 10), expiry: 0, stamp: stamp)
-        try table.updateKnown(Self.old) { $0.openCount += 1 }
+        try body(disk, &table)
+    }
 
-        table.install(status(Self.new, size: 99), expiry: 0, stamp: stamp)
-        #expect(table.vnodes[7]?.fid == Self.new, "the kernel's inode names the new file")
-        #expect(table[fid: Self.old]?.status.size == 10, "the open file's vnode is still there, unchanged")
-        #expect(table[fid: Self.old]?.openCount == 1)
-        table.install(status(Self.old, dataVersion: 2, size: 11), expiry: 0, stamp: stamp)
-        #expect(table[fid: Self.old]?.status.size == 11, "a status of the old FID reaches the open vnode")
-        #expect(table.vnodes[7]?.fid == Self.new, "and does not take the inode back")
+    @Test("AFS mode: the open vnode keeps its state by FID and goes at its last close")
+    func afsTable() throws {
+        try withAFSTable { _, table in
+            let stamp = table.stamp()
+            table.install(status(Self.old, size: 10), expiry: 0, stamp: stamp)
+            try table.updateKnown(Self.old) { $0.openCount += 1 }
 
-        #expect(table.closed(Self.old) == false)
-        #expect(table[fid: Self.old] == nil, "the last close lets it go")
-        #expect(table[fid: Self.new]?.status.size == 99)
+            table.install(status(Self.new, size: 99), expiry: 0, stamp: stamp)
+            #expect(table.vnodes[7]?.fid == Self.new, "the kernel's inode names the new file")
+            #expect(table[fid: Self.old]?.status.size == 10, "the open file's vnode is still there, unchanged")
+            #expect(table[fid: Self.old]?.openCount == 1)
+            table.install(status(Self.old, dataVersion: 2, size: 11), expiry: 0, stamp: stamp)
+            #expect(table[fid: Self.old]?.status.size == 11, "a status of the old FID reaches the open vnode")
+            #expect(table.vnodes[7]?.fid == Self.new, "and does not take the inode back")
+
+            #expect(table.closed(Self.old) == false)
+            #expect(table[fid: Self.old] == nil, "the last close lets it go")
+            #expect(table[fid: Self.new]?.status.size == 99)
+        }
     }
 
     @Test("AFS mode: a dirty vnode that loses its inode stays until it is stored")
     func afsDirtyVnode() throws {
-        let directory = try TemporaryDirectory(prefix: "peach-identity")
-        defer { directory.remove() }
-        let core = Self.core(.afs, OpenFile.self)
-        let disk = try DiskCache(directory: directory.path, sizeLimit: 1 << 20)
-        var table = CachedVnodeTable(lease: core.lease, disk: disk, statistics: core.statistics, offlineReads: false)
-        let stamp = table.stamp()
-        table.install(status(Self.old), expiry: 0, stamp: stamp)
-        try disk.install(.init(fid: Self.old, dataVersion: 1, size: 10, dirty: true, lastUse: 0))  // closed, not stored yet
+        try withAFSTable { disk, table in
+            let stamp = table.stamp()
+            table.install(status(Self.old), expiry: 0, stamp: stamp)
+            try disk.install(.init(fid: Self.old, dataVersion: 1, size: 10, dirty: true, lastUse: 0))  // closed, not stored yet
 
-        table.install(status(Self.new), expiry: 0, stamp: stamp)
-        #expect(table[fid: Self.old] != nil, "a store behind the close, fs sync or unmount still finds it")
-        #expect(table.allVnodes.filter { table.isDirty($0.fid) }.map(\.fid) == [Self.old])
-        table.stored(Self.old)
-        #expect(table[fid: Self.old] != nil, "still dirty: it stays")
-        disk.remove(Self.old)
-        table.stored(Self.old)
-        #expect(table[fid: Self.old] == nil, "clean and closed: it goes")
+            table.install(status(Self.new), expiry: 0, stamp: stamp)
+            #expect(table[fid: Self.old] != nil, "a store behind the close, fs sync or unmount still finds it")
+            #expect(table.allVnodes.filter { table.isDirty($0.fid) }.map(\.fid) == [Self.old])
+            table.stored(Self.old)
+            #expect(table[fid: Self.old] != nil, "still dirty: it stays")
+            disk.remove(Self.old)
+            table.stored(Self.old)
+            #expect(table[fid: Self.old] == nil, "clean and closed: it goes")
+        }
     }
 
     @Test("NFS mode: the open node keeps its dirty blocks by FID and goes once closed and written back")
